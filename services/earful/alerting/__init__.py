@@ -1,0 +1,1 @@
+"""Alerting: detect spikes per watchlist within seconds and deliver alerts to webhooks."""

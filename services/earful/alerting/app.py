@@ -1,0 +1,152 @@
+"""The alerting Faust app: three small agents.
+
+1. ``fan_out``: enriched mentions → one record per matched watchlist on the internal
+   ``earful.alerting.by-watchlist.v1`` topic, keyed by watchlist id, so each watchlist's state
+   lives in exactly one partition (and one worker).
+2. ``detect``: runs the detector on every record; state sits in a changelogged Faust table, so a
+   restart resumes where it left off; decisions become AlertEvents on ``earful.alerts.v1``.
+3. ``deliver``: every alert event → webhooks; a receiver that keeps failing → DLQ.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+
+from earful.alerting.delivery import WebhookSender
+from earful.alerting.detector import Decision, DetectorConfig, new_state, observe
+from earful.core.errors import DecodeError, DeliveryError
+from earful.core.faust_service import attach_ops_server
+from earful.core.health import Health, tcp_check
+from earful.core.kafka import Codecs, DeadLetters, faust_app, millis_now
+from earful.core.metrics import MESSAGES, PIPELINE_LATENCY
+from earful.core.settings import Settings
+from earful.core.topics import ALERTING_BY_WATCHLIST, ALERTS, DLQ, ENRICHED, load_topics, partitions_for
+
+log = logging.getLogger(__name__)
+SERVICE = "alerting"
+
+
+def detector_config(settings: Settings) -> DetectorConfig:
+    return DetectorConfig(
+        bucket_s=settings.alert_bucket_s,
+        baseline_buckets=settings.alert_baseline_buckets,
+        warmup_buckets=settings.alert_warmup_buckets,
+        min_count=settings.alert_min_count,
+        min_ratio=settings.alert_min_ratio,
+        max_p_value=settings.alert_max_p_value,
+        resolve_buckets=settings.alert_resolve_buckets,
+    )
+
+
+def alert_record(d: Decision, cfg: DetectorConfig, detected_at_ms: int) -> dict[str, Any]:
+    """A detector decision → the AlertEvent Avro record."""
+    def ts(ms: int | None) -> datetime | None:
+        return None if ms is None else datetime.fromtimestamp(ms / 1000, timezone.utc)
+
+    return {
+        "schema_version": 1, "alert_id": d.alert_id, "fingerprint": d.fingerprint, "status": d.status,
+        "rule": d.labels["rule"], "watchlist_id": d.watchlist_id, "severity": d.labels["severity"],
+        "labels": d.labels, "summary": d.summary, "observed": d.observed, "baseline": d.baseline, "score": d.score,
+        "bucket_seconds": cfg.bucket_s, "starts_at": ts(d.starts_at_ms), "ends_at": ts(d.ends_at_ms),
+        "detected_at": ts(detected_at_ms), "sample_mention_ids": d.sample_mention_ids,
+        "first_received_at": ts(d.first_received_at_ms),
+    }
+
+
+def webhook_payload(alert: dict[str, Any]) -> dict[str, Any]:
+    """The JSON body receivers get: the alert event with RFC 3339 timestamps."""
+    return {k: (v.isoformat().replace("+00:00", "Z") if isinstance(v, datetime) else v) for k, v in alert.items()}
+
+
+def build(settings: Settings) -> Any:
+    app = faust_app(settings, "earful-alerting")
+    codecs = Codecs(settings)
+    enriched_codec, alert_codec = codecs.for_topic(ENRICHED), codecs.for_topic(ALERTS)
+    cfg = detector_config(settings)
+    specs = load_topics(settings.schema_dir)
+    health = Health(SERVICE)
+    health.add_check("kafka", tcp_check(settings.kafka_bootstrap, 9092))
+    attach_ops_server(app, settings, health, SERVICE)
+
+    def topic(name: str) -> Any:
+        return app.topic(name, key_serializer="raw", value_serializer="raw", internal=False,
+                         partitions=partitions_for(specs[name], settings))
+
+    enriched_topic, by_watchlist, alerts_topic, dlq_topic = (topic(n) for n in (ENRICHED, ALERTING_BY_WATCHLIST, ALERTS, DLQ))
+    state_table = app.Table(
+        "detector", default=None, partitions=partitions_for(specs[ALERTING_BY_WATCHLIST], settings),
+        key_serializer="raw", value_serializer="json",
+    )
+
+    class _FaustDlqProducer:
+        async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+            await (await dlq_topic.send(key=key, value=value))
+
+    dead_letters = DeadLetters(_FaustDlqProducer(), codecs, SERVICE)  # type: ignore[arg-type]
+
+    async def dead_letter(event: Any, error: Any) -> None:
+        msg = event.message
+        await dead_letters.send(topic=msg.topic, partition=msg.partition, offset=msg.offset, key=msg.key,
+                                value=msg.value, error=error)
+
+    @app.agent(enriched_topic)
+    async def fan_out(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                record = enriched_codec.decode(event.message.value)
+            except DecodeError as exc:
+                await dead_letter(event, exc)
+                continue
+            sends = [await by_watchlist.send(key=wid.encode(), value=event.message.value) for wid in record["watchlist_ids"]]
+            await asyncio.gather(*sends)
+            MESSAGES.labels(SERVICE, ENRICHED, "fanned_out" if sends else "no_watchlist").inc()
+
+    @app.agent(by_watchlist)
+    async def detect(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                record = enriched_codec.decode(event.message.value)
+            except DecodeError as exc:
+                await dead_letter(event, exc)
+                continue
+            wid = event.message.key.decode()
+            mention = record["mention"]
+            state = state_table[event.message.key] or new_state()
+            decisions = observe(state, wid, int(mention["created_at"].timestamp() * 1000),
+                                int(mention["received_at"].timestamp() * 1000), mention["mention_id"], cfg)
+            state_table[event.message.key] = state
+            now_ms = millis_now()
+            for d in decisions:
+                alert = alert_record(d, cfg, now_ms)
+                await (await alerts_topic.send(key=d.fingerprint.encode(), value=alert_codec.encode(alert)))
+                log.warning("alert %s", d.status, extra={"watchlist": wid, "alert_id": d.alert_id, "summary": d.summary})
+            PIPELINE_LATENCY.labels(SERVICE).observe(max(0.0, time.time() - mention["received_at"].timestamp()))
+
+    client = httpx.AsyncClient(timeout=settings.webhook_timeout_s)
+    sender = WebhookSender(settings.webhook_urls, settings.webhook_secret.get_secret_value() if settings.webhook_secret else None,
+                           client, max_attempts=settings.webhook_max_attempts)
+
+    @app.agent(alerts_topic)
+    async def deliver(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                alert = alert_codec.decode(event.message.value)
+            except DecodeError as exc:
+                await dead_letter(event, exc)
+                continue
+            if not sender.urls:
+                continue
+            outcomes = await sender.deliver(webhook_payload(alert), f"{alert['alert_id']}:{alert['status']}")
+            for o in outcomes:
+                if not o.delivered:
+                    await dead_letter(event, DeliveryError(f"webhook {o.url}: {o.reason} after {o.attempts} attempts"))
+                else:
+                    log.info("alert delivered", extra={"url": o.url, "alert_id": alert["alert_id"], "attempts": o.attempts})
+
+    return app

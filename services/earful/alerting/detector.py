@@ -1,0 +1,192 @@
+"""Volume-spike detection per watchlist: pure functions over a small JSON-able state.
+
+Counts mentions in short event-time buckets and compares the current bucket, on every event,
+with a robust baseline (the larger of the median and the mean of the last N buckets, so a
+sparse series is not judged against zero). A count is a spike when it is at least
+`min_count`, at least `min_ratio` × baseline, and its Poisson tail probability P(X ≥ count)
+is below `max_p_value` (small brands: every mention matters, but chance is priced in).
+A firing alert resolves after `resolve_buckets` consecutive normal closed buckets.
+
+State is a plain dict so it can live in a Faust table (changelogged, survives restarts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import statistics
+from dataclasses import dataclass
+from typing import Any
+
+RULE = "volume_spike"
+MAX_SAMPLES = 5
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    bucket_s: int = 10
+    baseline_buckets: int = 60
+    warmup_buckets: int = 12
+    min_count: int = 10
+    min_ratio: float = 3.0
+    max_p_value: float = 1e-6
+    resolve_buckets: int = 3
+    severity: str = "critical"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A state change the detector decided: fire or resolve one alert episode."""
+
+    status: str  # firing | resolved
+    watchlist_id: str
+    fingerprint: str
+    alert_id: str
+    labels: dict[str, str]
+    observed: float
+    baseline: float
+    score: float
+    starts_at_ms: int
+    ends_at_ms: int | None
+    sample_mention_ids: list[str]
+    first_received_at_ms: int | None
+    summary: str
+
+
+def fingerprint(labels: dict[str, str]) -> str:
+    """Stable identity of an alert: a hash of its sorted labels (same labels → same fingerprint)."""
+    text = "\x1f".join(f"{k}={labels[k]}" for k in sorted(labels))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def poisson_tail(count: int, mean: float) -> float:
+    """P(X ≥ count) for X ~ Poisson(mean), computed from the tail so tiny values stay exact."""
+    if count <= 0:
+        return 1.0
+    if mean <= 0:
+        return 0.0
+    total, k = 0.0, count
+    log_mean = math.log(mean)
+    while True:
+        term = math.exp(k * log_mean - mean - math.lgamma(k + 1))
+        total += term
+        if k > mean and term < total * 1e-12:
+            return min(1.0, total)
+        k += 1
+
+
+def new_state() -> dict[str, Any]:
+    return {"counts": {}, "recv": {}, "samples": {}, "latest": None, "first": None, "firing": None, "normal": 0}
+
+
+def baseline(state: dict[str, Any], idx: int, cfg: DetectorConfig) -> tuple[float, int]:
+    """(expected count for bucket idx, buckets of history behind it)."""
+    first = state["first"]
+    lo = max(first, idx - cfg.baseline_buckets)
+    history = [state["counts"].get(str(j), 0) for j in range(lo, idx)]
+    if not history:
+        return 0.0, 0
+    return max(statistics.median(history), statistics.fmean(history)), idx - first
+
+
+def assess(count: int, expected: float, history: int, cfg: DetectorConfig) -> tuple[bool, float]:
+    """(is this count a spike, score = -log10 tail probability)."""
+    p = poisson_tail(count, max(expected, 1.0 / cfg.baseline_buckets))
+    score = -math.log10(p) if p > 0 else 300.0
+    spike = (
+        history >= cfg.warmup_buckets
+        and count >= cfg.min_count
+        and count >= cfg.min_ratio * expected
+        and p <= cfg.max_p_value
+    )
+    return spike, score
+
+
+def observe(
+    state: dict[str, Any],
+    watchlist_id: str,
+    created_at_ms: int,
+    received_at_ms: int,
+    mention_id: str,
+    cfg: DetectorConfig,
+) -> list[Decision]:
+    """Count one mention (mutating `state`) and return the alert decisions it causes."""
+    idx = created_at_ms // (cfg.bucket_s * 1000)
+    decisions: list[Decision] = []
+    if state["first"] is None:
+        state["first"] = idx
+        state["latest"] = idx
+    if idx < state["latest"] - cfg.baseline_buckets:
+        return decisions  # too late to matter for any bucket we still judge
+    key = str(idx)
+    state["counts"][key] = state["counts"].get(key, 0) + 1
+    state["recv"][key] = min(state["recv"].get(key, received_at_ms), received_at_ms)
+    samples = state["samples"].setdefault(key, [])
+    if len(samples) < MAX_SAMPLES:
+        samples.append(mention_id)
+    if idx < state["first"]:
+        state["first"] = idx
+
+    if idx > state["latest"]:
+        decisions += _close_buckets(state, watchlist_id, state["latest"], idx, cfg)
+        state["latest"] = idx
+        _prune(state, idx - cfg.baseline_buckets - 1)
+
+    if idx == state["latest"]:
+        count = state["counts"][key]
+        expected, history = baseline(state, idx, cfg)
+        spike, score = assess(count, expected, history, cfg)
+        if spike and state["firing"] is None:
+            decisions.append(_fire(state, watchlist_id, idx, count, expected, score, cfg))
+        elif spike:
+            state["normal"] = 0
+    return decisions
+
+
+def _close_buckets(state: dict[str, Any], wid: str, old: int, new: int, cfg: DetectorConfig) -> list[Decision]:
+    """Judge the buckets that just closed; resolve a firing alert after enough normal ones."""
+    if state["firing"] is None:
+        return []
+    for j in range(old, new):
+        count = state["counts"].get(str(j), 0)
+        expected, history = baseline(state, j, cfg)
+        spike, _ = assess(count, expected, history, cfg)
+        state["normal"] = 0 if spike else state["normal"] + 1
+        if state["normal"] >= cfg.resolve_buckets:
+            firing = state["firing"]
+            state["firing"], state["normal"] = None, 0
+            labels = _labels(wid, cfg)
+            return [Decision(
+                status="resolved", watchlist_id=wid, fingerprint=firing["fingerprint"], alert_id=firing["alert_id"],
+                labels=labels, observed=float(count), baseline=float(expected), score=0.0,
+                starts_at_ms=firing["starts_at_ms"], ends_at_ms=(j + 1) * cfg.bucket_s * 1000,
+                sample_mention_ids=[], first_received_at_ms=None,
+                summary=f"{wid}: mention volume back to normal ({count} in {cfg.bucket_s}s vs {expected:.1f} expected)",
+            )]
+    return []
+
+
+def _fire(state: dict[str, Any], wid: str, idx: int, count: int, expected: float, score: float, cfg: DetectorConfig) -> Decision:
+    labels = _labels(wid, cfg)
+    fp = fingerprint(labels)
+    starts_at_ms = idx * cfg.bucket_s * 1000
+    alert_id = f"{fp}-{starts_at_ms}"
+    state["firing"] = {"fingerprint": fp, "alert_id": alert_id, "starts_at_ms": starts_at_ms}
+    state["normal"] = 0
+    return Decision(
+        status="firing", watchlist_id=wid, fingerprint=fp, alert_id=alert_id, labels=labels,
+        observed=float(count), baseline=float(expected), score=score, starts_at_ms=starts_at_ms, ends_at_ms=None,
+        sample_mention_ids=list(state["samples"].get(str(idx), [])),
+        first_received_at_ms=state["recv"].get(str(idx)),
+        summary=f"{wid}: {count} mentions in {cfg.bucket_s}s, {count / max(expected, 0.1):.0f}x the usual {expected:.1f}",
+    )
+
+
+def _labels(wid: str, cfg: DetectorConfig) -> dict[str, str]:
+    return {"watchlist": wid, "rule": RULE, "severity": cfg.severity}
+
+
+def _prune(state: dict[str, Any], below: int) -> None:
+    for table in ("counts", "recv", "samples"):
+        for key in [k for k in state[table] if int(k) < below]:
+            del state[table][key]

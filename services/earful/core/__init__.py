@@ -1,0 +1,1 @@
+"""The shared core every service builds on: settings, codecs, topics, Kafka, metrics, health, errors."""

@@ -1,0 +1,264 @@
+"""Avro codecs for every topic value.
+
+Two wire formats, both standard so any Avro/Kafka tool can read our topics:
+
+* **Confluent framing** (when a schema registry is configured): ``0x00`` + 4-byte big-endian
+  schema id + Avro binary body. The writer's schema is fetched from the registry by id.
+* **Avro single-object encoding** (no registry): ``0xC3 0x01`` + 8-byte little-endian
+  CRC-64-AVRO (Rabin) fingerprint of the writer schema's Parsing Canonical Form + body. The
+  writer schema is looked up by fingerprint among the current and historical schema files.
+
+Decoders accept both, so a deployment can move from one to the other without a flag day.
+Schemas live in ``schemas/*.avsc``; frozen earlier versions in ``schemas/history/<stem>/v<N>.avsc``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import fastavro
+import fastavro.schema
+import httpx
+
+from earful.core.errors import DecodeError, EncodeError, RegistryError, SchemaError
+
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+CONFLUENT_MAGIC = b"\x00"
+
+_RABIN_EMPTY = 0xC15D213AA4D7A795
+
+
+def _rabin_table() -> list[int]:
+    table = []
+    for i in range(256):
+        fp = i
+        for _ in range(8):
+            fp = (fp >> 1) ^ (_RABIN_EMPTY & -(fp & 1))
+        table.append(fp)
+    return table
+
+
+_RABIN_TABLE = _rabin_table()
+
+
+def crc64_avro(data: bytes) -> int:
+    """The 64-bit Rabin fingerprint the Avro specification defines (CRC-64-AVRO)."""
+    fp = _RABIN_EMPTY
+    for byte in data:
+        fp = (fp >> 8) ^ _RABIN_TABLE[(fp ^ byte) & 0xFF]
+    return fp
+
+
+@dataclass(frozen=True)
+class AvroSchema:
+    """One parsed schema with the identities both wire formats need."""
+
+    name: str
+    path: Path
+    raw: dict[str, Any] = field(repr=False)
+    parsed: Any = field(repr=False)
+    canonical: str = field(repr=False)
+    fingerprint: int
+
+    @property
+    def fingerprint_bytes(self) -> bytes:
+        return self.fingerprint.to_bytes(8, "little")
+
+    @property
+    def version(self) -> int:
+        """The schema_version default declared in the schema (1 for the first version)."""
+        for f in self.raw.get("fields", []):
+            if f["name"] == "schema_version":
+                return int(f.get("default", 1))
+        return 1
+
+    @classmethod
+    def from_file(cls, path: Path) -> "AvroSchema":
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            return cls.from_dict(raw, path)
+        except (OSError, ValueError) as exc:
+            raise SchemaError(f"cannot load Avro schema {path}: {exc}") from exc
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], path: Path = Path("<inline>")) -> "AvroSchema":
+        try:
+            parsed = fastavro.parse_schema(raw, named_schemas={})
+            canonical = fastavro.schema.to_parsing_canonical_form(raw)
+        except Exception as exc:  # fastavro raises several unrelated types
+            raise SchemaError(f"invalid Avro schema {path}: {exc}") from exc
+        name = fastavro.schema.fullname(raw) if isinstance(raw, dict) else str(raw)
+        return cls(name, path, raw, parsed, canonical, crc64_avro(canonical.encode("utf-8")))
+
+
+class SchemaStore:
+    """The schema files of a `schemas/` folder: current versions plus frozen history."""
+
+    def __init__(self, schema_dir: Path) -> None:
+        if not schema_dir.is_dir():
+            raise SchemaError(f"schema folder {schema_dir} does not exist (set EARFUL_SCHEMA_DIR)")
+        self.schema_dir = schema_dir
+        self._current: dict[str, AvroSchema] = {}
+        self._by_fingerprint: dict[int, AvroSchema] = {}
+        for path in sorted(schema_dir.glob("*.avsc")):
+            schema = AvroSchema.from_file(path)
+            self._current[path.stem] = schema
+            self._by_fingerprint[schema.fingerprint] = schema
+        for path in sorted(schema_dir.glob("history/*/v*.avsc")):
+            schema = AvroSchema.from_file(path)
+            self._by_fingerprint.setdefault(schema.fingerprint, schema)
+
+    def current(self, stem: str) -> AvroSchema:
+        """The current schema of `stem` (file name without .avsc)."""
+        try:
+            return self._current[stem.removesuffix(".avsc")]
+        except KeyError as exc:
+            raise SchemaError(f"no schema {stem!r} in {self.schema_dir}") from exc
+
+    def stems(self) -> list[str]:
+        return sorted(self._current)
+
+    def history(self, stem: str) -> list[AvroSchema]:
+        """Frozen versions of `stem`, oldest first."""
+        paths = sorted(
+            (self.schema_dir / "history" / stem).glob("v*.avsc"), key=lambda p: int(p.stem[1:])
+        )
+        return [AvroSchema.from_file(p) for p in paths]
+
+    def by_fingerprint(self, fingerprint: int) -> AvroSchema | None:
+        return self._by_fingerprint.get(fingerprint)
+
+
+class SchemaRegistry(Protocol):
+    """What the codec needs from a Confluent-compatible schema registry."""
+
+    def id_for(self, subject: str, schema: AvroSchema) -> int: ...
+
+    def schema_for(self, schema_id: int) -> AvroSchema: ...
+
+
+class HttpSchemaRegistry:
+    """Client of the Confluent Schema Registry REST API (also Karapace, Apicurio, Redpanda).
+
+    Both look-ups are cached: a schema id never changes meaning, so each costs one request per
+    process. Calls are synchronous because they happen once per schema, not per message.
+    """
+
+    _CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+
+    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self._client = httpx.Client(timeout=timeout_s, headers={"Accept": self._CONTENT_TYPE})
+        self._ids: dict[tuple[str, int], int] = {}
+        self._schemas: dict[int, AvroSchema] = {}
+        self._lock = threading.Lock()
+
+    def id_for(self, subject: str, schema: AvroSchema) -> int:
+        key = (subject, schema.fingerprint)
+        with self._lock:
+            if key not in self._ids:
+                body = self._request(
+                    "POST", f"/subjects/{subject}/versions", json={"schema": json.dumps(schema.raw)}
+                )
+                self._ids[key] = int(body["id"])
+            return self._ids[key]
+
+    def schema_for(self, schema_id: int) -> AvroSchema:
+        with self._lock:
+            if schema_id not in self._schemas:
+                body = self._request("GET", f"/schemas/ids/{schema_id}")
+                try:
+                    raw = json.loads(body["schema"])
+                except (KeyError, ValueError) as exc:
+                    raise RegistryError(f"registry returned no usable schema for id {schema_id}") from exc
+                self._schemas[schema_id] = AvroSchema.from_dict(raw, Path(f"registry:{schema_id}"))
+            return self._schemas[schema_id]
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
+        headers = {"Content-Type": self._CONTENT_TYPE} if "json" in kwargs else None
+        try:
+            resp = self._client.request(method, self.url + path, headers=headers, **kwargs)
+        except httpx.HTTPError as exc:
+            raise RegistryError(f"schema registry {self.url} unreachable: {exc}") from exc
+        if resp.status_code >= 400:
+            raise RegistryError(f"schema registry {method} {path} -> {resp.status_code}: {resp.text[:200]}")
+        return resp.json()
+
+
+class AvroCodec:
+    """Encodes and decodes one topic's values (one reader/writer schema)."""
+
+    def __init__(
+        self,
+        schema: AvroSchema,
+        store: SchemaStore,
+        registry: SchemaRegistry | None = None,
+        subject: str | None = None,
+    ) -> None:
+        self.schema = schema
+        self.store = store
+        self.registry = registry
+        self.subject = subject or f"{schema.name}-value"
+        self._header: bytes | None = None
+
+    def header(self) -> bytes:
+        """The framing prefix this codec writes (computed once; may register the schema)."""
+        if self._header is None:
+            if self.registry is not None:
+                schema_id = self.registry.id_for(self.subject, self.schema)
+                self._header = CONFLUENT_MAGIC + struct.pack(">I", schema_id)
+            else:
+                self._header = SINGLE_OBJECT_MAGIC + self.schema.fingerprint_bytes
+        return self._header
+
+    def encode(self, record: dict[str, Any]) -> bytes:
+        """Record → framed Avro bytes; a record that does not fit the schema raises EncodeError."""
+        buf = io.BytesIO()
+        buf.write(self.header())
+        try:
+            fastavro.schemaless_writer(buf, self.schema.parsed, record, strict_allow_default=True)
+        except Exception as exc:  # fastavro raises ValueError, TypeError, KeyError, AttributeError...
+            raise EncodeError(f"record does not fit {self.schema.name}: {exc}") from exc
+        return buf.getvalue()
+
+    def decode(self, data: bytes | None) -> dict[str, Any]:
+        """Framed Avro bytes (either format) → record in the current schema's shape."""
+        if not data:
+            raise DecodeError("empty value: expected an Avro record")
+        writer = self._writer_schema(data)
+        body = io.BytesIO(data)
+        body.seek(10 if data[:2] == SINGLE_OBJECT_MAGIC else 5)
+        reader = None if writer.fingerprint == self.schema.fingerprint else self.schema.parsed
+        try:
+            record = fastavro.schemaless_reader(body, writer.parsed, reader)
+        except Exception as exc:
+            raise DecodeError(f"corrupt {writer.name} body: {exc!r}") from exc
+        if body.tell() != len(data):
+            raise DecodeError(f"{len(data) - body.tell()} trailing bytes after the {writer.name} record")
+        return record  # type: ignore[return-value]
+
+    def _writer_schema(self, data: bytes) -> AvroSchema:
+        if data[:2] == SINGLE_OBJECT_MAGIC:
+            if len(data) < 10:
+                raise DecodeError("truncated single-object header: need 10 bytes")
+            fingerprint = int.from_bytes(data[2:10], "little")
+            writer = self.store.by_fingerprint(fingerprint)
+            if writer is None:
+                raise DecodeError(f"unknown writer schema fingerprint {data[2:10].hex()}")
+            return writer
+        if data[:1] == CONFLUENT_MAGIC:
+            if len(data) < 5:
+                raise DecodeError("truncated Confluent header: need 5 bytes")
+            if self.registry is None:
+                raise DecodeError("Confluent-framed value but no schema registry configured (EARFUL_SCHEMA_REGISTRY_URL)")
+            # A registry outage raises RegistryError (transient: retry), not DecodeError (DLQ).
+            return self.registry.schema_for(struct.unpack(">I", data[1:5])[0])
+        raise DecodeError(
+            f"unknown framing byte 0x{data[0]:02x}: expected 0xc3 0x01 (Avro single-object) or 0x00 (Confluent)"
+        )

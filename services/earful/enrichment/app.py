@@ -1,0 +1,101 @@
+"""The enrichment Faust app: raw mentions → enriched mentions, batched through spaCy.
+
+Batches come from `stream.take_events` (offsets are acked only after the batch's enriched
+records are acknowledged by the broker). The models run in a worker thread so the event loop
+keeps heartbeating while spaCy works. Undecodable records go to the DLQ and the agent goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from prometheus_client import Gauge
+
+from earful.core.errors import DecodeError, EarfulError, ProcessingError
+from earful.core.health import Health, tcp_check
+from earful.core.kafka import Codecs, DeadLetters, faust_app, utc_now
+from earful.core.metrics import BATCH_SECONDS, ERRORS, MESSAGES, PIPELINE_LATENCY
+from earful.core.faust_service import attach_ops_server
+from earful.core.settings import Settings
+from earful.core.topics import DLQ, ENRICHED, RAW
+from earful.enrichment.processor import EnrichmentProcessor
+from earful.watchlists import WatchlistSet
+
+log = logging.getLogger(__name__)
+SERVICE = "enrichment"
+BATCH_SIZE = Gauge("earful_enrichment_last_batch_size", "Mentions in the most recent batch.")
+
+
+def build(settings: Settings, processor: EnrichmentProcessor | None = None) -> Any:
+    """Build the Faust app with its agent; the processor (models) is loaded here, once."""
+    app = faust_app(settings, "earful-enrichment")
+    codecs = Codecs(settings)
+    raw_codec, enriched_codec = codecs.for_topic(RAW), codecs.for_topic(ENRICHED)
+    processor = processor or EnrichmentProcessor(WatchlistSet.from_file(settings.watchlists_file), settings.spacy_model)
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="enrich-models")
+    health = Health(SERVICE)
+    health.add_check("kafka", tcp_check(settings.kafka_bootstrap, 9092))
+    attach_ops_server(app, settings, health, SERVICE)
+
+    raw_topic = app.topic(RAW, key_serializer="raw", value_serializer="raw", internal=False)
+    enriched_topic = app.topic(ENRICHED, key_serializer="raw", value_serializer="raw", internal=False)
+    dlq_topic = app.topic(DLQ, key_serializer="raw", value_serializer="raw", internal=False)
+
+    class _FaustDlqProducer:
+        """Adapter so DeadLetters can send through Faust's producer."""
+
+        async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None) -> None:
+            await (await dlq_topic.send(key=key, value=value))
+
+    dead_letters = DeadLetters(_FaustDlqProducer(), codecs, SERVICE)  # type: ignore[arg-type]
+
+    @app.agent(raw_topic)
+    async def enrich(stream: Any) -> None:
+        loop = asyncio.get_running_loop()
+        async for events in stream.take_events(settings.enrich_batch_size, within=settings.enrich_batch_timeout_s):
+            started = time.perf_counter()
+            good: list[tuple[Any, dict[str, Any]]] = []
+            for event in events:
+                try:
+                    good.append((event, raw_codec.decode(event.message.value)))
+                except DecodeError as exc:
+                    await _dead_letter(dead_letters, event, exc)
+            if not good:
+                continue
+            try:
+                enriched = await loop.run_in_executor(executor, processor.enrich, [r for _, r in good], utc_now())
+            except Exception as exc:  # a model failure on one record must not stop the stream
+                log.exception("batch enrichment failed; retrying records one by one")
+                enriched = []
+                for event, record in list(good):
+                    try:
+                        enriched += await loop.run_in_executor(executor, processor.enrich, [record], utc_now())
+                    except Exception as one_exc:
+                        await _dead_letter(dead_letters, event, ProcessingError(f"enrichment failed: {one_exc!r}"))
+                        good.remove((event, record))
+                del exc
+            BATCH_SECONDS.labels(SERVICE, "models").observe(time.perf_counter() - started)
+            deliveries = []
+            for (event, _), out in zip(good, enriched):
+                deliveries.append(await enriched_topic.send(key=event.message.key, value=enriched_codec.encode(out)))
+            await asyncio.gather(*deliveries)  # acked before take_events acks the source offsets
+            now = time.time()
+            for _, record in good:
+                PIPELINE_LATENCY.labels(SERVICE).observe(max(0.0, now - record["received_at"].timestamp()))
+            MESSAGES.labels(SERVICE, RAW, "enriched").inc(len(good))
+            BATCH_SIZE.set(len(events))
+            BATCH_SECONDS.labels(SERVICE, "batch").observe(time.perf_counter() - started)
+
+    return app
+
+
+async def _dead_letter(dead_letters: DeadLetters, event: Any, error: EarfulError) -> None:
+    msg = event.message
+    ERRORS.labels(SERVICE, error.kind).inc(0)  # DeadLetters counts it; keep the series visible
+    await dead_letters.send(topic=msg.topic, partition=msg.partition, offset=msg.offset,
+                            key=msg.key, value=msg.value, error=error)
+    MESSAGES.labels(SERVICE, msg.topic, "dead_lettered").inc()

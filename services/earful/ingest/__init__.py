@@ -1,0 +1,1 @@
+"""Ingest: where mentions enter Earful (HTTP push API → earful.mentions.raw.v1)."""

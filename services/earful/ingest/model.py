@@ -1,0 +1,117 @@
+"""The accepted shape of an incoming mention and its normalisation to a RawMention record.
+
+Validation is strict (unknown fields are refused, so a typo never silently drops data) and every
+problem is reported with its path, e.g. ``mentions[3].created_at``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+MENTION_ID_NAMESPACE = uuid.UUID("6f0e4c3a-5d1b-4f5e-9a57-ea7f0c11e0a1")
+MAX_CLOCK_SKEW = timedelta(minutes=10)
+
+
+def mention_id(source: str, source_id: str) -> str:
+    """Stable id of a post: the same (source, source_id) always gives the same id (UUIDv5)."""
+    return str(uuid.uuid5(MENTION_ID_NAMESPACE, f"{source}\x1f{source_id}"))
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+
+class AuthorIn(_Strict):
+    id: str | None = Field(None, max_length=256)
+    handle: str | None = Field(None, max_length=256)
+    display_name: str | None = Field(None, max_length=512)
+    followers: int | None = Field(None, ge=0)
+
+    @field_validator("handle")
+    @classmethod
+    def _no_at(cls, v: str | None) -> str | None:
+        return v.lstrip("@") if v else v
+
+
+class EngagementIn(_Strict):
+    likes: int = Field(0, ge=0)
+    reposts: int = Field(0, ge=0)
+    replies: int = Field(0, ge=0)
+
+
+class MentionIn(_Strict):
+    """One mention as a source pushes it."""
+
+    source: str = Field(..., pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$", description="Lower-case source name, e.g. twitter.")
+    source_id: str = Field(..., min_length=1, max_length=256, description="The post's id at its source.")
+    text: str = Field(..., min_length=1, description="The text as published.")
+    created_at: AwareDatetime = Field(..., description="Publication time, RFC 3339 with a time zone.")
+    url: str | None = Field(None, max_length=2048, pattern=r"^https?://\S+$")
+    lang: str | None = Field(None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{1,8})?$", description="Language the source declares.")
+    author: AuthorIn = Field(default_factory=AuthorIn)
+    in_reply_to: str | None = Field(None, max_length=256)
+    reposted_from: str | None = Field(None, max_length=256)
+    engagement: EngagementIn = Field(default_factory=EngagementIn)
+
+    @field_validator("text")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("text is blank")
+        if "\x00" in v:
+            raise ValueError("text contains a NUL character")
+        return v
+
+
+class MentionBatch(_Strict):
+    """The body of ``POST /v1/mentions``."""
+
+    mentions: list[MentionIn] = Field(..., min_length=1)
+
+
+def check_limits(batch: MentionBatch, max_batch: int, max_text_chars: int, now: datetime) -> list[dict[str, str]]:
+    """Problems the settings-dependent limits find (size, text length, future timestamps)."""
+    problems = []
+    if len(batch.mentions) > max_batch:
+        problems.append({"path": "mentions", "message": f"{len(batch.mentions)} mentions; at most {max_batch} per request"})
+    for i, m in enumerate(batch.mentions):
+        if len(m.text) > max_text_chars:
+            problems.append({"path": f"mentions[{i}].text", "message": f"{len(m.text)} characters; at most {max_text_chars}"})
+        if m.created_at - now > MAX_CLOCK_SKEW:
+            problems.append({"path": f"mentions[{i}].created_at", "message": f"{m.created_at.isoformat()} is in the future"})
+    return problems
+
+
+def to_record(m: MentionIn, received_at: datetime) -> dict[str, Any]:
+    """A validated mention → the RawMention Avro record."""
+    return {
+        "schema_version": 1,
+        "mention_id": mention_id(m.source, m.source_id),
+        "source": m.source,
+        "source_id": m.source_id,
+        "url": m.url,
+        "author": m.author.model_dump(),
+        "text": m.text,
+        "lang": m.lang,
+        "created_at": m.created_at.astimezone(timezone.utc),
+        "received_at": received_at,
+        "in_reply_to": m.in_reply_to,
+        "reposted_from": m.reposted_from,
+        "engagement": m.engagement.model_dump(),
+    }
+
+
+def format_problems(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Pydantic errors → [{path: 'mentions[3].created_at', message: ...}]."""
+    out = []
+    for err in errors:
+        loc = [p for p in err.get("loc", ()) if p != "body"]
+        path = ""
+        for part in loc:
+            path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+        out.append({"path": path or "(body)", "message": err.get("msg", "invalid")})
+    return out

@@ -1,0 +1,1 @@
+"""Storage: enriched mentions and alerts into PostgreSQL, plus the query API and dashboard."""

@@ -1,0 +1,88 @@
+"""`earful storage`: migrate, then consume enriched mentions and alerts into PostgreSQL and serve the API."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncpg
+from aiokafka.errors import KafkaError
+
+from earful.core.errors import BrokerError, StorageError
+from earful.core.health import Health, tcp_check
+from earful.core.http import HttpServer
+from earful.core.kafka import Codecs, DeadLetters, make_consumer, make_producer
+from earful.core.runtime import run_service, wait_for_shutdown
+from earful.core.settings import Settings
+from earful.core.topics import ALERTS, ENRICHED, create_topics
+from earful.storage.api import build_api
+from earful.storage.consumer import StorageConsumer
+from earful.storage.migrate import migrate
+
+log = logging.getLogger("earful.storage")
+
+
+async def open_pool(settings: Settings) -> asyncpg.Pool:
+    """A connection pool, with the migrations applied."""
+    dsn = settings.database_url.get_secret_value()
+    try:
+        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4, command_timeout=60)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise StorageError(f"cannot connect to PostgreSQL (EARFUL_DATABASE_URL): {exc}") from exc
+    async with pool.acquire() as conn:
+        await migrate(conn)
+    return pool
+
+
+async def serve(settings: Settings) -> None:
+    codecs = Codecs(settings)
+    await create_topics(settings)
+    pool = await open_pool(settings)
+    health = Health("storage")
+    health.add_check("kafka", tcp_check(settings.kafka_bootstrap, 9092))
+
+    async def db_check() -> None:
+        await pool.fetchval("SELECT 1")
+
+    health.add_check("postgres", db_check)
+    producer = make_producer(settings, "earful-storage-dlq")
+    consumer = make_consumer(settings, "earful-storage", ENRICHED, ALERTS)
+    try:
+        await producer.start()
+        await consumer.start()
+    except KafkaError as exc:
+        await consumer.stop()
+        await producer.stop()
+        raise BrokerError(f"cannot connect to Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+    worker = StorageConsumer(consumer, pool, codecs, DeadLetters(producer, codecs, "storage"),
+                             settings.storage_batch_size, settings.storage_batch_timeout_s)
+    server = HttpServer(build_api(pool, health, settings.api_key_set()), settings.http_host, settings.port_for("storage"))
+    await server.start()
+    health.started = True
+    log.info("storage running", extra={"url": f"http://{settings.http_host}:{server.port}"})
+    run_task = asyncio.create_task(worker.run())
+    stop_task = asyncio.create_task(wait_for_shutdown())
+    try:
+        done, _ = await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+        if run_task in done:
+            run_task.result()  # the consume loop died: surface why
+            raise StorageError("the consume loop ended without a shutdown signal")
+        log.info("shutting down", extra={"signal": stop_task.result().name})
+        health.started = False
+        worker.stopping.set()
+        await run_task  # finishes the batch in hand: write, commit
+    finally:
+        stop_task.cancel()
+        await server.stop()
+        await consumer.stop()
+        await producer.stop()
+        await pool.close()
+
+
+async def migrate_only(settings: Settings) -> None:
+    pool = await open_pool(settings)
+    await pool.close()
+
+
+def main(settings: Settings) -> int:
+    return run_service("storage", lambda: serve(settings))
