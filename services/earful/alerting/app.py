@@ -16,6 +16,7 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+import faust
 import httpx
 
 from earful.alerting.delivery import WebhookSender
@@ -80,8 +81,8 @@ def build(settings: Settings) -> Any:
 
     enriched_topic, by_watchlist, alerts_topic, dlq_topic = (topic(n) for n in (ENRICHED, ALERTING_BY_WATCHLIST, ALERTS, DLQ))
     state_table = app.Table(
-        "detector", default=None, partitions=partitions_for(specs[ALERTING_BY_WATCHLIST], settings),
-        key_serializer="raw", value_serializer="json",
+        "detector", partitions=partitions_for(specs[ALERTING_BY_WATCHLIST], settings),
+        schema=faust.Schema(key_type=bytes, value_type=dict, key_serializer="raw", value_serializer="json"),
     )
 
     class _FaustDlqProducer:
@@ -117,7 +118,7 @@ def build(settings: Settings) -> Any:
                 continue
             wid = event.message.key.decode()
             mention = record["mention"]
-            state = state_table[event.message.key] or new_state()
+            state = state_table.get(event.message.key) or new_state()
             decisions = observe(state, wid, int(mention["created_at"].timestamp() * 1000),
                                 int(mention["received_at"].timestamp() * 1000), mention["mention_id"], cfg)
             state_table[event.message.key] = state
