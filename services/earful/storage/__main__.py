@@ -6,6 +6,7 @@ import asyncio
 import logging
 
 import asyncpg
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from earful.core.errors import BrokerError, StorageError
@@ -20,6 +21,16 @@ from earful.storage.consumer import StorageConsumer
 from earful.storage.migrate import migrate
 
 log = logging.getLogger("earful.storage")
+
+
+class LogAssignments(ConsumerRebalanceListener):
+    """Says which partitions this writer owns after each rebalance (operators ask this first)."""
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        log.info("partitions revoked", extra={"partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in revoked)})
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("partitions assigned", extra={"partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in assigned)})
 
 
 async def open_pool(settings: Settings) -> asyncpg.Pool:
@@ -46,10 +57,11 @@ async def serve(settings: Settings) -> None:
 
     health.add_check("postgres", db_check)
     producer = make_producer(settings, "earful-storage-dlq")
-    consumer = make_consumer(settings, "earful-storage", ENRICHED, ALERTS)
+    consumer = make_consumer(settings, "earful-storage")
     try:
         await producer.start()
         await consumer.start()
+        consumer.subscribe([ENRICHED, ALERTS], listener=LogAssignments())
     except KafkaError as exc:
         await consumer.stop()
         await producer.stop()

@@ -1,0 +1,50 @@
+# Earful developer commands. Everything installs itself into .venv on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run demo test test-unit test-integration test-e2e bench bench-enrichment bench-demo clean help
+
+help:
+	@echo "make run    - start the local stack, replay the sample crisis, keep running (Ctrl-C stops)"
+	@echo "make demo   - the same, headless; last line is a JSON summary"
+	@echo "make test   - the whole test suite (unit, integration, end-to-end)"
+	@echo "make bench  - every benchmark; last line is a JSON summary"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Earful needs Python 3.11 (set PYTHON=python3.11)")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "installing Earful and its dependencies into $(VENV) (first run takes a few minutes)..."
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/earful run
+
+demo: install
+	@$(BIN)/earful demo
+
+test: install
+	$(BIN)/python -m pytest -p no:cacheprovider -q tests
+
+test-unit: install
+	$(BIN)/python -m pytest -p no:cacheprovider -q tests/unit tests/deploy
+
+test-integration: install
+	$(BIN)/python -m pytest -p no:cacheprovider -q tests/integration
+
+test-e2e: install
+	$(BIN)/python -m pytest -p no:cacheprovider -q tests/e2e
+
+bench: install
+	@$(BIN)/python bench/run.py
+
+bench-%: install
+	@$(BIN)/python bench/run.py $*
+
+clean:
+	rm -rf .earful build *.egg-info

@@ -1,0 +1,1 @@
+"""The local stack: broker, PostgreSQL, services, sample replay."""

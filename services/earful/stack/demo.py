@@ -1,0 +1,159 @@
+"""`earful run` and `earful demo`: the whole pipeline on this machine with the sample crisis.
+
+Starts the local broker, finds (or starts) PostgreSQL, starts a webhook receiver and the four
+services as separate processes, replays the bundled sample stream, and waits until the crisis
+alert reached the receiver and every sent mention is in PostgreSQL. `demo` then stops everything
+and prints one JSON summary line last; `run` keeps the stack up until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from earful.core.errors import EarfulError
+from earful.core.http import HttpServer
+from earful.core.runtime import wait_for_shutdown
+from earful.core.settings import Settings
+from earful.core.topics import create_topics
+from earful.sample.generator import read_meta, read_stream
+from earful.stack.broker import LocalBroker, free_port
+from earful.stack.postgres import find_postgres
+from earful.stack.processes import Pipeline, StackError
+from earful.stack.receiver import WebhookReceiver
+from earful.stack.replay import replay
+
+DEFAULT_SPEED = 600.0  # 8 h of sample history in ~48 s
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_demo(settings: Settings, headless: bool, speed: float | None, work_dir: Path, timeout_s: float) -> int:
+    try:
+        summary = asyncio.run(_run(settings, headless, speed or DEFAULT_SPEED, work_dir, timeout_s))
+    except EarfulError as exc:
+        say(f"demo failed: {exc}")
+        return 1
+    if summary is None:
+        return 1
+    if not headless:
+        return 0
+    print(json.dumps(summary), flush=True)
+    ok = summary["mentions_stored"] == summary["mentions_sent"] and summary["alerts_received"] >= 1
+    return 0 if ok else 1
+
+
+async def count_stored(url: str, mention_ids: list[str]) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM mentions WHERE mention_id = ANY($1::uuid[])", mention_ids))
+    finally:
+        await conn.close()
+
+
+async def _run(settings: Settings, headless: bool, speed: float, work_dir: Path, timeout_s: float) -> dict[str, Any] | None:
+    deadline = time.monotonic() + timeout_s
+    log_dir = work_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    meta = read_meta()
+    crisis = meta["crisis"]
+    say(f"Earful local stack (logs in {log_dir}/)")
+
+    broker = LocalBroker.start(log_path=log_dir / "broker.log")
+    say(f"  broker      Tansu (Kafka protocol, in memory) on {broker.bootstrap}")
+    pg = None
+    pipeline: Pipeline | None = None
+    server: HttpServer | None = None
+    try:
+        pg = await find_postgres("earful", os.environ.get("EARFUL_DATABASE_URL"), work_dir / "postgres", log=lambda m: say(f"  postgres    {m}"))
+        receiver = WebhookReceiver(out=log_dir / "alerts.jsonl", echo=False)
+        receiver_port = free_port()
+        server = HttpServer(receiver.app(), "127.0.0.1", receiver_port)
+        await server.start()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("EARFUL_")}
+        env.update({
+            "EARFUL_KAFKA_BOOTSTRAP": broker.bootstrap,
+            "EARFUL_DATABASE_URL": pg.url,
+            "EARFUL_WEBHOOK_URLS": f"http://127.0.0.1:{receiver_port}/alerts",
+            "EARFUL_LOG_FORMAT": "json",
+            "EARFUL_LOG_LEVEL": settings.log_level,
+            "EARFUL_SCHEMA_DIR": str(settings.schema_dir),
+        })
+        await create_topics(Settings(kafka_bootstrap=broker.bootstrap, schema_dir=settings.schema_dir))
+        pipeline = Pipeline(env, log_dir)
+        say("  starting    ingest, enrichment, alerting, storage (separate processes)...")
+        started = time.monotonic()
+        await asyncio.to_thread(pipeline.start, max(10.0, deadline - time.monotonic()))
+        say(f"  ready       all four services in {time.monotonic() - started:.1f}s")
+        say(f"  dashboard   {pipeline['storage'].url}/   (query API docs: {pipeline['storage'].url}/docs)")
+        say(f"  ingest API  {pipeline['ingest'].url}/v1/mentions   (docs: {pipeline['ingest'].url}/docs)")
+        say(f"  webhooks    http://127.0.0.1:{receiver_port}/alerts -> {log_dir / 'alerts.jsonl'}")
+
+        crisis_start = crisis["start"] if crisis else None
+        first_crisis_accepted: list[float] = []
+
+        def on_accepted(batch: list[dict[str, Any]], at: float) -> None:
+            if crisis and not first_crisis_accepted and any(
+                line["scenario"] == "crisis" and line["mention"]["created_at"] >= crisis_start for line in batch
+            ):
+                first_crisis_accepted.append(at)
+
+        say(f"  replaying   {meta['count']} sample mentions ({meta['start']} .. {meta['end']}) at {speed:g}x; "
+            f"crisis for {crisis['watchlist_id']} at {crisis['start']}")
+        stats = await replay(read_stream(), pipeline["ingest"].url, speed=speed, on_accepted=on_accepted,
+                             progress=lambda m: say(f"  replay      {m}"))
+        distinct = sorted(set(stats.mention_ids))
+        say(f"  replayed    {stats.accepted} accepted, {stats.rejected} rejected in {stats.elapsed_s:.1f}s")
+
+        stored = 0
+        while time.monotonic() < deadline:
+            stored = await count_stored(pg.url, distinct)
+            firing = [a for a in receiver.alerts if a.payload.get("status") == "firing"]
+            if stored == len(distinct) and any(a.payload.get("watchlist_id") == crisis["watchlist_id"] for a in firing):
+                break
+            for svc in pipeline.services.values():
+                if not svc.alive():
+                    raise StackError(f"{svc.name} died:\n{svc.log_tail()}")
+            await asyncio.sleep(0.5)
+        firing = [a for a in receiver.alerts if a.payload.get("status") == "firing"]
+        crisis_alerts = [a for a in firing if a.payload.get("watchlist_id") == crisis["watchlist_id"]]
+        latency = (crisis_alerts[0].received_at - first_crisis_accepted[0]) if crisis_alerts and first_crisis_accepted else None
+        for a in receiver.alerts:
+            say(f"  ALERT       {a.payload.get('status', '?').upper()}: {a.payload.get('summary')}")
+        if not crisis_alerts:
+            say("  no crisis alert arrived before the timeout")
+        summary = {
+            "mentions_sent": len(distinct),
+            "mentions_stored": stored,
+            "alerts_received": len(firing),
+            "alert_latency_s": None if latency is None else round(latency, 3),
+        }
+        if not headless:
+            say(f"\nEarful is running. Open {pipeline['storage'].url}/ for the dashboard.")
+            if latency is not None:
+                say(f"The crisis alert reached the webhook {latency:.2f}s after its first mention was accepted.")
+            say("Press Ctrl-C to stop everything.")
+            print(json.dumps(summary), flush=True)
+            await wait_for_shutdown()
+            say("stopping...")
+        return summary
+    finally:
+        if pipeline is not None:
+            codes = await asyncio.to_thread(pipeline.stop)
+            unclean = {k: v for k, v in codes.items() if v not in (0, None)}
+            if unclean:
+                say(f"  warning: services exited uncleanly: {unclean}")
+        if server is not None:
+            await server.stop()
+        broker.stop()
+        if pg is not None:
+            await pg.stop()

@@ -1,0 +1,89 @@
+"""A webhook receiver for local stacks: records every alert POSTed to it (and verifies signatures)."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from earful.alerting.delivery import sign
+from earful.core.http import HttpServer
+from earful.core.runtime import wait_for_shutdown
+
+
+@dataclass
+class Received:
+    payload: dict[str, Any]
+    received_at: float
+    idempotency_key: str | None
+
+
+@dataclass
+class WebhookReceiver:
+    """Collects alerts; dedups by idempotency key like a well-behaved receiver should."""
+
+    secret: str | None = None
+    out: Path | None = None
+    echo: bool = False
+    alerts: list[Received] = field(default_factory=list)
+    duplicates: int = 0
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def app(self) -> FastAPI:
+        app = FastAPI(title="Earful webhook receiver")
+
+        @app.post("/", include_in_schema=False)
+        @app.post("/alerts")
+        async def receive(request: Request) -> JSONResponse:
+            body = await request.body()
+            if self.secret:
+                ts = request.headers.get("X-Earful-Timestamp", "")
+                given = request.headers.get("X-Earful-Signature", "").removeprefix("v1=")
+                if not hmac.compare_digest(given, sign(self.secret, ts, body)):
+                    return JSONResponse({"error": "bad signature"}, status_code=401)
+            try:
+                payload = json.loads(body)
+            except ValueError:
+                return JSONResponse({"error": "body is not JSON"}, status_code=400)
+            key = request.headers.get("X-Earful-Idempotency-Key")
+            if key and any(r.idempotency_key == key for r in self.alerts):
+                self.duplicates += 1
+                return JSONResponse({"ok": True, "duplicate": True})
+            item = Received(payload, time.time(), key)
+            self.alerts.append(item)
+            if self.out:
+                with self.out.open("a", encoding="utf-8") as f:
+                    f.write(json.dumps({"received_at": item.received_at, "alert": payload}) + "\n")
+            if self.echo:
+                print(f"ALERT {payload.get('status', '?').upper()}: {payload.get('summary')}", flush=True)
+            self.arrived.set()
+            return JSONResponse({"ok": True})
+
+        @app.get("/healthz")
+        async def healthz() -> dict[str, str]:
+            return {"status": "ok"}
+
+        return app
+
+
+def run_receiver(host: str, port: int, out: Path | None, secret: str | None) -> int:
+    """`earful webhook-receiver`: run until SIGTERM/Ctrl-C, printing each alert."""
+
+    async def main() -> None:
+        receiver = WebhookReceiver(secret=secret, out=out, echo=True)
+        server = HttpServer(receiver.app(), host, port)
+        await server.start()
+        print(f"webhook receiver listening on http://{host}:{port}/alerts", file=sys.stderr, flush=True)
+        await wait_for_shutdown()
+        await server.stop()
+
+    asyncio.run(main())
+    return 0

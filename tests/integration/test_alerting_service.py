@@ -1,0 +1,69 @@
+"""Alerting as a real process: a spike of enriched mentions → alert event → signed webhook."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from earful.core.http import HttpServer
+from earful.core.topics import ALERTS, ENRICHED
+from earful.stack.broker import free_port
+from earful.stack.processes import ServiceProcess, service_env
+from earful.stack.receiver import WebhookReceiver
+from tests.support import codecs, consume_all, enriched_record, eventually, produce, raw_record
+
+pytestmark = pytest.mark.integration
+SECRET = "test-secret"
+
+
+@pytest.fixture(scope="module")
+async def receiver():
+    rec = WebhookReceiver(secret=SECRET)
+    port = free_port()
+    server = HttpServer(rec.app(), "127.0.0.1", port)
+    await server.start()
+    rec.url = f"http://127.0.0.1:{port}/alerts"  # type: ignore[attr-defined]
+    yield rec
+    await server.stop()
+
+
+@pytest.fixture(scope="module")
+def alerting(base_env: dict[str, str], receiver: WebhookReceiver, tmp_path_factory: pytest.TempPathFactory):
+    port = free_port()
+    env = service_env(base_env, "alerting", port)
+    env.update({"EARFUL_WEBHOOK_URLS": receiver.url, "EARFUL_WEBHOOK_SECRET": SECRET})  # type: ignore[attr-defined]
+    svc = ServiceProcess("alerting", port, env, tmp_path_factory.mktemp("logs") / "alerting.log")
+    svc.start()
+    svc.wait_ready(90)
+    yield svc
+    assert svc.stop() == 0, svc.log_tail()
+
+
+async def test_spike_fires_one_signed_alert(alerting: ServiceProcess, receiver: WebhookReceiver, settings) -> None:
+    c = codecs(settings).for_topic(ENRICHED)
+    start = datetime.now(timezone.utc) - timedelta(minutes=15)
+    items = []
+    for i in range(40):  # baseline: one mention every 20 s for ~13 minutes, for two watchlists
+        raw = raw_record(f"base{i}", "Acme Air and Globex as usual", start + timedelta(seconds=20 * i))
+        items.append((raw["mention_id"].encode(), c.encode(enriched_record(raw, ["acme-air", "globex"], "neutral"))))
+    spike_at = start + timedelta(seconds=20 * 40 + 5)
+    for i in range(25):  # spike for acme-air only: 25 mentions within one 10 s bucket
+        raw = raw_record(f"spike{i}", "Acme Air leaked my data", spike_at + timedelta(milliseconds=100 * i))
+        items.append((raw["mention_id"].encode(), c.encode(enriched_record(raw, ["acme-air"]))))
+    await produce(settings, ENRICHED, items)
+
+    async def fired() -> bool:
+        return any(a.payload["status"] == "firing" for a in receiver.alerts)
+
+    assert await eventually(fired, timeout_s=60), alerting.log_tail()
+    firing = [a.payload for a in receiver.alerts if a.payload["status"] == "firing"]
+    assert len(firing) == 1, firing  # globex had no spike; acme-air fires once
+    alert = firing[0]
+    assert alert["watchlist_id"] == "acme-air" and alert["rule"] == "volume_spike"
+    assert alert["observed"] >= 10 and alert["baseline"] < 2
+    assert alert["sample_mention_ids"] and alert["first_received_at"]
+
+    events = await consume_all(settings, ALERTS, expect=1)
+    decoded = codecs(settings).for_topic(ALERTS).decode(events[0].value)
+    assert decoded["alert_id"] == alert["alert_id"] and events[0].key.decode() == decoded["fingerprint"]

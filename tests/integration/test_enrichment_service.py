@@ -1,0 +1,60 @@
+"""Enrichment as a real process: raw → enriched through spaCy; garbage → DLQ and the agent goes on."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from earful.core.topics import DLQ, ENRICHED, RAW
+from earful.stack.broker import free_port
+from earful.stack.processes import ServiceProcess, service_env
+from tests.support import codecs, consume_all, produce, raw_record
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def enrichment(base_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory):
+    port = free_port()
+    svc = ServiceProcess("enrichment", port, service_env(base_env, "enrichment", port),
+                         tmp_path_factory.mktemp("logs") / "enrichment.log")
+    svc.start()
+    svc.wait_ready(90)
+    yield svc
+    assert svc.stop() == 0, svc.log_tail()
+
+
+async def test_raw_to_enriched_with_dead_letters(enrichment: ServiceProcess, settings) -> None:
+    c = codecs(settings)
+    now = datetime.now(timezone.utc)
+    texts = ["Tim Cook visited London and praised Acme Air, great service!",
+             "Acme Air hatte ein Datenleck, meine Daten sind weg. Skandal!",
+             "How do I change my booking @AcmeAir?"]
+    raws = [raw_record(f"e{i}", texts[i % 3], now) for i in range(30)]
+    items = [(r["mention_id"].encode(), c.for_topic(RAW).encode(r)) for r in raws[:15]]
+    items += [(b"garbage-1", b"\x00\x01not avro"), (b"garbage-2", b"\xc3\x01" + b"\xff" * 8 + b"x")]
+    items += [(r["mention_id"].encode(), c.for_topic(RAW).encode(r)) for r in raws[15:]]
+    await produce(settings, RAW, items)
+
+    enriched = await consume_all(settings, ENRICHED, expect=30)
+    decoded = {m.key.decode(): c.for_topic(ENRICHED).decode(m.value) for m in enriched}
+    assert set(decoded) == {r["mention_id"] for r in raws}
+    english = decoded[raws[0]["mention_id"]]
+    assert english["language"]["code"] == "en"
+    assert {"person", "location"} <= {e["type"] for e in english["entities"]}
+    assert english["sentiment"]["label"] == "positive"
+    assert english["watchlist_ids"] == ["acme-air"]
+    assert english["models"]["ner"].startswith("spacy:")
+    german = decoded[raws[1]["mention_id"]]
+    assert german["language"]["code"] == "de" and german["sentiment"]["label"] is None
+    assert "legal_privacy" in {t["tag"] for t in german["risks"]}
+    question = decoded[raws[2]["mention_id"]]
+    assert "customer_question" in {t["tag"] for t in question["risks"]}
+
+    dead = await consume_all(settings, DLQ, expect=2)
+    letters = [c.for_topic(DLQ).decode(m.value) for m in dead]
+    assert sorted(d["key"] for d in letters) == [b"garbage-1", b"garbage-2"]
+    assert {d["error_kind"] for d in letters} == {"decode_error"}
+    assert all(d["service"] == "enrichment" and d["topic"] == RAW for d in letters)
+    assert any(d["value"] == b"\x00\x01not avro" for d in letters)
