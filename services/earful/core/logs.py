@@ -45,5 +45,5 @@ def setup_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     # Third-party clients are chatty at INFO (every rebalance step); keep them to warnings.
-    for noisy in ("aiokafka", "faust", "mode", "uvicorn.access", "httpx", "kafka"):
+    for noisy in ("aiokafka", "faust", "mode", "uvicorn.access", "uvicorn.error", "httpx", "kafka"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))

@@ -136,7 +136,7 @@ async def create_topics(settings: Settings, names: list[str] | None = None) -> d
     finally:
         await admin.close()
     for name, state in result.items():
-        log.info("topic %s", state, extra={"topic": name})
+        log.debug("topic %s", state, extra={"topic": name})
     return result
 
 
