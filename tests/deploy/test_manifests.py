@@ -29,33 +29,11 @@ OVERLAYS = ("dev", "prod")
 # The application's documented settings (environment variables).
 # To check against the application's own list once it exposes one, make this
 # function return it (e.g. the field names of its settings class).
-DOCUMENTED_SETTINGS = frozenset(
-    {
-        "EARFUL_KAFKA_BOOTSTRAP",
-        "EARFUL_SCHEMA_REGISTRY_URL",
-        "EARFUL_SCHEMA_DIR",
-        "EARFUL_DATABASE_URL",
-        "EARFUL_LOG_LEVEL",
-        "EARFUL_LOG_FORMAT",
-        "EARFUL_HTTP_HOST",
-        "EARFUL_HTTP_PORT",
-        "EARFUL_KAFKA_SESSION_TIMEOUT_S",
-        "EARFUL_KAFKA_HEARTBEAT_INTERVAL_S",
-        "EARFUL_KAFKA_FETCH_MAX_WAIT_MS",
-        "EARFUL_KAFKA_IDEMPOTENCE",
-        "EARFUL_TOPIC_REPLICATION_FACTOR",
-        "EARFUL_WEBHOOK_URLS",
-        "EARFUL_WEBHOOK_SECRET",
-        "EARFUL_WATCHLISTS_FILE",
-        "EARFUL_ENRICH_BATCH_SIZE",
-        "EARFUL_STORAGE_BATCH_SIZE",
-        "EARFUL_API_KEYS",
-    }
-)
-
-
 def documented_settings() -> frozenset[str]:
-    return DOCUMENTED_SETTINGS
+    """Every setting the application reads (the settings class is the single source)."""
+    from earful.core.settings import Settings
+
+    return frozenset(f"EARFUL_{name.upper()}" for name in Settings.model_fields)
 
 
 # Settings that are secrets: never in a ConfigMap, only from `earful-secrets`.
