@@ -22,12 +22,12 @@ import httpx
 from earful.alerting.delivery import WebhookSender
 from earful.alerting.detector import Decision, DetectorConfig, new_state, observe
 from earful.core.errors import DecodeError, DeliveryError
-from earful.core.faust_service import attach_ops_server
+from earful.core.faust_service import FaustDeadLetters, attach_ops_server
 from earful.core.health import Health, tcp_check
-from earful.core.kafka import Codecs, DeadLetters, faust_app, millis_now
+from earful.core.kafka import Codecs, faust_app, millis_now
 from earful.core.metrics import MESSAGES, PIPELINE_LATENCY
 from earful.core.settings import Settings
-from earful.core.topics import ALERTING_BY_WATCHLIST, ALERTS, DLQ, ENRICHED, load_topics, partitions_for
+from earful.core.topics import ALERTING_BY_WATCHLIST, ALERTS, ENRICHED, load_topics, partitions_for
 
 log = logging.getLogger(__name__)
 SERVICE = "alerting"
@@ -79,22 +79,14 @@ def build(settings: Settings) -> Any:
         return app.topic(name, key_serializer="raw", value_serializer="raw", internal=False,
                          partitions=partitions_for(specs[name], settings))
 
-    enriched_topic, by_watchlist, alerts_topic, dlq_topic = (topic(n) for n in (ENRICHED, ALERTING_BY_WATCHLIST, ALERTS, DLQ))
+    enriched_topic, by_watchlist, alerts_topic = (topic(n) for n in (ENRICHED, ALERTING_BY_WATCHLIST, ALERTS))
     state_table = app.Table(
         "detector", partitions=partitions_for(specs[ALERTING_BY_WATCHLIST], settings),
         schema=faust.Schema(key_type=bytes, value_type=dict, key_serializer="raw", value_serializer="json"),
     )
 
-    class _FaustDlqProducer:
-        async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None) -> None:
-            await (await dlq_topic.send(key=key, value=value))
-
-    dead_letters = DeadLetters(_FaustDlqProducer(), codecs, SERVICE)  # type: ignore[arg-type]
-
-    async def dead_letter(event: Any, error: Any) -> None:
-        msg = event.message
-        await dead_letters.send(topic=msg.topic, partition=msg.partition, offset=msg.offset, key=msg.key,
-                                value=msg.value, error=error)
+    dead_letters = FaustDeadLetters(app, codecs, SERVICE)
+    dead_letter = dead_letters.send_event
 
     @app.agent(enriched_topic)
     async def fan_out(stream: Any) -> None:

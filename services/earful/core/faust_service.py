@@ -16,8 +16,10 @@ import mode
 from earful.core.errors import EarfulError
 from earful.core.health import Health
 from earful.core.http import HttpServer, ops_app
+from earful.core.kafka import Codecs, DeadLetters
+from earful.core.metrics import MESSAGES
 from earful.core.settings import Settings
-from earful.core.topics import create_topics
+from earful.core.topics import DLQ, create_topics
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,26 @@ def attach_ops_server(app: faust.App, settings: Settings, health: Health, servic
     @app.on_partitions_assigned.connect
     async def _ready(app: Any, *args: Any, **kwargs: Any) -> None:  # first assignment = consuming
         health.started = True
+
+
+class FaustDeadLetters(DeadLetters):
+    """Dead letters sent through the Faust app's own producer, from an event being processed."""
+
+    def __init__(self, app: faust.App, codecs: Codecs, service: str) -> None:
+        topic = app.topic(DLQ, key_serializer="raw", value_serializer="raw", internal=False)
+
+        class _Producer:
+            async def send_and_wait(self, name: str, value: bytes, key: bytes | None = None) -> None:
+                await (await topic.send(key=key, value=value))
+
+        super().__init__(_Producer(), codecs, service)  # type: ignore[arg-type]
+
+    async def send_event(self, event: Any, error: EarfulError) -> None:
+        """Dead-letter the record behind a Faust event (its original key and value bytes)."""
+        msg = event.message
+        await self.send(topic=msg.topic, partition=msg.partition, offset=msg.offset, key=msg.key, value=msg.value,
+                        error=error)
+        MESSAGES.labels(self.service, msg.topic, "dead_lettered").inc()
 
 
 def run_faust_service(app: faust.App, settings: Settings, service: str) -> int:

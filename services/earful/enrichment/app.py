@@ -15,13 +15,13 @@ from typing import Any
 
 from prometheus_client import Gauge
 
-from earful.core.errors import DecodeError, EarfulError, ProcessingError
+from earful.core.errors import DecodeError, ProcessingError
 from earful.core.health import Health, tcp_check
-from earful.core.kafka import Codecs, DeadLetters, faust_app, utc_now
-from earful.core.metrics import BATCH_SECONDS, ERRORS, MESSAGES, PIPELINE_LATENCY
-from earful.core.faust_service import attach_ops_server
+from earful.core.kafka import Codecs, faust_app, utc_now
+from earful.core.metrics import BATCH_SECONDS, MESSAGES, PIPELINE_LATENCY
+from earful.core.faust_service import FaustDeadLetters, attach_ops_server
 from earful.core.settings import Settings
-from earful.core.topics import DLQ, ENRICHED, RAW
+from earful.core.topics import ENRICHED, RAW
 from earful.enrichment.processor import EnrichmentProcessor
 from earful.watchlists import WatchlistSet
 
@@ -43,15 +43,7 @@ def build(settings: Settings, processor: EnrichmentProcessor | None = None) -> A
 
     raw_topic = app.topic(RAW, key_serializer="raw", value_serializer="raw", internal=False)
     enriched_topic = app.topic(ENRICHED, key_serializer="raw", value_serializer="raw", internal=False)
-    dlq_topic = app.topic(DLQ, key_serializer="raw", value_serializer="raw", internal=False)
-
-    class _FaustDlqProducer:
-        """Adapter so DeadLetters can send through Faust's producer."""
-
-        async def send_and_wait(self, topic: str, value: bytes, key: bytes | None = None) -> None:
-            await (await dlq_topic.send(key=key, value=value))
-
-    dead_letters = DeadLetters(_FaustDlqProducer(), codecs, SERVICE)  # type: ignore[arg-type]
+    dead_letters = FaustDeadLetters(app, codecs, SERVICE)
 
     @app.agent(raw_topic)
     async def enrich(stream: Any) -> None:
@@ -63,21 +55,20 @@ def build(settings: Settings, processor: EnrichmentProcessor | None = None) -> A
                 try:
                     good.append((event, raw_codec.decode(event.message.value)))
                 except DecodeError as exc:
-                    await _dead_letter(dead_letters, event, exc)
+                    await dead_letters.send_event(event, exc)
             if not good:
                 continue
             try:
                 enriched = await loop.run_in_executor(executor, processor.enrich, [r for _, r in good], utc_now())
-            except Exception as exc:  # a model failure on one record must not stop the stream
+            except Exception:  # a model failure on one record must not stop the stream
                 log.exception("batch enrichment failed; retrying records one by one")
                 enriched = []
                 for event, record in list(good):
                     try:
                         enriched += await loop.run_in_executor(executor, processor.enrich, [record], utc_now())
-                    except Exception as one_exc:
-                        await _dead_letter(dead_letters, event, ProcessingError(f"enrichment failed: {one_exc!r}"))
+                    except Exception as exc:
+                        await dead_letters.send_event(event, ProcessingError(f"enrichment failed: {exc!r}"))
                         good.remove((event, record))
-                del exc
             BATCH_SECONDS.labels(SERVICE, "models").observe(time.perf_counter() - started)
             deliveries = []
             for (event, _), out in zip(good, enriched):
@@ -91,11 +82,3 @@ def build(settings: Settings, processor: EnrichmentProcessor | None = None) -> A
             BATCH_SECONDS.labels(SERVICE, "batch").observe(time.perf_counter() - started)
 
     return app
-
-
-async def _dead_letter(dead_letters: DeadLetters, event: Any, error: EarfulError) -> None:
-    msg = event.message
-    ERRORS.labels(SERVICE, error.kind).inc(0)  # DeadLetters counts it; keep the series visible
-    await dead_letters.send(topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                            key=msg.key, value=msg.value, error=error)
-    MESSAGES.labels(SERVICE, msg.topic, "dead_lettered").inc()
