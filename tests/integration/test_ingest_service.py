@@ -87,3 +87,25 @@ def test_sigterm_exits_zero(base_env: dict[str, str], tmp_path: Path) -> None:
     svc.start()
     svc.wait_ready(60)
     assert svc.stop() == 0, svc.log_tail()
+
+
+def test_broker_outage_is_a_503_not_a_silent_loss(base_env: dict[str, str], tmp_path: Path) -> None:
+    """With the broker gone, ingest answers 503 (retry later) within its publish timeout."""
+    from earful.stack.broker import LocalBroker
+
+    own_broker = LocalBroker.start()
+    env = {**base_env, "EARFUL_KAFKA_BOOTSTRAP": own_broker.bootstrap, "EARFUL_INGEST_PUBLISH_TIMEOUT_S": "3"}
+    port = free_port()
+    svc = ServiceProcess("ingest", port, service_env(env, "ingest", port), tmp_path / "ingest.log")
+    try:
+        svc.start()
+        svc.wait_ready(60)
+        assert httpx.post(svc.url + "/v1/mentions", json={"mentions": [_mention(1)]}).status_code == 202
+        own_broker.stop()
+        resp = httpx.post(svc.url + "/v1/mentions", json={"mentions": [_mention(2)]}, timeout=30)
+        assert resp.status_code == 503, resp.text
+        assert resp.headers["Retry-After"] and "retry" in resp.json()["error"]
+        assert httpx.get(svc.url + "/readyz").status_code == 503
+    finally:
+        svc.stop()
+        own_broker.stop()

@@ -74,6 +74,7 @@ def run_faust_service(app: faust.App, settings: Settings, service: str) -> int:
         log.error("%s cannot start: %s", service, exc, extra={"error_kind": exc.kind})
         return 1
     worker = faust.Worker(app, loop=loop, loglevel=settings.log_level, quiet=True, override_logging=False)
+    worker.spinner = None  # a terminal spinner only writes escape codes into service logs
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     # --- Ingest --------------------------------------------------------------------------------
     ingest_max_batch: int = Field(1000, ge=1, description="Largest number of mentions accepted in one POST.")
     ingest_max_text_chars: int = Field(20000, ge=1, description="Longest mention text accepted.")
+    ingest_publish_timeout_s: float = Field(
+        10.0, gt=0, description="How long a request waits for the broker's acknowledgement before answering 503."
+    )
 
     # --- Enrichment ----------------------------------------------------------------------------
     enrich_batch_size: int = Field(64, ge=1, description="Mentions per spaCy `nlp.pipe` batch.")

@@ -29,7 +29,7 @@ async def serve(settings: Settings) -> None:
     except KafkaError as exc:
         await producer.stop()
         raise BrokerError(f"cannot connect producer to {settings.kafka_bootstrap}: {exc}") from exc
-    server = HttpServer(build_app(settings, Publisher(producer, codecs.for_topic(RAW)), health),
+    server = HttpServer(build_app(settings, Publisher(producer, codecs.for_topic(RAW), settings.ingest_publish_timeout_s), health),
                         settings.http_host, settings.port_for("ingest"))
     try:
         await server.start()

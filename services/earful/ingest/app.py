@@ -36,7 +36,7 @@ PUBLISH_SECONDS = Histogram(
 class Publisher:
     """Produces raw mentions and returns only once the broker acknowledged every one of them."""
 
-    def __init__(self, producer: AIOKafkaProducer, codec: AvroCodec, timeout_s: float = 20.0) -> None:
+    def __init__(self, producer: AIOKafkaProducer, codec: AvroCodec, timeout_s: float = 10.0) -> None:
         self.producer = producer
         self.codec = codec
         self.timeout_s = timeout_s
@@ -47,9 +47,13 @@ class Publisher:
         except EncodeError:
             ERRORS.labels("ingest", EncodeError.kind).inc()
             raise
-        try:
+        async def send_all() -> None:
+            # send() itself may wait for metadata when the broker is away, so the deadline covers it too.
             futures = [await self.producer.send(RAW, value, key=key) for key, value in payloads]
-            await asyncio.wait_for(asyncio.gather(*futures), self.timeout_s)
+            await asyncio.gather(*futures)
+
+        try:
+            await asyncio.wait_for(send_all(), self.timeout_s)
         except (KafkaError, asyncio.TimeoutError) as exc:
             ERRORS.labels("ingest", BrokerError.kind).inc()
             raise BrokerError(f"broker did not acknowledge the batch: {exc!r}") from exc
