@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -20,7 +21,6 @@ import asyncpg
 
 from earful.core.errors import EarfulError
 from earful.core.http import HttpServer
-from earful.core.runtime import wait_for_shutdown
 from earful.core.settings import Settings
 from earful.core.topics import create_topics
 from earful.sample.generator import read_meta, read_stream
@@ -43,6 +43,9 @@ def run_demo(settings: Settings, headless: bool, speed: float | None, work_dir: 
     except EarfulError as exc:
         say(f"demo failed: {exc}")
         return 1
+    except asyncio.CancelledError:  # Ctrl-C / SIGTERM: everything started was stopped on the way out
+        say("stopped")
+        return 0 if not headless else 130
     if summary is None:
         return 1
     if not headless:
@@ -60,7 +63,16 @@ async def count_stored(url: str, mention_ids: list[str]) -> int:
         await conn.close()
 
 
+def _stop_on_signals() -> None:
+    """Ctrl-C or SIGTERM at any stage cancels the run, whose `finally` stops what it started."""
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, lambda: task.cancel() if task else None)
+
+
 async def _run(settings: Settings, headless: bool, speed: float, work_dir: Path, timeout_s: float) -> dict[str, Any] | None:
+    _stop_on_signals()
     deadline = time.monotonic() + timeout_s
     log_dir = work_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -143,10 +155,13 @@ async def _run(settings: Settings, headless: bool, speed: float, work_dir: Path,
                 say(f"The crisis alert reached the webhook {latency:.2f}s after its first mention was accepted.")
             say("Press Ctrl-C to stop everything.")
             print(json.dumps(summary), flush=True)
-            await wait_for_shutdown()
-            say("stopping...")
+            await asyncio.Event().wait()  # until a signal cancels the run
         return summary
     finally:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not abandon the clean-up
+            loop.add_signal_handler(sig, lambda: say("still stopping the local stack..."))
+        say("stopping the local stack...")
         if pipeline is not None:
             codes = await asyncio.to_thread(pipeline.stop)
             unclean = {k: v for k, v in codes.items() if v not in (0, None)}
