@@ -1,0 +1,316 @@
+"""Enrichment: rule-based entities and risk tags, and the processor with its real models."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from earful.core.codec import AvroCodec, SchemaStore
+from earful.core.errors import ConfigError
+from earful.enrichment.processor import SPACY_TO_EARFUL, EnrichmentProcessor
+from earful.enrichment.rules import RISK_RULES_VERSION, risk_tags, social_entities
+from earful.ingest.model import MentionIn, to_record
+from earful.watchlists import Watchlist, WatchlistSet
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+NOW = datetime(2025, 3, 14, 9, 30, 2, 5000, tzinfo=timezone.utc)
+EARFUL_TYPES = {"person", "location", "corporation", "product", "creative-work", "group",
+                "hashtag", "mention", "cashtag", "url"}
+
+
+# --- social entities --------------------------------------------------------------------------
+
+
+def _spans(text: str) -> list[tuple[str, str]]:
+    return [(e["type"], e["text"]) for e in social_entities(text)]
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("Loving the new #AcmeAir lounge", [("hashtag", "#AcmeAir")]),
+        ("#2024 was rough, #2024goals", [("hashtag", "#2024goals")]),
+        ("Ask @AcmeAirHelp or @globex_cares", [("mention", "@AcmeAirHelp"), ("mention", "@globex_cares")]),
+        ("mail me at jane@example.com", []),
+        ("Bought $ACME and $glbx, not $100 or $TOOLONG", [("cashtag", "$ACME"), ("cashtag", "$glbx")]),
+        ("See https://acme.example/status?id=1.", [("url", "https://acme.example/status?id=1")]),
+        ("(via http://x.example/a)", [("url", "http://x.example/a")]),
+        ("No entities here.", []),
+        ("", []),
+        ("#Café #東京 are hashtags", [("hashtag", "#Café"), ("hashtag", "#東京")]),
+    ],
+    ids=["hashtag", "numeric-hashtag", "handles", "email", "cashtags", "url-trailing-dot", "url-in-parens",
+         "none", "empty", "unicode-hashtags"],
+)
+def test_social_entities(text: str, expected: list[tuple[str, str]]) -> None:
+    assert _spans(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "read https://acme.example/#pricing now",
+        "profile https://social.example/@AcmeAir today",
+        "chart https://markets.example/$ACME/quote ok",
+    ],
+    ids=["hashtag-in-url", "handle-in-url", "cashtag-in-url"],
+)
+def test_url_wins_overlaps(text: str) -> None:
+    entities = social_entities(text)
+    assert [e["type"] for e in entities] == ["url"]
+    assert entities[0]["text"] == text.split()[1]
+
+
+def test_social_entity_offsets_are_code_points() -> None:
+    text = "🚀✈️ Zürich → @AcmeAir #Café $ACME https://acme.example/ü"
+    entities = social_entities(text)
+    assert [e["type"] for e in entities] == ["mention", "hashtag", "cashtag", "url"]
+    for e in entities:
+        assert text[e["start"]:e["end"]] == e["text"]
+        assert e["origin"] == "rules"
+    assert entities[0]["start"] == text.index("@AcmeAir") == 13  # UTF-16 would say 14, UTF-8 23
+    assert [e["start"] for e in entities] == sorted(e["start"] for e in entities)
+
+
+# --- risk tags --------------------------------------------------------------------------------
+
+
+def _tags(text: str) -> dict[str, str]:
+    out = {}
+    for t in risk_tags(text):
+        assert text[t["start"]:t["end"]] == t["evidence"]
+        out[t["tag"]] = t["evidence"]
+    return out
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        ("Massive data breach at Globex", {"legal_privacy": "data breach"}),
+        ("Globex fined by the regulator", {"regulatory": "fined"}),
+        ("Acme Air app is down again", {"operational": "down"}),
+        ("Best downtown hotel", {}),
+        ("Worst airline, never again", {"reputational": "Worst", "complaint": "Worst"}),
+        ("I want to buy the Globex router", {"purchase_intent": "want to buy"}),
+        ("Mi vuelo fue cancelado, quiero comprar otro", {"operational": "cancelado", "purchase_intent": "quiero comprar"}),
+        ("Riesiges Datenleck bei Globex, Bußgeld droht", {"legal_privacy": "Datenleck", "regulatory": "Bußgeld"}),
+        ("Zug gestrichen. Nie wieder!", {"operational": "gestrichen", "reputational": "Nie wieder"}),
+        ("Vol annulé, quelle honte", {"operational": "annulé", "reputational": "honte"}),
+        ("Vazamento de dados pessoais", {"legal_privacy": "Vazamento"}),
+        ("Thanks for the great service!", {}),
+    ],
+    ids=["en-breach-longest", "en-regulatory", "en-operational", "whole-words", "en-two-tags", "en-purchase",
+         "es", "de", "de-phrase", "fr", "pt", "none"],
+)
+def test_risk_tags(text: str, expected: dict[str, str]) -> None:
+    assert _tags(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text,evidence",
+    [
+        ("How do I change my seat?", "How do I change my seat?"),
+        ("@AcmeAir how do I change my seat?", "@AcmeAir how do I change my seat?"),
+        ("@AcmeAir @AcmeAirHelp wo ist mein Koffer?", "@AcmeAir @AcmeAirHelp wo ist mein Koffer?"),
+        ("Great flight. Where is the lounge? Thanks", "Where is the lounge?"),
+        ("Dónde está mi maleta?", "Dónde está mi maleta?"),
+        ("Comment annuler ma réservation ?", "Comment annuler ma réservation ?"),
+        ("Onde fica o balcão?", "Onde fica o balcão?"),
+    ],
+    ids=["en", "en-leading-handle", "de-two-handles", "second-sentence", "es", "fr", "pt"],
+)
+def test_customer_question(text: str, evidence: str) -> None:
+    (tag,) = [t for t in risk_tags(text) if t["tag"] == "customer_question"]
+    assert tag["evidence"] == evidence
+    assert text[tag["start"]:tag["end"]] == evidence
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["I love this airline?!", "Why not.", "@AcmeAir thanks!", "Showing howto docs?"],
+    ids=["no-question-word", "no-question-mark", "handle-only", "word-prefix"],
+)
+def test_not_a_customer_question(text: str) -> None:
+    assert "customer_question" not in _tags(text)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="customer_question misses Spanish questions written with the opening '¿' (\"¿Dónde está mi "
+    "maleta?\"): _question_span only skips whitespace and @handles before _QUESTION_START",
+)
+def test_spanish_question_with_inverted_mark() -> None:
+    assert _tags("¿Dónde está mi maleta?").get("customer_question") == "¿Dónde está mi maleta?"
+
+
+# --- the processor ----------------------------------------------------------------------------
+
+
+WATCHLISTS = WatchlistSet(
+    [
+        Watchlist("acme-air", "Acme Air", "brand", ("Acme Air", "AcmeAir", "@AcmeAir", "#AcmeAir")),
+        Watchlist("globex", "Globex", "brand", ("Globex", "#Globex")),
+    ],
+    revision="test-rev-1",
+)
+
+
+@pytest.fixture(scope="module")
+def processor() -> EnrichmentProcessor:
+    return EnrichmentProcessor(WATCHLISTS)
+
+
+def _raw(source_id: str, text: str, **extra: Any) -> dict[str, Any]:
+    m = MentionIn.model_validate({"source": "twitter", "source_id": source_id, "text": text,
+                                  "created_at": "2025-03-14T09:29:58Z", **extra})
+    return to_record(m, datetime(2025, 3, 14, 9, 30, 1, tzinfo=timezone.utc))
+
+
+ENGLISH = _raw("1", "@AcmeAir lost my bag on the flight from London to New York. Terrible service, "
+                    "I want a refund! #AcmeAir https://acme.example/claims", lang="en")
+ENGLISH_NER = _raw("2", "Tim Cook said Apple will open a new store in Paris next year.")
+GERMAN = _raw("3", "Die App von Globex ist schon wieder down. Seit heute Morgen kein Login möglich! #Globex")
+NOTHING = _raw("4", "The weather is lovely today and the garden looks great.")
+BATCH = [ENGLISH, ENGLISH_NER, GERMAN, NOTHING]
+
+
+@pytest.fixture(scope="module")
+def enriched(processor: EnrichmentProcessor) -> list[dict[str, Any]]:
+    return processor.enrich(BATCH, NOW)
+
+
+def test_output_shape(enriched: list[dict[str, Any]]) -> None:
+    assert len(enriched) == len(BATCH)
+    for raw, out in zip(BATCH, enriched):
+        assert out["mention"] is raw or out["mention"] == raw
+        assert out["schema_version"] == 1
+        assert out["enriched_at"] == NOW
+
+
+def test_english_language_and_sentiment(enriched: list[dict[str, Any]]) -> None:
+    out = enriched[0]
+    assert out["language"]["code"] == "en"
+    assert 0.5 <= out["language"]["confidence"] <= 1.0
+    assert out["sentiment"]["label"] == "negative"
+    assert -1.0 <= out["sentiment"]["score"] <= -0.05
+    assert out["sentiment"]["reason"] is None
+
+
+def test_positive_and_neutral_sentiment(enriched: list[dict[str, Any]]) -> None:
+    assert enriched[3]["sentiment"]["label"] == "positive" and enriched[3]["sentiment"]["score"] >= 0.05
+    assert enriched[1]["sentiment"] == {"label": "neutral", "score": 0.0, "reason": None}
+
+
+def test_spacy_entities_are_mapped_to_earful_types(enriched: list[dict[str, Any]], processor: EnrichmentProcessor) -> None:
+    ner = processor.models["ner"]
+    assert [(e["type"], e["text"], e["origin"]) for e in enriched[1]["entities"]] == [
+        ("person", "Tim Cook", ner), ("corporation", "Apple", ner), ("location", "Paris", ner),
+    ]  # "next year" (DATE) is not an Earful type and is dropped
+    assert set(SPACY_TO_EARFUL.values()) <= EARFUL_TYPES
+
+
+def test_rule_and_model_entities_merge_without_overlap(enriched: list[dict[str, Any]], processor: EnrichmentProcessor) -> None:
+    entities = enriched[0]["entities"]
+    text = ENGLISH["text"]
+    assert [(e["type"], e["text"]) for e in entities] == [
+        ("mention", "@AcmeAir"), ("location", "London"), ("location", "New York"),
+        ("hashtag", "#AcmeAir"), ("url", "https://acme.example/claims"),
+    ]
+    for out in enriched:
+        ents = out["entities"]
+        assert [e["start"] for e in ents] == sorted(e["start"] for e in ents)
+        for a, b in zip(ents, ents[1:]):
+            assert a["end"] <= b["start"], (a, b)
+        for e in ents:
+            assert out["mention"]["text"][e["start"]:e["end"]] == e["text"]
+            assert e["type"] in EARFUL_TYPES
+            assert e["origin"] in ("rules", processor.models["ner"])
+    assert text[entities[1]["start"]:entities[1]["end"]] == "London"
+
+
+def test_german_has_no_sentiment_label_and_no_ner(enriched: list[dict[str, Any]]) -> None:
+    out = enriched[2]
+    assert out["language"]["code"] == "de"
+    assert out["sentiment"] == {"label": None, "score": 0.0, "reason": "unsupported_language:de"}
+    assert all(e["origin"] == "rules" for e in out["entities"])
+    assert [e["text"] for e in out["entities"]] == ["#Globex"]
+    assert {t["tag"] for t in out["risks"]} == {"operational"}
+
+
+def test_short_text_is_undetermined(processor: EnrichmentProcessor) -> None:
+    (out,) = processor.enrich([_raw("5", "ok")], NOW)
+    assert out["language"]["code"] == "und"
+    assert out["sentiment"] == {"label": None, "score": 0.0, "reason": "unsupported_language:und"}
+
+
+def test_watchlist_matches_with_spans(enriched: list[dict[str, Any]]) -> None:
+    text = ENGLISH["text"]
+    assert enriched[0]["watchlist_ids"] == ["acme-air"]
+    assert enriched[0]["matches"] == [
+        {"watchlist_id": "acme-air", "start": 0, "end": 8},
+        {"watchlist_id": "acme-air", "start": text.index("#AcmeAir"), "end": text.index("#AcmeAir") + 8},
+    ]
+    assert enriched[2]["watchlist_ids"] == ["globex"]
+    assert [(m["start"], m["end"]) for m in enriched[2]["matches"]] == [(12, 18), (80, 87)]
+    assert enriched[3]["watchlist_ids"] == [] and enriched[3]["matches"] == []
+
+
+def test_watchlist_ids_are_sorted_and_unique(processor: EnrichmentProcessor) -> None:
+    (out,) = processor.enrich([_raw("6", "Globex vs Acme Air vs #Globex vs @AcmeAir")], NOW)
+    assert out["watchlist_ids"] == ["acme-air", "globex"]
+    assert len(out["matches"]) == 4
+
+
+def test_risk_tags_are_included(enriched: list[dict[str, Any]]) -> None:
+    tags = {t["tag"]: t["evidence"] for t in enriched[0]["risks"]}
+    assert tags == {"complaint": "Terrible"}
+
+
+def test_models_are_recorded(enriched: list[dict[str, Any]], processor: EnrichmentProcessor) -> None:
+    models = enriched[0]["models"]
+    assert set(models) == {"language", "ner", "sentiment", "risk", "watchlists"}
+    assert all(isinstance(v, str) and v and "unknown" not in v for v in models.values())
+    assert models["language"].startswith("py3langid@")
+    assert models["ner"].startswith("spacy:en_") and "@" in models["ner"]
+    assert models["sentiment"].startswith("vader@")
+    assert models["risk"] == RISK_RULES_VERSION
+    assert models["watchlists"] == "earful-terms@test-rev-1"
+    assert all(out["models"] == models for out in enriched)
+
+
+def test_same_batch_twice_gives_identical_output(processor: EnrichmentProcessor, enriched: list[dict[str, Any]]) -> None:
+    again = processor.enrich(BATCH, NOW)
+    assert again == enriched
+    assert processor.enrich(list(reversed(BATCH)), NOW) == list(reversed(enriched))
+
+
+def test_batching_does_not_change_results(processor: EnrichmentProcessor, enriched: list[dict[str, Any]]) -> None:
+    one_by_one = [processor.enrich([m], NOW)[0] for m in BATCH]
+    assert one_by_one == enriched
+
+
+def test_empty_batch(processor: EnrichmentProcessor) -> None:
+    assert processor.enrich([], NOW) == []
+
+
+def test_output_encodes_with_the_enriched_mention_codec(enriched: list[dict[str, Any]]) -> None:
+    store = SchemaStore(SCHEMAS)
+    codec = AvroCodec(store.current("enriched_mention"), store)
+    for out in enriched:
+        decoded = codec.decode(codec.encode(out))
+        assert decoded["mention"] == out["mention"]
+        assert decoded["entities"] == out["entities"]
+        assert decoded["risks"] == out["risks"]
+        assert decoded["matches"] == out["matches"]
+        assert decoded["sentiment"]["label"] == out["sentiment"]["label"]
+        assert decoded["sentiment"]["score"] == pytest.approx(out["sentiment"]["score"], rel=1e-6)
+        assert decoded["language"]["code"] == out["language"]["code"]
+        assert decoded["enriched_at"] == NOW.replace(microsecond=5000)
+
+
+def test_missing_spacy_model_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="EARFUL_SPACY_MODEL"):
+        EnrichmentProcessor(WATCHLISTS, spacy_model="earful_no_such_model_xyz")

@@ -1,0 +1,256 @@
+"""The ingest model: stable ids, strict validation with paths, limits and the RawMention record."""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pydantic
+import pytest
+
+from earful.core.codec import AvroCodec, SchemaStore
+from earful.ingest.model import (
+    MAX_CLOCK_SKEW,
+    MentionBatch,
+    MentionIn,
+    check_limits,
+    format_problems,
+    mention_id,
+    to_record,
+)
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+NOW = datetime(2025, 3, 14, 9, 30, 1, 412000, tzinfo=timezone.utc)
+
+VALID: dict[str, Any] = {
+    "source": "twitter",
+    "source_id": "1900413877765287936",
+    "text": "@AcmeAir my flight to Zürich was cancelled again 😡 #AcmeAir",
+    "created_at": "2025-03-14T10:29:58+01:00",
+    "url": "https://twitter.com/jdoe/status/1900413877765287936",
+    "lang": "en",
+    "author": {"id": "81234567", "handle": "@jdoe", "display_name": "Jane Doe", "followers": 1843},
+    "in_reply_to": "1900413000000000000",
+    "engagement": {"likes": 12, "reposts": 3},
+}
+MINIMAL: dict[str, Any] = {
+    "source": "mastodon",
+    "source_id": "113998213471920466",
+    "text": "Globex ist schon wieder down",
+    "created_at": "2025-03-14T09:31:12Z",
+}
+
+
+# --- mention_id -------------------------------------------------------------------------------
+
+
+def test_mention_id_is_stable() -> None:
+    assert mention_id("twitter", "123") == mention_id("twitter", "123")
+    assert mention_id("twitter", "123") == str(uuid.uuid5(uuid.UUID("6f0e4c3a-5d1b-4f5e-9a57-ea7f0c11e0a1"), "twitter\x1f123"))
+
+
+def test_mention_id_is_a_uuid5() -> None:
+    assert uuid.UUID(mention_id("reddit", "t1_abc")).version == 5
+
+
+@pytest.mark.parametrize(
+    "a,b",
+    [
+        (("twitter", "123"), ("twitter", "124")),
+        (("twitter", "123"), ("mastodon", "123")),
+        (("ab", "c"), ("a", "bc")),  # the separator keeps the parts apart
+        (("twitter", "123"), ("twitter", "123 ")),
+    ],
+)
+def test_mention_id_is_distinct(a: tuple[str, str], b: tuple[str, str]) -> None:
+    assert mention_id(*a) != mention_id(*b)
+
+
+# --- valid input → record ---------------------------------------------------------------------
+
+
+def test_valid_mention_to_record() -> None:
+    m = MentionIn.model_validate(VALID)
+    record = to_record(m, NOW)
+    assert record == {
+        "schema_version": 1,
+        "mention_id": mention_id("twitter", "1900413877765287936"),
+        "source": "twitter",
+        "source_id": "1900413877765287936",
+        "url": "https://twitter.com/jdoe/status/1900413877765287936",
+        "author": {"id": "81234567", "handle": "jdoe", "display_name": "Jane Doe", "followers": 1843},
+        "text": VALID["text"],
+        "lang": "en",
+        "created_at": datetime(2025, 3, 14, 9, 29, 58, tzinfo=timezone.utc),
+        "received_at": NOW,
+        "in_reply_to": "1900413000000000000",
+        "reposted_from": None,
+        "engagement": {"likes": 12, "reposts": 3, "replies": 0},
+    }
+    assert record["created_at"].utcoffset() == timedelta(0)
+
+
+def test_minimal_mention_gets_defaults() -> None:
+    record = to_record(MentionIn.model_validate(MINIMAL), NOW)
+    assert record["author"] == {"id": None, "handle": None, "display_name": None, "followers": None}
+    assert record["engagement"] == {"likes": 0, "reposts": 0, "replies": 0}
+    assert record["url"] is None and record["lang"] is None
+    assert record["created_at"] == datetime(2025, 3, 14, 9, 31, 12, tzinfo=timezone.utc)
+
+
+def test_text_is_kept_unmodified() -> None:
+    text = "  Globex\u00a0rocks \U0001F680\n\tsecond line  "
+    assert to_record(MentionIn.model_validate({**MINIMAL, "text": text}), NOW)["text"] == text
+
+
+@pytest.mark.parametrize("payload", [VALID, MINIMAL], ids=["full", "minimal"])
+def test_record_encodes_with_the_raw_mention_schema(payload: dict[str, Any]) -> None:
+    store = SchemaStore(SCHEMAS)
+    codec = AvroCodec(store.current("raw_mention"), store)
+    record = to_record(MentionIn.model_validate(payload), NOW)
+    assert codec.decode(codec.encode(record)) == record
+
+
+# --- invalid input → problems with paths ------------------------------------------------------
+
+
+def _with(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    doc = copy.deepcopy(VALID)
+    target = doc
+    for key in path[:-1]:
+        target = target[key]
+    if value is _DELETE:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return doc
+
+
+_DELETE = object()
+
+INVALID = [
+    # (id, mention, expected path)
+    ("source-upper-case", _with(("source",), "Twitter"), "mentions[1].source"),
+    ("source-with-space", _with(("source",), "my source"), "mentions[1].source"),
+    ("source-empty", _with(("source",), ""), "mentions[1].source"),
+    ("source-id-missing", _with(("source_id",), _DELETE), "mentions[1].source_id"),
+    ("source-id-empty", _with(("source_id",), ""), "mentions[1].source_id"),
+    ("text-missing", _with(("text",), _DELETE), "mentions[1].text"),
+    ("text-empty", _with(("text",), ""), "mentions[1].text"),
+    ("text-blank", _with(("text",), " \n\t "), "mentions[1].text"),
+    ("text-nul", _with(("text",), "Globex\x00down"), "mentions[1].text"),
+    ("created-at-naive", _with(("created_at",), "2025-03-14T09:29:58"), "mentions[1].created_at"),
+    ("created-at-garbage", _with(("created_at",), "yesterday"), "mentions[1].created_at"),
+    ("url-not-http", _with(("url",), "ftp://example.com/x"), "mentions[1].url"),
+    ("url-with-space", _with(("url",), "https://example.com/a b"), "mentions[1].url"),
+    ("lang-bad", _with(("lang",), "English"), "mentions[1].lang"),
+    ("followers-negative", _with(("author", "followers"), -1), "mentions[1].author.followers"),
+    ("likes-negative", _with(("engagement", "likes"), -3), "mentions[1].engagement.likes"),
+    ("unknown-field", _with(("likes",), 3), "mentions[1].likes"),
+    ("unknown-author-field", _with(("author", "verified"), True), "mentions[1].author.verified"),
+]
+
+
+@pytest.mark.parametrize("mention,path", [(m, p) for _, m, p in INVALID], ids=[i for i, _, _ in INVALID])
+def test_invalid_mention_is_reported_with_its_path(mention: dict[str, Any], path: str) -> None:
+    with pytest.raises(pydantic.ValidationError) as info:
+        MentionBatch.model_validate({"mentions": [VALID, mention]})
+    problems = format_problems(info.value.errors())
+    assert [p["path"] for p in problems] == [path]
+    assert all(p["message"] for p in problems)
+
+
+def test_every_problem_is_reported() -> None:
+    bad = {**VALID, "source": "Twitter", "text": " ", "likes": 1}
+    with pytest.raises(pydantic.ValidationError) as info:
+        MentionBatch.model_validate({"mentions": [bad, VALID, {**VALID, "created_at": "2025-03-14T09:29:58"}]})
+    paths = sorted(p["path"] for p in format_problems(info.value.errors()))
+    assert paths == ["mentions[0].likes", "mentions[0].source", "mentions[0].text", "mentions[2].created_at"]
+
+
+@pytest.mark.parametrize(
+    "body,path",
+    [({"mentions": []}, "mentions"), ({}, "mentions"), ({"mentions": [VALID], "extra": 1}, "extra")],
+    ids=["empty-list", "no-mentions", "unknown-top-level"],
+)
+def test_batch_shape_problems(body: dict[str, Any], path: str) -> None:
+    with pytest.raises(pydantic.ValidationError) as info:
+        MentionBatch.model_validate(body)
+    assert [p["path"] for p in format_problems(info.value.errors())] == [path]
+
+
+@pytest.mark.parametrize(
+    "loc,path",
+    [
+        (("body", "mentions", 3, "created_at"), "mentions[3].created_at"),
+        (("mentions", 0, "author", "followers"), "mentions[0].author.followers"),
+        (("body",), "(body)"),
+        ((), "(body)"),
+        (("body", 2), "[2]"),
+    ],
+)
+def test_format_problems_paths(loc: tuple[Any, ...], path: str) -> None:
+    assert format_problems([{"loc": loc, "msg": "bad"}]) == [{"path": path, "message": "bad"}]
+
+
+def test_format_problems_without_message() -> None:
+    assert format_problems([{"loc": ("mentions",)}]) == [{"path": "mentions", "message": "invalid"}]
+
+
+# --- settings-dependent limits ----------------------------------------------------------------
+
+
+def _batch(*mentions: dict[str, Any]) -> MentionBatch:
+    return MentionBatch.model_validate({"mentions": list(mentions)})
+
+
+def test_limits_pass_a_normal_batch() -> None:
+    assert check_limits(_batch(VALID, MINIMAL), max_batch=2, max_text_chars=len(VALID["text"]), now=NOW) == []
+
+
+def test_batch_too_big() -> None:
+    problems = check_limits(_batch(MINIMAL, MINIMAL, MINIMAL), max_batch=2, max_text_chars=1000, now=NOW)
+    assert [p["path"] for p in problems] == ["mentions"]
+    assert "3" in problems[0]["message"] and "2" in problems[0]["message"]
+
+
+def test_text_too_long() -> None:
+    long = {**MINIMAL, "text": "x" * 101}
+    problems = check_limits(_batch(MINIMAL, long), max_batch=10, max_text_chars=100, now=NOW)
+    assert [p["path"] for p in problems] == ["mentions[1].text"]
+    assert "101" in problems[0]["message"]
+
+
+def test_text_length_counts_code_points() -> None:
+    emoji = {**MINIMAL, "text": "\U0001F680" * 100}  # 100 code points, 400 UTF-8 bytes
+    assert check_limits(_batch(emoji), max_batch=10, max_text_chars=100, now=NOW) == []
+
+
+@pytest.mark.parametrize(
+    "ahead,problem",
+    [
+        (timedelta(0), False),
+        (MAX_CLOCK_SKEW - timedelta(seconds=1), False),
+        (MAX_CLOCK_SKEW, False),
+        (MAX_CLOCK_SKEW + timedelta(seconds=1), True),
+        (timedelta(days=1), True),
+        (-timedelta(days=365), False),
+    ],
+    ids=["now", "within-skew", "at-skew", "beyond-skew", "tomorrow", "last-year"],
+)
+def test_future_created_at(ahead: timedelta, problem: bool) -> None:
+    created = (NOW + ahead).astimezone(timezone(timedelta(hours=-5)))  # the zone must not matter
+    m = {**MINIMAL, "created_at": created.isoformat()}
+    problems = check_limits(_batch(MINIMAL, m), max_batch=10, max_text_chars=1000, now=NOW)
+    assert [p["path"] for p in problems] == (["mentions[1].created_at"] if problem else [])
+
+
+def test_all_limits_reported_together() -> None:
+    future = {**MINIMAL, "created_at": (NOW + timedelta(hours=2)).isoformat(), "text": "y" * 20}
+    problems = check_limits(_batch(future, future), max_batch=1, max_text_chars=10, now=NOW)
+    assert sorted(p["path"] for p in problems) == [
+        "mentions", "mentions[0].created_at", "mentions[0].text", "mentions[1].created_at", "mentions[1].text",
+    ]

@@ -1,0 +1,244 @@
+"""Storage: records → table rows (pure) and the migration file rules."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from earful.core.errors import StorageError
+from earful.storage.migrate import MIGRATIONS_DIR, migration_files
+from earful.storage.writer import ALERT_COLUMNS, MENTION_COLUMNS, alert_row, mention_row
+
+
+def _ts(*args: int) -> datetime:
+    return datetime(*args, tzinfo=timezone.utc)
+
+
+RAW = {
+    "schema_version": 1,
+    "mention_id": "9ec6ba32-ba62-5d3f-ba26-c2229307cfa0",
+    "source": "twitter",
+    "source_id": "1900413877765287936",
+    "url": "https://twitter.com/jdoe/status/1900413877765287936",
+    "author": {"id": "81234567", "handle": "jdoe", "display_name": "Jane Doe", "followers": 1843},
+    "text": "@AcmeAir my flight to Zürich was cancelled. #AcmeAir",
+    "lang": "en",
+    "created_at": _ts(2025, 3, 14, 9, 29, 58),
+    "received_at": _ts(2025, 3, 14, 9, 30, 1, 412000),
+    "in_reply_to": "1900413000000000000",
+    "reposted_from": None,
+    "engagement": {"likes": 12, "reposts": 3, "replies": 4},
+}
+ENRICHED = {
+    "schema_version": 1,
+    "mention": RAW,
+    "language": {"code": "en", "confidence": 0.96875},
+    "entities": [
+        {"text": "@AcmeAir", "type": "mention", "start": 0, "end": 8, "origin": "rules"},
+        {"text": "Zürich", "type": "location", "start": 22, "end": 28, "origin": "spacy:en_core_web_sm@3.8.0"},
+    ],
+    "sentiment": {"label": "negative", "score": -0.5, "reason": None},
+    "risks": [{"tag": "operational", "evidence": "cancelled", "start": 33, "end": 42}],
+    "watchlist_ids": ["acme-air", "skyjet"],
+    "matches": [{"watchlist_id": "acme-air", "start": 0, "end": 8}],
+    "models": {"language": "py3langid@0.4.0", "ner": "spacy:en_core_web_sm@3.8.0", "sentiment": "vader@3.3.2",
+               "risk": "earful-risk-rules@1", "watchlists": "earful-terms@0123456789ab"},
+    "enriched_at": _ts(2025, 3, 14, 9, 30, 1, 530000),
+}
+ALERT = {
+    "schema_version": 1,
+    "alert_id": "25395b3dfe0ccc60-1741944600000",
+    "fingerprint": "25395b3dfe0ccc60",
+    "status": "firing",
+    "rule": "volume_spike",
+    "watchlist_id": "acme-air",
+    "severity": "critical",
+    "labels": {"watchlist": "acme-air", "rule": "volume_spike", "severity": "critical"},
+    "summary": "acme-air: 27 mentions in 10s, 14x the usual 2.0",
+    "observed": 27.0,
+    "baseline": 2.0,
+    "score": 20.7457,
+    "bucket_seconds": 10,
+    "starts_at": _ts(2025, 3, 14, 9, 30),
+    "ends_at": None,
+    "detected_at": _ts(2025, 3, 14, 9, 30, 4, 220000),
+    "sample_mention_ids": ["9ec6ba32-ba62-5d3f-ba26-c2229307cfa0"],
+    "first_received_at": _ts(2025, 3, 14, 9, 30, 1, 412000),
+}
+
+
+def _table_columns(table: str) -> list[str]:
+    sql = (MIGRATIONS_DIR / "001_initial.sql").read_text(encoding="utf-8")
+    body = re.search(rf"CREATE TABLE {table} \((.*?)\n\);", sql, re.S)
+    assert body, table
+    cols = []
+    for line in body.group(1).splitlines():
+        m = re.match(r"\s+([a-z_]+)\s", line)  # constraints start with upper-case keywords
+        if m:
+            cols.append(m.group(1))
+    return cols
+
+
+# --- mention_row ------------------------------------------------------------------------------
+
+
+def test_mention_row_matches_the_columns() -> None:
+    row = mention_row(ENRICHED)
+    assert len(row) == len(MENTION_COLUMNS) == len(set(MENTION_COLUMNS))
+    got = dict(zip(MENTION_COLUMNS, row))
+    assert got == {
+        "mention_id": "9ec6ba32-ba62-5d3f-ba26-c2229307cfa0",
+        "source": "twitter",
+        "source_id": "1900413877765287936",
+        "url": "https://twitter.com/jdoe/status/1900413877765287936",
+        "author_id": "81234567",
+        "author_handle": "jdoe",
+        "author_name": "Jane Doe",
+        "author_followers": 1843,
+        "text": RAW["text"],
+        "declared_lang": "en",
+        "lang": "en",
+        "lang_confidence": 0.96875,
+        "created_at": RAW["created_at"],
+        "received_at": RAW["received_at"],
+        "enriched_at": ENRICHED["enriched_at"],
+        "in_reply_to": "1900413000000000000",
+        "reposted_from": None,
+        "likes": 12,
+        "reposts": 3,
+        "replies": 4,
+        "sentiment": "negative",
+        "sentiment_score": -0.5,
+        "sentiment_reason": None,
+        "watchlist_ids": ["acme-air", "skyjet"],
+        "entities": got["entities"],
+        "risks": got["risks"],
+        "matches": got["matches"],
+        "models": got["models"],
+    }
+    for col in ("entities", "risks", "matches", "models"):
+        assert isinstance(got[col], str)
+        assert json.loads(got[col]) == ENRICHED[col]
+    assert "Zürich" in got["entities"]  # stored as text, not \u escapes
+
+
+def test_mention_row_with_nulls_and_unsupported_language() -> None:
+    german = {
+        **ENRICHED,
+        "mention": {**RAW, "url": None, "lang": None, "in_reply_to": None,
+                    "author": {"id": None, "handle": None, "display_name": None, "followers": None},
+                    "engagement": {"likes": 0, "reposts": 0, "replies": 0}},
+        "language": {"code": "de", "confidence": 0.99},
+        "sentiment": {"label": None, "score": 0.0, "reason": "unsupported_language:de"},
+        "watchlist_ids": [],
+        "entities": [],
+        "risks": [],
+        "matches": [],
+    }
+    got = dict(zip(MENTION_COLUMNS, mention_row(german)))
+    assert (got["url"], got["declared_lang"], got["author_id"], got["author_handle"]) == (None, None, None, None)
+    assert (got["lang"], got["sentiment"], got["sentiment_reason"]) == ("de", None, "unsupported_language:de")
+    assert got["watchlist_ids"] == [] and got["entities"] == "[]"
+
+
+def test_mention_row_copies_the_watchlist_ids() -> None:
+    row = mention_row(ENRICHED)
+    ids = row[MENTION_COLUMNS.index("watchlist_ids")]
+    assert ids == ENRICHED["watchlist_ids"] and ids is not ENRICHED["watchlist_ids"]
+
+
+def test_mention_columns_exist_in_the_table() -> None:
+    table = _table_columns("mentions")
+    assert set(MENTION_COLUMNS) <= set(table)
+    assert set(table) - set(MENTION_COLUMNS) == {"stored_at"}  # filled by the database
+
+
+# --- alert_row --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "alert",
+    [ALERT, {**ALERT, "status": "resolved", "ends_at": _ts(2025, 3, 14, 9, 33), "score": 0.0,
+             "sample_mention_ids": [], "first_received_at": None}],
+    ids=["firing", "resolved"],
+)
+def test_alert_row_matches_the_columns(alert: dict[str, Any]) -> None:
+    row = alert_row(alert)
+    assert len(row) == len(ALERT_COLUMNS) == len(set(ALERT_COLUMNS))
+    got = dict(zip(ALERT_COLUMNS, row))
+    for col in ALERT_COLUMNS:
+        if col == "labels":
+            assert json.loads(got[col]) == alert["labels"]
+        else:
+            assert got[col] == alert[col], col
+    assert "schema_version" not in ALERT_COLUMNS
+
+
+def test_alert_columns_exist_in_the_table() -> None:
+    table = _table_columns("alerts")
+    assert set(ALERT_COLUMNS) <= set(table)
+    assert set(table) - set(ALERT_COLUMNS) == {"stored_at"}
+
+
+def test_alert_row_needs_every_column() -> None:
+    with pytest.raises(KeyError):
+        alert_row({k: v for k, v in ALERT.items() if k != "summary"})
+
+
+# --- migration files --------------------------------------------------------------------------
+
+
+def _write(directory: Path, *names: str) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (directory / name).write_text(f"-- {name}\nSELECT 1;\n", encoding="utf-8")
+    return directory
+
+
+def test_bundled_migrations() -> None:
+    files = migration_files()
+    assert files, "no migrations bundled"
+    assert [v for v, _, _ in files] == list(range(1, len(files) + 1))
+    assert files[0][:2] == (1, "initial")
+    assert "CREATE TABLE mentions" in files[0][2]
+
+
+def test_migrations_run_in_numeric_order(tmp_path: Path) -> None:
+    d = _write(tmp_path / "m", "003_add_index.sql", "001_initial.sql", "002_alerts.sql", "README.md", "notes.txt")
+    files = migration_files(d)
+    assert [(v, n) for v, n, _ in files] == [(1, "initial"), (2, "alerts"), (3, "add_index")]
+    assert files[1][2] == "-- 002_alerts.sql\nSELECT 1;\n"
+
+
+def test_empty_directory_has_no_migrations(tmp_path: Path) -> None:
+    assert migration_files(_write(tmp_path / "m")) == []
+
+
+@pytest.mark.parametrize(
+    "names,fragment",
+    [
+        (["001_initial.sql", "1_second.sql"], "1_second.sql must be named NNN_name.sql"),
+        (["001_initial.sql", "002-second.sql"], "002-second.sql must be named"),
+        (["001_initial.sql", "002_Second.sql"], "002_Second.sql must be named"),
+        (["001_initial.sql", "002_.sql"], "002_.sql must be named"),
+        (["001_initial.sql", "0002_second.sql"], "0002_second.sql must be named"),
+        (["001_initial.sql", "002_has space.sql"], "must be named"),
+        (["001_initial.sql", "003_third.sql"], "003_third out of sequence: expected 002"),
+        (["002_second.sql"], "002_second out of sequence: expected 001"),
+        (["000_zero.sql", "001_initial.sql"], "000_zero out of sequence: expected 001"),
+        (["001_initial.sql", "001_again.sql"], "out of sequence: expected 002"),
+    ],
+    ids=["short-number", "dash", "upper-case", "no-name", "long-number", "space", "gap", "no-first",
+         "zero", "duplicate-version"],
+)
+def test_bad_migration_files(tmp_path: Path, names: list[str], fragment: str) -> None:
+    d = _write(tmp_path / "m", *names)
+    with pytest.raises(StorageError) as info:
+        migration_files(d)
+    assert fragment in str(info.value)
+    assert info.value.kind == "storage_error"
