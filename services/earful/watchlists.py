@@ -43,10 +43,15 @@ class WatchlistSet:
         self.watchlists = {w.id: w for w in watchlists}
         self.revision = revision
         self._owner: dict[str, list[str]] = {}
+        spellings: set[str] = set()
         for w in watchlists:
             for term in w.terms:
-                self._owner.setdefault(term.casefold(), []).append(w.id)
-        alternatives = sorted(self._owner, key=len, reverse=True)  # longest term wins at a position
+                owners = self._owner.setdefault(term.casefold(), [])
+                if w.id not in owners:
+                    owners.append(w.id)
+                # re.IGNORECASE does not fold 'ß' to 'ss': match the term as written and its case-fold.
+                spellings.update((term, term.casefold()))
+        alternatives = sorted(spellings, key=len, reverse=True)  # longest term wins at a position
         if alternatives:
             body = "|".join(re.escape(t) for t in alternatives)
             # (?<!\w) / (?!\w): whole words, but terms may start with # or @ themselves.
@@ -85,7 +90,10 @@ class WatchlistSet:
             kind = item.get("kind", "brand")
             if kind not in KINDS:
                 raise ValidationError(f"{where} ({wid}): kind {kind!r} is not one of {', '.join(KINDS)}")
-            terms = tuple(str(t) for t in item.get("terms") or () if str(t).strip())
+            raw_terms = item.get("terms") or []
+            if not isinstance(raw_terms, list):
+                raise ValidationError(f"{where} ({wid}): terms must be a list, e.g. terms: [\"{raw_terms}\"]")
+            terms = tuple(str(t) for t in raw_terms if str(t).strip())
             if not terms:
                 raise ValidationError(f"{where} ({wid}): needs at least one term")
             out.append(Watchlist(wid, str(item.get("name", wid)), kind, terms,

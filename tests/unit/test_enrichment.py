@@ -137,11 +137,6 @@ def test_not_a_customer_question(text: str) -> None:
     assert "customer_question" not in _tags(text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="customer_question misses Spanish questions written with the opening '¿' (\"¿Dónde está mi "
-    "maleta?\"): _question_span only skips whitespace and @handles before _QUESTION_START",
-)
 def test_spanish_question_with_inverted_mark() -> None:
     assert _tags("¿Dónde está mi maleta?").get("customer_question") == "¿Dónde está mi maleta?"
 

@@ -212,3 +212,10 @@ def test_settings_markdown_does_not_depend_on_the_environment(monkeypatch: pytes
     after = settings_markdown()
     assert after == before
     assert "whsec-do-not-print" not in after
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:80a/hook", "ftp://example.com/x", "not a url", "https://"])
+def test_malformed_webhook_urls_are_refused_at_start(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("EARFUL_WEBHOOK_URLS", f"http://ok.example/a,{url}")
+    with pytest.raises(ConfigError, match="EARFUL_WEBHOOK_URLS"):
+        load_settings()

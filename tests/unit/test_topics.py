@@ -167,22 +167,12 @@ def test_optional_fields_default(schema_dir: Path) -> None:
     assert (spec.retention_ms, spec.dlq, spec.public, spec.copartitioned_with) == (None, None, False, None)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="load_topics on an empty (or comment-only) topics.yaml raises AttributeError "
-    "(\"'NoneType' object has no attribute 'get'\") instead of SchemaError",
-)
 def test_empty_topics_file_is_a_schema_error(schema_dir: Path) -> None:
     (schema_dir / "topics.yaml").write_text("# nothing declared yet\n", encoding="utf-8")
     with pytest.raises(SchemaError):
         load_topics(schema_dir)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a non-numeric partitions value ('six') escapes load_topics as ValueError from int(), "
-    "not as SchemaError naming the topic",
-)
 def test_non_numeric_partitions_is_a_schema_error(schema_dir: Path) -> None:
     doc = copy.deepcopy(REAL)
     _topic(doc, RAW)["partitions"] = "six"

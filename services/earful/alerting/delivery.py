@@ -82,6 +82,10 @@ class WebhookSender:
             delay = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
             try:
                 resp = await self.client.post(url, content=body, headers=headers)
+            except httpx.InvalidURL as exc:  # not retryable, and not an HTTPError
+                ATTEMPTS.labels("error").inc()
+                DELIVERIES.labels("rejected").inc()
+                return Outcome(url, False, attempt, f"rejected:invalid_url:{exc}")
             except httpx.HTTPError as exc:
                 ATTEMPTS.labels("error").inc()
                 reason = f"gave_up:{type(exc).__name__}"

@@ -59,20 +59,28 @@ def fingerprint(labels: dict[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def poisson_tail(count: int, mean: float) -> float:
-    """P(X ≥ count) for X ~ Poisson(mean), computed from the tail so tiny values stay exact."""
+def log_poisson_tail(count: int, mean: float) -> float:
+    """ln P(X ≥ count) for X ~ Poisson(mean), exact far below the smallest float (viral bursts)."""
     if count <= 0:
-        return 1.0
-    if mean <= 0:
         return 0.0
-    total, k = 0.0, count
-    log_mean = math.log(mean)
-    while True:
-        term = math.exp(k * log_mean - mean - math.lgamma(k + 1))
-        total += term
-        if k > mean and term < total * 1e-12:
-            return min(1.0, total)
+    if mean <= 0:
+        return -math.inf
+    if count <= mean:  # the tail is at least ~1/2: 1 - CDF is accurate
+        cdf = sum(math.exp(k * math.log(mean) - mean - math.lgamma(k + 1)) for k in range(count))
+        return math.log(max(1.0 - cdf, 1e-300))
+    # Beyond the mean each term is the previous times mean/(k+1) < 1: sum the ratios, add the logs.
+    log_first = count * math.log(mean) - mean - math.lgamma(count + 1)
+    ratio_sum, ratio, k = 1.0, 1.0, count
+    while ratio > 1e-17 * ratio_sum:
         k += 1
+        ratio *= mean / k
+        ratio_sum += ratio
+    return min(0.0, log_first + math.log(ratio_sum))
+
+
+def poisson_tail(count: int, mean: float) -> float:
+    """P(X ≥ count) for X ~ Poisson(mean) (0.0 once it is below the smallest float)."""
+    return math.exp(log_poisson_tail(count, mean))
 
 
 def new_state() -> dict[str, Any]:
@@ -91,13 +99,13 @@ def baseline(state: dict[str, Any], idx: int, cfg: DetectorConfig) -> tuple[floa
 
 def assess(count: int, expected: float, history: int, cfg: DetectorConfig) -> tuple[bool, float]:
     """(is this count a spike, score = -log10 tail probability)."""
-    p = poisson_tail(count, max(expected, 1.0 / cfg.baseline_buckets))
-    score = -math.log10(p) if p > 0 else 300.0
+    log_p = log_poisson_tail(count, max(expected, 1.0 / cfg.baseline_buckets))
+    score = -log_p / math.log(10)
     spike = (
         history >= cfg.warmup_buckets
         and count >= cfg.min_count
         and count >= cfg.min_ratio * expected
-        and p <= cfg.max_p_value
+        and log_p <= math.log(cfg.max_p_value)
     )
     return spike, score
 

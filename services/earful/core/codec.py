@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 import fastavro
 import fastavro.schema
+import fastavro.validation
 import httpx
 
 from earful.core.errors import DecodeError, EncodeError, RegistryError, SchemaError
@@ -222,6 +223,8 @@ class AvroCodec:
         buf = io.BytesIO()
         buf.write(self.header())
         try:
+            # The writer does not range-check ints/longs; validation does, so no reader meets bad varints.
+            fastavro.validation.validate(record, self.schema.parsed, raise_errors=True, strict=False)
             fastavro.schemaless_writer(buf, self.schema.parsed, record, strict_allow_default=True)
         except Exception as exc:  # fastavro raises ValueError, TypeError, KeyError, AttributeError...
             raise EncodeError(f"record does not fit {self.schema.name}: {exc}") from exc

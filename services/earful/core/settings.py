@@ -8,6 +8,7 @@ cannot drift. Secrets are `SecretStr` and never appear in logs or reprs.
 from __future__ import annotations
 
 from pathlib import Path
+from urllib.parse import urlsplit
 from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
@@ -108,6 +109,19 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("webhook_urls")
+    @classmethod
+    def _valid_urls(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        for url in urls:
+            parts = urlsplit(url)
+            try:
+                parts.port  # raises on a malformed port
+            except ValueError as exc:
+                raise ValueError(f"{url!r}: {exc}") from exc
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return urls
 
     def port_for(self, service: str) -> int:
         """The HTTP port of `service`: EARFUL_HTTP_PORT when set, else the service's default."""

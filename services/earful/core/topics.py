@@ -64,11 +64,19 @@ def load_topics(schema_dir: Path) -> dict[str, TopicSpec]:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise SchemaError(f"cannot read topic declarations {path}: {exc}") from exc
+    if not isinstance(doc, dict) or not isinstance(doc.get("topics"), list) or not doc["topics"]:
+        raise SchemaError(f"{path}: expected a non-empty top-level 'topics:' list")
     specs: dict[str, TopicSpec] = {}
-    for i, entry in enumerate(doc.get("topics", [])):
+    for i, entry in enumerate(doc["topics"]):
+        if not isinstance(entry, dict):
+            raise SchemaError(f"{path}: topic #{i} is not a mapping")
         missing = [k for k in _REQUIRED if k not in entry]
         if missing:
             raise SchemaError(f"{path}: topic #{i} lacks {', '.join(missing)}")
+        for numeric in ("partitions", "retention_ms"):
+            value = entry.get(numeric)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise SchemaError(f"{path}: {entry['name']}: {numeric} must be a positive integer, not {value!r}")
         spec = TopicSpec(
             name=entry["name"],
             doc=entry["doc"],

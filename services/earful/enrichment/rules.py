@@ -92,7 +92,7 @@ def _question_span(text: str) -> dict[str, Any] | None:
         stripped = chunk.lstrip()
         offset = sentence.start() + len(chunk) - len(stripped)
         # Skip a leading @handle ("@AcmeAir how do I ...?") before looking for the question word.
-        lead = re.match(r"(?:@\w+\s+)*", stripped)
+        lead = re.match(r"(?:@\w+\s+)*[¿¡]?", stripped)
         body = stripped[lead.end():] if lead else stripped
         if _QUESTION_START.match(body):
             return {"evidence": stripped, "start": offset, "end": sentence.end()}
