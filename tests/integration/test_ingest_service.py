@@ -58,6 +58,7 @@ async def test_accepted_batch_is_on_the_raw_topic_keyed_by_stable_id(ingest: Ser
         ({"mentions": [_mention(1, colour="red")]}, 422, "mentions[0].colour"),
         ({"mentions": []}, 422, "mentions"),
         ({"mentions": [_mention(1, created_at="2999-01-01T00:00:00Z")]}, 422, "mentions[0].created_at"),
+        ({"mentions": [_mention(1, author={"followers": 2**64})]}, 422, "mentions[0].author.followers"),
     ],
 )
 def test_bad_input_gets_4xx_naming_the_problem(ingest: ServiceProcess, body: dict, status: int, path: str) -> None:

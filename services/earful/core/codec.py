@@ -24,7 +24,6 @@ from typing import Any, Protocol
 
 import fastavro
 import fastavro.schema
-import fastavro.validation
 import httpx
 
 from earful.core.errors import DecodeError, EncodeError, RegistryError, SchemaError
@@ -207,6 +206,9 @@ class AvroCodec:
         self.registry = registry
         self.subject = subject or f"{schema.name}-value"
         self._header: bytes | None = None
+        # fastavro writes any Python int into an Avro int/long as a varint of any length, which other
+        # readers reject; full validation costs ~5x the write, so check only the numeric fields.
+        self._check_ranges = _range_checker(schema.parsed) or (lambda value, path: None)
 
     def header(self) -> bytes:
         """The framing prefix this codec writes (computed once; may register the schema)."""
@@ -223,8 +225,7 @@ class AvroCodec:
         buf = io.BytesIO()
         buf.write(self.header())
         try:
-            # The writer does not range-check ints/longs; validation does, so no reader meets bad varints.
-            fastavro.validation.validate(record, self.schema.parsed, raise_errors=True, strict=False)
+            self._check_ranges(record, "")
             fastavro.schemaless_writer(buf, self.schema.parsed, record, strict_allow_default=True)
         except Exception as exc:  # fastavro raises ValueError, TypeError, KeyError, AttributeError...
             raise EncodeError(f"record does not fit {self.schema.name}: {exc}") from exc
@@ -265,3 +266,59 @@ class AvroCodec:
         raise DecodeError(
             f"unknown framing byte 0x{data[0]:02x}: expected 0xc3 0x01 (Avro single-object) or 0x00 (Confluent)"
         )
+
+
+_LIMITS = {"int": (-(2**31), 2**31 - 1), "long": (-(2**63), 2**63 - 1)}
+RangeCheck = Any  # Callable[[Any, str], None]
+
+
+def _range_checker(schema: Any) -> RangeCheck | None:
+    """A function raising ValueError for an out-of-range int/long anywhere in a value of `schema`
+    (None when the schema holds no numbers to check). Built once per codec."""
+    if isinstance(schema, str):
+        if schema not in _LIMITS:
+            return None
+        low, high = _LIMITS[schema]
+
+        def check_number(value: Any, path: str) -> None:
+            if isinstance(value, int) and not isinstance(value, bool) and not low <= value <= high:
+                raise ValueError(f"{path or 'value'}: {value} is out of range for an Avro {schema}")
+
+        return check_number
+    if isinstance(schema, list):  # union: check with the branches that hold numbers
+        branches = [c for c in (_range_checker(b) for b in schema) if c is not None]
+        if not branches:
+            return None
+
+        def check_union(value: Any, path: str) -> None:
+            if value is not None:
+                for branch in branches:
+                    branch(value, path)
+
+        return check_union
+    kind = schema.get("type")
+    if kind == "record":
+        fields = [(f["name"], c) for f in schema["fields"] if (c := _range_checker(f["type"])) is not None]
+        if not fields:
+            return None
+
+        def check_record(value: Any, path: str) -> None:
+            if isinstance(value, dict):
+                for name, check in fields:
+                    check(value.get(name), f"{path}.{name}" if path else name)
+
+        return check_record
+    if kind in ("array", "map"):
+        inner = _range_checker(schema["items" if kind == "array" else "values"])
+        if inner is None:
+            return None
+
+        def check_items(value: Any, path: str) -> None:
+            items = value.items() if isinstance(value, dict) else enumerate(value or ())
+            for key, item in items:
+                inner(item, f"{path}[{key}]")
+
+        return check_items
+    if isinstance(kind, (str, list, dict)) and kind not in ("enum", "fixed"):
+        return _range_checker(kind)  # a primitive or logical type wrapped in a dict
+    return None

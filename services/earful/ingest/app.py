@@ -99,6 +99,10 @@ def build_app(settings: Settings, publisher: Publisher, health: Health) -> FastA
         records = [to_record(m, now) for m in batch.mentions]
         try:
             await publisher.publish(records)
+        except EncodeError as exc:  # validation should have caught it; still a client problem, not a 500
+            REJECTED.labels("invalid").inc()
+            return JSONResponse({"error": "invalid mentions", "problems": [{"path": "mentions", "message": str(exc)}]},
+                                status_code=422)
         except BrokerError as exc:
             REJECTED.labels("broker_unavailable").inc()
             log.error("publish failed", extra={"error": str(exc), "count": len(records)})

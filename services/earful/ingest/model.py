@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 MENTION_ID_NAMESPACE = uuid.UUID("6f0e4c3a-5d1b-4f5e-9a57-ea7f0c11e0a1")
 MAX_CLOCK_SKEW = timedelta(minutes=10)
+MAX_COUNT = 2**63 - 1  # Avro long
 
 
 def mention_id(source: str, source_id: str) -> str:
@@ -29,7 +30,7 @@ class AuthorIn(_Strict):
     id: str | None = Field(None, max_length=256)
     handle: str | None = Field(None, max_length=256)
     display_name: str | None = Field(None, max_length=512)
-    followers: int | None = Field(None, ge=0)
+    followers: int | None = Field(None, ge=0, le=MAX_COUNT)
 
     @field_validator("handle")
     @classmethod
@@ -38,9 +39,9 @@ class AuthorIn(_Strict):
 
 
 class EngagementIn(_Strict):
-    likes: int = Field(0, ge=0)
-    reposts: int = Field(0, ge=0)
-    replies: int = Field(0, ge=0)
+    likes: int = Field(0, ge=0, le=MAX_COUNT)
+    reposts: int = Field(0, ge=0, le=MAX_COUNT)
+    replies: int = Field(0, ge=0, le=MAX_COUNT)
 
 
 class MentionIn(_Strict):
