@@ -21,7 +21,7 @@ import httpx
 
 from earful.alerting.delivery import WebhookSender
 from earful.alerting.detector import Decision, DetectorConfig, new_state, observe
-from earful.core.errors import DecodeError, DeliveryError
+from earful.core.errors import DeliveryError
 from earful.core.faust_service import FaustDeadLetters, attach_ops_server
 from earful.core.health import Health, tcp_check
 from earful.core.kafka import Codecs, faust_app, millis_now
@@ -86,15 +86,12 @@ def build(settings: Settings) -> Any:
     )
 
     dead_letters = FaustDeadLetters(app, codecs, SERVICE)
-    dead_letter = dead_letters.send_event
 
     @app.agent(enriched_topic)
     async def fan_out(stream: Any) -> None:
         async for event in stream.events():
-            try:
-                record = enriched_codec.decode(event.message.value)
-            except DecodeError as exc:
-                await dead_letter(event, exc)
+            record = await dead_letters.decode(event, enriched_codec)
+            if record is None:
                 continue
             sends = [await by_watchlist.send(key=wid.encode(), value=event.message.value) for wid in record["watchlist_ids"]]
             await asyncio.gather(*sends)
@@ -103,10 +100,8 @@ def build(settings: Settings) -> Any:
     @app.agent(by_watchlist)
     async def detect(stream: Any) -> None:
         async for event in stream.events():
-            try:
-                record = enriched_codec.decode(event.message.value)
-            except DecodeError as exc:
-                await dead_letter(event, exc)
+            record = await dead_letters.decode(event, enriched_codec)
+            if record is None:
                 continue
             wid = event.message.key.decode()
             mention = record["mention"]
@@ -128,17 +123,15 @@ def build(settings: Settings) -> Any:
     @app.agent(alerts_topic)
     async def deliver(stream: Any) -> None:
         async for event in stream.events():
-            try:
-                alert = alert_codec.decode(event.message.value)
-            except DecodeError as exc:
-                await dead_letter(event, exc)
+            alert = await dead_letters.decode(event, alert_codec)
+            if alert is None:
                 continue
             if not sender.urls:
                 continue
             outcomes = await sender.deliver(webhook_payload(alert), f"{alert['alert_id']}:{alert['status']}")
             for o in outcomes:
                 if not o.delivered:
-                    await dead_letter(event, DeliveryError(f"webhook {o.url}: {o.reason} after {o.attempts} attempts"))
+                    await dead_letters.send_event(event, DeliveryError(f"webhook {o.url}: {o.reason} after {o.attempts} attempts"))
                 else:
                     log.info("alert delivered", extra={"url": o.url, "alert_id": alert["alert_id"], "attempts": o.attempts})
 

@@ -13,7 +13,7 @@ from typing import Any
 import faust
 import mode
 
-from earful.core.errors import EarfulError
+from earful.core.errors import DecodeError, EarfulError
 from earful.core.health import Health
 from earful.core.http import HttpServer, ops_app
 from earful.core.kafka import Codecs, DeadLetters
@@ -55,6 +55,14 @@ class FaustDeadLetters(DeadLetters):
                 await (await topic.send(key=key, value=value))
 
         super().__init__(_Producer(), codecs, service)  # type: ignore[arg-type]
+
+    async def decode(self, event: Any, codec: Any) -> dict[str, Any] | None:
+        """The event's record, or None after dead-lettering it when its bytes do not decode."""
+        try:
+            return codec.decode(event.message.value)  # type: ignore[no-any-return]
+        except DecodeError as exc:
+            await self.send_event(event, exc)
+            return None
 
     async def send_event(self, event: Any, error: EarfulError) -> None:
         """Dead-letter the record behind a Faust event (its original key and value bytes)."""

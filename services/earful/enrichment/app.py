@@ -15,7 +15,7 @@ from typing import Any
 
 from prometheus_client import Gauge
 
-from earful.core.errors import DecodeError, ProcessingError
+from earful.core.errors import ProcessingError
 from earful.core.health import Health, tcp_check
 from earful.core.kafka import Codecs, faust_app, utc_now
 from earful.core.metrics import BATCH_SECONDS, MESSAGES, PIPELINE_LATENCY
@@ -52,10 +52,9 @@ def build(settings: Settings, processor: EnrichmentProcessor | None = None) -> A
             started = time.perf_counter()
             good: list[tuple[Any, dict[str, Any]]] = []
             for event in events:
-                try:
-                    good.append((event, raw_codec.decode(event.message.value)))
-                except DecodeError as exc:
-                    await dead_letters.send_event(event, exc)
+                record = await dead_letters.decode(event, raw_codec)
+                if record is not None:
+                    good.append((event, record))
             if not good:
                 continue
             try:

@@ -46,6 +46,18 @@ def free_port(preferred: int | None = None) -> int:
         return int(s.getsockname()[1])
 
 
+def terminate(process: subprocess.Popen[bytes], timeout_s: float) -> int:
+    """SIGTERM, wait for a clean exit, SIGKILL only as a last resort; returns the exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode
+
+
 def wait_for_port(port: int, timeout_s: float, process: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -88,13 +100,7 @@ class LocalBroker:
         return cls(port, process)
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, timeout_s)
 
 
 def run_broker_foreground(port: int) -> int:

