@@ -28,7 +28,7 @@ from earful.alerting.detector import (
 )
 
 SERVICES = Path(__file__).resolve().parents[2] / "services"
-CFG = DetectorConfig()
+CFG = DetectorConfig(lateness_buckets=0, cooldown_buckets=0)  # in-order scenarios; lateness tested apart
 BUCKET_MS = CFG.bucket_s * 1000
 T0 = 1_741_939_200_000  # 2025-03-14T08:00:00Z, a bucket boundary
 WID = "acme-air"
@@ -330,7 +330,7 @@ def test_resolves_after_resolve_buckets_normal_buckets() -> None:
 
 
 def test_resolution_follows_resolve_buckets_setting() -> None:
-    cfg = DetectorConfig(resolve_buckets=1)
+    cfg = DetectorConfig(resolve_buckets=1, lateness_buckets=0, cooldown_buckets=0)
     events, _ = _spike_then_normal()
     decisions, _ = run(events, cfg=cfg)
     resolved = [d for _, d in decisions if d.status == "resolved"]

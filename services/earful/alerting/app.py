@@ -42,6 +42,8 @@ def detector_config(settings: Settings) -> DetectorConfig:
         min_ratio=settings.alert_min_ratio,
         max_p_value=settings.alert_max_p_value,
         resolve_buckets=settings.alert_resolve_buckets,
+        lateness_buckets=settings.alert_lateness_buckets,
+        cooldown_buckets=settings.alert_cooldown_buckets,
     )
 
 

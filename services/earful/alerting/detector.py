@@ -5,7 +5,10 @@ with a robust baseline (the larger of the median and the mean of the last N buck
 sparse series is not judged against zero). A count is a spike when it is at least
 `min_count`, at least `min_ratio` × baseline, and its Poisson tail probability P(X ≥ count)
 is below `max_p_value` (small brands: every mention matters, but chance is priced in).
-A firing alert resolves after `resolve_buckets` consecutive normal closed buckets.
+Mentions may arrive up to `lateness_buckets` late in event time (several partitions, slow
+sources, accelerated replays): such buckets are still judged, and a firing alert resolves only
+after `resolve_buckets` normal buckets past its last spike have settled; a resolved alert cannot
+fire again for `cooldown_buckets`, so one crisis never flaps into several alerts.
 
 State is a plain dict so it can live in a Faust table (changelogged, survives restarts).
 """
@@ -31,6 +34,8 @@ class DetectorConfig:
     min_ratio: float = 3.0
     max_p_value: float = 1e-6
     resolve_buckets: int = 3
+    lateness_buckets: int = 30
+    cooldown_buckets: int = 30
     severity: str = "critical"
 
 
@@ -84,7 +89,8 @@ def poisson_tail(count: int, mean: float) -> float:
 
 
 def new_state() -> dict[str, Any]:
-    return {"counts": {}, "recv": {}, "samples": {}, "latest": None, "first": None, "firing": None, "normal": 0}
+    return {"counts": {}, "recv": {}, "samples": {}, "latest": None, "first": None, "firing": None,
+            "last_spike": None, "quiet_until": None}
 
 
 def baseline(state: dict[str, Any], idx: int, cfg: DetectorConfig) -> tuple[float, int]:
@@ -118,12 +124,17 @@ def observe(
     mention_id: str,
     cfg: DetectorConfig,
 ) -> list[Decision]:
-    """Count one mention (mutating `state`) and return the alert decisions it causes."""
+    """Count one mention (mutating `state`) and return the alert decisions it causes.
+
+    Mentions arrive out of event-time order (several partitions, slow sources), so any bucket
+    within `lateness_buckets` of the newest one is judged when a mention lands in it, and a
+    firing alert resolves only once the buckets after its last spike are settled (older than the
+    lateness window) and `resolve_buckets` of them were normal.
+    """
     idx = created_at_ms // (cfg.bucket_s * 1000)
     decisions: list[Decision] = []
     if state["first"] is None:
-        state["first"] = idx
-        state["latest"] = idx
+        state["first"] = state["latest"] = idx
     if idx < state["latest"] - cfg.baseline_buckets:
         return decisions  # too late to matter for any bucket we still judge
     key = str(idx)
@@ -132,46 +143,47 @@ def observe(
     samples = state["samples"].setdefault(key, [])
     if len(samples) < MAX_SAMPLES:
         samples.append(mention_id)
-    if idx < state["first"]:
-        state["first"] = idx
-
+    state["first"] = min(state["first"], idx)
     if idx > state["latest"]:
-        decisions += _close_buckets(state, watchlist_id, state["latest"], idx, cfg)
         state["latest"] = idx
-        _prune(state, idx - cfg.baseline_buckets - 1)
+        _prune(state, idx - cfg.baseline_buckets - cfg.lateness_buckets - 1)
 
-    if idx == state["latest"]:
+    if idx >= state["latest"] - cfg.lateness_buckets:
         count = state["counts"][key]
         expected, history = baseline(state, idx, cfg)
         spike, score = assess(count, expected, history, cfg)
-        if spike and state["firing"] is None:
+        if spike and state["firing"] is not None:
+            state["last_spike"] = max(state["last_spike"], idx)
+        elif spike and (state["quiet_until"] is None or idx > state["quiet_until"]):
+            state["last_spike"] = idx
             decisions.append(_fire(state, watchlist_id, idx, count, expected, score, cfg))
-        elif spike:
-            state["normal"] = 0
+
+    resolved = _maybe_resolve(state, watchlist_id, cfg)
+    if resolved is not None:
+        decisions.append(resolved)
     return decisions
 
 
-def _close_buckets(state: dict[str, Any], wid: str, old: int, new: int, cfg: DetectorConfig) -> list[Decision]:
-    """Judge the buckets that just closed; resolve a firing alert after enough normal ones."""
+def _maybe_resolve(state: dict[str, Any], wid: str, cfg: DetectorConfig) -> Decision | None:
+    """Resolve once `resolve_buckets` settled buckets after the last spike were all normal."""
     if state["firing"] is None:
-        return []
-    for j in range(old, new):
-        count = state["counts"].get(str(j), 0)
-        expected, history = baseline(state, j, cfg)
-        spike, _ = assess(count, expected, history, cfg)
-        state["normal"] = 0 if spike else state["normal"] + 1
-        if state["normal"] >= cfg.resolve_buckets:
-            firing = state["firing"]
-            state["firing"], state["normal"] = None, 0
-            labels = _labels(wid, cfg)
-            return [Decision(
-                status="resolved", watchlist_id=wid, fingerprint=firing["fingerprint"], alert_id=firing["alert_id"],
-                labels=labels, observed=float(count), baseline=float(expected), score=0.0,
-                starts_at_ms=firing["starts_at_ms"], ends_at_ms=(j + 1) * cfg.bucket_s * 1000,
-                sample_mention_ids=[], first_received_at_ms=None,
-                summary=f"{wid}: mention volume back to normal ({count} in {cfg.bucket_s}s vs {expected:.1f} expected)",
-            )]
-    return []
+        return None
+    last_settled = state["latest"] - cfg.lateness_buckets - 1
+    end = state["last_spike"] + cfg.resolve_buckets  # the last of the normal buckets required
+    if last_settled < end:
+        return None
+    firing = state["firing"]
+    count = state["counts"].get(str(end), 0)
+    expected, _ = baseline(state, end, cfg)
+    state["firing"] = None
+    state["quiet_until"] = end + cfg.cooldown_buckets
+    return Decision(
+        status="resolved", watchlist_id=wid, fingerprint=firing["fingerprint"], alert_id=firing["alert_id"],
+        labels=_labels(wid, cfg), observed=float(count), baseline=float(expected), score=0.0,
+        starts_at_ms=firing["starts_at_ms"], ends_at_ms=(end + 1) * cfg.bucket_s * 1000,
+        sample_mention_ids=[], first_received_at_ms=None,
+        summary=f"{wid}: mention volume back to normal ({count} in {cfg.bucket_s}s vs {expected:.1f} expected)",
+    )
 
 
 def _fire(state: dict[str, Any], wid: str, idx: int, count: int, expected: float, score: float, cfg: DetectorConfig) -> Decision:
@@ -180,7 +192,6 @@ def _fire(state: dict[str, Any], wid: str, idx: int, count: int, expected: float
     starts_at_ms = idx * cfg.bucket_s * 1000
     alert_id = f"{fp}-{starts_at_ms}"
     state["firing"] = {"fingerprint": fp, "alert_id": alert_id, "starts_at_ms": starts_at_ms}
-    state["normal"] = 0
     return Decision(
         status="firing", watchlist_id=wid, fingerprint=fp, alert_id=alert_id, labels=labels,
         observed=float(count), baseline=float(expected), score=score, starts_at_ms=starts_at_ms, ends_at_ms=None,

@@ -90,7 +90,11 @@ class Settings(BaseSettings):
     alert_min_count: int = Field(10, ge=1, description="A bucket needs at least this many mentions to alert.")
     alert_min_ratio: float = Field(3.0, ge=1, description="A bucket must exceed the baseline by at least this factor.")
     alert_max_p_value: float = Field(1e-6, gt=0, lt=1, description="Poisson tail probability below which a count is a spike.")
-    alert_resolve_buckets: int = Field(3, ge=1, description="Consecutive normal buckets after which a firing alert resolves.")
+    alert_resolve_buckets: int = Field(3, ge=1, description="Normal buckets after the last spike before a firing alert resolves.")
+    alert_lateness_buckets: int = Field(
+        30, ge=0, description="How late (in buckets of event time) a mention may arrive and still count towards an alert."
+    )
+    alert_cooldown_buckets: int = Field(30, ge=0, description="Buckets after a resolution during which the same alert cannot fire again.")
     webhook_urls: CommaList = Field((), description="Comma-separated URLs that receive alert JSON by POST.")
     webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key; when set, each webhook carries X-Earful-Signature.")
     webhook_timeout_s: float = Field(5.0, gt=0, description="Timeout of one webhook request.")
