@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import httpx
 import pytest
 
 from earful.core.topics import DLQ, ENRICHED, RAW
@@ -58,3 +59,7 @@ async def test_raw_to_enriched_with_dead_letters(enrichment: ServiceProcess, set
     assert {d["error_kind"] for d in letters} == {"decode_error"}
     assert all(d["service"] == "enrichment" and d["topic"] == RAW for d in letters)
     assert any(d["value"] == b"\x00\x01not avro" for d in letters)
+
+    metrics = httpx.get(enrichment.url + "/metrics").text
+    assert 'earful_dead_letters_total{kind="decode_error",service="enrichment"} 2.0' in metrics
+    assert "earful_enrichment_messages_received_total" in metrics  # Faust's own sensors

@@ -21,6 +21,7 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from earful.core.codec import AvroCodec, HttpSchemaRegistry, SchemaRegistry, SchemaStore
@@ -175,4 +176,7 @@ def faust_app(settings: Settings, app_id: str, **conf: Any) -> EarfulFaustApp:
         **conf,
     )
     app.fetch_max_wait_ms = settings.kafka_fetch_max_wait_ms
+    # Faust's own sensors (events, commit and send latency, rebalances, table sizes) on the default
+    # registry, so they appear on the service's /metrics next to Earful's.
+    setup_prometheus_sensors(app, pattern="/faust/metrics", name_prefix=app_id.replace("-", "_"))
     return app
