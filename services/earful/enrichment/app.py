@@ -15,7 +15,7 @@ from typing import Any
 
 from prometheus_client import Gauge
 
-from earful.core.errors import ProcessingError
+from earful.core.errors import EncodeError, ProcessingError
 from earful.core.health import Health, tcp_check
 from earful.core.kafka import Codecs, faust_app, utc_now
 from earful.core.metrics import BATCH_SECONDS, MESSAGES, PIPELINE_LATENCY
@@ -70,13 +70,18 @@ def build(settings: Settings, processor: EnrichmentProcessor | None = None) -> A
                         good.remove((event, record))
             BATCH_SECONDS.labels(SERVICE, "models").observe(time.perf_counter() - started)
             deliveries = []
-            for (event, _), out in zip(good, enriched):
-                deliveries.append(await enriched_topic.send(key=event.message.key, value=enriched_codec.encode(out)))
+            for (event, record), out in zip(good, enriched):
+                try:
+                    value = enriched_codec.encode(out)
+                except EncodeError as exc:  # a record the schema cannot hold: dead-letter it, keep going
+                    await dead_letters.send_event(event, ProcessingError(f"enriched record does not encode: {exc}"))
+                    continue
+                deliveries.append(await enriched_topic.send(key=event.message.key, value=value))
             await asyncio.gather(*deliveries)  # acked before take_events acks the source offsets
             now = time.time()
             for _, record in good:
                 PIPELINE_LATENCY.labels(SERVICE).observe(max(0.0, now - record["received_at"].timestamp()))
-            MESSAGES.labels(SERVICE, RAW, "enriched").inc(len(good))
+            MESSAGES.labels(SERVICE, RAW, "enriched").inc(len(deliveries))
             BATCH_SIZE.set(len(events))
             BATCH_SECONDS.labels(SERVICE, "batch").observe(time.perf_counter() - started)
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import Counter
 
 from earful.core.errors import DecodeError, StorageError
@@ -80,7 +81,13 @@ class StorageConsumer:
                     alerts.append((msg, alert_row(record)))
         if not await self._write_until_durable(mentions, alerts):
             return  # shutting down during an outage: leave offsets uncommitted
-        await self.consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in batch.items()})
+        try:
+            await self.consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in batch.items()})
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The group moved on (e.g. a long outage outlived max_poll_interval): the new owner
+            # re-reads this batch and the idempotent write absorbs it.
+            ERRORS.labels(SERVICE, "commit_failed").inc()
+            log.warning("offsets not committed; the batch will be re-delivered", extra={"error": repr(exc)})
         now = time.time()
         for ts in received:
             PIPELINE_LATENCY.labels(SERVICE).observe(max(0.0, now - ts))
