@@ -309,3 +309,13 @@ def test_output_encodes_with_the_enriched_mention_codec(enriched: list[dict[str,
 def test_missing_spacy_model_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="EARFUL_SPACY_MODEL"):
         EnrichmentProcessor(WATCHLISTS, spacy_model="earful_no_such_model_xyz")
+
+
+def test_an_unsure_detector_defers_to_the_declared_language(processor) -> None:
+    short = "Acme Air lost my bag in London, terrible"  # py3langid is below 0.5 sure of English here
+    assert processor.detect_language(short)["code"] == "und"
+    declared = processor.detect_language(short, "en-GB")
+    assert declared["code"] == "en" and 0 < declared["confidence"] < 0.5
+    assert processor.detect_language(short, "xx")["code"] == "und"  # a code the detector does not know
+    confident = processor.detect_language("Acme Air lost my bag in London again. Terrible service, I want a refund", "de")
+    assert confident["code"] == "en"  # a confident detector wins over the declaration

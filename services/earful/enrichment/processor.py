@@ -61,11 +61,18 @@ class EnrichmentProcessor:
             "watchlists": f"earful-terms@{watchlists.revision}",
         }
 
-    def detect_language(self, text: str) -> dict[str, Any]:
+    def detect_language(self, text: str, declared: str | None = None) -> dict[str, Any]:
+        """The detector's language; when it is unsure, the source's declared one (with the
+        detector's probability for it), else 'und'."""
         code, prob = self.langid.classify(text)
-        if prob < LANGUAGE_MIN_CONFIDENCE or len(text.strip()) < 3:
-            return {"code": "und", "confidence": float(prob)}
-        return {"code": code, "confidence": float(prob)}
+        if prob >= LANGUAGE_MIN_CONFIDENCE and len(text.strip()) >= 3:
+            return {"code": code, "confidence": float(prob)}
+        declared = (declared or "").split("-")[0].lower()
+        if declared:
+            ranked = dict(self.langid.rank(text))
+            if declared in ranked:
+                return {"code": declared, "confidence": float(ranked[declared])}
+        return {"code": "und", "confidence": float(prob)}
 
     def sentiment(self, text: str, lang: str) -> dict[str, Any]:
         if lang not in SENTIMENT_LANGUAGES:
@@ -76,7 +83,7 @@ class EnrichmentProcessor:
 
     def enrich(self, mentions: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
         """Enrich a batch; spaCy sees the English texts together through `nlp.pipe`."""
-        languages = [self.detect_language(m["text"]) for m in mentions]
+        languages = [self.detect_language(m["text"], m.get("lang")) for m in mentions]
         english = [i for i, lang in enumerate(languages) if lang["code"] in NER_LANGUAGES]
         ner_spans: dict[int, list[dict[str, Any]]] = {}
         for i, doc in zip(english, self.nlp.pipe((mentions[i]["text"] for i in english), batch_size=len(english) or 1)):
