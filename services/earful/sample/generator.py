@@ -58,7 +58,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-import yaml
+from earful.core.errors import ValidationError as EarfulValidationError
+from earful.watchlists import Watchlist, WatchlistSet
 
 UTC = timezone.utc
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -1135,54 +1136,30 @@ _CRISIS_PHASES = (  # (until minute, weights by kind)
 # Watchlists and term matching
 # ---------------------------------------------------------------------------------------------
 
-_WATCHLIST_ID = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
-_WATCHLIST_KINDS = ("brand", "competitor", "campaign", "topic")
-
-
 def load_watchlists(path: str | Path | None = None) -> list[dict[str, Any]]:
-    """Read and check a watchlists YAML file (default: the bundled one) so bad input fails early."""
+    """Read and check a watchlists YAML file (default: the bundled one) with the services' own
+    loader, so the generator and the pipeline can never disagree about what a watchlist is."""
     p = Path(path) if path is not None else DEFAULT_WATCHLISTS
-    doc = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    items = doc.get("watchlists") if isinstance(doc, dict) else None
-    if not isinstance(items, list):
-        raise ValueError(f"{p}: expected a top-level 'watchlists:' list")
-    out: list[dict[str, Any]] = []
-    for i, item in enumerate(items):
-        if not isinstance(item, dict):
-            raise ValueError(f"{p}: watchlists[{i}] is not a mapping")
-        wid = str(item.get("id", ""))
-        if not _WATCHLIST_ID.match(wid):
-            raise ValueError(f"{p}: watchlists[{i}]: id {wid!r} must match {_WATCHLIST_ID.pattern}")
-        kind = item.get("kind", "brand")
-        if kind not in _WATCHLIST_KINDS:
-            raise ValueError(f"{p}: watchlists[{i}] ({wid}): kind {kind!r} is not one of {', '.join(_WATCHLIST_KINDS)}")
-        terms = [str(t) for t in item.get("terms") or () if str(t).strip()]
-        if not terms:
-            raise ValueError(f"{p}: watchlists[{i}] ({wid}): needs at least one term")
-        out.append({"id": wid, "name": str(item.get("name", wid)), "kind": kind,
-                    "handles": [str(h).lstrip("@") for h in item.get("handles") or ()], "terms": terms})
-    ids = [w["id"] for w in out]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"{p}: duplicate watchlist ids")
-    return out
-
-
-def _term_regex(terms: Sequence[str]) -> re.Pattern[str]:
-    # Same rule as the services: case-insensitive whole words; a bare term never matches inside a
-    # hashtag, handle or cashtag, and terms may themselves start with # @ or $.
-    body = "|".join(re.escape(t) for t in sorted(terms, key=len, reverse=True))
-    return re.compile(rf"(?<![\w#@$])(?:{body})(?!\w)", re.IGNORECASE)
+    try:
+        loaded = WatchlistSet.from_file(p)
+    except EarfulValidationError as exc:
+        raise ValueError(str(exc)) from exc
+    return [{"id": w.id, "name": w.name, "kind": w.kind, "handles": list(w.handles), "terms": list(w.terms)}
+            for w in loaded.watchlists.values()]
 
 
 class TermMatcher:
-    """Which watchlists a text names; used to check every generated text before it is kept."""
+    """Which watchlists a text names (the services' matcher); checks every generated text."""
 
     def __init__(self, watchlists: Sequence[Mapping[str, Any]]) -> None:
-        self._regexes = [(w["id"], _term_regex(w["terms"])) for w in watchlists]
+        self._order = [w["id"] for w in watchlists]
+        self._set = WatchlistSet([Watchlist(w["id"], w.get("name", w["id"]), w.get("kind", "brand"),
+                                            tuple(w["terms"]), tuple(w.get("handles", ()))) for w in watchlists])
 
     def match(self, text: str) -> list[str]:
         """Ids of the watchlists whose terms occur in `text`, in watchlist order."""
-        return [wid for wid, rx in self._regexes if rx.search(text)]
+        found = {m.watchlist_id for m in self._set.match(text)}
+        return [wid for wid in self._order if wid in found]
 
 
 # ---------------------------------------------------------------------------------------------
