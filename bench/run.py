@@ -11,6 +11,7 @@ See bench/README.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.metadata
 import itertools
 import json
@@ -27,7 +28,7 @@ import tempfile
 import time
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -251,12 +252,38 @@ async def _enrichment_service_run(bootstrap: str, warmup: list[dict[str, Any]], 
         await consumer.stop()
 
 
-def bench_enrichment_service(ctx: Context) -> Result:
+@contextlib.contextmanager
+def service_on_fresh_broker(ctx: Context, name: str) -> Iterator[tuple[Any, Any]]:
+    """A new in-memory broker with every topic created and one service process ready on it;
+    both are stopped on the way out. Yields (service, broker)."""
     from earful.core.settings import Settings
     from earful.core.topics import create_topics
     from earful.stack.broker import LocalBroker, free_port
     from earful.stack.processes import ServiceProcess, service_env
 
+    log_dir = ctx.work_dir / name
+    log_dir.mkdir(parents=True, exist_ok=True)
+    broker = LocalBroker.start(log_path=log_dir / "broker.log")
+    svc = None
+    try:
+        asyncio.run(create_topics(Settings(kafka_bootstrap=broker.bootstrap)))
+        port = free_port()
+        svc = ServiceProcess(name, port, service_env(service_base_env(broker.bootstrap), name, port),
+                             log_dir / f"{name}.log")
+        started = time.monotonic()
+        svc.start()
+        svc.wait_ready(120)
+        say(f"  {name} service ready in {time.monotonic() - started:.1f}s (broker {broker.bootstrap})")
+        yield svc, broker
+    finally:
+        if svc is not None:
+            code = svc.stop()
+            if code not in (0, None):
+                say(f"  warning: {name} exited with {code}; log: {svc.log_path}")
+        broker.stop()
+
+
+def bench_enrichment_service(ctx: Context) -> Result:
     now = datetime.now(timezone.utc)
     mentions = sample_mentions(SERVICE_RECORDS + SERVICE_WARMUP_RECORDS)
     if len(mentions) < SERVICE_RECORDS + SERVICE_WARMUP_RECORDS:
@@ -264,30 +291,12 @@ def bench_enrichment_service(ctx: Context) -> Result:
     records = raw_records(mentions, now)
     measured, warmup = records[:SERVICE_RECORDS], records[SERVICE_RECORDS:]
 
-    log_dir = ctx.work_dir / "enrichment-service"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    broker = LocalBroker.start(log_path=log_dir / "broker.log")
-    svc = None
-    try:
-        asyncio.run(create_topics(Settings(kafka_bootstrap=broker.bootstrap)))
-        port = free_port()
-        svc = ServiceProcess("enrichment", port, service_env(service_base_env(broker.bootstrap), "enrichment", port),
-                             log_dir / "enrichment.log")
-        started = time.monotonic()
-        svc.start()
-        svc.wait_ready(120)
-        say(f"  enrichment service ready in {time.monotonic() - started:.1f}s (broker {broker.bootstrap}); "
-            f"warm-up with {len(warmup)} records, then {len(measured)} timed")
+    with service_on_fresh_broker(ctx, "enrichment") as (_, broker):
+        say(f"  warm-up with {len(warmup)} records, then {len(measured)} timed")
         run = asyncio.run(_enrichment_service_run(broker.bootstrap, warmup, measured))
         rate = run["count"] / run["elapsed_s"]
         say(f"  {run['count']} enriched records readable {run['elapsed_s']:.2f}s after the first produce "
             f"(all produced and acked after {run['produce_s']:.2f}s) = {rate:,.1f}/s")
-    finally:
-        if svc is not None:
-            code = svc.stop()
-            if code not in (0, None):
-                say(f"  warning: enrichment exited with {code}; log: {svc.log_path}")
-        broker.stop()
     return Result({"enrichment_service_per_s": round(rate, 1)}, {"enrichment_service_per_s": 1})
 
 
@@ -502,41 +511,19 @@ async def _ingest_run(url: str, bodies: list[tuple[int, bytes]]) -> tuple[int, f
 
 
 def bench_ingest(ctx: Context) -> Result:
-    from earful.core.settings import Settings
-    from earful.core.topics import create_topics
-    from earful.stack.broker import LocalBroker, free_port
-    from earful.stack.processes import ServiceProcess, service_env
-
     mentions = sample_mentions()
     bodies = [(len(chunk), json.dumps({"mentions": chunk}, ensure_ascii=False).encode())
               for chunk in (mentions[i:i + INGEST_BATCH] for i in range(0, len(mentions), INGEST_BATCH))]
-    log_dir = ctx.work_dir / "ingest"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    broker = LocalBroker.start(log_path=log_dir / "broker.log")
-    svc = None
     rates = []
-    try:
-        asyncio.run(create_topics(Settings(kafka_bootstrap=broker.bootstrap)))
-        port = free_port()
-        svc = ServiceProcess("ingest", port, service_env(service_base_env(broker.bootstrap), "ingest", port),
-                             log_dir / "ingest.log")
-        started = time.monotonic()
-        svc.start()
-        svc.wait_ready(120)
-        say(f"  ingest service ready in {time.monotonic() - started:.1f}s; {len(mentions)} mentions in "
-            f"{len(bodies)} POSTs of up to {INGEST_BATCH}, {INGEST_CLIENTS} concurrent clients")
+    with service_on_fresh_broker(ctx, "ingest") as (svc, _):
+        say(f"  {len(mentions)} mentions in {len(bodies)} POSTs of up to {INGEST_BATCH}, "
+            f"{INGEST_CLIENTS} concurrent clients")
         for run in range(INGEST_RUNS):
             accepted, elapsed = asyncio.run(_ingest_run(svc.url, bodies))
             if accepted != len(mentions):
                 raise RuntimeError(f"run {run + 1}: {accepted} of {len(mentions)} mentions accepted")
             rates.append(accepted / elapsed)
             say(f"  run {run + 1}/{INGEST_RUNS}: {accepted} accepted (202) in {elapsed:.2f}s = {rates[-1]:,.0f}/s")
-    finally:
-        if svc is not None:
-            code = svc.stop()
-            if code not in (0, None):
-                say(f"  warning: ingest exited with {code}; log: {svc.log_path}")
-        broker.stop()
     return Result({"ingest_push_per_s": round(median(rates), 1)}, {"ingest_push_per_s": len(rates)})
 
 
