@@ -64,7 +64,7 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 60
 def raw_record(source_id: str, text: str, created_at: datetime, source: str = "twitter") -> dict[str, Any]:
     now = datetime.now(timezone.utc)
     return {
-        "schema_version": 1, "mention_id": mention_id(source, source_id), "source": source, "source_id": source_id,
+        "schema_version": 2, "mention_id": mention_id(source, source_id), "source": source, "source_id": source_id,
         "url": None, "author": {"id": "u1", "handle": "someone", "display_name": None, "followers": 10}, "text": text,
         "lang": None, "created_at": created_at, "received_at": now, "in_reply_to": None, "reposted_from": None,
         "engagement": {"likes": 0, "reposts": 0, "replies": 0},
@@ -73,7 +73,7 @@ def raw_record(source_id: str, text: str, created_at: datetime, source: str = "t
 
 def enriched_record(raw: dict[str, Any], watchlists: list[str], sentiment: str = "negative") -> dict[str, Any]:
     return {
-        "schema_version": 1, "mention": raw, "language": {"code": "en", "confidence": 0.99}, "entities": [],
+        "schema_version": 2, "mention": raw, "language": {"code": "en", "confidence": 0.99}, "entities": [],
         "sentiment": {"label": sentiment, "score": -0.5 if sentiment == "negative" else 0.5, "reason": None},
         "risks": [], "watchlist_ids": watchlists,
         "matches": [{"watchlist_id": w, "start": 0, "end": 4} for w in watchlists],

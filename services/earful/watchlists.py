@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -21,12 +21,42 @@ KINDS = ("brand", "competitor", "campaign", "topic")
 
 
 @dataclass(frozen=True)
+class QuietHours:
+    """A daily local-time range in which non-critical notifications of a rule are held back."""
+
+    start: str  # HH:MM
+    end: str  # HH:MM; before start = the range crosses midnight
+    timezone: str = "UTC"
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """One alert rule of a watchlist (the AlertRule record of schemas/watchlist.avsc)."""
+
+    rule: str  # volume_spike | negative_surge | risk_mention | viral_post | unanswered_question | volume_drop
+    enabled: bool = True
+    severity: str = "warning"
+    receivers: tuple[str, ...] = ()
+    thresholds: dict[str, float] = field(default_factory=dict)
+    pending_s: int = 0
+    cooldown_s: int | None = None
+    quiet_hours: QuietHours | None = None
+
+
+@dataclass(frozen=True)
 class Watchlist:
+    """What one team listens for (the Watchlist record of schemas/watchlist.avsc)."""
+
     id: str
     name: str
     kind: str
     terms: tuple[str, ...]
     handles: tuple[str, ...] = ()
+    owner_team: str | None = None
+    query: str | None = None
+    response_sla_s: int | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    alert_rules: tuple[AlertRule, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -268,7 +268,7 @@ def _ts(*args: int) -> datetime:
 
 
 RAW_RECORD = {
-    "schema_version": 1,
+    "schema_version": 2,
     "mention_id": "9ec6ba32-ba62-5d3f-ba26-c2229307cfa0",
     "source": "twitter",
     "source_id": "1900413877765287936",
@@ -280,20 +280,26 @@ RAW_RECORD = {
     "received_at": _ts(2025, 3, 14, 9, 30, 1, 412000),
     "in_reply_to": None,
     "reposted_from": None,
-    "engagement": {"likes": 12, "reposts": 3, "replies": 4},
+    "engagement": {"likes": 12, "reposts": 3, "replies": 4, "observed_at": _ts(2025, 3, 14, 9, 30, 0, 907000)},
+    "title": None,
+    "country": "CH",
+    "connector": "push",
+    "content_type": "application/json",
+    "fetched_at": None,
 }
 ENRICHED_RECORD = {
-    "schema_version": 1,
+    "schema_version": 2,
     "mention": RAW_RECORD,
     "language": {"code": "en", "confidence": 0.75},
     "entities": [
         {"text": "@AcmeAir", "type": "mention", "start": 0, "end": 8, "origin": "rules"},
         {"text": "Zürich", "type": "location", "start": 22, "end": 28, "origin": "spacy:en_core_web_sm@3.8.0"},
     ],
-    "sentiment": {"label": "negative", "score": -0.5, "reason": None},
+    "sentiment": {"label": "negative", "score": -0.5, "reason": None,
+                  "probabilities": {"negative": 0.75, "neutral": 0.125, "positive": 0.125}},
     "risks": [{"tag": "operational", "evidence": "cancelled", "start": 33, "end": 42}],
     "watchlist_ids": ["acme-air"],
-    "matches": [{"watchlist_id": "acme-air", "start": 0, "end": 8}],
+    "matches": [{"watchlist_id": "acme-air", "start": 0, "end": 8, "term": "@AcmeAir"}],
     "models": {"language": "py3langid@0.4.0", "ner": "spacy:en_core_web_sm@3.8.0", "sentiment": "vader@3.3.2",
                "risk": "earful-risk-rules@1", "watchlists": "earful-terms@0123456789ab"},
     "enriched_at": _ts(2025, 3, 14, 9, 30, 1, 530000),
@@ -304,12 +310,12 @@ GERMAN_ENRICHED_RECORD = {
                 "author": {"id": None, "handle": None, "display_name": None, "followers": None}},
     "language": {"code": "de", "confidence": 0.9375},
     "entities": [],
-    "sentiment": {"label": None, "score": 0.0, "reason": "unsupported_language:de"},
+    "sentiment": {"label": None, "score": 0.0, "reason": "unsupported_language:de", "probabilities": None},
     "watchlist_ids": [],
     "matches": [],
 }
 ALERT_RECORD = {
-    "schema_version": 1,
+    "schema_version": 2,
     "alert_id": "25395b3dfe0ccc60-1741944600000",
     "fingerprint": "25395b3dfe0ccc60",
     "status": "firing",
@@ -327,9 +333,20 @@ ALERT_RECORD = {
     "detected_at": _ts(2025, 3, 14, 9, 30, 4, 220000),
     "sample_mention_ids": ["9ec6ba32-ba62-5d3f-ba26-c2229307cfa0"],
     "first_received_at": _ts(2025, 3, 14, 9, 30, 1, 412000),
+    "annotations": {"dashboard_url": "https://earful.example.com/#watchlist=acme-air"},
+    "group_key": "watchlist=acme-air",
+    "explanation": {
+        "top_posts": [{"mention_id": "9ec6ba32-ba62-5d3f-ba26-c2229307cfa0", "source": "twitter", "url": None,
+                       "author_handle": "jdoe", "reach": 1843, "text": "@AcmeAir my flight to Zürich was cancelled again.",
+                       "created_at": _ts(2025, 3, 14, 9, 29, 58)}],
+        "top_terms": [{"term": "cancelled", "count": 19}],
+        "sources": {"twitter": 27}, "languages": {"en": 25, "de": 2}, "sentiment": {"negative": 22, "neutral": 5},
+        "window_start": _ts(2025, 3, 14, 9, 30), "window_end": _ts(2025, 3, 14, 9, 30, 10), "dashboard_url": None,
+    },
 }
 RESOLVED_RECORD = {**ALERT_RECORD, "status": "resolved", "ends_at": _ts(2025, 3, 14, 9, 33), "score": 0.0,
-                   "sample_mention_ids": [], "first_received_at": None}
+                   "sample_mention_ids": [], "first_received_at": None,
+                   "annotations": {}, "group_key": None, "explanation": None}
 DEAD_LETTER_RECORD = {
     "schema_version": 1,
     "service": "enrichment",

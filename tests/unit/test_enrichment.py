@@ -181,7 +181,7 @@ def test_output_shape(enriched: list[dict[str, Any]]) -> None:
     assert len(enriched) == len(BATCH)
     for raw, out in zip(BATCH, enriched):
         assert out["mention"] is raw or out["mention"] == raw
-        assert out["schema_version"] == 1
+        assert out["schema_version"] == 2
         assert out["enriched_at"] == NOW
 
 
@@ -245,8 +245,8 @@ def test_watchlist_matches_with_spans(enriched: list[dict[str, Any]]) -> None:
     text = ENGLISH["text"]
     assert enriched[0]["watchlist_ids"] == ["acme-air"]
     assert enriched[0]["matches"] == [
-        {"watchlist_id": "acme-air", "start": 0, "end": 8},
-        {"watchlist_id": "acme-air", "start": text.index("#AcmeAir"), "end": text.index("#AcmeAir") + 8},
+        {"watchlist_id": "acme-air", "start": 0, "end": 8, "term": "@AcmeAir"},
+        {"watchlist_id": "acme-air", "start": text.index("#AcmeAir"), "end": text.index("#AcmeAir") + 8, "term": "#AcmeAir"},
     ]
     assert enriched[2]["watchlist_ids"] == ["globex"]
     assert [(m["start"], m["end"]) for m in enriched[2]["matches"]] == [(12, 18), (80, 87)]

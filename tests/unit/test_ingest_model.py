@@ -76,7 +76,7 @@ def test_valid_mention_to_record() -> None:
     m = MentionIn.model_validate(VALID)
     record = to_record(m, NOW)
     assert record == {
-        "schema_version": 1,
+        "schema_version": 2,
         "mention_id": mention_id("twitter", "1900413877765287936"),
         "source": "twitter",
         "source_id": "1900413877765287936",
@@ -88,7 +88,12 @@ def test_valid_mention_to_record() -> None:
         "received_at": NOW,
         "in_reply_to": "1900413000000000000",
         "reposted_from": None,
-        "engagement": {"likes": 12, "reposts": 3, "replies": 0},
+        "engagement": {"likes": 12, "reposts": 3, "replies": 0, "observed_at": NOW},
+        "title": None,
+        "country": None,
+        "connector": "push",
+        "content_type": "application/json",
+        "fetched_at": None,
     }
     assert record["created_at"].utcoffset() == timedelta(0)
 
@@ -96,7 +101,7 @@ def test_valid_mention_to_record() -> None:
 def test_minimal_mention_gets_defaults() -> None:
     record = to_record(MentionIn.model_validate(MINIMAL), NOW)
     assert record["author"] == {"id": None, "handle": None, "display_name": None, "followers": None}
-    assert record["engagement"] == {"likes": 0, "reposts": 0, "replies": 0}
+    assert record["engagement"] == {"likes": 0, "reposts": 0, "replies": 0, "observed_at": NOW}
     assert record["url"] is None and record["lang"] is None
     assert record["created_at"] == datetime(2025, 3, 14, 9, 31, 12, tzinfo=timezone.utc)
 

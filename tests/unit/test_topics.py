@@ -20,6 +20,7 @@ from earful.core.topics import (
     DLQ,
     ENRICHED,
     RAW,
+    WATCHLISTS,
     TopicSpec,
     load_topics,
     partitions_for,
@@ -59,7 +60,7 @@ def _topic(doc: dict[str, Any], name: str) -> dict[str, Any]:
 
 def test_real_topics_load() -> None:
     topics = load_topics(SCHEMAS)
-    assert set(topics) == {RAW, ENRICHED, ALERTS, DLQ, ALERTING_BY_WATCHLIST, ALERTING_DETECTOR_CHANGELOG}
+    assert set(topics) == {RAW, ENRICHED, ALERTS, DLQ, WATCHLISTS, ALERTING_BY_WATCHLIST, ALERTING_DETECTOR_CHANGELOG}
     assert all(isinstance(t, TopicSpec) for t in topics.values())
 
 

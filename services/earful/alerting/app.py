@@ -53,7 +53,7 @@ def alert_record(d: Decision, cfg: DetectorConfig, detected_at_ms: int) -> dict[
         return None if ms is None else datetime.fromtimestamp(ms / 1000, timezone.utc)
 
     return {
-        "schema_version": 1, "alert_id": d.alert_id, "fingerprint": d.fingerprint, "status": d.status,
+        "schema_version": 2, "alert_id": d.alert_id, "fingerprint": d.fingerprint, "status": d.status,
         "rule": d.labels["rule"], "watchlist_id": d.watchlist_id, "severity": d.labels["severity"],
         "labels": d.labels, "summary": d.summary, "observed": d.observed, "baseline": d.baseline, "score": d.score,
         "bucket_seconds": cfg.bucket_s, "starts_at": ts(d.starts_at_ms), "ends_at": ts(d.ends_at_ms),

@@ -103,14 +103,15 @@ class EnrichmentProcessor:
             matches = self.watchlists.match(text)
             out.append(
                 {
-                    "schema_version": 1,
+                    "schema_version": 2,
                     "mention": mention,
                     "language": languages[i],
                     "entities": entities,
                     "sentiment": self.sentiment(text, languages[i]["code"]),
                     "risks": risk_tags(text),
                     "watchlist_ids": sorted({m.watchlist_id for m in matches}),
-                    "matches": [{"watchlist_id": m.watchlist_id, "start": m.start, "end": m.end} for m in matches],
+                    "matches": [{"watchlist_id": m.watchlist_id, "start": m.start, "end": m.end, "term": text[m.start:m.end]}
+                                for m in matches],
                     "models": self.models,
                     "enriched_at": now,
                 }

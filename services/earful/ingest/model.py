@@ -90,7 +90,7 @@ def check_limits(batch: MentionBatch, max_batch: int, max_text_chars: int, now: 
 def to_record(m: MentionIn, received_at: datetime) -> dict[str, Any]:
     """A validated mention → the RawMention Avro record."""
     return {
-        "schema_version": 1,
+        "schema_version": 2,
         "mention_id": mention_id(m.source, m.source_id),
         "source": m.source,
         "source_id": m.source_id,
@@ -102,7 +102,12 @@ def to_record(m: MentionIn, received_at: datetime) -> dict[str, Any]:
         "received_at": received_at,
         "in_reply_to": m.in_reply_to,
         "reposted_from": m.reposted_from,
-        "engagement": m.engagement.model_dump(),
+        "engagement": {**m.engagement.model_dump(), "observed_at": received_at},
+        "title": None,
+        "country": None,
+        "connector": "push",
+        "content_type": "application/json",
+        "fetched_at": None,
     }
 
 
