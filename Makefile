@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run demo test test-unit test-integration test-e2e bench bench-enrichment bench-demo clean help
+.PHONY: install lock run demo test test-unit test-integration test-e2e bench bench-enrichment bench-demo clean help
 
 help:
 	@echo "make run    - start the local stack, replay the sample crisis, keep running (Ctrl-C stops)"
@@ -12,15 +12,27 @@ help:
 	@echo "make test   - the whole test suite (unit, integration, end-to-end)"
 	@echo "make bench  - every benchmark; last line is a JSON summary"
 
-$(STAMP): pyproject.toml
+# Every package version is pinned in deploy/requirements/*.txt (the images install exactly these).
+LOCKS       := deploy/requirements/core.txt deploy/requirements/nlp.txt deploy/requirements/dev.txt
+CONSTRAINTS := $(foreach f,$(LOCKS),-c $(f))
+
+$(STAMP): pyproject.toml $(LOCKS)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Earful needs Python 3.11 (set PYTHON=python3.11)")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing Earful and its dependencies into $(VENV) (first run takes a few minutes)..."
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]' $(CONSTRAINTS) \
+	  || { echo "install failed; if pyproject.toml's dependencies changed, run 'make lock' first" >&2; exit 1; }
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+# After changing a dependency in pyproject.toml: install without the old pins, then pin the result.
+lock:
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@$(BIN)/python deploy/lock.py
+	@touch $(STAMP)
 
 run: install
 	$(BIN)/earful run

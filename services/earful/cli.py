@@ -86,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
     except EarfulError as exc:
         print(f"earful {args.command}: {exc}", file=sys.stderr)
         return 1
+    except ModuleNotFoundError as exc:  # e.g. enrichment started from the image without the NLP stack
+        print(f"earful {args.command}: this installation lacks the Python module {exc.name!r}. "
+              "The `earful` container image has no NLP stack: run enrichment (and `earful enrich`) from the "
+              "`earful-nlp` image; elsewhere reinstall Earful with its dependencies (see deploy/README.md).",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
