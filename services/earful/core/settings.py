@@ -2,7 +2,8 @@
 
 Every setting any service uses is declared here, once, with its default and a description; the
 README's settings table is generated from this class (`earful settings --markdown`), so the two
-cannot drift. Secrets are `SecretStr` and never appear in logs or reprs.
+cannot drift. Secrets are `SecretStr` and never appear in logs or reprs. An empty variable counts
+as unset (the default applies), so deployments can list every setting, optional ones included.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ CommaList = Annotated[tuple[str, ...], NoDecode]
 class Settings(BaseSettings):
     """All of Earful's settings. Environment variable = `EARFUL_` + the field name in upper case."""
 
-    model_config = SettingsConfigDict(env_prefix="EARFUL_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="EARFUL_", frozen=True, extra="ignore", env_ignore_empty=True)
 
     # --- Kafka -------------------------------------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated host:port.")
