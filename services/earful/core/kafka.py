@@ -20,13 +20,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 import faust
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import IllegalStateError
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from earful.core.codec import AvroCodec, HttpSchemaRegistry, SchemaRegistry, SchemaStore
 from earful.core.errors import EarfulError
-from earful.core.metrics import DEAD_LETTERS, ERRORS
+from earful.core.metrics import CONSUMER_LAG, DEAD_LETTERS, ERRORS
 from earful.core.settings import Settings
 from earful.core.topics import DLQ, load_topics
 
@@ -78,6 +79,36 @@ def make_consumer(settings: Settings, group_id: str, *topics: str, **overrides: 
     )
     kwargs.update(overrides)
     return AIOKafkaConsumer(*topics, **kwargs)
+
+
+class LagReporter:
+    """Exports a consumer's lag per assigned partition as ``earful_consumer_lag_records``.
+
+    The high watermark comes with every fetch response, so after each poll this costs no request.
+    Partitions the consumer no longer owns are dropped from the metric, so a rebalance never leaves
+    a stale lag behind for an alert to fire on.
+    """
+
+    def __init__(self, consumer: AIOKafkaConsumer, service: str) -> None:
+        self.consumer = consumer
+        self.service = service
+        self._reported: set[TopicPartition] = set()
+
+    async def report(self) -> None:
+        current: set[TopicPartition] = set()
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is None:  # nothing fetched from this partition yet
+                continue
+            try:
+                position = await self.consumer.position(tp)
+            except IllegalStateError:  # revoked while we looked
+                continue
+            CONSUMER_LAG.labels(self.service, tp.topic, str(tp.partition)).set(max(0, highwater - position))
+            current.add(tp)
+        for tp in self._reported - current:
+            CONSUMER_LAG.remove(self.service, tp.topic, str(tp.partition))
+        self._reported = current
 
 
 def millis_now() -> int:

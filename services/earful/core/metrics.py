@@ -7,7 +7,7 @@ declared next to the code that updates them, on the same default registry.
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -24,6 +24,15 @@ PIPELINE_LATENCY = Histogram(
     "From ingest acceptance (received_at) to this service finishing the record.",
     ["service"],
     buckets=LATENCY_BUCKETS,
+)
+
+# The Faust services (enrichment, alerting) report lag through Faust's own sensors
+# (earful_<service>_topic_partition_end_offset minus ..._offset_commited); the aiokafka consumers
+# report it here, so every consumer group's lag can be alerted on (deploy/k8s/components/monitoring).
+CONSUMER_LAG = Gauge(
+    "earful_consumer_lag_records",
+    "Records in an assigned partition not yet consumed (high watermark minus position).",
+    ["service", "topic", "partition"],
 )
 
 

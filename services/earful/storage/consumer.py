@@ -20,7 +20,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError
 from prometheus_client import Counter
 
 from earful.core.errors import DecodeError, StorageError
-from earful.core.kafka import Codecs, DeadLetters
+from earful.core.kafka import Codecs, DeadLetters, LagReporter
 from earful.core.metrics import BATCH_SECONDS, ERRORS, MESSAGES, PIPELINE_LATENCY
 from earful.core.topics import ALERTS, ENRICHED
 from earful.storage.writer import alert_row, mention_row, write_batch
@@ -52,6 +52,7 @@ class StorageConsumer:
         self.batch_size = batch_size
         self.batch_timeout_ms = int(batch_timeout_s * 1000)
         self.stopping = asyncio.Event()
+        self.lag = LagReporter(consumer, SERVICE)
 
     async def run(self) -> None:
         """Consume until `stopping` is set; the batch in hand is finished (or left uncommitted)."""
@@ -59,6 +60,7 @@ class StorageConsumer:
             batch = await self.consumer.getmany(timeout_ms=self.batch_timeout_ms, max_records=self.batch_size)
             if batch:
                 await self.handle(batch)
+            await self.lag.report()
 
     async def handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
         started = time.perf_counter()
