@@ -599,6 +599,104 @@ def bench_demo(ctx: Context) -> Result:
 
 
 # ==============================================================================================
+# 7. resources: each service's memory and CPU under the sample load (the Kubernetes requests/limits)
+# ==============================================================================================
+
+RESOURCES_RUNS = 2
+RESOURCES_TIMEOUT_S = 180.0
+
+
+def _proc_memory_mib(pid: int) -> tuple[float, float]:
+    """(current RSS, peak RSS) of a process, MiB, from /proc/<pid>/status."""
+    values = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            values[key] = int(rest.split()[0]) / 1024
+    return values["VmRSS"], values["VmHWM"]
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used, from /proc/<pid>/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _resources_run(work: Path, database: str) -> dict[str, dict[str, float]]:
+    """The four services on a fresh broker; the bundled sample replayed as fast as ingest takes it."""
+    from earful.core.settings import Settings
+    from earful.core.topics import create_topics
+    from earful.sample.generator import read_stream
+    from earful.stack.broker import LocalBroker, free_port
+    from earful.stack.demo import count_stored
+    from earful.stack.postgres import drop_database, ensure_database, find_postgres, with_database
+    from earful.stack.processes import Pipeline
+    from earful.stack.receiver import WebhookReceiver
+    from earful.core.http import HttpServer
+    from earful.stack.replay import replay
+
+    broker = LocalBroker.start(log_path=work / "broker.log")
+    handle = await find_postgres(database, os.environ.get("EARFUL_DATABASE_URL"), REPO / ".earful" / "postgres",
+                                 log=lambda m: say(f"  {m}"))
+    url = with_database(handle.url, database)
+    receiver = WebhookReceiver()
+    server = HttpServer(receiver.app(), "127.0.0.1", free_port())
+    pipeline = None
+    try:
+        await ensure_database(url)
+        await server.start()
+        env = service_base_env(broker.bootstrap)
+        env.update({"EARFUL_DATABASE_URL": url, "EARFUL_WEBHOOK_URLS": f"http://127.0.0.1:{server.port}/alerts"})
+        await create_topics(Settings(kafka_bootstrap=broker.bootstrap, schema_dir=REPO / "schemas"))
+        pipeline = Pipeline(env, work, prefer_default_ports=False)
+        await asyncio.to_thread(pipeline.start, 120.0)
+        await asyncio.sleep(5)  # settle: group joins, first fetches
+        pids = {name: svc.process.pid for name, svc in pipeline.services.items() if svc.process}
+        idle = {name: _proc_memory_mib(pid)[0] for name, pid in pids.items()}
+        cpu_before = {name: _proc_cpu_s(pid) for name, pid in pids.items()}
+        stats = await replay(read_stream(), pipeline["ingest"].url, speed=0.0)
+        ids = sorted(set(stats.mention_ids))
+        deadline = time.monotonic() + RESOURCES_TIMEOUT_S
+        while await count_stored(url, ids) < len(ids):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"not every mention stored after {RESOURCES_TIMEOUT_S:.0f}s (logs in {work})")
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(2)  # alerting and delivery finish the tail
+        peak = {name: _proc_memory_mib(pid)[1] for name, pid in pids.items()}
+        cpu_ms = {name: (_proc_cpu_s(pid) - cpu_before[name]) * 1000 / len(ids) for name, pid in pids.items()}
+        return {"idle": idle, "peak": peak, "cpu_ms": cpu_ms, "mentions": {"all": float(len(ids))}}
+    finally:
+        if pipeline is not None:
+            await asyncio.to_thread(pipeline.stop)
+        await server.stop()
+        broker.stop()
+        try:
+            await drop_database(url)
+        finally:
+            await handle.stop()
+
+
+def bench_resources(ctx: Context) -> Result:
+    runs = []
+    for run in range(RESOURCES_RUNS):
+        work = ctx.work_dir / f"resources-{run + 1}"
+        work.mkdir(parents=True, exist_ok=True)
+        result = asyncio.run(_resources_run(work, f"earful_bench_{uuid.uuid4().hex[:10]}"))
+        runs.append(result)
+        say(f"  run {run + 1}/{RESOURCES_RUNS}: {int(result['mentions']['all'])} mentions; " + "; ".join(
+            f"{n} RSS {result['idle'][n]:.0f}→{result['peak'][n]:.0f} MiB, {result['cpu_ms'][n]:.2f} ms CPU/mention"
+            for n in ("ingest", "enrichment", "alerting", "storage")))
+
+    def per_service(key: str, digits: int) -> dict[str, float]:
+        return {n: round(median([r[key][n] for r in runs]), digits) for n in ("ingest", "enrichment", "alerting", "storage")}
+
+    return Result({"service_rss_idle_mib": per_service("idle", 1), "service_rss_peak_mib": per_service("peak", 1),
+                   "service_cpu_ms_per_mention": per_service("cpu_ms", 3)},
+                  {"service_rss_idle_mib": len(runs), "service_rss_peak_mib": len(runs),
+                   "service_cpu_ms_per_mention": len(runs)})
+
+
+# ==============================================================================================
 # runner
 # ==============================================================================================
 
@@ -614,6 +712,8 @@ BENCHMARKS: dict[str, tuple[Callable[[Context], Result], tuple[str, ...], str]] 
     "ingest": (bench_ingest, ("ingest_push_per_s",), "POST /v1/mentions on the ingest service process"),
     "demo": (bench_demo, ("alert_latency_p50_s", "alert_latency_max_s", "false_alerts_quiet", "demo_mentions_stored_ok"),
              "`earful demo` end to end, 3 times"),
+    "resources": (bench_resources, ("service_rss_idle_mib", "service_rss_peak_mib", "service_cpu_ms_per_mention"),
+                  "each service's RSS and CPU per mention under the sample load (Kubernetes requests/limits)"),
 }
 
 
