@@ -15,8 +15,10 @@ runs against Apache Kafka, Redpanda or the local Tansu broker. Notes on the tuni
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import faust
@@ -204,6 +206,9 @@ def faust_app(settings: Settings, app_id: str, **conf: Any) -> EarfulFaustApp:
         producer_request_timeout=15.0,
         stream_wait_empty=False,
         topic_partitions=None,
+        # Faust creates this directory at start even with memory tables; the working directory is
+        # read-only in the containers, the temp dir is not (and tests no longer litter the cwd).
+        datadir=str(Path(tempfile.gettempdir()) / f"{app_id}-data"),
         **conf,
     )
     app.fetch_max_wait_ms = settings.kafka_fetch_max_wait_ms
