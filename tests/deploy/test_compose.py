@@ -3,6 +3,7 @@ setting the code reads with a value the settings class accepts."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -178,3 +179,19 @@ def test_replay_profile_targets_ingest() -> None:
     assert replay["profiles"] == ["demo"]
     args = dict(zip(replay["command"][1::2], replay["command"][2::2]))
     assert replay["command"][0] == "replay" and args["--ingest-url"] == "http://ingest:8080"
+
+
+# Variables the code reads outside the settings class, and why they need no deployment entry.
+OTHER_ENV_READS: dict[str, str] = {}
+
+
+def test_the_code_reads_no_variable_the_deployments_do_not_know() -> None:
+    """Besides the settings class, the services read only EARFUL_* settings (or variables listed
+    in OTHER_ENV_READS with the reason), so compose and the ConfigMap configure everything."""
+    pattern = re.compile(r"""os\.(?:environ\.get|getenv|environ\.setdefault)\(\s*["']([A-Za-z0-9_]+)["']|os\.environ\[\s*["']([A-Za-z0-9_]+)["']\s*\]""")
+    found = set()
+    for path in (REPO / "services").rglob("*.py"):
+        for match in pattern.finditer(path.read_text(encoding="utf-8")):
+            found.add(match.group(1) or match.group(2))
+    unknown = {name for name in found if name not in all_settings() and name not in OTHER_ENV_READS}
+    assert not unknown, f"variables read outside the settings class: {sorted(unknown)}"
