@@ -42,6 +42,9 @@ class EngagementIn(_Strict):
     likes: int = Field(0, ge=0, le=MAX_COUNT)
     reposts: int = Field(0, ge=0, le=MAX_COUNT)
     replies: int = Field(0, ge=0, le=MAX_COUNT)
+    observed_at: AwareDatetime | None = Field(
+        None, description="When the source reported these counts (RFC 3339). Default: when ingest accepted the mention."
+    )
 
 
 class MentionIn(_Strict):
@@ -57,6 +60,8 @@ class MentionIn(_Strict):
     in_reply_to: str | None = Field(None, max_length=256)
     reposted_from: str | None = Field(None, max_length=256)
     engagement: EngagementIn = Field(default_factory=EngagementIn)
+    title: str | None = Field(None, max_length=2048, description="Headline of an article or feed item.")
+    country: str | None = Field(None, pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 country, upper case.")
 
     @field_validator("text")
     @classmethod
@@ -87,8 +92,21 @@ def check_limits(batch: MentionBatch, max_batch: int, max_text_chars: int, now: 
     return problems
 
 
-def to_record(m: MentionIn, received_at: datetime) -> dict[str, Any]:
-    """A validated mention → the RawMention Avro record."""
+def to_record(
+    m: MentionIn,
+    received_at: datetime,
+    *,
+    connector: str = "push",
+    content_type: str = "application/json",
+    fetched_at: datetime | None = None,
+) -> dict[str, Any]:
+    """A validated mention → the RawMention Avro record.
+
+    Engagement counts are dated by the source's own observation time when it gave one, else by
+    when the mention was fetched (connectors) or accepted (push).
+    """
+    engagement = m.engagement
+    observed_at = engagement.observed_at or fetched_at or received_at
     return {
         "schema_version": 2,
         "mention_id": mention_id(m.source, m.source_id),
@@ -102,12 +120,13 @@ def to_record(m: MentionIn, received_at: datetime) -> dict[str, Any]:
         "received_at": received_at,
         "in_reply_to": m.in_reply_to,
         "reposted_from": m.reposted_from,
-        "engagement": {**m.engagement.model_dump(), "observed_at": received_at},
-        "title": None,
-        "country": None,
-        "connector": "push",
-        "content_type": "application/json",
-        "fetched_at": None,
+        "engagement": {"likes": engagement.likes, "reposts": engagement.reposts, "replies": engagement.replies,
+                       "observed_at": observed_at.astimezone(timezone.utc)},
+        "title": m.title,
+        "country": m.country,
+        "connector": connector,
+        "content_type": content_type,
+        "fetched_at": fetched_at,
     }
 
 
