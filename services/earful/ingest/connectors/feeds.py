@@ -161,7 +161,8 @@ def parse_feed(body: bytes, content_type: str | None) -> tuple[str, list[dict[st
     """A feed document → (its media type, its items as {guid, title, text, url, published, author, lang}).
 
     Raises SourceError when the document is no feed at all; a feed with some broken items still
-    yields the good ones (broken ones come back without a guid or text and are skipped later).
+    yields the good ones (broken ones, e.g. cut off by a truncated download, come back without a
+    guid and are skipped later: an item needs an id or a link).
     """
     ct = (content_type or "").split(";")[0].strip().lower()
     if "json" in ct or body.lstrip()[:1] == b"{":
@@ -183,9 +184,7 @@ def parse_feed(body: bytes, content_type: str | None) -> tuple[str, list[dict[st
         content = entry.get("content")
         html = content[0].get("value", "") if content else entry.get("summary", "")
         link = _http_url(entry.get("link"))
-        guid = entry.get("id") or link
-        if not guid and (title or html):
-            guid = "sha256:" + hashlib.sha256(f"{title}\x1f{html}".encode()).hexdigest()
+        guid = entry.get("id") or link  # neither: a broken or truncated item, skipped
         out.append({
             "guid": guid, "title": title, "text": _compose_text(title, html_to_text(html)), "url": link,
             "published": _struct_to_iso(entry.get("published_parsed") or entry.get("updated_parsed")),
