@@ -10,14 +10,15 @@ so a failed publish never hides the retry.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -29,6 +30,7 @@ from earful.core.metrics import ERRORS
 from earful.core.topics import RAW
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 CONNECTORS = ("push", "feed", "mastodon", "bluesky", "replay")
 
@@ -234,3 +236,20 @@ async def wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
     except asyncio.TimeoutError:
         return False
     return True
+
+
+async def unless_stopped(coro: Awaitable[T], stop: asyncio.Event) -> T | None:
+    """Await `coro` unless `stop` is set first, then cancel it and return None (for reads that may block for long)."""
+    work = asyncio.ensure_future(coro)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+    if work.done():
+        return work.result()
+    work.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await work
+    return None
+

@@ -118,11 +118,12 @@ class BlueskyConnector(Connector):
         received = 0
         flushed_at = saved_at = time.monotonic()
 
-        async def flush() -> None:
+        async def flush(final: bool = False) -> None:
             nonlocal pending, flushed_at, saved_at
             if pending:
                 await self.publisher.publish_until_done(pending, self.name, stop, self.settings.ingest_reconnect_max_s)
-            if last_time_us is not None and last_time_us != state.get("cursor") and (pending or time.monotonic() - saved_at >= SAVE_IDLE_CURSOR_EVERY_S):
+            due = final or bool(pending) or time.monotonic() - saved_at >= SAVE_IDLE_CURSOR_EVERY_S
+            if last_time_us is not None and last_time_us != state.get("cursor") and due:
                 state["cursor"] = last_time_us
                 self.state_file.save(state)
                 saved_at = time.monotonic()
@@ -149,9 +150,9 @@ class BlueskyConnector(Connector):
                         last_time_us = time_us
                     if len(pending) >= FLUSH_AT or time.monotonic() - flushed_at >= FLUSH_EVERY_S:
                         await flush()
-                await flush()
+                await flush(final=True)
         except (aiohttp.ClientError, OSError) as exc:
-            await flush()
+            await flush(final=True)
             raise SourceError(f"cannot read jetstream at {url}: {exc!r}") from exc
         return received
 

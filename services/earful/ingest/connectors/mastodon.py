@@ -25,7 +25,7 @@ from earful.core.errors import SourceError
 from earful.core.settings import Settings
 from earful.ingest.connectors.base import Connector
 from earful.ingest.connectors.feeds import retry_after
-from earful.ingest.publisher import Publisher, backoff_delay, wait_or_stop
+from earful.ingest.publisher import Publisher, backoff_delay, unless_stopped, wait_or_stop
 from earful.ingest.state import StateFile, state_name
 from earful.ingest.text import html_to_text
 
@@ -202,7 +202,9 @@ class MastodonConnector(Connector):
                     if await wait_or_stop(stop, self.search_interval_s):
                         return
                     continue
-                received = await self._consume_stream(client, stream, path, state, state_file, stop)
+                received = await unless_stopped(self._consume_stream(client, stream, path, state, state_file, stop), stop)
+                if received is None:
+                    return
                 errors = 0 if received else errors + 1
                 log.info("stream ended; reconnecting", extra={"stream": stream.label, "events": received})
             except SourceError as exc:
