@@ -10,11 +10,30 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 MENTION_ID_NAMESPACE = uuid.UUID("6f0e4c3a-5d1b-4f5e-9a57-ea7f0c11e0a1")
 MAX_CLOCK_SKEW = timedelta(minutes=10)
 MAX_COUNT = 2**63 - 1  # Avro long
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _rfc3339(value: Any) -> Any:
+    """Timestamps arrive as RFC 3339 strings; a bare number would be read as epoch seconds, silently."""
+    if isinstance(value, (int, float)):
+        raise ValueError("expected an RFC 3339 date-time string with a time zone, e.g. 2026-11-02T08:00:03Z, not a number")
+    return value
+
+
+def _not_before_1970(value: datetime | None) -> datetime | None:
+    if value is not None and value < EARLIEST:
+        raise ValueError(f"{value.isoformat()} is before 1970")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 
 
 def mention_id(source: str, source_id: str) -> str:
@@ -42,9 +61,14 @@ class EngagementIn(_Strict):
     likes: int = Field(0, ge=0, le=MAX_COUNT)
     reposts: int = Field(0, ge=0, le=MAX_COUNT)
     replies: int = Field(0, ge=0, le=MAX_COUNT)
-    observed_at: AwareDatetime | None = Field(
+    observed_at: Timestamp | None = Field(
         None, description="When the source reported these counts (RFC 3339). Default: when ingest accepted the mention."
     )
+
+    @field_validator("observed_at")
+    @classmethod
+    def _plausible_time(cls, v: datetime | None) -> datetime | None:
+        return _not_before_1970(v)
 
 
 class MentionIn(_Strict):
@@ -53,7 +77,7 @@ class MentionIn(_Strict):
     source: str = Field(..., pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$", description="Lower-case source name, e.g. twitter.")
     source_id: str = Field(..., min_length=1, max_length=256, description="The post's id at its source.")
     text: str = Field(..., min_length=1, description="The text as published.")
-    created_at: AwareDatetime = Field(..., description="Publication time, RFC 3339 with a time zone.")
+    created_at: Timestamp = Field(..., description="Publication time, RFC 3339 with a time zone.")
     url: str | None = Field(None, max_length=2048, pattern=r"^https?://\S+$")
     lang: str | None = Field(None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{1,8})?$", description="Language the source declares.")
     author: AuthorIn = Field(default_factory=AuthorIn)
@@ -62,6 +86,11 @@ class MentionIn(_Strict):
     engagement: EngagementIn = Field(default_factory=EngagementIn)
     title: str | None = Field(None, max_length=2048, description="Headline of an article or feed item.")
     country: str | None = Field(None, pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 country, upper case.")
+
+    @field_validator("created_at")
+    @classmethod
+    def _plausible_time(cls, v: datetime) -> datetime:
+        return _not_before_1970(v)  # type: ignore[return-value]
 
     @field_validator("text")
     @classmethod
