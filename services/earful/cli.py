@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--to-kafka", action="store_true", help="produce straight to the raw topic (EARFUL_KAFKA_BOOTSTRAP) instead")
     r.add_argument("--speed", type=float, default=0.0, help="event time / wall time: 1 = original speed, 60 = a minute per second, "
                    "0 = as fast as possible (default)")
-    r.add_argument("--batch", type=int, default=100, help="mentions per POST or produce batch")
+    r.add_argument("--batch", type=int, default=None, help="mentions per POST (default 100) or produce batch (default 500)")
     r.add_argument("--format", dest="fmt", choices=("auto", "jsonl", "csv"), default="auto", help="default: from the file name")
     r.add_argument("--source", default="import", help="source of rows without one (default: import)")
     r.add_argument("--map", dest="mapping", action="append", default=[], metavar="FIELD=COLUMN",
@@ -134,7 +134,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "replay":
         from earful.stack.replay import replay_cli
 
-        return replay_cli(args.file, args.ingest_url, args.speed, args.batch, settings=settings, to_kafka=args.to_kafka,
+        batch = args.batch if args.batch is not None else (500 if args.to_kafka else 100)
+        return replay_cli(args.file, args.ingest_url, args.speed, batch, settings=settings, to_kafka=args.to_kafka,
                           fmt=args.fmt, source=args.source, mapping=args.mapping, progress=not args.no_progress)
     if args.command == "webhook-receiver":
         from earful.stack.receiver import run_receiver

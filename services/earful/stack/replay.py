@@ -136,7 +136,6 @@ async def replay_to_kafka(lines: Iterable[dict[str, Any]], settings: Settings, c
     from earful.ingest.publisher import FETCHED
 
     stats = ReplayStats()
-    started = time.monotonic()
     producer = make_producer(settings, "earful-replay")
     try:
         await producer.start()
@@ -145,11 +144,12 @@ async def replay_to_kafka(lines: Iterable[dict[str, Any]], settings: Settings, c
         raise BrokerError(f"cannot connect to the broker at {settings.kafka_bootstrap}: {exc}") from exc
     publisher = build_publisher(settings, producer, Codecs(settings))
     never = asyncio.Event()
+    started = time.monotonic()
     try:
         async for batch in paced_batches(lines, speed, batch_size):
             now = datetime.now(timezone.utc)
-            records = [to_record(MentionIn.model_validate(line["mention"]), now, connector="replay", content_type=content_type,
-                                 fetched_at=now) for line in batch]
+            records = [to_record(line.get("validated") or MentionIn.model_validate(line["mention"]), now, connector="replay",
+                                 content_type=content_type, fetched_at=now) for line in batch]
             FETCHED.labels("replay").inc(len(records))
             stats.sent += len(records)
             result = await publisher.publish_until_done(records, "replay", never, max_backoff_s=10.0)

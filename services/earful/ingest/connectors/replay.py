@@ -184,8 +184,8 @@ class LineProblem:
 class MentionFile:
     """Reads mentions from a JSONL or CSV file (optionally gzip-compressed), remembering bad lines.
 
-    Iterating yields ``{"mention": {...}}`` dicts (the stream-file shape `earful.stack.replay`
-    sends), each already valid for the push API. `position` / `size` give progress in bytes.
+    Iterating yields ``{"mention": {...}, "validated": MentionIn}`` dicts (the stream-file shape
+    `earful.stack.replay` sends), each already valid for the push API. `position` / `size` give progress in bytes.
     """
 
     def __init__(self, path: Path, fmt: str = "auto", default_source: str = "import",
@@ -225,7 +225,7 @@ class MentionFile:
         if len(self.problems) < 1000:
             self.problems.append(LineProblem(line, message))
 
-    def _checked(self, line: int, mention: Any) -> dict[str, Any] | None:
+    def _checked(self, line: int, mention: Any) -> MentionIn | None:
         if not isinstance(mention, dict):
             self._problem(line, "not a JSON object")
             return None
@@ -237,7 +237,7 @@ class MentionFile:
         if len(m.text) > self.max_text_chars:
             self._problem(line, f"text: {len(m.text)} characters; at most {self.max_text_chars}")
             return None
-        return mention
+        return m
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         raw, stream = self._open()
@@ -247,7 +247,7 @@ class MentionFile:
             for line, mention in rows:
                 checked = self._checked(line, mention)
                 if checked is not None:
-                    yield {"mention": checked}
+                    yield {"mention": mention, "validated": checked}
         except UnicodeDecodeError as exc:
             raise ValidationError(f"{self.path}: not UTF-8 text near line {self.lines + 1}: {exc.reason}") from exc
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
