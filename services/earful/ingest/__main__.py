@@ -7,12 +7,9 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from aiokafka.errors import KafkaError
-
-from earful.core.errors import BrokerError
 from earful.core.health import Health, tcp_check
 from earful.core.http import HttpServer
-from earful.core.kafka import Codecs, make_producer
+from earful.core.kafka import Codecs, start_producer
 from earful.core.runtime import run_service, wait_for_shutdown
 from earful.core.settings import Settings
 from earful.core.topics import RAW, create_topics
@@ -62,12 +59,7 @@ async def serve(settings: Settings) -> None:
     health.add_check("kafka", tcp_check(settings.kafka_bootstrap, 9092))
     codecs = Codecs(settings)
     await create_topics(settings)
-    producer = make_producer(settings, "earful-ingest")
-    try:
-        await producer.start()
-    except KafkaError as exc:
-        await producer.stop()
-        raise BrokerError(f"cannot connect producer to {settings.kafka_bootstrap}: {exc}") from exc
+    producer = await start_producer(settings, "earful-ingest")
     publisher = build_publisher(settings, producer, codecs)
     server = HttpServer(build_app(settings, publisher, health), settings.http_host, settings.port_for("ingest"))
     stop = asyncio.Event()

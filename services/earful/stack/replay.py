@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 
-from earful.core.errors import BrokerError, ValidationError
+from earful.core.errors import ValidationError
 from earful.core.settings import Settings
 
 AcceptHook = Callable[[list[dict[str, Any]], float], None]
@@ -128,20 +128,13 @@ async def _post(client: httpx.AsyncClient, batch: list[dict[str, Any]], stats: R
 async def replay_to_kafka(lines: Iterable[dict[str, Any]], settings: Settings, content_type: str, speed: float = 0.0,
                           batch_size: int = 500, on_accepted: AcceptHook | None = None) -> ReplayStats:
     """Produce `lines` straight to the raw topic with the ingest publisher (dedup, acks=all, retries)."""
-    from aiokafka.errors import KafkaError
-
-    from earful.core.kafka import Codecs, make_producer
+    from earful.core.kafka import Codecs, start_producer
     from earful.ingest.__main__ import build_publisher
     from earful.ingest.model import MentionIn, to_record
     from earful.ingest.publisher import FETCHED
 
     stats = ReplayStats()
-    producer = make_producer(settings, "earful-replay")
-    try:
-        await producer.start()
-    except KafkaError as exc:
-        await producer.stop()
-        raise BrokerError(f"cannot connect to the broker at {settings.kafka_bootstrap}: {exc}") from exc
+    producer = await start_producer(settings, "earful-replay")
     publisher = build_publisher(settings, producer, Codecs(settings))
     never = asyncio.Event()
     started = time.monotonic()

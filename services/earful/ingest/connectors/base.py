@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
 import pydantic
 
-from earful.core.errors import ValidationError
+from earful.core.errors import SourceError, ValidationError
 from earful.ingest.model import MAX_CLOCK_SKEW, MentionIn, format_problems, to_record
-from earful.ingest.publisher import FETCHED, Publisher, record_error
+from earful.ingest.publisher import FETCHED, Publisher, backoff_delay, record_error, wait_or_stop
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,33 @@ class Connector:
 
     def error(self, kind: str) -> None:
         record_error(self.name, kind)
+
+    async def repeat(self, stop: asyncio.Event, where: str, once: Callable[[], Awaitable[float | None]], *,
+                     backoff_base_s: float, backoff_max_s: float) -> None:
+        """Call `once` until `stop` is set, pausing as long as it returns (None: the source is done).
+
+        A SourceError is counted and logged, and the next call waits with exponential backoff (or
+        as long as the source asked with Retry-After, if longer); a success resets the backoff.
+        """
+        errors = 0
+        while not stop.is_set():
+            try:
+                pause = await once()
+                if pause is None:
+                    return
+                errors = 0
+            except SourceError as exc:
+                errors += 1
+                self.error(SourceError.kind)
+                log.warning("source failed; backing off", extra={"connector": self.name, "source": where,
+                                                                  "error": str(exc)[:300], "errors_in_a_row": errors})
+                pause = max(exc.retry_after_s, backoff_delay(errors, backoff_base_s, backoff_max_s))
+            except asyncio.CancelledError:
+                if stop.is_set():  # cancelled while publishing on the way out: state was not saved, nothing is lost
+                    return
+                raise
+            if await wait_or_stop(stop, pause):
+                return
 
     def to_record(self, item: dict[str, Any], *, content_type: str, fetched_at: datetime) -> dict[str, Any] | None:
         """A source item in the push API's shape → a RawMention record, or None (counted, logged) if unusable.

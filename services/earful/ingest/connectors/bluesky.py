@@ -23,7 +23,7 @@ import aiohttp
 from earful.core.errors import SourceError
 from earful.core.settings import Settings
 from earful.ingest.connectors.base import Connector
-from earful.ingest.publisher import Publisher, backoff_delay, wait_or_stop
+from earful.ingest.publisher import Publisher, backoff_delay
 from earful.ingest.state import StateFile, state_name
 from earful.watchlists import WatchlistSet
 
@@ -93,23 +93,16 @@ class BlueskyConnector(Connector):
 
     async def run(self, stop: asyncio.Event) -> None:
         state = self.state_file.load()
-        errors = 0
         timeout = aiohttp.ClientTimeout(total=None, connect=self.settings.ingest_http_timeout_s)
+        reconnect_max = self.settings.ingest_reconnect_max_s
         async with aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": self.settings.ingest_user_agent}) as session:
-            while not stop.is_set():
-                try:
-                    received = await self._consume(session, state, stop)
-                    errors = 0 if received else errors + 1
-                except SourceError as exc:
-                    errors += 1
-                    self.error(SourceError.kind)
-                    log.warning("jetstream connection failed", extra={"error": str(exc)[:300], "errors_in_a_row": errors})
-                except asyncio.CancelledError:
-                    if stop.is_set():
-                        return
-                    raise
-                if await wait_or_stop(stop, backoff_delay(max(errors, 1), 1.0, self.settings.ingest_reconnect_max_s)):
-                    return
+
+            async def once() -> float:
+                if not await self._consume(session, state, stop) and not stop.is_set():
+                    raise SourceError("jetstream closed the connection before sending anything")
+                return backoff_delay(1, 1.0, reconnect_max)
+
+            await self.repeat(stop, self.url, once, backoff_base_s=1.0, backoff_max_s=reconnect_max)
 
     async def _consume(self, session: aiohttp.ClientSession, state: dict[str, Any], stop: asyncio.Event) -> int:
         url = subscribe_url(self.url, state.get("cursor"))

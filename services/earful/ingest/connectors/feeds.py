@@ -29,7 +29,7 @@ import yaml
 from earful.core.errors import ConfigError, SourceError
 from earful.core.settings import Settings
 from earful.ingest.connectors.base import Connector
-from earful.ingest.publisher import Publisher, backoff_delay, wait_or_stop
+from earful.ingest.publisher import Publisher, wait_or_stop
 from earful.ingest.state import StateFile, state_name
 from earful.ingest.text import html_to_text
 
@@ -231,32 +231,17 @@ class FeedPoller(Connector):
     async def _poll_loop(self, client: httpx.AsyncClient, feed: FeedConfig, stop: asyncio.Event) -> None:
         state_file = StateFile(self.settings.ingest_state_dir, state_name("feed", feed.url))
         state = state_file.load()
-        errors = 0
         # Start at a random point of the first interval, so feeds configured together do not poll together.
-        first = random.uniform(0, min(feed.interval_s, 5.0) * self.settings.ingest_feed_jitter)
-        if await wait_or_stop(stop, first):
+        if await wait_or_stop(stop, random.uniform(0, min(feed.interval_s, 5.0) * self.settings.ingest_feed_jitter)):
             return
-        while not stop.is_set():
-            asked_wait = 0.0
-            try:
-                await self.poll_once(client, feed, state, state_file, stop)
-                errors = 0
-            except SourceError as exc:
-                errors += 1
-                asked_wait = exc.retry_after_s
-                self.error(SourceError.kind)
-                log.warning("feed poll failed", extra={"feed": feed.url, "error": str(exc)[:300], "errors_in_a_row": errors})
-            except asyncio.CancelledError:
-                if stop.is_set():
-                    return
-                raise
-            if errors:
-                delay = max(asked_wait, backoff_delay(errors, feed.interval_s, max(feed.interval_s, self.settings.ingest_reconnect_max_s)))
-            else:
-                spread = self.settings.ingest_feed_jitter
-                delay = feed.interval_s * random.uniform(1 - spread, 1 + spread)
-            if await wait_or_stop(stop, delay):
-                return
+        spread = self.settings.ingest_feed_jitter
+
+        async def poll() -> float:
+            await self.poll_once(client, feed, state, state_file, stop)
+            return feed.interval_s * random.uniform(1 - spread, 1 + spread)
+
+        await self.repeat(stop, feed.url, poll, backoff_base_s=feed.interval_s,
+                          backoff_max_s=max(feed.interval_s, self.settings.ingest_reconnect_max_s))
 
     async def poll_once(self, client: httpx.AsyncClient, feed: FeedConfig, state: dict[str, Any], state_file: StateFile,
                         stop: asyncio.Event) -> int:

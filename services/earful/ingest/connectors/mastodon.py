@@ -25,7 +25,7 @@ from earful.core.errors import SourceError
 from earful.core.settings import Settings
 from earful.ingest.connectors.base import Connector
 from earful.ingest.connectors.feeds import retry_after
-from earful.ingest.publisher import Publisher, backoff_delay, unless_stopped, wait_or_stop
+from earful.ingest.publisher import Publisher, backoff_delay, unless_stopped
 from earful.ingest.state import StateFile, state_name
 from earful.ingest.text import html_to_text
 
@@ -192,32 +192,22 @@ class MastodonConnector(Connector):
     async def _stream_loop(self, client: httpx.AsyncClient, stream: MastodonStream, stop: asyncio.Event) -> None:
         state_file = StateFile(self.settings.ingest_state_dir, state_name("mastodon", stream.instance, stream.kind, stream.arg or ""))
         state = state_file.load()
-        errors = 0
-        while not stop.is_set():
-            asked_wait = 0.0
-            try:
-                await self.backfill(client, stream, state, state_file, stop)
-                path = stream.streaming_path()
-                if path is None:
-                    if await wait_or_stop(stop, self.search_interval_s):
-                        return
-                    continue
-                received = await unless_stopped(self._consume_stream(client, stream, path, state, state_file, stop), stop)
-                if received is None:
-                    return
-                errors = 0 if received else errors + 1
-                log.info("stream ended; reconnecting", extra={"stream": stream.label, "events": received})
-            except SourceError as exc:
-                errors += 1
-                asked_wait = exc.retry_after_s
-                self.error(SourceError.kind)
-                log.warning("mastodon stream failed", extra={"stream": stream.label, "error": str(exc)[:300], "errors_in_a_row": errors})
-            except asyncio.CancelledError:
-                if stop.is_set():
-                    return
-                raise
-            if await wait_or_stop(stop, max(asked_wait, backoff_delay(max(errors, 1), 1.0, self.settings.ingest_reconnect_max_s))):
-                return
+        reconnect_max = self.settings.ingest_reconnect_max_s
+
+        async def once() -> float | None:
+            await self.backfill(client, stream, state, state_file, stop)
+            path = stream.streaming_path()
+            if path is None:
+                return self.search_interval_s
+            received = await unless_stopped(self._consume_stream(client, stream, path, state, state_file, stop), stop)
+            if received is None:
+                return None
+            if not received:
+                raise SourceError(f"{stream.label}: stream closed before sending anything")
+            log.info("stream ended; reconnecting", extra={"stream": stream.label, "events": received})
+            return backoff_delay(1, 1.0, reconnect_max)
+
+        await self.repeat(stop, stream.label, once, backoff_base_s=1.0, backoff_max_s=reconnect_max)
 
     async def backfill(self, client: httpx.AsyncClient, stream: MastodonStream, state: dict[str, Any], state_file: StateFile,
                        stop: asyncio.Event) -> int:
