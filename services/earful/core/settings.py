@@ -98,7 +98,7 @@ class Settings(BaseSettings):
         20000, ge=1, description="Mentions waiting for the broker's acknowledgement at once. Beyond it the push API answers 503 with Retry-After and connectors wait."
     )
     ingest_dedup_entries: int = Field(
-        200000, ge=0, description="Recent mention observations remembered to drop exact re-deliveries (about 150 bytes each). 0 = no dedup."
+        200000, ge=0, description="Recent mention observations remembered to drop exact re-deliveries (about 100 bytes each: 20 MiB at the default). 0 = no dedup."
     )
     ingest_dedup_ttl_s: float = Field(86400.0, gt=0, description="How long a mention observation is remembered for dedup, in seconds.")
     ingest_state_dir: Path = Field(
@@ -107,7 +107,10 @@ class Settings(BaseSettings):
         "must survive restarts (a volume in containers). Relative to the working directory.",
     )
     ingest_http_timeout_s: float = Field(30.0, gt=0, description="Timeout of one HTTP request of a polling connector (feeds, Mastodon backfill).")
-    ingest_user_agent: str = Field("Earful/0.1 (social listening; +https://github.com/earful)", description="User-Agent of connector requests.")
+    ingest_user_agent: str = Field(
+        "Earful/0.1 (self-hosted social listening)",
+        description="User-Agent of connector requests; put a contact URL or address in it for the sites you poll.",
+    )
     ingest_reconnect_max_s: float = Field(
         300.0, gt=0, description="Longest wait before a connector retries after errors (exponential backoff with jitter up to this)."
     )
@@ -123,7 +126,7 @@ class Settings(BaseSettings):
     ingest_mastodon_hashtags: CommaList = Field((), description="Hashtags (without #) whose timelines are streamed from every instance.")
     ingest_mastodon_public: bool = Field(False, description="Also stream each instance's whole public (federated) timeline.")
     ingest_mastodon_search: CommaList = Field(
-        (), description="Search queries run against each instance's search API as a backfill on every (re)connect."
+        (), description="Search queries polled through each instance's search API every 5 minutes, as a backfill for what streams miss."
     )
     ingest_mastodon_access_token: SecretStr | None = Field(None, description="Mastodon access token (read scope); many instances require one for streaming.")
     ingest_mastodon_backfill_pages: int = Field(
