@@ -77,6 +77,18 @@ def test_malformed_json_is_a_400(ingest: ServiceProcess) -> None:
     assert "JSON" in resp.json()["error"]
 
 
+@pytest.mark.parametrize("body", [b"#r\xff", b'{"mentions": [{"text": "caf\xe9"}]}'], ids=["garbage", "latin-1"])
+def test_body_not_utf8_is_a_400_in_the_documented_shape(ingest: ServiceProcess, body: bytes) -> None:
+    resp = httpx.post(ingest.url + "/v1/mentions", content=body, headers={"Content-Type": "application/json"})
+    assert resp.status_code == 400
+    assert resp.json()["error"] == "request body is not UTF-8 text" and resp.json()["problems"][0]["path"] == "(body)"
+
+
+def test_framework_errors_keep_the_documented_shape(ingest: ServiceProcess) -> None:
+    resp = httpx.get(ingest.url + "/v1/mentions")
+    assert resp.status_code == 405 and resp.json()["error"] == "Method Not Allowed"
+
+
 def test_ops_endpoints(ingest: ServiceProcess) -> None:
     assert httpx.get(ingest.url + "/healthz").status_code == 200
     ready = httpx.get(ingest.url + "/readyz")

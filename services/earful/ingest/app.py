@@ -18,6 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, Field
 
@@ -101,7 +102,13 @@ class _Guard:
             if size > self.max_bytes:
                 return _error(413, "too_large", f"body larger than {self.max_bytes} bytes")
             chunks.append(chunk)
-        request._body = b"".join(chunks)  # FastAPI parses the body from here (Request.body() caches it)
+        body = b"".join(chunks)
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return _error(400, "bad_json", "request body is not UTF-8 text",
+                          [{"path": "(body)", "message": f"byte {exc.start}: {exc.reason}"}])
+        request._body = body  # FastAPI parses the body from here (Request.body() caches it)
         return None
 
 
@@ -132,6 +139,11 @@ def build_app(settings: Settings, publisher: Publisher, health: Health) -> FastA
     guard = _Guard(settings, keys)
     api_key_doc = APIKeyHeader(name="X-API-Key", auto_error=False,
                                description="Required when EARFUL_INGEST_API_KEYS is set (or Authorization: Bearer <key>).")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Errors the framework raises itself (unknown path, wrong method, unparsable body) in the documented shape.
+        return _error(exc.status_code, f"http_{exc.status_code}", str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
