@@ -310,6 +310,15 @@ def test_rate_limiter() -> None:
     assert retry_after_header(0.01) == "1" and retry_after_header(2.1) == "3"
 
 
+def test_rate_limiter_gives_back_what_was_not_accepted() -> None:
+    r = RateLimiter(rate=10, burst=20, clock=lambda: 0.0)
+    assert r.take("k", 20) == 0.0
+    r.give_back("k", 20)  # the batch got a 503: its retry must not be a 429
+    assert r.take("k", 20) == 0.0
+    r.give_back("unknown", 5)
+    assert "unknown" not in r._buckets
+
+
 def test_rate_limiter_forgets_idle_clients() -> None:
     now = [0.0]
     r = RateLimiter(rate=10, burst=10, clock=lambda: now[0])

@@ -193,9 +193,11 @@ def build_app(settings: Settings, publisher: Publisher, health: Health) -> FastA
         except EncodeError as exc:  # validation should have caught it; still a client problem, not a 500
             return _error(422, "invalid", "invalid mentions", [{"path": "mentions", "message": str(exc)}])
         except BackpressureError as exc:
+            limiter.give_back(request.state.client, len(records))
             return _error(503, "backpressure", f"ingest is busy ({exc}); nothing was accepted, retry later",
                           headers={"Retry-After": "1"})
         except BrokerError as exc:
+            limiter.give_back(request.state.client, len(records))
             log.error("publish failed", extra={"error": str(exc), "count": len(records)})
             return _error(503, "broker_unavailable", "Kafka is unavailable; nothing was accepted, retry later",
                           headers={"Retry-After": str(BROKER_RETRY_AFTER_S)})

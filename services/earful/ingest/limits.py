@@ -42,6 +42,12 @@ class RateLimiter:
         self._forget_idle(now)
         return wait
 
+    def give_back(self, client: str, n: int) -> None:
+        """Return tokens taken for a batch that was not accepted after all (503), so its retry is not a 429."""
+        if self.enabled and client in self._buckets:
+            tokens, at = self._buckets[client]
+            self._buckets[client] = (min(self.burst, tokens + min(float(n), self.burst)), at)
+
     def _forget_idle(self, now: float) -> None:
         full_after = self.burst / self.rate
         while self._buckets:
