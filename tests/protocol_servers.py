@@ -195,6 +195,8 @@ class JetstreamServer(_Server):
     drop_after: list[int] = field(default_factory=list)  # per connection: close after this many messages
     cursors: list[str | None] = field(default_factory=list)
     collections: list[str | None] = field(default_factory=list)
+    refuse: int = 0  # answer this many connection attempts with 503 instead of upgrading
+    refused: int = 0
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -216,7 +218,10 @@ class JetstreamServer(_Server):
         except (ValueError, KeyError, TypeError):
             return -1  # malformed lines are always sent
 
-    async def _subscribe(self, request: web.Request) -> web.WebSocketResponse:
+    async def _subscribe(self, request: web.Request) -> web.StreamResponse:
+        if self.refused < self.refuse:
+            self.refused += 1
+            return web.Response(status=503, text="overloaded", headers={"Retry-After": "1"})
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         cursor = request.query.get("cursor")

@@ -230,7 +230,7 @@ async def test_mastodon_search_backfill_and_auth_failure(settings, publisher, tm
 async def test_jetstream_filters_by_watchlists_resumes_from_its_cursor(settings, publisher, tmp_path) -> None:
     lines = (FIXTURES / "jetstream.jsonl").read_text().splitlines()
     server = JetstreamServer(events=[lines[0], lines[1], "this is not json", lines[2], lines[3], lines[4], lines[5],
-                                     lines[6], lines[7]], drop_after=[4])
+                                     lines[6], lines[7]], drop_after=[4], refuse=2)
     await server.start()
     s = connector_settings(settings, tmp_path, ingest_bluesky_url=server.ws_url)
     watchlists = WatchlistSet.from_file(s.watchlists_file)
@@ -239,10 +239,13 @@ async def test_jetstream_filters_by_watchlists_resumes_from_its_cursor(settings,
                 post("did:plc:4llrhdclvdlmmynkwsmg5tdc", "3l3qo32lkxc2f"), post("did:plc:xmkh3sdrwr5sdyk5zqmtwixy", "3l3qo2vuowo2c")}
     not_matching = post("did:plc:ewvi7nxzyoun6zhxrhs64oiz", "3l3qo2wa3hk2c")
     malformed_before = metric("earful_ingest_errors_total", connector="bluesky", kind="malformed_event")
+    refused_before = metric("earful_ingest_errors_total", connector="bluesky", kind="source_error")
     try:
-        async with Running(BlueskyConnector(publisher, s, lambda: watchlists)):
+        async with Running(BlueskyConnector(publisher, s, lambda: watchlists)):  # refused twice (503), then served
             records = await raw_records(settings, matching | {not_matching}, expect=4)
             assert await eventually(lambda: _true(len(server.cursors) >= 2), 10)
+        assert server.refused == 2
+        assert metric("earful_ingest_errors_total", connector="bluesky", kind="source_error") >= refused_before + 2
         assert server.cursors[0] is None and server.collections[0] == "app.bsky.feed.post"
         assert server.cursors[1] == "1793608262801332"  # dropped after 4 messages: resume after the 4th (identity event)
         assert {r["mention_id"] for r in records} == matching
