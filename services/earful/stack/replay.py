@@ -10,6 +10,7 @@ acks=all, records marked ``connector=replay`` and the file's content type).
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -157,6 +158,13 @@ async def replay_to_kafka(lines: Iterable[dict[str, Any]], settings: Settings, c
     return stats
 
 
+def _columns() -> int:
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (OSError, ValueError):
+        return 0
+
+
 class _Progress:
     """A progress bar on a terminal (bytes of the file read, mentions accepted); periodic lines otherwise."""
 
@@ -165,10 +173,10 @@ class _Progress:
         self.enabled = enabled
         self.bar = None
         self._last_line = 0.0
-        if enabled and sys.stderr.isatty():
+        if enabled and sys.stderr.isatty() and _columns() > 0:  # a zero-width pseudo-terminal shows no bar: lines then
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc=label, file=sys.stderr, dynamic_ncols=True)
+            self.bar = tqdm(total=total_bytes, unit="B", unit_scale=True, desc=label, file=sys.stderr, ncols=min(_columns(), 120))
 
     def update(self, position: int, accepted: int) -> None:
         if not self.enabled:
