@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from earful.core.topics import RAW
 from earful.ingest.connectors.bluesky import BlueskyConnector
 from earful.ingest.connectors.feeds import FeedConfig, FeedPoller
 from earful.ingest.connectors.mastodon import MastodonConnector, MastodonStream
-from earful.ingest.model import mention_id
+from earful.ingest.model import MentionIn, mention_id, to_record
 from earful.ingest.publisher import Dedup, Publisher
 from earful.watchlists import WatchlistSet
 from tests.protocol_servers import FeedDoc, FeedServer, JetstreamServer, MastodonServer, make_status
@@ -263,3 +264,18 @@ async def test_jetstream_filters_by_watchlists_resumes_from_its_cursor(settings,
         assert len(again) == 5
     finally:
         await server.stop()
+
+
+async def test_a_record_that_does_not_encode_is_dropped_not_retried_forever(settings, publisher) -> None:
+    now = datetime.now(timezone.utc)
+    good = to_record(MentionIn.model_validate({"source": "rss", "source_id": "enc-ok", "text": "fine",
+                                               "created_at": "2026-11-02T08:00:00Z"}), now, connector="feed")
+    bad = {**to_record(MentionIn.model_validate({"source": "rss", "source_id": "enc-bad", "text": "x",
+                                                 "created_at": "2026-11-02T08:00:00Z"}), now, connector="feed"),
+           "engagement": {"likes": 2**70, "reposts": 0, "replies": 0, "observed_at": now}}  # beyond Avro long
+    errors_before = metric("earful_ingest_errors_total", connector="feed", kind="encode_error")
+    result = await asyncio.wait_for(publisher.publish_until_done([good, bad], "feed", asyncio.Event()), 15)
+    assert result.produced == 1
+    assert metric("earful_ingest_errors_total", connector="feed", kind="encode_error") == errors_before + 1
+    (record,) = await raw_records(settings, {mention_id("rss", "enc-ok"), mention_id("rss", "enc-bad")}, expect=1)
+    assert record["source_id"] == "enc-ok"

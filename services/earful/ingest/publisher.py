@@ -182,6 +182,8 @@ class Publisher:
         while True:
             try:
                 return await self.publish(records, connector, wait=True)
+            except EncodeError:
+                records = self._encodable(records, connector)  # drop only the record(s) that cannot be encoded
             except BrokerError as exc:
                 attempt += 1
                 delay = backoff_delay(attempt, 0.5, max_backoff_s)
@@ -189,6 +191,18 @@ class Publisher:
                                                                 "attempt": attempt, "retry_in_s": round(delay, 2)})
                 if await wait_or_stop(stop, delay):
                     raise asyncio.CancelledError("stopped before the broker acknowledged") from exc
+
+    def _encodable(self, records: list[dict[str, Any]], connector: str) -> list[dict[str, Any]]:
+        good = []
+        for r in records:
+            try:
+                self.codec.encode(r)
+            except EncodeError as exc:
+                log.warning("dropped a record that does not fit the schema",
+                            extra={"connector": connector, "mention_id": r.get("mention_id"), "error": str(exc)[:300]})
+                continue
+            good.append(r)
+        return good
 
     async def _send(self, payloads: list[tuple[bytes, bytes]], connector: str) -> None:
         async def send_all() -> None:
