@@ -123,6 +123,10 @@ def test_broker_outage_is_a_503_not_a_silent_loss(base_env: dict[str, str], tmp_
         assert resp.status_code == 503, resp.text
         assert resp.headers["Retry-After"] and "retry" in resp.json()["error"]
         assert httpx.get(svc.url + "/readyz").status_code == 503
+        started = time.monotonic()
+        assert svc.stop() == 0, svc.log_tail()  # exits cleanly without waiting out the producer's timeouts
+        assert time.monotonic() - started < 10
+        assert "unacknowledged records dropped (their senders got a 503)" in svc.log_path.read_text()
     finally:
         svc.stop()
         own_broker.stop()

@@ -19,6 +19,7 @@ from earful.ingest.publisher import Dedup, Publisher
 from earful.watchlists import WatchlistSet
 
 log = logging.getLogger("earful.ingest")
+SHUTDOWN_FLUSH_S = 3.0
 
 
 def watchlist_source(settings: Settings) -> Callable[[], WatchlistSet]:
@@ -86,7 +87,13 @@ async def serve(settings: Settings) -> None:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        await producer.stop()  # flushes anything still buffered
+        # Flush what is still buffered. Every request and connector batch has been answered or given up
+        # by now, so nothing left in the buffer was promised to anyone: with the broker gone, do not
+        # wait for the producer's own request timeout.
+        try:
+            await asyncio.wait_for(producer.stop(), SHUTDOWN_FLUSH_S)
+        except asyncio.TimeoutError:
+            log.warning("broker unreachable at shutdown; unacknowledged records dropped (their senders got a 503)")
 
 
 async def _supervise(connector: Connector, stop: asyncio.Event) -> None:
