@@ -56,6 +56,10 @@ STORAGE_RUNS = 3
 INGEST_BATCH = 100
 INGEST_CLIENTS = 4
 INGEST_RUNS = 3
+INGEST_COPIES = 3  # the sample three times per run (~1 s), so one run is not all noise
+REPLAY_LINES = 100_000
+REPLAY_BATCH = 500
+REPLAY_RUNS = 3
 DEMO_RUNS = 3
 DEMO_TIMEOUT_S = 120.0  # `earful demo --timeout`: a healthy run takes ~70 s; a stuck one costs this much
 
@@ -512,23 +516,66 @@ async def _ingest_run(url: str, bodies: list[tuple[int, bytes]]) -> tuple[int, f
 
 def bench_ingest(ctx: Context) -> Result:
     mentions = sample_mentions()
-    bodies = [(len(chunk), json.dumps({"mentions": chunk}, ensure_ascii=False).encode())
-              for chunk in (mentions[i:i + INGEST_BATCH] for i in range(0, len(mentions), INGEST_BATCH))]
     rates = []
     with service_on_fresh_broker(ctx, "ingest") as (svc, _):
-        say(f"  {len(mentions)} mentions in {len(bodies)} POSTs of up to {INGEST_BATCH}, "
+        say(f"  {INGEST_COPIES} x {len(mentions)} mentions per run in POSTs of up to {INGEST_BATCH}, "
             f"{INGEST_CLIENTS} concurrent clients")
         for run in range(INGEST_RUNS):
+            # New source ids each run and copy: a re-sent mention is a duplicate ingest does not produce again.
+            varied = [dict(m, source_id=f"{m['source_id']}-run{run}-{copy}") for copy in range(INGEST_COPIES) for m in mentions]
+            bodies = [(len(chunk), json.dumps({"mentions": chunk}, ensure_ascii=False).encode())
+                      for chunk in (varied[i:i + INGEST_BATCH] for i in range(0, len(varied), INGEST_BATCH))]
             accepted, elapsed = asyncio.run(_ingest_run(svc.url, bodies))
-            if accepted != len(mentions):
-                raise RuntimeError(f"run {run + 1}: {accepted} of {len(mentions)} mentions accepted")
+            if accepted != len(varied):
+                raise RuntimeError(f"run {run + 1}: {accepted} of {len(varied)} mentions accepted")
             rates.append(accepted / elapsed)
             say(f"  run {run + 1}/{INGEST_RUNS}: {accepted} accepted (202) in {elapsed:.2f}s = {rates[-1]:,.0f}/s")
     return Result({"ingest_push_per_s": round(median(rates), 1)}, {"ingest_push_per_s": len(rates)})
 
 
 # ==============================================================================================
-# 6. demo: `earful demo` end to end (sample crisis → webhook alert; every mention stored)
+# 6. replay: a 100,000-line JSONL file straight to the broker (validate, encode, dedup, acks=all)
+# ==============================================================================================
+
+
+def bench_replay(ctx: Context) -> Result:
+    from earful.core.settings import Settings
+    from earful.core.topics import create_topics
+    from earful.ingest.connectors.replay import MentionFile
+    from earful.stack.broker import LocalBroker
+    from earful.stack.replay import replay_to_kafka
+
+    mentions = sample_mentions()
+    log_dir = ctx.work_dir / "replay"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    broker = LocalBroker.start(log_path=log_dir / "broker.log")
+    rates = []
+    try:
+        settings = Settings(kafka_bootstrap=broker.bootstrap)
+        asyncio.run(create_topics(settings))
+        for run in range(REPLAY_RUNS):
+            path = log_dir / f"replay-{run}.jsonl"
+            with path.open("w", encoding="utf-8") as f:  # new source ids each run, so nothing is a duplicate
+                for i in range(REPLAY_LINES):
+                    m = mentions[i % len(mentions)]
+                    f.write(json.dumps({"mention": dict(m, source_id=f"{m['source_id']}-r{run}-{i}")}, ensure_ascii=False) + "\n")
+            if run == 0:
+                say(f"  {REPLAY_LINES:,} lines ({path.stat().st_size / 2**20:.1f} MiB) per run, batches of {REPLAY_BATCH}, "
+                    f"broker {broker.bootstrap}")
+            reader = MentionFile(path)
+            stats = asyncio.run(replay_to_kafka(reader, settings, reader.content_type, batch_size=REPLAY_BATCH))
+            if stats.accepted != REPLAY_LINES or reader.bad:
+                raise RuntimeError(f"run {run + 1}: {stats.accepted} accepted, {reader.bad} bad lines of {REPLAY_LINES}")
+            rates.append(stats.accepted / stats.elapsed_s)
+            say(f"  run {run + 1}/{REPLAY_RUNS}: {stats.accepted:,} acknowledged in {stats.elapsed_s:.2f}s = {rates[-1]:,.0f}/s")
+            path.unlink()
+    finally:
+        broker.stop()
+    return Result({"replay_per_s": round(median(rates), 1)}, {"replay_per_s": len(rates)})
+
+
+# ==============================================================================================
+# 7. demo: `earful demo` end to end (sample crisis → webhook alert; every mention stored)
 # ==============================================================================================
 
 
@@ -710,6 +757,7 @@ BENCHMARKS: dict[str, tuple[Callable[[Context], Result], tuple[str, ...], str]] 
     "storage": (bench_storage, ("storage_write_per_s", "storage_rewrite_per_s"),
                 "idempotent batch writes of enriched mentions into PostgreSQL"),
     "ingest": (bench_ingest, ("ingest_push_per_s",), "POST /v1/mentions on the ingest service process"),
+    "replay": (bench_replay, ("replay_per_s",), "a 100,000-line JSONL file replayed straight to the broker"),
     "demo": (bench_demo, ("alert_latency_p50_s", "alert_latency_max_s", "false_alerts_quiet", "demo_mentions_stored_ok"),
              "`earful demo` end to end, 3 times"),
     "resources": (bench_resources, ("service_rss_idle_mib", "service_rss_peak_mib", "service_cpu_ms_per_mention"),

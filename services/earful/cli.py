@@ -43,11 +43,20 @@ def _parser() -> argparse.ArgumentParser:
     ssub = sample.add_subparsers(dest="sample_command", required=True, metavar="ACTION")
     ssub.add_parser("generate", help="(re)generate the sample stream", add_help=False)
 
-    r = sub.add_parser("replay", help="replay a sample stream into an ingest API")
-    r.add_argument("file", nargs="?", type=Path, help="stream .jsonl(.gz); default: the bundled sample")
-    r.add_argument("--ingest-url", default="http://127.0.0.1:8080", help="ingest base URL")
-    r.add_argument("--speed", type=float, default=0.0, help="event time / wall time; 0 = as fast as possible")
-    r.add_argument("--batch", type=int, default=100, help="mentions per POST")
+    r = sub.add_parser("replay", help="replay a JSONL/CSV file of mentions into an ingest API or straight to Kafka",
+                       description="Replay a JSONL or CSV file (optionally .gz) of mentions: Earful stream files, bare "
+                       "mentions, or other tools' exports (columns mapped by name; see the README).")
+    r.add_argument("file", nargs="?", type=Path, help="a .jsonl, .csv or .tsv file, optionally .gz; default: the bundled sample")
+    r.add_argument("--ingest-url", default="http://127.0.0.1:8080", help="ingest base URL (key from EARFUL_INGEST_API_KEYS)")
+    r.add_argument("--to-kafka", action="store_true", help="produce straight to the raw topic (EARFUL_KAFKA_BOOTSTRAP) instead")
+    r.add_argument("--speed", type=float, default=0.0, help="event time / wall time: 1 = original speed, 60 = a minute per second, "
+                   "0 = as fast as possible (default)")
+    r.add_argument("--batch", type=int, default=None, help="mentions per POST (default 100) or produce batch (default 500)")
+    r.add_argument("--format", dest="fmt", choices=("auto", "jsonl", "csv"), default="auto", help="default: from the file name")
+    r.add_argument("--source", default="import", help="source of rows without one (default: import)")
+    r.add_argument("--map", dest="mapping", action="append", default=[], metavar="FIELD=COLUMN",
+                   help="read FIELD from COLUMN, e.g. --map text='Full Text' (repeatable)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
 
     w = sub.add_parser("webhook-receiver", help="a local webhook sink that prints every alert it receives")
     w.add_argument("--host", default="127.0.0.1")
@@ -131,7 +140,9 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "replay":
         from earful.stack.replay import replay_cli
 
-        return replay_cli(args.file, args.ingest_url, args.speed, args.batch)
+        batch = args.batch if args.batch is not None else (500 if args.to_kafka else 100)
+        return replay_cli(args.file, args.ingest_url, args.speed, batch, settings=settings, to_kafka=args.to_kafka,
+                          fmt=args.fmt, source=args.source, mapping=args.mapping, progress=not args.no_progress)
     if args.command == "webhook-receiver":
         from earful.stack.receiver import run_receiver
 

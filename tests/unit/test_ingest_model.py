@@ -98,6 +98,15 @@ def test_valid_mention_to_record() -> None:
     assert record["created_at"].utcoffset() == timedelta(0)
 
 
+def test_source_observation_time_title_and_country_are_kept() -> None:
+    m = MentionIn.model_validate({**VALID, "title": "Outage", "country": "CH",
+                                  "engagement": {"likes": 1, "observed_at": "2025-03-14T09:00:00+01:00"}})
+    record = to_record(m, NOW, connector="replay", content_type="text/csv", fetched_at=NOW)
+    assert record["engagement"]["observed_at"] == datetime(2025, 3, 14, 8, 0, tzinfo=timezone.utc)
+    assert (record["title"], record["country"], record["connector"], record["content_type"], record["fetched_at"]) == \
+        ("Outage", "CH", "replay", "text/csv", NOW)
+
+
 def test_minimal_mention_gets_defaults() -> None:
     record = to_record(MentionIn.model_validate(MINIMAL), NOW)
     assert record["author"] == {"id": None, "handle": None, "display_name": None, "followers": None}
@@ -149,6 +158,13 @@ INVALID = [
     ("text-nul", _with(("text",), "Globex\x00down"), "mentions[1].text"),
     ("created-at-naive", _with(("created_at",), "2025-03-14T09:29:58"), "mentions[1].created_at"),
     ("created-at-garbage", _with(("created_at",), "yesterday"), "mentions[1].created_at"),
+    ("created-at-number", _with(("created_at",), 1741944598), "mentions[1].created_at"),  # not read as epoch seconds
+    ("created-at-float", _with(("created_at",), 2.2e-308), "mentions[1].created_at"),
+    ("created-at-before-1970", _with(("created_at",), "0147-06-30T13:17:23-04:46"), "mentions[1].created_at"),
+    ("observed-at-number", _with(("engagement", "observed_at"), 0), "mentions[1].engagement.observed_at"),
+    ("observed-at-naive", _with(("engagement", "observed_at"), "2025-03-14T09:29:58"), "mentions[1].engagement.observed_at"),
+    ("country-lower-case", _with(("country",), "de"), "mentions[1].country"),
+    ("title-too-long", _with(("title",), "x" * 2049), "mentions[1].title"),
     ("url-not-http", _with(("url",), "ftp://example.com/x"), "mentions[1].url"),
     ("url-with-space", _with(("url",), "https://example.com/a b"), "mentions[1].url"),
     ("lang-bad", _with(("lang",), "English"), "mentions[1].lang"),

@@ -61,6 +61,22 @@ class BrokerError(EarfulError):
     kind = "broker_error"
 
 
+class BackpressureError(BrokerError):
+    """Too many mentions already wait for the broker's acknowledgement; retry later."""
+
+    kind = "backpressure"
+
+
+class SourceError(EarfulError):
+    """A source (feed, stream, file) could not be read or sent something unusable."""
+
+    kind = "source_error"
+
+    def __init__(self, message: str, retry_after_s: float = 0.0) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s  # what the source asked for (HTTP Retry-After), 0 if nothing
+
+
 class StorageError(EarfulError):
     """PostgreSQL could not be reached or refused a write."""
 

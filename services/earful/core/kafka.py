@@ -23,12 +23,12 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import IllegalStateError
+from aiokafka.errors import IllegalStateError, KafkaError
 from faust.sensors.prometheus import setup_prometheus_sensors
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from earful.core.codec import AvroCodec, HttpSchemaRegistry, SchemaRegistry, SchemaStore
-from earful.core.errors import EarfulError
+from earful.core.errors import BrokerError, EarfulError
 from earful.core.metrics import CONSUMER_LAG, DEAD_LETTERS, ERRORS
 from earful.core.settings import Settings
 from earful.core.topics import DLQ, load_topics
@@ -64,6 +64,17 @@ def make_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
         linger_ms=2,
         request_timeout_ms=15000,
     )
+
+
+async def start_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
+    """`make_producer`, started; a broker that cannot be reached is a BrokerError naming it."""
+    producer = make_producer(settings, client_id)
+    try:
+        await producer.start()
+    except KafkaError as exc:
+        await producer.stop()
+        raise BrokerError(f"cannot connect a producer to {settings.kafka_bootstrap}: {exc}") from exc
+    return producer
 
 
 def make_consumer(settings: Settings, group_id: str, *topics: str, **overrides: Any) -> AIOKafkaConsumer:

@@ -30,6 +30,13 @@ def _default_schema_dir() -> Path:
 CommaList = Annotated[tuple[str, ...], NoDecode]
 
 
+def split_commas(value: object) -> object:
+    """'a, b,,c' → ('a', 'b', 'c'); other values unchanged (for comma-separated list settings)."""
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
 class Settings(BaseSettings):
     """All of Earful's settings. Environment variable = `EARFUL_` + the field name in upper case."""
 
@@ -74,6 +81,63 @@ class Settings(BaseSettings):
     ingest_publish_timeout_s: float = Field(
         10.0, gt=0, description="How long a request waits for the broker's acknowledgement before answering 503."
     )
+    ingest_max_body_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="Largest body of `POST /v1/mentions` in bytes; checked before parsing (413 beyond)."
+    )
+    ingest_api_keys: SecretStr | None = Field(
+        None,
+        description="Push API keys, comma-separated `name:key` pairs (a bare key is named key1, key2, ...), sent as "
+        "`X-API-Key` or `Authorization: Bearer`. Unset: the push API is open (local use only).",
+    )
+    ingest_rate_limit_per_s: float = Field(
+        0.0, ge=0, description="Mentions per second each API key (without keys: each client address) may push; 429 with Retry-After beyond. 0 = unlimited."
+    )
+    ingest_rate_limit_burst: int = Field(
+        0, ge=0, description="Mentions a key may push at once above its rate. 0 = the larger of the rate and `EARFUL_INGEST_MAX_BATCH`."
+    )
+    ingest_max_in_flight: int = Field(
+        20000, ge=1, description="Mentions waiting for the broker's acknowledgement at once. Beyond it the push API answers 503 with Retry-After and connectors wait."
+    )
+    ingest_dedup_entries: int = Field(
+        200000, ge=0, description="Recent mention observations remembered to drop exact re-deliveries (about 100 bytes each: 20 MiB at the default). 0 = no dedup."
+    )
+    ingest_dedup_ttl_s: float = Field(86400.0, gt=0, description="How long a mention observation is remembered for dedup, in seconds.")
+    ingest_state_dir: Path = Field(
+        Path(".earful/ingest"),
+        description="Folder where feed, Mastodon and Bluesky connectors keep their resume state (ETags, GUIDs, cursors); "
+        "must survive restarts (a volume in containers). Relative to the working directory.",
+    )
+    ingest_http_timeout_s: float = Field(30.0, gt=0, description="Timeout of one HTTP request of a polling connector (feeds, Mastodon backfill).")
+    ingest_user_agent: str = Field(
+        "Earful/0.1 (self-hosted social listening)",
+        description="User-Agent of connector requests; put a contact URL or address in it for the sites you poll.",
+    )
+    ingest_reconnect_max_s: float = Field(
+        300.0, gt=0, description="Longest wait before a connector retries after errors (exponential backoff with jitter up to this)."
+    )
+    ingest_feed_urls: CommaList = Field((), description="RSS/Atom/JSON Feed URLs to poll, comma-separated (each with the defaults below).")
+    ingest_feeds_file: Path | None = Field(
+        None, description="YAML file of feeds with per-feed settings (`url`, `interval_s`, `source`, `lang`, `country`); see the README."
+    )
+    ingest_feed_interval_s: float = Field(300.0, ge=1, description="Default time between two polls of a feed, in seconds.")
+    ingest_feed_jitter: float = Field(0.1, ge=0, le=0.5, description="Random spread of each poll interval (0.1 = plus or minus 10%).")
+    ingest_feed_max_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest feed document fetched, in bytes.")
+    ingest_feed_source: str = Field("rss", pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$", description="Default `source` of feed items (news, blog, ...).")
+    ingest_mastodon_instances: CommaList = Field((), description="Mastodon instance base URLs to stream from, comma-separated, e.g. https://mastodon.social.")
+    ingest_mastodon_hashtags: CommaList = Field((), description="Hashtags (without #) whose timelines are streamed from every instance.")
+    ingest_mastodon_public: bool = Field(False, description="Also stream each instance's whole public (federated) timeline.")
+    ingest_mastodon_search: CommaList = Field(
+        (), description="Search queries polled through each instance's search API every 5 minutes, as a backfill for what streams miss."
+    )
+    ingest_mastodon_access_token: SecretStr | None = Field(None, description="Mastodon access token (read scope); many instances require one for streaming.")
+    ingest_mastodon_backfill_pages: int = Field(
+        5, ge=0, description="Pages (40 statuses each) fetched per stream from the REST API on every (re)connect to fill the gap."
+    )
+    ingest_bluesky_url: str | None = Field(
+        None,
+        description="Bluesky Jetstream subscribe URL, e.g. wss://jetstream2.us-east.bsky.network/subscribe. Unset: no Bluesky. "
+        "Posts are kept only when they match a watchlist term.",
+    )
 
     # --- Enrichment ----------------------------------------------------------------------------
     enrich_batch_size: int = Field(64, ge=1, description="Mentions per spaCy `nlp.pipe` batch.")
@@ -108,12 +172,43 @@ class Settings(BaseSettings):
         None, description="Comma-separated API keys for the storage query API (X-API-Key). Unset: the API is open (local use only)."
     )
 
+    @field_validator("ingest_feed_urls", "ingest_mastodon_instances", "ingest_mastodon_hashtags", "ingest_mastodon_search",
+                     mode="before")
+    @classmethod
+    def _split_ingest_lists(cls, value: object) -> object:
+        return split_commas(value)
+
+    @field_validator("ingest_feed_urls", "ingest_mastodon_instances")
+    @classmethod
+    def _ingest_urls(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
+        for url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{url!r} is not an http(s) URL")
+        return urls
+
+    @field_validator("ingest_bluesky_url")
+    @classmethod
+    def _websocket_url(cls, url: str | None) -> str | None:
+        if url is not None and (urlsplit(url).scheme not in ("ws", "wss") or not urlsplit(url).hostname):
+            raise ValueError(f"{url!r} is not a ws(s) URL")
+        return url
+
+    def ingest_api_key_map(self) -> dict[str, str]:
+        """Push API keys: name → key (empty = no authentication)."""
+        if self.ingest_api_keys is None:
+            return {}
+        keys: dict[str, str] = {}
+        for i, entry in enumerate(p.strip() for p in self.ingest_api_keys.get_secret_value().split(",")):
+            if entry:
+                name, sep, key = entry.partition(":")
+                keys[name.strip() if sep else f"key{i + 1}"] = key.strip() if sep else entry
+        return keys
+
     @field_validator("webhook_urls", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
+        return split_commas(value)
 
     @field_validator("webhook_urls")
     @classmethod

@@ -1,21 +1,58 @@
-"""`earful ingest`: read settings, build the producer and the HTTP API, run until SIGTERM."""
+"""`earful ingest`: read settings, build the producer, the push API and the enabled connectors, run until SIGTERM."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import Callable
 
-from aiokafka.errors import KafkaError
-
-from earful.core.errors import BrokerError
 from earful.core.health import Health, tcp_check
 from earful.core.http import HttpServer
-from earful.core.kafka import Codecs, make_producer
+from earful.core.kafka import Codecs, start_producer
 from earful.core.runtime import run_service, wait_for_shutdown
 from earful.core.settings import Settings
 from earful.core.topics import RAW, create_topics
-from earful.ingest.app import Publisher, build_app
+from earful.ingest.app import build_app
+from earful.ingest.connectors.base import Connector
+from earful.ingest.publisher import Dedup, Publisher
+from earful.watchlists import WatchlistSet
 
 log = logging.getLogger("earful.ingest")
+SHUTDOWN_FLUSH_S = 3.0
+
+
+def watchlist_source(settings: Settings) -> Callable[[], WatchlistSet]:
+    """The one place ingest obtains watchlists (the Bluesky filter asks it for the current set on every post).
+
+    Today the YAML file, read once at start; a live store can replace this function alone.
+    """
+    current = WatchlistSet.from_file(settings.watchlists_file)
+    return lambda: current
+
+
+def build_connectors(settings: Settings, publisher: Publisher) -> list[Connector]:
+    """Every connector the settings enable (the push API is always on)."""
+    from earful.ingest.connectors.bluesky import BlueskyConnector
+    from earful.ingest.connectors.feeds import FeedPoller, load_feeds
+    from earful.ingest.connectors.mastodon import MastodonConnector, configured_streams
+
+    connectors: list[Connector] = []
+    feeds = load_feeds(settings)
+    if feeds:
+        connectors.append(FeedPoller(publisher, settings, feeds))
+    streams = configured_streams(settings)
+    if streams:
+        connectors.append(MastodonConnector(publisher, settings, streams))
+    if settings.ingest_bluesky_url:
+        connectors.append(BlueskyConnector(publisher, settings, watchlist_source(settings)))
+    return connectors
+
+
+def build_publisher(settings: Settings, producer: object, codecs: Codecs) -> Publisher:
+    return Publisher(producer, codecs.for_topic(RAW), settings.ingest_publish_timeout_s,  # type: ignore[arg-type]
+                     max_in_flight=settings.ingest_max_in_flight,
+                     dedup=Dedup(settings.ingest_dedup_entries, settings.ingest_dedup_ttl_s))
 
 
 async def serve(settings: Settings) -> None:
@@ -23,24 +60,59 @@ async def serve(settings: Settings) -> None:
     health.add_check("kafka", tcp_check(settings.kafka_bootstrap, 9092))
     codecs = Codecs(settings)
     await create_topics(settings)
-    producer = make_producer(settings, "earful-ingest")
+    producer = await start_producer(settings, "earful-ingest")
+    publisher = build_publisher(settings, producer, codecs)
+    server = HttpServer(build_app(settings, publisher, health), settings.http_host, settings.port_for("ingest"))
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
     try:
-        await producer.start()
-    except KafkaError as exc:
-        await producer.stop()
-        raise BrokerError(f"cannot connect producer to {settings.kafka_bootstrap}: {exc}") from exc
-    server = HttpServer(build_app(settings, Publisher(producer, codecs.for_topic(RAW), settings.ingest_publish_timeout_s), health),
-                        settings.http_host, settings.port_for("ingest"))
-    try:
+        connectors = build_connectors(settings, publisher)
         await server.start()
+        for connector in connectors:
+            tasks.append(asyncio.create_task(_supervise(connector, stop), name=f"connector-{connector.name}"))
         health.started = True
-        log.info("ingest listening", extra={"url": f"http://{settings.http_host}:{server.port}"})
+        log.info("ingest listening", extra={"url": f"http://{settings.http_host}:{server.port}",
+                                            "connectors": ["push"] + [c.name for c in connectors]})
         sig = await wait_for_shutdown()
         log.info("shutting down", extra={"signal": sig.name})
         health.started = False
+        stop.set()  # connectors finish what they are publishing and save their state
         await server.stop()  # finishes in-flight requests, each of which awaits its acks
+        if tasks:
+            await asyncio.wait(tasks, timeout=settings.ingest_publish_timeout_s + 5)
     finally:
-        await producer.stop()  # flushes anything still buffered
+        stop.set()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        # Flush what is still buffered. Every request and connector batch has been answered or given up
+        # by now, so nothing left in the buffer was promised to anyone: with the broker gone, do not
+        # wait for the producer's own request timeout.
+        try:
+            await asyncio.wait_for(producer.stop(), SHUTDOWN_FLUSH_S)
+        except asyncio.TimeoutError:
+            log.warning("broker unreachable at shutdown; unacknowledged records dropped (their senders got a 503)")
+
+
+async def _supervise(connector: Connector, stop: asyncio.Event) -> None:
+    """Run a connector; an unexpected crash is logged and the connector restarted (the others go on)."""
+    from earful.ingest.publisher import backoff_delay, record_error, wait_or_stop
+
+    attempt = 0
+    while not stop.is_set():
+        try:
+            await connector.run(stop)
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a connector bug must not take the push API down
+            attempt += 1
+            record_error(connector.name, "crash")
+            log.exception("connector crashed; restarting", extra={"connector": connector.name, "error": repr(exc)[:300]})
+            if await wait_or_stop(stop, backoff_delay(attempt, 1.0, 60.0)):
+                return
 
 
 def main(settings: Settings) -> int:

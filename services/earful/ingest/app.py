@@ -1,28 +1,37 @@
-"""The ingest HTTP API: validate, assign ids, produce with acks=all, answer 202 after the ack."""
+"""The ingest HTTP API: authenticate, bound, validate, assign ids, produce with acks=all, 202 after the ack.
+
+Checks run cheapest first, and the body is never read before the request may send one:
+API key (401) → content type (415) → declared and actual body size (413, counted while the
+bytes arrive) → JSON (400) → fields (422) → batch limits (413/422) → per-key rate (429) →
+room in the in-flight window (503) → broker acknowledgement (503 on failure).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Literal
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Header, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from fastapi.security import APIKeyHeader
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import Counter, Histogram
+from pydantic import BaseModel, Field
 
-from earful.core.codec import AvroCodec
-from earful.core.errors import BrokerError, EncodeError
+from earful.core.auth import ApiKeys, presented_key
+from earful.core.errors import BackpressureError, BrokerError, EncodeError
 from earful.core.health import Health
 from earful.core.http import add_ops_routes
 from earful.core.kafka import utc_now
-from earful.core.metrics import ERRORS, LATENCY_BUCKETS
+from earful.core.metrics import LATENCY_BUCKETS
 from earful.core.settings import Settings
-from earful.core.topics import RAW
+from earful.ingest.limits import RateLimiter, retry_after_header
 from earful.ingest.model import MentionBatch, check_limits, format_problems, to_record
+from earful.ingest.publisher import FETCHED, Publisher
 
 log = logging.getLogger(__name__)
 
@@ -32,31 +41,88 @@ PUBLISH_SECONDS = Histogram(
     "earful_ingest_publish_seconds", "Time from request to broker acknowledgement of the whole batch.", buckets=LATENCY_BUCKETS
 )
 
+BROKER_RETRY_AFTER_S = 5
 
-class Publisher:
-    """Produces raw mentions and returns only once the broker acknowledged every one of them."""
 
-    def __init__(self, producer: AIOKafkaProducer, codec: AvroCodec, timeout_s: float = 10.0) -> None:
-        self.producer = producer
-        self.codec = codec
-        self.timeout_s = timeout_s
+class Problem(BaseModel):
+    path: str = Field(..., description="Where the problem is, e.g. mentions[3].created_at.")
+    message: str
 
-    async def publish(self, records: list[dict[str, Any]]) -> None:
+
+class ErrorBody(BaseModel):
+    error: str = Field(..., description="What is wrong, in one sentence.")
+    problems: list[Problem] = Field(default_factory=list, description="Each problem found, by path.")
+
+
+class AcceptedBody(BaseModel):
+    accepted: int = Field(..., description="Mentions in the batch; every one is durably in Kafka.")
+    duplicates: int = Field(0, description="Of those, exact re-deliveries of a mention already produced (not produced again).")
+    mention_ids: list[str] = Field(..., description="The stable id of each mention, in request order.")
+    received_at: str = Field(..., description="When ingest accepted the batch (RFC 3339, UTC).")
+
+
+def _error(status: int, reason: str, message: str, problems: list[dict[str, str]] | None = None,
+           headers: dict[str, str] | None = None) -> JSONResponse:
+    REJECTED.labels(reason).inc()
+    return JSONResponse({"error": message, "problems": problems or []}, status_code=status, headers=headers)
+
+
+class _Guard:
+    """Authentication, content type and body size, before FastAPI reads and parses the body."""
+
+    def __init__(self, settings: Settings, keys: ApiKeys) -> None:
+        self.keys = keys
+        self.max_bytes = settings.ingest_max_body_bytes
+
+    async def check(self, request: Request) -> Response | None:
+        if self.keys.enabled:
+            name = self.keys.identify(presented_key(request.headers))
+            if name is None:
+                return _error(401, "unauthorized", "missing or unknown API key: send X-API-Key or Authorization: Bearer",
+                              headers={"WWW-Authenticate": 'Bearer realm="earful-ingest"'})
+            request.state.client = f"key:{name}"
+        else:
+            request.state.client = f"addr:{request.client.host if request.client else 'unknown'}"
+        media_type, _, params = (request.headers.get("content-type") or "").partition(";")
+        media_type = media_type.strip().lower()
+        charset = next((p.split("=", 1)[1].strip().strip('"').lower() for p in params.split(";")
+                        if p.strip().lower().startswith("charset=")), "utf-8")
+        if media_type != "application/json" or charset not in ("utf-8", "utf8"):
+            shown = request.headers.get("content-type") or "none"
+            return _error(415, "unsupported_media_type", f"Content-Type must be application/json (UTF-8), not {shown[:100]}")
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.strip().isdigit():
+                return _error(400, "bad_request", f"Content-Length {declared[:40]!r} is not a number")
+            if int(declared) > self.max_bytes:
+                return _error(413, "too_large", f"body of {int(declared)} bytes; at most {self.max_bytes}")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_bytes:
+                return _error(413, "too_large", f"body larger than {self.max_bytes} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
         try:
-            payloads = [(r["mention_id"].encode(), self.codec.encode(r)) for r in records]
-        except EncodeError:
-            ERRORS.labels("ingest", EncodeError.kind).inc()
-            raise
-        async def send_all() -> None:
-            # send() itself may wait for metadata when the broker is away, so the deadline covers it too.
-            futures = [await self.producer.send(RAW, value, key=key) for key, value in payloads]
-            await asyncio.gather(*futures)
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return _error(400, "bad_json", "request body is not UTF-8 text",
+                          [{"path": "(body)", "message": f"byte {exc.start}: {exc.reason}"}])
+        request._body = body  # FastAPI parses the body from here (Request.body() caches it)
+        return None
 
-        try:
-            await asyncio.wait_for(send_all(), self.timeout_s)
-        except (KafkaError, asyncio.TimeoutError) as exc:
-            ERRORS.labels("ingest", BrokerError.kind).inc()
-            raise BrokerError(f"broker did not acknowledge the batch: {exc!r}") from exc
+
+def _guarded_route(guard: _Guard) -> type[APIRoute]:
+    class GuardedRoute(APIRoute):
+        def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+            handler = super().get_route_handler()
+
+            async def guarded(request: Request) -> Response:
+                return await guard.check(request) or await handler(request)
+
+            return guarded
+
+    return GuardedRoute
 
 
 def build_app(settings: Settings, publisher: Publisher, health: Health) -> FastAPI:
@@ -67,54 +133,82 @@ def build_app(settings: Settings, publisher: Publisher, health: Health) -> FastA
         description="Push mentions into Earful. A 202 means every mention in the batch is durably in Kafka.",
     )
     add_ops_routes(app, health)
+    keys = ApiKeys(settings.ingest_api_key_map())
+    limiter = RateLimiter(settings.ingest_rate_limit_per_s,
+                          settings.ingest_rate_limit_burst or max(settings.ingest_rate_limit_per_s, settings.ingest_max_batch))
+    guard = _Guard(settings, keys)
+    api_key_doc = APIKeyHeader(name="X-API-Key", auto_error=False,
+                               description="Required when EARFUL_INGEST_API_KEYS is set (or Authorization: Bearer <key>).")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Errors the framework raises itself (unknown path, wrong method, unparsable body) in the documented shape.
+        return _error(exc.status_code, f"http_{exc.status_code}", str(exc.detail), headers=getattr(exc, "headers", None))
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
-        if any(e.get("type") == "json_invalid" for e in errors):
-            REJECTED.labels("bad_json").inc()
-            detail = next(e for e in errors if e.get("type") == "json_invalid")
-            return JSONResponse(
-                {"error": "request body is not valid JSON", "problems": [{"path": "(body)", "message": str(detail.get("ctx", {}).get("error", detail["msg"]))}]},
-                status_code=400,
-            )
-        REJECTED.labels("invalid").inc()
-        return JSONResponse({"error": "invalid mentions", "problems": format_problems(errors)}, status_code=422)
+        bad_json = next((e for e in errors if e.get("type") == "json_invalid"), None)
+        if bad_json is not None:
+            message = str(bad_json.get("ctx", {}).get("error", bad_json["msg"]))
+            return _error(400, "bad_json", "request body is not valid JSON", [{"path": "(body)", "message": message}])
+        return _error(422, "invalid", "invalid mentions", format_problems(errors))
 
-    @app.post(
-        "/v1/mentions",
-        status_code=202,
-        summary="Accept a batch of mentions.",
-        responses={400: {"description": "Body is not JSON"}, 422: {"description": "Invalid mentions (each problem named by path)"},
-                   503: {"description": "Kafka unavailable; retry later"}},
-    )
-    async def post_mentions(batch: MentionBatch) -> JSONResponse:
+    error = {"model": ErrorBody}
+    responses: dict[int | str, dict[str, Any]] = {
+        400: {**error, "description": "Body is not JSON"},
+        401: {**error, "description": "Missing or unknown API key"},
+        413: {**error, "description": "Body larger than EARFUL_INGEST_MAX_BODY_BYTES, or more mentions than EARFUL_INGEST_MAX_BATCH"},
+        415: {**error, "description": "Content-Type is not application/json"},
+        422: {**error, "description": "Invalid mentions (each problem named by path)"},
+        429: {**error, "description": "Rate limit of this API key exceeded; see Retry-After"},
+        503: {**error, "description": "Kafka slow or unavailable; nothing was accepted, retry after Retry-After"},
+    }
+
+    router = APIRouter(route_class=_guarded_route(guard))
+
+    @router.post("/v1/mentions", status_code=202, summary="Accept a batch of mentions.", response_model=AcceptedBody,
+                 responses=responses)
+    async def post_mentions(
+        batch: MentionBatch,
+        request: Request,
+        connector: Literal["push", "replay"] = Header(
+            "push", alias="X-Earful-Connector", description="Which tool sends: push (default) or replay (`earful replay`)."),
+        _key: str | None = Security(api_key_doc),
+    ) -> JSONResponse:
         started = time.perf_counter()
         now = utc_now()
         problems = check_limits(batch, settings.ingest_max_batch, settings.ingest_max_text_chars, now)
         if problems:
-            REJECTED.labels("limits").inc()
             status = 413 if problems[0]["path"] == "mentions" else 422
-            return JSONResponse({"error": "invalid mentions", "problems": problems}, status_code=status)
-        records = [to_record(m, now) for m in batch.mentions]
+            return _error(status, "limits", "invalid mentions", problems)
+        FETCHED.labels(connector).inc(len(batch.mentions))
+        wait = limiter.take(request.state.client, len(batch.mentions))
+        if wait > 0:
+            return _error(429, "rate_limited", f"rate limit of {settings.ingest_rate_limit_per_s:g} mentions/s exceeded; "
+                          f"retry in {wait:.1f}s", headers={"Retry-After": retry_after_header(wait)})
+        records = [to_record(m, now, connector=connector) for m in batch.mentions]
         try:
-            await publisher.publish(records)
+            result = await publisher.publish(records, connector)
         except EncodeError as exc:  # validation should have caught it; still a client problem, not a 500
-            REJECTED.labels("invalid").inc()
-            return JSONResponse({"error": "invalid mentions", "problems": [{"path": "mentions", "message": str(exc)}]},
-                                status_code=422)
+            return _error(422, "invalid", "invalid mentions", [{"path": "mentions", "message": str(exc)}])
+        except BackpressureError as exc:
+            limiter.give_back(request.state.client, len(records))
+            return _error(503, "backpressure", f"ingest is busy ({exc}); nothing was accepted, retry later",
+                          headers={"Retry-After": "1"})
         except BrokerError as exc:
-            REJECTED.labels("broker_unavailable").inc()
+            limiter.give_back(request.state.client, len(records))
             log.error("publish failed", extra={"error": str(exc), "count": len(records)})
-            return JSONResponse({"error": "Kafka is unavailable; nothing was accepted, retry later"}, status_code=503,
-                                headers={"Retry-After": "5"})
+            return _error(503, "broker_unavailable", "Kafka is unavailable; nothing was accepted, retry later",
+                          headers={"Retry-After": str(BROKER_RETRY_AFTER_S)})
         for r in records:
             ACCEPTED.labels(r["source"]).inc()
         PUBLISH_SECONDS.observe(time.perf_counter() - started)
         return JSONResponse(
-            {"accepted": len(records), "mention_ids": [r["mention_id"] for r in records],
+            {"accepted": len(records), "duplicates": result.duplicates, "mention_ids": result.mention_ids,
              "received_at": now.isoformat().replace("+00:00", "Z")},
             status_code=202,
         )
 
+    app.include_router(router)
     return app

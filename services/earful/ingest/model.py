@@ -10,11 +10,30 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from typing import Annotated
+
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 MENTION_ID_NAMESPACE = uuid.UUID("6f0e4c3a-5d1b-4f5e-9a57-ea7f0c11e0a1")
 MAX_CLOCK_SKEW = timedelta(minutes=10)
 MAX_COUNT = 2**63 - 1  # Avro long
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _rfc3339(value: Any) -> Any:
+    """Timestamps arrive as RFC 3339 strings; a bare number would be read as epoch seconds, silently."""
+    if isinstance(value, (int, float)):
+        raise ValueError("expected an RFC 3339 date-time string with a time zone, e.g. 2026-11-02T08:00:03Z, not a number")
+    return value
+
+
+def _not_before_1970(value: datetime | None) -> datetime | None:
+    if value is not None and value < EARLIEST:
+        raise ValueError(f"{value.isoformat()} is before 1970")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_rfc3339)]
 
 
 def mention_id(source: str, source_id: str) -> str:
@@ -42,6 +61,14 @@ class EngagementIn(_Strict):
     likes: int = Field(0, ge=0, le=MAX_COUNT)
     reposts: int = Field(0, ge=0, le=MAX_COUNT)
     replies: int = Field(0, ge=0, le=MAX_COUNT)
+    observed_at: Timestamp | None = Field(
+        None, description="When the source reported these counts (RFC 3339). Default: when ingest accepted the mention."
+    )
+
+    @field_validator("observed_at")
+    @classmethod
+    def _plausible_time(cls, v: datetime | None) -> datetime | None:
+        return _not_before_1970(v)
 
 
 class MentionIn(_Strict):
@@ -50,13 +77,20 @@ class MentionIn(_Strict):
     source: str = Field(..., pattern=r"^[a-z0-9][a-z0-9_.-]{0,31}$", description="Lower-case source name, e.g. twitter.")
     source_id: str = Field(..., min_length=1, max_length=256, description="The post's id at its source.")
     text: str = Field(..., min_length=1, description="The text as published.")
-    created_at: AwareDatetime = Field(..., description="Publication time, RFC 3339 with a time zone.")
+    created_at: Timestamp = Field(..., description="Publication time, RFC 3339 with a time zone.")
     url: str | None = Field(None, max_length=2048, pattern=r"^https?://\S+$")
     lang: str | None = Field(None, pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{1,8})?$", description="Language the source declares.")
     author: AuthorIn = Field(default_factory=AuthorIn)
     in_reply_to: str | None = Field(None, max_length=256)
     reposted_from: str | None = Field(None, max_length=256)
     engagement: EngagementIn = Field(default_factory=EngagementIn)
+    title: str | None = Field(None, max_length=2048, description="Headline of an article or feed item.")
+    country: str | None = Field(None, pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2 country, upper case.")
+
+    @field_validator("created_at")
+    @classmethod
+    def _plausible_time(cls, v: datetime) -> datetime:
+        return _not_before_1970(v)  # type: ignore[return-value]
 
     @field_validator("text")
     @classmethod
@@ -87,8 +121,21 @@ def check_limits(batch: MentionBatch, max_batch: int, max_text_chars: int, now: 
     return problems
 
 
-def to_record(m: MentionIn, received_at: datetime) -> dict[str, Any]:
-    """A validated mention → the RawMention Avro record."""
+def to_record(
+    m: MentionIn,
+    received_at: datetime,
+    *,
+    connector: str = "push",
+    content_type: str = "application/json",
+    fetched_at: datetime | None = None,
+) -> dict[str, Any]:
+    """A validated mention → the RawMention Avro record.
+
+    Engagement counts are dated by the source's own observation time when it gave one, else by
+    when the mention was fetched (connectors) or accepted (push).
+    """
+    engagement = m.engagement
+    observed_at = engagement.observed_at or fetched_at or received_at
     return {
         "schema_version": 2,
         "mention_id": mention_id(m.source, m.source_id),
@@ -102,12 +149,13 @@ def to_record(m: MentionIn, received_at: datetime) -> dict[str, Any]:
         "received_at": received_at,
         "in_reply_to": m.in_reply_to,
         "reposted_from": m.reposted_from,
-        "engagement": {**m.engagement.model_dump(), "observed_at": received_at},
-        "title": None,
-        "country": None,
-        "connector": "push",
-        "content_type": "application/json",
-        "fetched_at": None,
+        "engagement": {"likes": engagement.likes, "reposts": engagement.reposts, "replies": engagement.replies,
+                       "observed_at": observed_at.astimezone(timezone.utc)},
+        "title": m.title,
+        "country": m.country,
+        "connector": connector,
+        "content_type": content_type,
+        "fetched_at": fetched_at,
     }
 
 

@@ -1,0 +1,1 @@
+"""Ingest connectors: each reads one kind of source and hands normalised mentions to the Publisher."""

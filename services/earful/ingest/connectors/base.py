@@ -1,0 +1,85 @@
+"""What every connector shares: turning a source item into a validated RawMention record."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import pydantic
+
+from earful.core.errors import SourceError, ValidationError
+from earful.ingest.model import MAX_CLOCK_SKEW, MentionIn, format_problems, to_record
+from earful.ingest.publisher import FETCHED, Publisher, backoff_delay, record_error, wait_or_stop
+
+log = logging.getLogger(__name__)
+
+
+class Connector:
+    """A source reader: `run(stop)` until `stop` is set; progress is published through `publisher`."""
+
+    name = "connector"
+
+    def __init__(self, publisher: Publisher, max_text_chars: int) -> None:
+        self.publisher = publisher
+        self.max_text_chars = max_text_chars
+
+    async def run(self, stop: asyncio.Event) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def fetched(self, n: int = 1) -> None:
+        FETCHED.labels(self.name).inc(n)
+
+    def error(self, kind: str) -> None:
+        record_error(self.name, kind)
+
+    async def repeat(self, stop: asyncio.Event, where: str, once: Callable[[], Awaitable[float | None]], *,
+                     backoff_base_s: float, backoff_max_s: float) -> None:
+        """Call `once` until `stop` is set, pausing as long as it returns (None: the source is done).
+
+        A SourceError is counted and logged, and the next call waits with exponential backoff (or
+        as long as the source asked with Retry-After, if longer); a success resets the backoff.
+        """
+        errors = 0
+        while not stop.is_set():
+            try:
+                pause = await once()
+                if pause is None:
+                    return
+                errors = 0
+            except SourceError as exc:
+                errors += 1
+                self.error(SourceError.kind)
+                log.warning("source failed; backing off", extra={"connector": self.name, "source": where,
+                                                                  "error": str(exc)[:300], "errors_in_a_row": errors})
+                pause = max(exc.retry_after_s, backoff_delay(errors, backoff_base_s, backoff_max_s))
+            except asyncio.CancelledError:
+                if stop.is_set():  # cancelled while publishing on the way out: state was not saved, nothing is lost
+                    return
+                raise
+            if await wait_or_stop(stop, pause):
+                return
+
+    def to_record(self, item: dict[str, Any], *, content_type: str, fetched_at: datetime) -> dict[str, Any] | None:
+        """A source item in the push API's shape → a RawMention record, or None (counted, logged) if unusable.
+
+        Sources are less careful than push clients: an over-long text is cut to the limit, a
+        publication time in the future (clock or time-zone bugs) becomes the fetch time.
+        """
+        text = item.get("text")
+        if isinstance(text, str) and len(text) > self.max_text_chars:
+            item = {**item, "text": text[: self.max_text_chars - 1] + "…"}
+        try:
+            mention = MentionIn.model_validate(item)
+        except pydantic.ValidationError as exc:
+            self.error(ValidationError.kind)
+            problems = "; ".join(f"{p['path']}: {p['message']}" for p in format_problems(exc.errors()))
+            log.warning("skipped an unusable item", extra={"connector": self.name, "source_id": str(item.get("source_id"))[:200],
+                                                         "problems": problems[:500]})
+            return None
+        if mention.created_at - fetched_at > MAX_CLOCK_SKEW:
+            mention = mention.model_copy(update={"created_at": fetched_at})
+        return to_record(mention, datetime.now(timezone.utc), connector=self.name, content_type=content_type,
+                         fetched_at=fetched_at)
