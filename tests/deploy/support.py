@@ -44,7 +44,10 @@ IMAGE_OF = {"ingest": "earful", "enrichment": "earful-nlp", "alerting": "earful"
 # The Secret created out of band (deploy/README.md): its name and key per secret setting.
 EXTERNAL_SECRET = "earful-secrets"
 SECRET_KEYS = {"EARFUL_DATABASE_URL": "database-url", "EARFUL_WEBHOOK_SECRET": "webhook-secret",
-               "EARFUL_API_KEYS": "api-keys"}
+               "EARFUL_API_KEYS": "api-keys", "EARFUL_INGEST_API_KEYS": "ingest-api-keys",
+               "EARFUL_INGEST_MASTODON_ACCESS_TOKEN": "mastodon-access-token"}
+# Secret keys a pod may start without (the setting is optional and the feature off without it).
+OPTIONAL_SECRET_KEYS = frozenset({"mastodon-access-token"})
 # Settings that differ per container and so are set in each Deployment, not in the ConfigMap.
 PER_CONTAINER_SETTINGS = frozenset({"EARFUL_HTTP_PORT"})
 

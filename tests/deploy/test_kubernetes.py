@@ -18,6 +18,7 @@ from tests.deploy.crd_schemas import CRD_SCHEMAS, kafka_trigger_problems
 from tests.deploy.support import (
     COMPONENTS,
     EXTERNAL_SECRET,
+    OPTIONAL_SECRET_KEYS,
     IMAGE_OF,
     JOB_ARGS,
     K8S,
@@ -280,7 +281,8 @@ def test_config_and_secret_references(overlay: str) -> None:
     assert not of_kind(objects, "Secret"), "Secrets must not be rendered from git"
     configmaps = {o["metadata"]["name"] for o in of_kind(objects, "ConfigMap")}
     needs = {"storage": {"EARFUL_DATABASE_URL", "EARFUL_API_KEYS"}, "migrate": {"EARFUL_DATABASE_URL"},
-             "alerting": {"EARFUL_DATABASE_URL", "EARFUL_WEBHOOK_SECRET"}, "ingest": set(), "enrichment": set(),
+             "alerting": {"EARFUL_DATABASE_URL", "EARFUL_WEBHOOK_SECRET"},
+             "ingest": {"EARFUL_INGEST_API_KEYS", "EARFUL_INGEST_MASTODON_ACCESS_TOKEN"}, "enrichment": set(),
              "topic-init": set()}
     for workload in workloads(objects):
         where = ident(workload)
@@ -296,7 +298,9 @@ def test_config_and_secret_references(overlay: str) -> None:
                 assert var["name"] in all_settings(), f"{where}: {var['name']} is not a setting"
                 ref = var.get("valueFrom", {}).get("secretKeyRef")
                 if var["name"] in secret_settings():
-                    assert ref == {"name": EXTERNAL_SECRET, "key": SECRET_KEYS[var["name"]]}, where
+                    key = SECRET_KEYS[var["name"]]
+                    optional = {"optional": True} if key in OPTIONAL_SECRET_KEYS else {}
+                    assert ref == {"name": EXTERNAL_SECRET, "key": key, **optional}, where
                 else:
                     assert ref is None, where
             assert secrets_of(container) == needs[component(workload)], f"{where}: least privilege"
