@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from earful.core.http import HttpServer
 from earful.core.kafka import Codecs
 from earful.core.settings import Settings
 from earful.ingest.model import mention_id
+from earful.stack.broker import free_port
+from earful.stack.receiver import WebhookReceiver
 
 
 async def produce(settings: Settings, topic: str, items: list[tuple[bytes | None, bytes]]) -> None:
@@ -84,3 +88,16 @@ def enriched_record(raw: dict[str, Any], watchlists: list[str], sentiment: str =
 
 def codecs(settings: Settings) -> Codecs:
     return Codecs(settings)
+
+
+@contextlib.asynccontextmanager
+async def webhook_receiver(secret: str | None = None) -> AsyncIterator[tuple[WebhookReceiver, str]]:
+    """A webhook receiver serving on a free port: (receiver, its alerts URL)."""
+    receiver = WebhookReceiver(secret=secret) if secret else WebhookReceiver()
+    port = free_port()
+    server = HttpServer(receiver.app(), "127.0.0.1", port)
+    await server.start()
+    try:
+        yield receiver, f"http://127.0.0.1:{port}/alerts"
+    finally:
+        await server.stop()

@@ -319,3 +319,13 @@ def test_a_matched_span_is_the_term_in_the_text(text: str) -> None:
         for span in q.spans(doc):
             piece = text[span.start:span.end].lower()
             assert piece.startswith(span.term.lower().rstrip("*")[:4].lstrip('"'))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=60))
+def test_keys_are_the_folded_tokens_whatever_the_text(text: str) -> None:
+    from earful.watchlists.text import fold
+
+    for t in tokens(text):
+        if t.key is not None:
+            assert t.key == fold(text[t.start:t.end]), (text, t)

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 LIVE = Gauge("earful_watchlists", "Watchlists in force in this process.", ["service"])
 UPDATES = Counter("earful_watchlist_updates_total", "Records read from earful.watchlists.v1, by outcome"
                   " (changed, deleted, unchanged, rejected).", ["service", "outcome"])
+REVISION = Gauge("earful_watchlists_revision_info",
+                 "1 for the revision of the watchlist set in force (compare it across services).", ["service", "revision"])
 LAST_CHANGE = Gauge("earful_watchlists_last_change_timestamp_seconds",
                     "When this process last swapped in a changed watchlist set (Unix time).", ["service"])
 
@@ -97,7 +99,7 @@ class WatchlistStore:
         self._progress = asyncio.Condition()
         self._caught_up = False
         self._stopping = False
-        LIVE.labels(service).set(len(self._current))
+        self._show(None)
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -276,13 +278,22 @@ class WatchlistStore:
                    != (after_members[k].revision if k in after_members else None)]
         if changes or was_seed:
             self._current = WatchlistSet(after_members[k] for k in sorted(after_members))
-            LIVE.labels(self.service).set(len(self._current))
+            self._show(before)
             LAST_CHANGE.labels(self.service).set(time.time())
             for c in changes:
                 log.info("watchlist %s", "deleted" if c.new is None else "created" if c.old is None else "updated",
                          extra={"service": self.service, "watchlist": c.watchlist_id,
                                 "revision": c.new.revision if c.new else None})
         return changes
+
+    def _show(self, before: WatchlistSet | None) -> None:
+        LIVE.labels(self.service).set(len(self._current))
+        if before is not None and before.revision != self._current.revision:
+            try:
+                REVISION.remove(self.service, before.revision)
+            except KeyError:
+                pass
+        REVISION.labels(self.service, self._current.revision).set(1)
 
     def _reject(self, msg: Any, reason: str) -> None:
         UPDATES.labels(self.service, "rejected").inc()

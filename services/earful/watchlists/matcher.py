@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Protocol
 
 from earful.watchlists.model import Watchlist
-from earful.watchlists.query import Doc
+from earful.watchlists.query import Doc, prefix_key
+from earful.watchlists.text import SIGILS
 
 MATCHER_VERSION = "earful-query/1"
 
@@ -77,8 +78,11 @@ class WatchlistSet:
             for host in trig.sites:
                 sites.setdefault(host, []).append(i)
         self._exact = {k: tuple(v) for k, v in exact.items()}
-        self._prefixes = {k: tuple(v) for k, v in prefixes.items()}
-        self._stem_lengths = sorted({len(k) for k in prefixes})  # a key is probed at these lengths only
+        # Wildcard stems by their first three letters: one look-up per text key, then a few startswith.
+        buckets: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
+        for stem, ids in sorted(prefixes.items()):
+            buckets.setdefault(prefix_key(stem), []).append((stem, tuple(ids)))
+        self._stems = {k: tuple(v) for k, v in buckets.items()}
         self._sites = {k: tuple(v) for k, v in sites.items()}
 
     def __len__(self) -> int:
@@ -102,24 +106,20 @@ class WatchlistSet:
     def candidates(self, doc: Doc) -> list[int]:
         """Indexes of the queries whose trigger keys occur in `doc` (the others cannot match)."""
         found: set[int] = set()
-        exact = self._exact
+        exact, stems = self._exact, self._stems
         for key in doc.keys:
             hit = exact.get(key)
             if hit is not None:
                 found.update(hit)
-        if self._prefixes:
-            prefixes, lengths = self._prefixes, self._stem_lengths
-            for key in doc.keys:
-                size = len(key)
-                for length in lengths:
-                    if length > size:
-                        break
-                    hit = prefixes.get(key[:length])
-                    if hit is not None:
-                        found.update(hit)
-        if self._sites and doc.hosts:
+            if stems:
+                bucket = stems.get(key[:4] if key[0] in SIGILS else key[:3])
+                if bucket is not None:
+                    for stem, ids in bucket:
+                        if key.startswith(stem):
+                            found.update(ids)
+        if self._sites and doc.urls:
             sites = self._sites
-            for host in doc.hosts:
+            for host, *_ in doc.urls:
                 labels = host.split(".")
                 for i in range(len(labels) - 1):
                     hit = sites.get(".".join(labels[i:]))

@@ -520,18 +520,17 @@ class Doc:
     """One mention, tokenised once, as every query evaluates it.
 
     `toks` are the text's tokens (key, start, end, position, kind); `keys` maps each matchable
-    key to the indexes of its tokens; `urls` holds (host, path, start, end) of the links in the
-    text and of the mention's own link (start = end = -1: not in the text).
+    key to the indexes of its tokens; `urls` (parsed only when a query looks at links) holds
+    (host, path, start, end) of the links in the text and of the mention's own link.
     """
 
-    __slots__ = ("text", "toks", "keys", "urls", "lang", "source", "author", "country", "hosts", "_stems")
+    __slots__ = ("text", "toks", "keys", "lang", "source", "author", "country", "_url", "_urls", "_stems")
 
     def __init__(self, text: str, *, lang: str | None = None, source: str | None = None, author: str | None = None,
                  country: str | None = None, url: str | None = None) -> None:
         self.text = text
         self.toks = toks = scan(text)
         keys: dict[str, list[int]] = {}
-        urls: list[tuple[str, str, int, int]] = []
         for i, tok in enumerate(toks):
             key = tok[0]
             if key is not None:
@@ -540,22 +539,31 @@ class Doc:
                     keys[key] = [i]
                 else:
                     hit.append(i)
-            elif tok[4] == "url":
-                parts = url_parts(text[tok[1]:tok[2]])
-                if parts:
-                    urls.append((parts[0], parts[1], tok[1], tok[2]))
         self.keys = keys
         self.lang = lang.lower().split("-")[0] if lang else None
         self.source = source.lower() if source else None
         self.author = fold(author.lstrip("@")) if author else None
         self.country = country.upper() if country else None
-        if url:
-            parts = url_parts(url)
-            if parts:
-                urls.append((parts[0], parts[1], -1, -1))
-        self.urls = urls
-        self.hosts = [u[0] for u in urls]
+        self._url = url
+        self._urls: list[tuple[str, str, int, int]] | None = None
         self._stems: dict[str, list[str]] | None = None
+
+    @property
+    def urls(self) -> list[tuple[str, str, int, int]]:
+        """(host, path, start, end) of the text's links and the mention's own (start = end = -1), parsed once on demand."""
+        if self._urls is None:
+            urls = []
+            for _, start, end, _, kind in self.toks:
+                if kind == "url":
+                    parts = url_parts(self.text[start:end])
+                    if parts:
+                        urls.append((parts[0], parts[1], start, end))
+            if self._url:
+                parts = url_parts(self._url)
+                if parts:
+                    urls.append((parts[0], parts[1], -1, -1))
+            self._urls = urls
+        return self._urls
 
     def keys_with_prefix(self, prefix: str) -> list[str]:
         """The text's keys that start with `prefix` (a wildcard stem of at least 3 letters)."""

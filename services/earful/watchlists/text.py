@@ -16,7 +16,6 @@ import re
 import sys
 import unicodedata
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 SIGILS = "#@$"
 
@@ -57,16 +56,24 @@ def fold(word: str) -> str:
 
 def url_parts(url: str) -> tuple[str, str] | None:
     """(host without www., lower-case path) of a link, or None when it has no host."""
-    candidate = url if "://" in url else "http://" + url
-    try:
-        parts = urlsplit(candidate)
-        host = parts.hostname
-    except ValueError:
-        return None
+    rest = url.split("://", 1)[1] if "://" in url else url
+    end = len(rest)
+    for stop in "/?#":
+        i = rest.find(stop)
+        if 0 <= i < end:
+            end = i
+    netloc = rest[:end].rpartition("@")[2]
+    if netloc.startswith("["):  # [IPv6]:port
+        host = netloc[1:].partition("]")[0]
+    else:
+        host = netloc.partition(":")[0]
+    host = host.lower().rstrip(".").removeprefix("www.")
     if not host:
         return None
-    host = host.removeprefix("www.")
-    return host, (parts.path or "/").lower()
+    path = rest[end:]
+    for stop in "?#":
+        path = path.partition(stop)[0]
+    return host, (path or "/").lower()
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +98,14 @@ def tokens(text: str) -> list[Token]:
 def scan(text: str) -> list[tuple[str | None, int, int, int, str]]:
     """(key, start, end, position, kind) of every token; see the module docstring."""
     out: list[tuple[str | None, int, int, int, str]] = []
-    ascii_text = text.isascii()
-    source = text.lower() if ascii_text else text
+    if text.isascii():
+        source, folded_source = text.lower(), True
+    else:
+        # Case-folding is per character: when it keeps every character one character (no ß → ss)
+        # and the text is composed, fold once and slice; else fold token by token.
+        folded = text.casefold()
+        folded_source = len(folded) == len(text) and unicodedata.is_normalized("NFC", text)
+        source = folded if folded_source else text
     pos = -1
     prev_end = -1
     breaks = _SENTENCE_BREAK.search
@@ -106,7 +119,7 @@ def scan(text: str) -> list[tuple[str | None, int, int, int, str]]:
         else:
             pos += 2 if breaks(source, prev_end, start) else 1
         if group == 5:
-            out.append((source[start:end] if ascii_text else fold(source[start:end]), start, end, pos, "word"))
+            out.append((source[start:end] if folded_source else fold(source[start:end]), start, end, pos, "word"))
         elif group == 1:
             stripped = text[start:end].rstrip(_URL_TRAILING)
             if text[end - 1] == ")" and stripped.count("(") > stripped.count(")"):
@@ -119,6 +132,6 @@ def scan(text: str) -> list[tuple[str | None, int, int, int, str]]:
                 out.append((None, start, end, pos, "glued"))  # x#tag, name@host: neither a tag nor a word
             else:
                 piece = source[start:end]
-                out.append((piece if ascii_text else fold(piece), start, end, pos, kind))  # type: ignore[arg-type]
+                out.append((piece if folded_source else fold(piece), start, end, pos, kind))  # type: ignore[arg-type]
         prev_end = end
     return out
