@@ -264,3 +264,29 @@ async def test_an_unreachable_broker_is_a_clear_error(folder: Path) -> None:
     store = WatchlistStore(s, service="test")
     with pytest.raises(BrokerError, match="earful.watchlists.v1"):
         await asyncio.wait_for(store.start(timeout_s=3), 30)
+
+
+async def test_a_missing_folder_is_a_configuration_error(settings_: Settings, tmp_path: Path) -> None:
+    from earful.core.errors import ConfigError
+
+    broken = settings_.model_copy(update={"watchlists_dir": tmp_path / "nope"})
+    with pytest.raises(ConfigError, match="EARFUL_WATCHLISTS_DIR="):
+        seed_from_folder(broken, "enrichment")
+    reg = WatchlistRegistry.for_settings(broken)
+    try:
+        with pytest.raises(ConfigError, match="no such folder"):
+            await reg.start()
+    finally:
+        await reg.stop()
+
+
+def test_a_service_with_a_missing_folder_exits_with_one_line(base_env: dict[str, str], tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    env = {**base_env, "EARFUL_WATCHLISTS_DIR": str(tmp_path / "nope"), "PYTHONPATH": str(SAMPLE.parents[2])}
+    proc = subprocess.run([sys.executable, "-m", "earful", "alerting"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 1
+    assert f"EARFUL_WATCHLISTS_DIR={tmp_path / 'nope'}: no such folder or file" in proc.stderr
+    assert "Traceback" not in proc.stderr

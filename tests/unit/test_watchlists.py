@@ -319,3 +319,18 @@ def test_a_failed_write_is_reported_not_raised(tmp_path: Path, caplog: pytest.Lo
     assert folder.write(w) is None
     assert "cannot write watchlist file" in caplog.text
     assert not list(folder.path.glob(".*.tmp"))
+
+
+def test_the_api_is_described_in_openapi() -> None:
+    from fastapi import FastAPI
+
+    from earful.watchlists.registry import WatchlistRegistry
+
+    app = FastAPI()
+    app.include_router(WatchlistRegistry.for_settings(Settings()).router(frozenset()))
+    spec = app.openapi()
+    assert set(spec["paths"]) == {"/v1/watchlists", "/v1/watchlists/{watchlist_id}", "/v1/watchlists/_validate",
+                                  "/v1/watchlists/_test"}
+    assert set(spec["paths"]["/v1/watchlists/{watchlist_id}"]) == {"get", "put", "delete"}
+    body = spec["components"]["schemas"]["WatchlistSpec"]
+    assert body["required"] == ["id"] and "query" in body["properties"] and body["additionalProperties"] is False

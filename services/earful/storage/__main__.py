@@ -9,7 +9,7 @@ import asyncpg
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from earful.core.errors import BrokerError, StorageError
+from earful.core.errors import BrokerError, EarfulError, StorageError
 from earful.core.health import Health, tcp_check
 from earful.core.http import HttpServer
 from earful.core.kafka import Codecs, DeadLetters, make_consumer, make_producer
@@ -72,7 +72,7 @@ async def serve(settings: Settings) -> None:
     watchlists = WatchlistRegistry.for_settings(settings)  # publishes the seed folder, serves /v1/watchlists
     try:
         await watchlists.start()
-    except BrokerError:
+    except EarfulError:
         await watchlists.stop()
         await consumer.stop()
         await producer.stop()

@@ -29,7 +29,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
 from earful.core.codec import AvroCodec
-from earful.core.errors import BrokerError, CodecError, ValidationError
+from earful.core.errors import BrokerError, CodecError, ConfigError, ValidationError
 from earful.core.kafka import Codecs
 from earful.core.metrics import ERRORS
 from earful.core.settings import Settings
@@ -73,11 +73,18 @@ ChangeCallback = Callable[[list[Change], WatchlistSet], "Awaitable[None] | None"
 
 
 def seed_from_folder(settings: Settings, service: str) -> WatchlistSet:
-    """The folder's valid watchlists (problems are logged, not fatal: the topic is the truth)."""
+    """The folder's valid watchlists. A missing folder is a ConfigError; invalid files are logged,
+    not fatal (the topic is what every service applies)."""
+    require_folder(settings)
     found, errors = load_partial(settings.watchlists_dir)
     for error in errors:
         log.error("watchlist seed problem: %s", error, extra={"service": service})
     return WatchlistSet([w for w, _ in found])
+
+
+def require_folder(settings: Settings) -> None:
+    if not settings.watchlists_dir.exists():
+        raise ConfigError(f"EARFUL_WATCHLISTS_DIR={settings.watchlists_dir}: no such folder or file")
 
 
 class WatchlistStore:

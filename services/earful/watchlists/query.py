@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from earful.core.errors import ValidationError
-from earful.watchlists.text import SIGILS, fold, scan, url_parts
+from earful.watchlists.text import SIGILS, fold, index, scan, url_parts
 
 FIELDS = ("site", "lang", "source", "author", "country")
 MAX_DISTANCE = 100
@@ -529,17 +529,7 @@ class Doc:
     def __init__(self, text: str, *, lang: str | None = None, source: str | None = None, author: str | None = None,
                  country: str | None = None, url: str | None = None) -> None:
         self.text = text
-        self.toks = toks = scan(text)
-        keys: dict[str, list[int]] = {}
-        for i, tok in enumerate(toks):
-            key = tok[0]
-            if key is not None:
-                hit = keys.get(key)
-                if hit is None:
-                    keys[key] = [i]
-                else:
-                    hit.append(i)
-        self.keys = keys
+        self.toks, self.keys = index(text)
         self.lang = lang.lower().split("-")[0] if lang else None
         self.source = source.lower() if source else None
         self.author = fold(author.lstrip("@")) if author else None

@@ -29,7 +29,7 @@ from earful.core.kafka import make_producer
 from earful.core.settings import Settings
 from earful.core.topics import WATCHLISTS
 from earful.watchlists.files import WatchlistFolder, load_partial
-from earful.watchlists.live import Change, Published, WatchlistStore
+from earful.watchlists.live import Change, Published, WatchlistStore, require_folder
 from earful.watchlists.matcher import WatchlistSet
 from earful.watchlists.model import ID_PATTERN, Watchlist, WatchlistSpec, to_document, to_record
 from earful.watchlists.query import Doc, QueryError, compile_query
@@ -57,7 +57,7 @@ class WatchlistRegistry:
         self.settings = settings
         self.store = store
         self.folder = folder
-        self.producer = producer or make_producer(settings, "earful-watchlists")
+        self.producer = producer  # made in start(): an aiokafka client needs the running loop
         self._lock = asyncio.Lock()
         self._started = False
 
@@ -67,6 +67,8 @@ class WatchlistRegistry:
 
     async def start(self) -> dict[str, list[str]]:
         """Read the topic, publish the seed folder by the seed policy, then follow changes."""
+        if self.producer is None:
+            self.producer = make_producer(self.settings, "earful-watchlists")
         try:
             await self.producer.start()
         except KafkaError as exc:
@@ -80,10 +82,12 @@ class WatchlistRegistry:
 
     async def stop(self) -> None:
         await self.store.stop()
-        await self.producer.stop()
+        if self.producer is not None:
+            await self.producer.stop()
 
     async def publish_folder(self) -> dict[str, list[str]]:
         """Publish the seed folder's watchlists the topic lacks (or has in another version)."""
+        require_folder(self.settings)
         found, errors = load_partial(self.folder.path)
         for error in errors:
             log.error("watchlist file problem (this watchlist is not published): %s", error)
@@ -112,6 +116,8 @@ class WatchlistRegistry:
         """Produce a value (or a tombstone), wait for the broker's ack and for our own store."""
         key = (w.id if w is not None else watchlist_id or "").encode("utf-8")
         value = None if w is None else self.store.codec.encode(to_record(w, _now(), updated_by))
+        if self.producer is None:
+            raise BrokerError("the watchlist registry is not started")
         try:
             meta = await self.producer.send_and_wait(WATCHLISTS, value, key=key)
         except KafkaError as exc:
@@ -200,7 +206,8 @@ class WatchlistOut(BaseModel):
     revision: str = Field(description="Content hash; send it as If-Match to update only this version.")
     updated_at: datetime | None = Field(None, description="When this version was published.")
     updated_by: str | None = Field(None, description="'file:<path>', 'api' or 'api-key:<hash prefix>'.")
-    file: str | None = Field(None, description="The YAML file holding it in this process's folder, if written there.")
+    file: str | None = Field(None, description="Its YAML file in this service's folder, if there is one (on a read-only"
+                                               " folder it may hold an older version).")
 
 
 class WatchlistList(BaseModel):
@@ -235,9 +242,8 @@ class QueryTestResult(BaseModel):
 
 def _out(p: Published, folder: WatchlistFolder) -> WatchlistOut:
     path = folder.file_for(p.watchlist.id) if folder.path.is_dir() else None
-    on_disk = path is not None and path.is_file() and folder.current_revision(p.watchlist.id) == p.watchlist.revision
     return WatchlistOut(**to_document(p.watchlist, full=True), revision=p.watchlist.revision, updated_at=p.updated_at,
-                        updated_by=p.updated_by, file=str(path) if on_disk else None)
+                        updated_by=p.updated_by, file=str(path) if path is not None and path.is_file() else None)
 
 
 def _raise_http(exc: Exception) -> None:

@@ -97,7 +97,13 @@ def tokens(text: str) -> list[Token]:
 
 def scan(text: str) -> list[tuple[str | None, int, int, int, str]]:
     """(key, start, end, position, kind) of every token; see the module docstring."""
+    return index(text)[0]
+
+
+def index(text: str) -> tuple[list[tuple[str | None, int, int, int, str]], dict[str, list[int]]]:
+    """The tokens of `text` (as `scan`) and, for each matchable key, the indexes of its tokens."""
     out: list[tuple[str | None, int, int, int, str]] = []
+    keys: dict[str, list[int]] = {}
     if text.isascii():
         source, folded_source = text.lower(), True
     else:
@@ -118,20 +124,26 @@ def scan(text: str) -> list[tuple[str | None, int, int, int, str]]:
             pos += 1
         else:
             pos += 2 if breaks(source, prev_end, start) else 1
-        if group == 5:
-            out.append((source[start:end] if folded_source else fold(source[start:end]), start, end, pos, "word"))
-        elif group == 1:
+        prev_end = end
+        if group == 1:
             stripped = text[start:end].rstrip(_URL_TRAILING)
             if text[end - 1] == ")" and stripped.count("(") > stripped.count(")"):
                 stripped += ")"  # a link to a page named like Foo_(bar)
-            end = start + len(stripped)
-            out.append((None, start, end, pos, "url"))
+            prev_end = start + len(stripped)  # the trailing ")." belongs to the text: it may end a sentence
+            out.append((None, start, prev_end, pos, "url"))
+            continue
+        if group == 5:
+            kind = "word"
         else:
             kind = _GROUP_KINDS[group]  # type: ignore[index]
             if start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):
                 out.append((None, start, end, pos, "glued"))  # x#tag, name@host: neither a tag nor a word
-            else:
-                piece = source[start:end]
-                out.append((piece if folded_source else fold(piece), start, end, pos, kind))  # type: ignore[arg-type]
-        prev_end = end
-    return out
+                continue
+        key = source[start:end] if folded_source else fold(source[start:end])
+        hit = keys.get(key)
+        if hit is None:
+            keys[key] = [len(out)]
+        else:
+            hit.append(len(out))
+        out.append((key, start, end, pos, kind))  # type: ignore[arg-type]
+    return out, keys
