@@ -334,3 +334,46 @@ def test_the_api_is_described_in_openapi() -> None:
     assert set(spec["paths"]["/v1/watchlists/{watchlist_id}"]) == {"get", "put", "delete"}
     body = spec["components"]["schemas"]["WatchlistSpec"]
     assert body["required"] == ["id"] and "query" in body["properties"] and body["additionalProperties"] is False
+
+
+def _readme_blocks() -> list[tuple[str, str]]:
+    """(language, body) of every fenced code block of the README's watchlist section."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    start = readme.index("## Watchlists and the query language")
+    section = readme[start:readme.index("\n## ", start + 10)]
+    blocks, lang, body = [], None, []
+    for line in section.splitlines():
+        if line.startswith("```"):
+            if lang is None:
+                lang, body = line[3:].strip(), []
+            else:
+                blocks.append((lang, "\n".join(body) + "\n"))
+                lang = None
+        elif lang is not None:
+            body.append(line)
+    return blocks
+
+
+def test_the_readme_query_examples_compile_and_do_what_they_say() -> None:
+    import re
+
+    from earful.watchlists import compile_query
+
+    queries = [re.split(r"\s{2,}# ", line)[0].strip() for lang, block in _readme_blocks() if not lang
+               for line in block.splitlines() if line.strip()]
+    assert len(queries) >= 5
+    for query in queries:
+        compile_query(query)
+    apple = queries[0]
+    assert apple.startswith("(Apple OR $AAPL")
+    for text in ("Apple unveils the new iPhone", "my iPhones died"):
+        assert compile_query(apple).matches(Doc(text, lang="en")), text
+    for text in ("Grandma's apple pie", "an apple tree in the orchard"):
+        assert not compile_query(apple).matches(Doc(text, lang="en")), text
+
+
+def test_the_readme_yaml_example_is_a_valid_watchlist(tmp_path: Path) -> None:
+    (block,) = [body for lang, body in _readme_blocks() if lang == "yaml"]
+    folder = _folder(tmp_path, {"acme-air.yaml": block})
+    (w,) = load_watchlists(folder)
+    assert w.rule("volume_spike") is not None and w.response_sla_s == 1800
