@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from datetime import datetime, timezone
 from typing import Any
 
@@ -16,6 +17,7 @@ from earful.core.kafka import Codecs
 from earful.core.settings import Settings
 from earful.ingest.model import mention_id
 from earful.stack.broker import free_port
+from earful.stack.processes import ServiceProcess, service_env
 from earful.stack.receiver import WebhookReceiver
 
 
@@ -101,3 +103,18 @@ async def webhook_receiver(secret: str | None = None) -> AsyncIterator[tuple[Web
         yield receiver, f"http://127.0.0.1:{port}/alerts"
     finally:
         await server.stop()
+
+
+@contextlib.contextmanager
+def service_process(name: str, base_env: dict[str, str], log_dir: Path, ready_s: float = 90.0,
+                    **env: str) -> Iterator[ServiceProcess]:
+    """One service as its own process on a free port, ready; it must stop cleanly (exit 0)."""
+    port = free_port()
+    svc = ServiceProcess(name, port, {**service_env(base_env, name, port), **env}, log_dir / f"{name}.log")
+    svc.start()
+    try:
+        svc.wait_ready(ready_s)
+        yield svc
+    finally:
+        code = svc.stop()
+    assert code == 0, svc.log_tail()

@@ -10,9 +10,8 @@ import httpx
 import pytest
 
 from earful.core.topics import ENRICHED, RAW
-from earful.stack.broker import free_port
-from earful.stack.processes import ServiceProcess, service_env
-from tests.support import codecs, consume_all, eventually, produce, raw_record
+from earful.stack.processes import ServiceProcess
+from tests.support import codecs, consume_all, eventually, produce, raw_record, service_process
 
 pytestmark = pytest.mark.integration
 
@@ -23,14 +22,9 @@ def enrichment(base_env: dict[str, str], tmp_path_factory: pytest.TempPathFactor
     (folder / "apple.yaml").write_text(
         "id: apple\nname: Apple\nkind: competitor\nquery: >-\n"
         "  (Apple OR iPhone*) AND NOT (pie OR juice) lang:en\n", encoding="utf-8")
-    port = free_port()
-    env = {**service_env(base_env, "enrichment", port), "EARFUL_ENRICH_DROP_UNMATCHED": "true",
-           "EARFUL_WATCHLISTS_DIR": str(folder)}
-    svc = ServiceProcess("enrichment", port, env, tmp_path_factory.mktemp("logs") / "enrichment.log")
-    svc.start()
-    svc.wait_ready(90)
-    yield svc
-    assert svc.stop() == 0, svc.log_tail()
+    with service_process("enrichment", base_env, tmp_path_factory.mktemp("logs"), EARFUL_ENRICH_DROP_UNMATCHED="true",
+                         EARFUL_WATCHLISTS_DIR=str(folder)) as svc:
+        yield svc
 
 
 async def test_unmatched_mentions_are_dropped(enrichment: ServiceProcess, settings) -> None:
