@@ -15,8 +15,7 @@ from pathlib import Path
 from typing import Protocol
 
 from earful.watchlists.model import Watchlist
-from earful.watchlists.query import Doc, prefix_key
-from earful.watchlists.text import SIGILS
+from earful.watchlists.query import Doc
 
 MATCHER_VERSION = "earful-query/1"
 
@@ -78,10 +77,12 @@ class WatchlistSet:
             for host in trig.sites:
                 sites.setdefault(host, []).append(i)
         self._exact = {k: tuple(v) for k, v in exact.items()}
-        # Wildcard stems by their first three letters: one look-up per text key, then a few startswith.
+        self._exact_keys = frozenset(self._exact)
+        # Wildcard stems by their first three characters (a tag's sigil counts): each text key is
+        # compared only with the stems of its own bucket.
         buckets: dict[str, list[tuple[str, tuple[int, ...]]]] = {}
         for stem, ids in sorted(prefixes.items()):
-            buckets.setdefault(prefix_key(stem), []).append((stem, tuple(ids)))
+            buckets.setdefault(stem[:3], []).append((stem, tuple(ids)))
         self._stems = {k: tuple(v) for k, v in buckets.items()}
         self._sites = {k: tuple(v) for k, v in sites.items()}
 
@@ -106,13 +107,14 @@ class WatchlistSet:
     def candidates(self, doc: Doc) -> list[int]:
         """Indexes of the queries whose trigger keys occur in `doc` (the others cannot match)."""
         found: set[int] = set()
-        exact, stems = self._exact, self._stems
-        for key in doc.keys:
-            hit = exact.get(key)
-            if hit is not None:
-                found.update(hit)
-            if stems:
-                bucket = stems.get(key[:4] if key[0] in SIGILS else key[:3])
+        keys = doc.keys
+        exact = self._exact
+        for key in self._exact_keys.intersection(keys):  # iterates the text's few keys, not the index
+            found.update(exact[key])
+        if self._stems:
+            stems = self._stems
+            for key in keys:
+                bucket = stems.get(key[:3])
                 if bucket is not None:
                     for stem, ids in bucket:
                         if key.startswith(stem):
