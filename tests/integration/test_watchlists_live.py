@@ -197,7 +197,8 @@ async def test_seed_policies(settings_: Settings, folder: Path, fresh_broker: Lo
 
     keep = WatchlistRegistry.for_settings(_settings(fresh_broker, folder, watchlists_seed_policy="missing"))
     summary = await keep.start()
-    assert summary["published"] == [] and keep.store.get("skyjet").query == api_version.query  # type: ignore[union-attr]
+    assert summary["published"] == [] and summary["kept_topic"] == ["skyjet"]
+    assert keep.store.get("skyjet").query == api_version.query  # type: ignore[union-attr]
     await keep.stop()
 
     (folder / "skyjet.yaml").write_text((SAMPLE / "skyjet.yaml").read_text())

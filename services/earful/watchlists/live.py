@@ -170,6 +170,8 @@ class WatchlistStore:
                 except asyncio.TimeoutError:
                     pass
         self._caught_up = True
+        if self.topic_has_records:
+            self._swap()
         log.info("watchlists loaded", extra={"service": self.service, "watchlists": len(self._current),
                                               "revision": self._current.revision,
                                               "from": "topic" if self.topic_has_records else "seed folder"})
@@ -246,8 +248,6 @@ class WatchlistStore:
 
     def apply(self, records: list[Any]) -> list[Change]:
         """Apply consumer records in order and swap in the new set; returns what changed."""
-        before = self._current
-        was_seed = not self.topic_has_records
         for msg in records:
             key = msg.key.decode("utf-8", errors="replace") if msg.key is not None else None
             if key is None:
@@ -275,16 +275,24 @@ class WatchlistStore:
                                              msg.partition, msg.offset)
             changed = previous is None or previous.watchlist.revision != watchlist.revision
             UPDATES.labels(self.service, "changed" if changed else "unchanged").inc()
-        if not self.topic_has_records:
-            return []
-        after_members = {k: p.watchlist for k, p in self._published.items()}
-        old_members = before.watchlists
-        changes = [Change(k, old_members.get(k), after_members.get(k))
-                   for k in sorted(set(old_members) | set(after_members))
-                   if (old_members.get(k).revision if k in old_members else None)  # type: ignore[union-attr]
-                   != (after_members[k].revision if k in after_members else None)]
-        if changes or was_seed:
-            self._current = WatchlistSet(after_members[k] for k in sorted(after_members))
+        if not self.topic_has_records or not self._caught_up:
+            return []  # the seed stays in force; while catching up, `start` builds the set once at the end
+        return self._swap()
+
+    def _swap(self) -> list[Change]:
+        """Build the set the topic now holds and swap it in if anything changed; what changed."""
+        before = self._current
+        old = before.watchlists
+        new = {k: p.watchlist for k, p in self._published.items()}
+
+        def revision(members: dict[str, Watchlist], key: str) -> str | None:
+            w = members.get(key)
+            return w.revision if w is not None else None
+
+        changes = [Change(k, old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
+                   if revision(old, k) != revision(new, k)]
+        if changes or before is self._seed:
+            self._current = WatchlistSet(new[k] for k in sorted(new))
             self._show(before)
             LAST_CHANGE.labels(self.service).set(time.time())
             for c in changes:

@@ -59,7 +59,6 @@ class WatchlistRegistry:
         self.folder = folder
         self.producer = producer  # made in start(): an aiokafka client needs the running loop
         self._lock = asyncio.Lock()
-        self._started = False
 
     @classmethod
     def for_settings(cls, settings: Settings, service: str = "storage") -> "WatchlistRegistry":
@@ -77,7 +76,6 @@ class WatchlistRegistry:
         await self.store.start()
         summary = await self.publish_folder()
         self.store.on_change(self._write_back)
-        self._started = True
         return summary
 
     async def stop(self) -> None:
@@ -91,19 +89,24 @@ class WatchlistRegistry:
         found, errors = load_partial(self.folder.path)
         for error in errors:
             log.error("watchlist file problem (this watchlist is not published): %s", error)
-        summary: dict[str, list[str]] = {"published": [], "unchanged": [], "invalid": errors, "topic_only": []}
+        summary: dict[str, list[str]] = {"published": [], "unchanged": [], "kept_topic": [], "invalid": errors,
+                                         "topic_only": []}
         policy = self.settings.watchlists_seed_policy
         for w, source in found:
             topic = self.store.published(w.id)
-            if policy == "missing":
-                due = not self.store.ever_published(w.id)
-            else:
-                due = topic is None or topic.watchlist.revision != w.revision
+            differs = topic is None or topic.watchlist.revision != w.revision
+            due = not self.store.ever_published(w.id) if policy == "missing" else differs
             if due:
                 await self._publish(w, f"file:{source}")
                 summary["published"].append(w.id)
+            elif differs:
+                summary["kept_topic"].append(w.id)  # policy missing: the topic's version stays in force
             else:
                 summary["unchanged"].append(w.id)
+        if summary["kept_topic"]:
+            log.warning("these watchlist files differ from the topic and were not published"
+                        " (EARFUL_WATCHLISTS_SEED_POLICY=missing); change them through the API",
+                        extra={"watchlists": summary["kept_topic"]})
         in_folder = {w.id for w, _ in found}
         summary["topic_only"] = [p.watchlist.id for p in self.store.all_published() if p.watchlist.id not in in_folder]
         log.info("watchlist folder published", extra={
