@@ -377,3 +377,11 @@ def test_the_readme_yaml_example_is_a_valid_watchlist(tmp_path: Path) -> None:
     folder = _folder(tmp_path, {"acme-air.yaml": block})
     (w,) = load_watchlists(folder)
     assert w.rule("volume_spike") is not None and w.response_sla_s == 1800
+
+
+def test_a_phrase_is_indexed_under_its_rarest_word() -> None:
+    pharma = [Watchlist(f"p{i}", f"P{i}", "brand", query=f'"brand{i} pharma"') for i in range(50)]
+    ws = WatchlistSet([*pharma, Watchlist("tnf", "TNF", "brand", query='"The North Face"')])
+    assert ws.candidates(Doc("brand7 pharma and other pharma news")) == [7]
+    assert ws.candidates(Doc("the weather, the news, the sports")) == []  # not under "the"
+    assert ws.matched_ids(ws.match("The North Face jacket")) == ["tnf"]

@@ -19,6 +19,14 @@ from earful.watchlists.query import Doc
 
 MATCHER_VERSION = "earful-query/1"
 
+# Words too common in mention texts to stand for a phrase in the index ("The North Face" is found
+# by "north" or "face"): the most frequent function words of the languages Earful sees most.
+COMMON_WORDS = frozenset("""
+a an and are as at be by de for from has have i in is it its my new no not of on or our so that the this to was we
+with you your le la les des du un une et en pour sur au aux est der die das und ein eine zu von mit für ist den dem
+des im el los las y del con por para una al lo se il di da che per e o
+""".split())
+
 
 @dataclass(frozen=True)
 class Match:
@@ -64,13 +72,22 @@ class WatchlistSet:
         exact: dict[str, list[int]] = {}
         prefixes: dict[str, list[int]] = {}
         sites: dict[str, list[int]] = {}
-        for i, w in enumerate(self.watchlists.values()):
-            compiled = w.compiled
+        for w in self.watchlists.values():
             self._ids.append(w.id)
-            self._queries.append(compiled)
+            self._queries.append(w.compiled)
+        # A phrase is indexed under its rarest word in this set: "Acme Pharma" under "acme" when
+        # a hundred other watchlists also say "pharma" (never under a word like "the").
+        uses: dict[str, int] = {}
+        for compiled in self._queries:
+            assert compiled.triggers is not None, "compile_query refuses queries without triggers"
+            for group in compiled.triggers.exact:
+                for key in group:
+                    uses[key] = uses.get(key, 0) + 1
+        for i, compiled in enumerate(self._queries):
             trig = compiled.triggers
-            assert trig is not None, "compile_query refuses queries without triggers"
-            for key in trig.exact:
+            assert trig is not None
+            for group in trig.exact:
+                key = min(group, key=lambda k: (k in COMMON_WORDS or len(k) < 3, uses[k], -len(k), k))
                 exact.setdefault(key, []).append(i)
             for key in trig.prefixes:
                 prefixes.setdefault(key, []).append(i)

@@ -473,9 +473,14 @@ def check_not_too_broad(nnf: Node, query: str) -> None:
 
 @dataclass(frozen=True)
 class Triggers:
-    """Keys of which at least one occurs in every text the query matches."""
+    """What occurs in every text the query matches: at least one of these.
 
-    exact: frozenset[str]
+    `exact` holds one group per term or phrase: the keys that must all occur for it (longest
+    first); any one of them can stand for the group, and `WatchlistSet` indexes the one that is
+    rarest among its queries ("Acme Pharma" is found by "acme", not by "pharma").
+    """
+
+    exact: frozenset[tuple[str, ...]]
     prefixes: frozenset[str]  # wildcard stems: every key starting with one of them
     sites: frozenset[str]
 
@@ -492,7 +497,8 @@ def prefix_key(key: str) -> str:
 def _leaf_trigger(node: Words) -> Triggers:
     exact = [k for k, is_prefix, _ in node.parts if not is_prefix]
     if exact:
-        return Triggers(frozenset({max(exact, key=len)}), frozenset(), frozenset())
+        group = tuple(sorted(set(exact), key=lambda k: (-len(k), k)))
+        return Triggers(frozenset({group}), frozenset(), frozenset())
     return Triggers(frozenset(), frozenset({max((k for k, _, _ in node.parts), key=len)}), frozenset())
 
 
