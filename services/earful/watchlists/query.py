@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Union
 
-from earful.core.errors import ValidationError
+from earful.core.errors import QueryError
 from earful.watchlists.text import SIGILS, fold, index, scan, url_parts
 
 FIELDS = ("site", "lang", "source", "author", "country")
@@ -35,23 +35,6 @@ MAX_DISTANCE = 100
 MIN_WILDCARD_PREFIX = 3
 MAX_DEPTH = 64
 MAX_QUERY_CHARS = 20_000
-
-
-class QueryError(ValidationError):
-    """A query that cannot be used, with the 0-based character position of the problem."""
-
-    kind = "query_error"
-
-    def __init__(self, message: str, position: int, query: str = "") -> None:
-        self.message = message
-        self.position = position
-        self.query = query
-        super().__init__(f"column {position + 1}: {message}")
-
-    def pointer(self) -> str:
-        """The query with a caret under the problem (for terminals)."""
-        line = self.query.replace("\n", " ").replace("\t", " ")
-        return f"  {line}\n  {' ' * self.position}^"
 
 
 # --- syntax tree -----------------------------------------------------------------------------
