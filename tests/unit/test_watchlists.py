@@ -385,3 +385,9 @@ def test_a_phrase_is_indexed_under_its_rarest_word() -> None:
     assert ws.candidates(Doc("brand7 pharma and other pharma news")) == [7]
     assert ws.candidates(Doc("the weather, the news, the sports")) == []  # not under "the"
     assert ws.matched_ids(ws.match("The North Face jacket")) == ["tnf"]
+
+
+def test_the_bundled_sample_folder_is_never_written() -> None:
+    folder = WatchlistFolder(SAMPLE)
+    assert not folder.writable
+    assert folder.write(load_watchlists(SAMPLE)[0]) is None and folder.remove("acme-air") is None

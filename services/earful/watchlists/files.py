@@ -161,6 +161,9 @@ def load_watchlists(path: Path) -> list[Watchlist]:
     return [w for w, _ in load_with_sources(path)]
 
 
+BUNDLED = Path(__file__).resolve().parents[1] / "sample" / "watchlists"
+
+
 class WatchlistFolder:
     """The seed folder, and where API changes are written back when it is writable."""
 
@@ -169,8 +172,11 @@ class WatchlistFolder:
 
     @property
     def writable(self) -> bool:
-        """A folder we may write files into (a list file, a read-only mount: no)."""
-        return self.path.is_dir() and os.access(self.path, os.W_OK | os.X_OK)
+        """A folder we may write files into: not a list file, a read-only mount, or the bundled
+        sample folder (package data, and the sample generator's input)."""
+        if not self.path.is_dir() or self.path.resolve() == BUNDLED:
+            return False
+        return os.access(self.path, os.W_OK | os.X_OK)
 
     def load(self) -> list[Watchlist]:
         return load_watchlists(self.path)
