@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
 from datetime import datetime, timezone
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from earful.core.http import HttpServer
 from earful.core.kafka import Codecs
 from earful.core.settings import Settings
 from earful.ingest.model import mention_id
+from earful.stack.broker import free_port
+from earful.stack.processes import ServiceProcess, service_env
+from earful.stack.receiver import WebhookReceiver
 
 
 async def produce(settings: Settings, topic: str, items: list[tuple[bytes | None, bytes]]) -> None:
@@ -84,3 +90,31 @@ def enriched_record(raw: dict[str, Any], watchlists: list[str], sentiment: str =
 
 def codecs(settings: Settings) -> Codecs:
     return Codecs(settings)
+
+
+@contextlib.asynccontextmanager
+async def webhook_receiver(secret: str | None = None) -> AsyncIterator[tuple[WebhookReceiver, str]]:
+    """A webhook receiver serving on a free port: (receiver, its alerts URL)."""
+    receiver = WebhookReceiver(secret=secret) if secret else WebhookReceiver()
+    port = free_port()
+    server = HttpServer(receiver.app(), "127.0.0.1", port)
+    await server.start()
+    try:
+        yield receiver, f"http://127.0.0.1:{port}/alerts"
+    finally:
+        await server.stop()
+
+
+@contextlib.contextmanager
+def service_process(name: str, base_env: dict[str, str], log_dir: Path, ready_s: float = 90.0,
+                    **env: str) -> Iterator[ServiceProcess]:
+    """One service as its own process on a free port, ready; it must stop cleanly (exit 0)."""
+    port = free_port()
+    svc = ServiceProcess(name, port, {**service_env(base_env, name, port), **env}, log_dir / f"{name}.log")
+    svc.start()
+    try:
+        svc.wait_ready(ready_s)
+        yield svc
+    finally:
+        code = svc.stop()
+    assert code == 0, svc.log_tail()

@@ -39,6 +39,10 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--in", dest="inp", required=True, type=Path, help="JSONL: one mention per line (ingest API shape)")
     e.add_argument("--out", required=True, type=Path, help="JSONL output: one enriched mention per line")
 
+    from earful.watchlists.cli import add_commands as add_watchlist_commands
+
+    add_watchlist_commands(sub)
+
     sample = sub.add_parser("sample", help="the bundled sample stream")
     ssub = sample.add_subparsers(dest="sample_command", required=True, metavar="ACTION")
     ssub.add_parser("generate", help="(re)generate the sample stream", add_help=False)
@@ -137,6 +141,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from earful.enrichment.batch import enrich_file
 
         return enrich_file(args.inp, args.out, settings)
+    if args.command == "watchlists":
+        from earful.watchlists.cli import run as run_watchlists
+
+        return run_watchlists(args, settings.watchlists_dir)
     if args.command == "replay":
         from earful.stack.replay import replay_cli
 

@@ -317,16 +317,16 @@ def test_watchlists_configmap_is_mounted_and_valid(tmp_path: Any) -> None:
 
     objects = render("base")
     watchlists = configmap(objects, "earful-watchlists")
-    path = tmp_path / "watchlists.yaml"
-    path.write_text(watchlists["data"]["watchlists.yaml"])
-    assert WatchlistSet.from_file(path).watchlists
-    target = configmap_data(objects)["EARFUL_WATCHLISTS_FILE"]
+    for key, text in watchlists["data"].items():
+        (tmp_path / key).write_text(text)
+    assert WatchlistSet.from_file(tmp_path).watchlists  # one <id>.yaml per watchlist, as the mount shows them
+    target = configmap_data(objects)["EARFUL_WATCHLISTS_DIR"]
     for workload in workloads(objects):
         (container,) = pod_spec(workload)["containers"]
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         volumes = {v["name"]: v for v in pod_spec(workload)["volumes"]}
         assert volumes["watchlists"]["configMap"]["name"] == watchlists["metadata"]["name"]
-        assert target == f"{mounts['watchlists']}/watchlists.yaml", ident(workload)
+        assert target == mounts["watchlists"], ident(workload)
 
 
 # ---------------------------------------------------------------- services, budgets, replicas

@@ -272,7 +272,7 @@ def test_models_are_recorded(enriched: list[dict[str, Any]], processor: Enrichme
     assert models["ner"].startswith("spacy:en_") and "@" in models["ner"]
     assert models["sentiment"].startswith("vader@")
     assert models["risk"] == RISK_RULES_VERSION
-    assert models["watchlists"] == "earful-terms@test-rev-1"
+    assert models["watchlists"] == "earful-query/1@test-rev-1"
     assert all(out["models"] == models for out in enriched)
 
 

@@ -35,7 +35,9 @@ def test_defaults() -> None:
     assert s.http_port is None
     assert (s.log_level, s.log_format) == ("INFO", "json")
     assert (s.ingest_max_batch, s.ingest_max_text_chars) == (1000, 20000)
-    assert s.watchlists_file == REPO / "services" / "earful" / "sample" / "watchlists.yaml"
+    assert s.watchlists_dir == REPO / "services" / "earful" / "sample" / "watchlists"
+    assert s.watchlists_file == s.watchlists_dir  # the earlier name still answers
+    assert s.watchlists_seed_policy == "changed" and s.enrich_drop_unmatched is False
     assert s.webhook_urls == ()
     assert s.webhook_secret is None
     assert s.webhook_max_attempts == 5
@@ -64,7 +66,9 @@ ENV_OVERRIDES = [
     ("EARFUL_LOG_FORMAT", "text", "log_format", "text"),
     ("EARFUL_INGEST_MAX_BATCH", "50", "ingest_max_batch", 50),
     ("EARFUL_SPACY_MODEL", "en_core_web_md", "spacy_model", "en_core_web_md"),
-    ("EARFUL_WATCHLISTS_FILE", "/etc/earful/watchlists.yaml", "watchlists_file", Path("/etc/earful/watchlists.yaml")),
+    ("EARFUL_WATCHLISTS_DIR", "/etc/earful/watchlists", "watchlists_dir", Path("/etc/earful/watchlists")),
+    ("EARFUL_WATCHLISTS_SEED_POLICY", "missing", "watchlists_seed_policy", "missing"),
+    ("EARFUL_ENRICH_DROP_UNMATCHED", "true", "enrich_drop_unmatched", True),
     ("EARFUL_ALERT_MIN_RATIO", "2.5", "alert_min_ratio", 2.5),
     ("EARFUL_ALERT_MAX_P_VALUE", "1e-4", "alert_max_p_value", 1e-4),
     ("EARFUL_WEBHOOK_MAX_ATTEMPTS", "2", "webhook_max_attempts", 2),

@@ -11,7 +11,9 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
+import math
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -28,6 +30,8 @@ from earful.core.kafka import Codecs, faust_app, millis_now
 from earful.core.metrics import MESSAGES, PIPELINE_LATENCY
 from earful.core.settings import Settings
 from earful.core.topics import ALERTING_BY_WATCHLIST, ALERTS, ENRICHED, load_topics, partitions_for
+from earful.watchlists import Watchlist
+from earful.watchlists.live import live_watchlists
 
 log = logging.getLogger(__name__)
 SERVICE = "alerting"
@@ -45,6 +49,23 @@ def detector_config(settings: Settings) -> DetectorConfig:
         lateness_buckets=settings.alert_lateness_buckets,
         cooldown_buckets=settings.alert_cooldown_buckets,
     )
+
+
+def watchlist_config(cfg: DetectorConfig, watchlist: Watchlist | None) -> DetectorConfig | None:
+    """The detector settings for one watchlist: its volume_spike rule over the service defaults;
+    None when the watchlist is gone or its rules leave volume_spike out or disabled."""
+    if watchlist is None:
+        return None
+    if not watchlist.alert_rules:
+        return cfg
+    rule = watchlist.rule("volume_spike")
+    if rule is None:
+        return None
+    t = rule.thresholds
+    return dataclasses.replace(
+        cfg, severity=rule.severity, min_count=int(t.get("min_count", cfg.min_count)),
+        min_ratio=t.get("min_ratio", cfg.min_ratio), max_p_value=t.get("max_p_value", cfg.max_p_value),
+        cooldown_buckets=cfg.cooldown_buckets if rule.cooldown_s is None else math.ceil(rule.cooldown_s / cfg.bucket_s))
 
 
 def alert_record(d: Decision, cfg: DetectorConfig, detected_at_ms: int) -> dict[str, Any]:
@@ -75,6 +96,7 @@ def build(settings: Settings) -> Any:
     specs = load_topics(settings.schema_dir)
     health = Health(SERVICE)
     health.add_check("kafka", tcp_check(settings.kafka_bootstrap, 9092))
+    watchlists = live_watchlists(app, settings, health, SERVICE)  # rules, handles, SLA: live from the topic
     attach_ops_server(app, settings, health, SERVICE)
 
     def topic(name: str) -> Any:
@@ -95,7 +117,9 @@ def build(settings: Settings) -> Any:
             record = await dead_letters.decode(event, enriched_codec)
             if record is None:
                 continue
-            sends = [await by_watchlist.send(key=wid.encode(), value=event.message.value) for wid in record["watchlist_ids"]]
+            live = watchlists.current()  # a deleted watchlist stops counting at once
+            sends = [await by_watchlist.send(key=wid.encode(), value=event.message.value)
+                     for wid in record["watchlist_ids"] if wid in live]
             await asyncio.gather(*sends)
             MESSAGES.labels(SERVICE, ENRICHED, "fanned_out" if sends else "no_watchlist").inc()
 
@@ -106,14 +130,17 @@ def build(settings: Settings) -> Any:
             if record is None:
                 continue
             wid = event.message.key.decode()
+            wcfg = watchlist_config(cfg, watchlists.get(wid))
+            if wcfg is None:
+                continue
             mention = record["mention"]
             state = state_table.get(event.message.key) or new_state()
             decisions = observe(state, wid, int(mention["created_at"].timestamp() * 1000),
-                                int(mention["received_at"].timestamp() * 1000), mention["mention_id"], cfg)
+                                int(mention["received_at"].timestamp() * 1000), mention["mention_id"], wcfg)
             state_table[event.message.key] = state
             now_ms = millis_now()
             for d in decisions:
-                alert = alert_record(d, cfg, now_ms)
+                alert = alert_record(d, wcfg, now_ms)
                 await (await alerts_topic.send(key=d.fingerprint.encode(), value=alert_codec.encode(alert)))
                 log.warning("alert %s", d.status, extra={"watchlist": wid, "alert_id": d.alert_id, "summary": d.summary})
             PIPELINE_LATENCY.labels(SERVICE).observe(max(0.0, time.time() - mention["received_at"].timestamp()))

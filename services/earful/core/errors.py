@@ -55,6 +55,23 @@ class ValidationError(EarfulError):
     kind = "validation_error"
 
 
+class QueryError(ValidationError):
+    """A watchlist query that cannot be used, with the 0-based character position of the problem."""
+
+    kind = "query_error"
+
+    def __init__(self, message: str, position: int, query: str = "") -> None:
+        self.message = message
+        self.position = position
+        self.query = query
+        super().__init__(f"column {position + 1}: {message}")
+
+    def pointer(self) -> str:
+        """The query with a caret under the problem (for terminals)."""
+        line = self.query.replace("\n", " ").replace("\t", " ")
+        return f"  {line}\n  {' ' * self.position}^"
+
+
 class BrokerError(EarfulError):
     """The Kafka broker could not be reached or refused a request."""
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
-from fastapi import FastAPI, Response
+from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from earful.core.health import Health
@@ -38,6 +38,16 @@ def add_ops_routes(app: FastAPI, health: Health) -> None:
     async def metrics() -> Response:
         body, content_type = render_latest()
         return Response(body, media_type=content_type)
+
+
+def api_key_guard(api_keys: frozenset[str]) -> Callable[[Request], Awaitable[None]]:
+    """A FastAPI dependency requiring one of `api_keys` in X-API-Key (none configured: open)."""
+
+    async def require_key(request: Request) -> None:
+        if api_keys and request.headers.get("X-API-Key") not in api_keys:
+            raise HTTPException(status_code=401, detail="missing or wrong X-API-Key header")
+
+    return require_key
 
 
 def ops_app(health: Health, title: str) -> FastAPI:

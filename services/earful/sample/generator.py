@@ -21,9 +21,9 @@ The model
   question, neutral remark, competitor comparison or a $cashtag post. News items are a headline
   plus lede; blog posts a title plus a paragraph; Reddit posts a title plus body. Texts come
   from hand-written templates per language, filled with cities, flight numbers, amounts,
-  hashtags, emoji and links. Every brand mention contains at least one of its watchlist terms
-  and the exact set of watchlists the texts match is checked with the same whole-word rule the
-  services use (chatter matches none).
+  hashtags, emoji and links. Every brand mention matches its watchlist's query, and the exact
+  set of watchlists each text matches is checked with the services' own matcher (chatter
+  matches none).
 * **Conversation.** Some posts reply to earlier posts of the same source (``in_reply_to``),
   brand help accounts answer a share of customer questions and complaints on Twitter a few
   minutes later, and a few posts quote or repost others (``reposted_from``). Engagement counts
@@ -63,7 +63,7 @@ from earful.watchlists import Watchlist, WatchlistSet
 
 UTC = timezone.utc
 PACKAGE_DIR = Path(__file__).resolve().parent
-DEFAULT_WATCHLISTS = PACKAGE_DIR / "watchlists.yaml"
+DEFAULT_WATCHLISTS = PACKAGE_DIR / "watchlists"
 STREAM_FILE = "stream.jsonl.gz"
 META_FILE = "stream.meta.json"
 GENERATOR = "earful.sample.generator"
@@ -100,7 +100,7 @@ _REGIONS: dict[str, dict[str, Any]] = {
     "apac": {"utc_offset": 8, "langs": {"en": 1.0}},
 }
 
-# Per-brand behaviour; the watchlist (names, handles, terms) comes from watchlists.yaml.
+# Per-brand behaviour; the watchlist (names, handles, query) comes from the watchlists/ folder.
 _PROFILES: dict[str, dict[str, Any]] = {
     "acme-air": {
         "sector": "airline", "peak_per_min": 3.9, "competitor": "skyjet", "cashtag": "$ACME",
@@ -1137,14 +1137,14 @@ _CRISIS_PHASES = (  # (until minute, weights by kind)
 # ---------------------------------------------------------------------------------------------
 
 def load_watchlists(path: str | Path | None = None) -> list[dict[str, Any]]:
-    """Read and check a watchlists YAML file (default: the bundled one) with the services' own
-    loader, so the generator and the pipeline can never disagree about what a watchlist is."""
+    """Read and check a watchlists folder or file (default: the bundled folder) with the services'
+    own loader, so the generator and the pipeline can never disagree about what a watchlist is."""
     p = Path(path) if path is not None else DEFAULT_WATCHLISTS
     try:
         loaded = WatchlistSet.from_file(p)
     except EarfulValidationError as exc:
         raise ValueError(str(exc)) from exc
-    return [{"id": w.id, "name": w.name, "kind": w.kind, "handles": list(w.handles), "terms": list(w.terms)}
+    return [{"id": w.id, "name": w.name, "kind": w.kind, "handles": list(w.handles), "query": w.query}
             for w in loaded.watchlists.values()]
 
 
@@ -1154,10 +1154,11 @@ class TermMatcher:
     def __init__(self, watchlists: Sequence[Mapping[str, Any]]) -> None:
         self._order = [w["id"] for w in watchlists]
         self._set = WatchlistSet([Watchlist(w["id"], w.get("name", w["id"]), w.get("kind", "brand"),
-                                            tuple(w["terms"]), tuple(w.get("handles", ()))) for w in watchlists])
+                                            tuple(w.get("terms", ())), tuple(w.get("handles", ())),
+                                            query=w.get("query")) for w in watchlists])
 
     def match(self, text: str) -> list[str]:
-        """Ids of the watchlists whose terms occur in `text`, in watchlist order."""
+        """Ids of the watchlists whose queries match `text`, in watchlist order."""
         found = {m.watchlist_id for m in self._set.match(text)}
         return [wid for wid in self._order if wid in found]
 

@@ -9,7 +9,7 @@ import asyncpg
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from earful.core.errors import BrokerError, StorageError
+from earful.core.errors import BrokerError, EarfulError, StorageError
 from earful.core.health import Health, tcp_check
 from earful.core.http import HttpServer
 from earful.core.kafka import Codecs, DeadLetters, make_consumer, make_producer
@@ -19,6 +19,7 @@ from earful.core.topics import ALERTS, ENRICHED, create_topics
 from earful.storage.api import build_api
 from earful.storage.consumer import StorageConsumer
 from earful.storage.migrate import migrate
+from earful.watchlists.registry import WatchlistRegistry
 
 log = logging.getLogger("earful.storage")
 
@@ -68,7 +69,19 @@ async def serve(settings: Settings) -> None:
         raise BrokerError(f"cannot connect to Kafka at {settings.kafka_bootstrap}: {exc}") from exc
     worker = StorageConsumer(consumer, pool, codecs, DeadLetters(producer, codecs, "storage"),
                              settings.storage_batch_size, settings.storage_batch_timeout_s)
-    server = HttpServer(build_api(pool, health, settings.api_key_set()), settings.http_host, settings.port_for("storage"))
+    watchlists = WatchlistRegistry.for_settings(settings)  # publishes the seed folder, serves /v1/watchlists
+    try:
+        await watchlists.start()
+    except EarfulError:
+        await watchlists.stop()
+        await consumer.stop()
+        await producer.stop()
+        await pool.close()
+        raise
+    health.add_check("watchlists", watchlists.store.check)
+    api = build_api(pool, health, settings.api_key_set())
+    api.include_router(watchlists.router(settings.api_key_set()))
+    server = HttpServer(api, settings.http_host, settings.port_for("storage"))
     await server.start()
     health.started = True
     log.info("storage running", extra={"url": f"http://{settings.http_host}:{server.port}"})
@@ -86,6 +99,7 @@ async def serve(settings: Settings) -> None:
     finally:
         stop_task.cancel()
         await server.stop()
+        await watchlists.stop()
         await consumer.stop()
         await producer.stop()
         await pool.close()

@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, Query
 from fastapi.responses import HTMLResponse
 
 from earful.core.health import Health
-from earful.core.http import add_ops_routes
+from earful.core.http import add_ops_routes, api_key_guard
 
 STATIC = Path(__file__).parent / "static"
 WATCHLIST_PATTERN = r"^[a-z0-9()][a-z0-9()-]{0,63}$"
@@ -40,9 +40,7 @@ def build_api(pool: asyncpg.Pool, health: Health, api_keys: frozenset[str]) -> F
                   description="Mentions, volume series and alerts stored by Earful.")
     add_ops_routes(app, health)
 
-    async def require_key(request: Request) -> None:
-        if api_keys and request.headers.get("X-API-Key") not in api_keys:
-            raise HTTPException(status_code=401, detail="missing or wrong X-API-Key header")
+    require_key = api_key_guard(api_keys)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def dashboard() -> str:
