@@ -17,22 +17,16 @@ from earful.ingest.app import build_app
 from earful.ingest.connectors.base import Connector
 from earful.ingest.publisher import Dedup, Publisher
 from earful.watchlists import WatchlistSet
+from earful.watchlists.live import WatchlistStore, seed_from_folder
 
 log = logging.getLogger("earful.ingest")
 SHUTDOWN_FLUSH_S = 3.0
 
 
-def watchlist_source(settings: Settings) -> Callable[[], WatchlistSet]:
-    """The one place ingest obtains watchlists (the Bluesky filter asks it for the current set on every post).
-
-    Today the YAML file, read once at start; a live store can replace this function alone.
-    """
-    current = WatchlistSet.from_file(settings.watchlists_file)
-    return lambda: current
-
-
-def build_connectors(settings: Settings, publisher: Publisher) -> list[Connector]:
-    """Every connector the settings enable (the push API is always on)."""
+def build_connectors(settings: Settings, publisher: Publisher,
+                     watchlists: Callable[[], WatchlistSet] | None = None) -> list[Connector]:
+    """Every connector the settings enable (the push API is always on). `watchlists` gives the set in
+    force now (the Bluesky filter asks for it on every post); required when Bluesky is enabled."""
     from earful.ingest.connectors.bluesky import BlueskyConnector
     from earful.ingest.connectors.feeds import FeedPoller, load_feeds
     from earful.ingest.connectors.mastodon import MastodonConnector, configured_streams
@@ -45,7 +39,9 @@ def build_connectors(settings: Settings, publisher: Publisher) -> list[Connector
     if streams:
         connectors.append(MastodonConnector(publisher, settings, streams))
     if settings.ingest_bluesky_url:
-        connectors.append(BlueskyConnector(publisher, settings, watchlist_source(settings)))
+        if watchlists is None:
+            raise ValueError("the Bluesky connector needs the watchlists")
+        connectors.append(BlueskyConnector(publisher, settings, watchlists))
     return connectors
 
 
@@ -65,8 +61,13 @@ async def serve(settings: Settings) -> None:
     server = HttpServer(build_app(settings, publisher, health), settings.http_host, settings.port_for("ingest"))
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
+    store: WatchlistStore | None = None
     try:
-        connectors = build_connectors(settings, publisher)
+        if settings.ingest_bluesky_url:  # the firehose is filtered by the watchlists in force, followed live
+            store = WatchlistStore(settings, seed=seed_from_folder(settings, "ingest"), service="ingest")
+            await store.start()
+            health.add_check("watchlists", store.check)
+        connectors = build_connectors(settings, publisher, store.current if store else None)
         await server.start()
         for connector in connectors:
             tasks.append(asyncio.create_task(_supervise(connector, stop), name=f"connector-{connector.name}"))
@@ -87,6 +88,8 @@ async def serve(settings: Settings) -> None:
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if store is not None:
+            await store.stop()
         # Flush what is still buffered. Every request and connector batch has been answered or given up
         # by now, so nothing left in the buffer was promised to anyone: with the broker gone, do not
         # wait for the producer's own request timeout.
