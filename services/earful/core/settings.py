@@ -106,6 +106,13 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = Field(
         None, description="Comma-separated API keys for the storage query API (X-API-Key). Unset: the API is open (local use only)."
     )
+    storage_retention_days: int = Field(
+        395, ge=0, description="Mentions, rollups, questions and alerts older than this many days are dropped by `earful storage retention`, and the writer refuses mentions that old. 0: keep everything."
+    )
+    storage_partitions_ahead_days: int = Field(
+        7, ge=1, le=366, description="Daily mention partitions the storage service keeps created ahead of today (checked at start-up and hourly)."
+    )
+    api_query_timeout_s: float = Field(10.0, gt=0, description="Longest a query API request may run in PostgreSQL before it is cancelled with a 503.")
 
     @field_validator("webhook_urls", mode="before")
     @classmethod

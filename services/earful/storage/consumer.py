@@ -4,6 +4,9 @@ Offsets are committed only after the transaction commits, so a crash at any poin
 the batch and the idempotent write absorbs it. A PostgreSQL outage pauses the loop with backoff
 (the batch is kept and retried; nothing is committed, nothing is lost). Undecodable records go
 to the DLQ before the batch's offsets are committed.
+
+Two stages overlap: while one batch is being written (PostgreSQL works, this process waits),
+the next one is fetched and decoded. Writes and commits stay strictly in order, one at a time.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ import asyncio
 import logging
 import random
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -23,7 +28,8 @@ from earful.core.errors import DecodeError, StorageError
 from earful.core.kafka import Codecs, DeadLetters
 from earful.core.metrics import BATCH_SECONDS, ERRORS, MESSAGES, PIPELINE_LATENCY
 from earful.core.topics import ALERTS, ENRICHED
-from earful.storage.writer import alert_row, mention_row, write_batch
+from earful.storage.writer import BrandHandles, WriteResult, WriterState, alert_row, mention_row, write_batch
+from earful.watchlists import WatchlistSet
 
 log = logging.getLogger(__name__)
 SERVICE = "storage"
@@ -35,6 +41,17 @@ _POISON_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, 
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
 
 
+@dataclass
+class Prepared:
+    """A decoded batch waiting to be written: its rows, the offsets to commit after, when it began."""
+
+    batch: dict[TopicPartition, list[Any]]
+    mentions: list[tuple[Any, tuple[Any, ...]]]
+    alerts: list[tuple[Any, tuple[Any, ...]]]
+    received: list[float]
+    started: float
+
+
 class StorageConsumer:
     def __init__(
         self,
@@ -44,6 +61,9 @@ class StorageConsumer:
         dead_letters: DeadLetters,
         batch_size: int,
         batch_timeout_s: float,
+        *,
+        watchlists: Callable[[], WatchlistSet] = lambda: WatchlistSet([]),
+        retention_days: int | None = None,
     ) -> None:
         self.consumer = consumer
         self.pool = pool
@@ -51,16 +71,46 @@ class StorageConsumer:
         self.dead_letters = dead_letters
         self.batch_size = batch_size
         self.batch_timeout_ms = int(batch_timeout_s * 1000)
+        self.watchlists = watchlists
+        self.retention_days = retention_days
+        self.state = WriterState()
+        self._brands: tuple[WatchlistSet | None, BrandHandles] = (None, BrandHandles())
         self.stopping = asyncio.Event()
+
+    def brands(self) -> BrandHandles:
+        """The brand handles of the current watchlists (recomputed only when the set changes)."""
+        current = self.watchlists()
+        if self._brands[0] is not current:
+            self._brands = (current, BrandHandles.of(current.watchlists.values()))
+        return self._brands[1]
 
     async def run(self) -> None:
         """Consume until `stopping` is set; the batch in hand is finished (or left uncommitted)."""
-        while not self.stopping.is_set():
-            batch = await self.consumer.getmany(timeout_ms=self.batch_timeout_ms, max_records=self.batch_size)
-            if batch:
-                await self.handle(batch)
+        writing: asyncio.Task[bool] | None = None
+        try:
+            while not self.stopping.is_set():
+                batch = await self.consumer.getmany(timeout_ms=self.batch_timeout_ms, max_records=self.batch_size)
+                if not batch:
+                    if writing is not None and not await writing:
+                        return
+                    writing = None
+                    continue
+                prepared = await self.prepare(batch)  # runs while the previous batch is being written
+                if writing is not None and not await writing:
+                    return  # shutting down during an outage: this batch stays uncommitted too
+                writing = asyncio.create_task(self.write_and_commit(prepared))
+            if writing is not None:
+                await writing
+        finally:
+            if writing is not None and not writing.done():
+                writing.cancel()
 
     async def handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """Decode, write and commit one batch (both stages, one after the other)."""
+        await self.write_and_commit(await self.prepare(batch))
+
+    async def prepare(self, batch: dict[TopicPartition, list[Any]]) -> Prepared:
+        """Decode a batch into rows; undecodable records go to the DLQ."""
         started = time.perf_counter()
         mentions: list[tuple[Any, tuple[Any, ...]]] = []
         alerts: list[tuple[Any, tuple[Any, ...]]] = []
@@ -79,8 +129,13 @@ class StorageConsumer:
                     received.append(record["mention"]["received_at"].timestamp())
                 elif tp.topic == ALERTS:
                     alerts.append((msg, alert_row(record)))
-        if not await self._write_until_durable(mentions, alerts):
-            return  # shutting down during an outage: leave offsets uncommitted
+        return Prepared(batch, mentions, alerts, received, started)
+
+    async def write_and_commit(self, prepared: Prepared) -> bool:
+        """Write the batch until it is durable, then commit its offsets; False if stopped first."""
+        batch, received, started = prepared.batch, prepared.received, prepared.started
+        if not await self._write_until_durable(prepared.mentions, prepared.alerts):
+            return False  # shutting down during an outage: leave offsets uncommitted
         try:
             await self.consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in batch.items()})
         except (CommitFailedError, IllegalStateError) as exc:
@@ -94,6 +149,12 @@ class StorageConsumer:
         for tp, msgs in batch.items():
             MESSAGES.labels(SERVICE, tp.topic, "stored").inc(len(msgs))
         BATCH_SECONDS.labels(SERVICE, "batch").observe(time.perf_counter() - started)
+        return True
+
+    async def _write(self, conn: asyncpg.Connection, mentions: list[tuple[Any, ...]],
+                     alerts: list[tuple[Any, ...]]) -> WriteResult:
+        return await write_batch(conn, mentions, alerts, brands=self.brands(), state=self.state,
+                                 retention_days=self.retention_days)
 
     async def _write_until_durable(self, mentions: list[tuple[Any, Any]], alerts: list[tuple[Any, Any]]) -> bool:
         """Write the batch, retrying outages; rows PostgreSQL refuses go to the DLQ one by one."""
@@ -102,7 +163,7 @@ class StorageConsumer:
             try:
                 async with self.pool.acquire() as conn:
                     try:
-                        self._count(await write_batch(conn, [r for _, r in mentions], [r for _, r in alerts]))
+                        self._count(await self._write(conn, [r for _, r in mentions], [r for _, r in alerts]))
                     except _POISON_ERRORS as exc:
                         log.warning("batch refused by PostgreSQL; writing rows one by one", extra={"error": repr(exc)})
                         await self._write_one_by_one(conn, mentions, alerts)
@@ -122,13 +183,16 @@ class StorageConsumer:
         items = [(msg, [row], []) for msg, row in mentions] + [(msg, [], [row]) for msg, row in alerts]
         for msg, m_rows, a_rows in items:
             try:
-                self._count(await write_batch(conn, m_rows, a_rows))
+                self._count(await self._write(conn, m_rows, a_rows))
             except _POISON_ERRORS as exc:
                 await self.dead_letters.send(topic=msg.topic, partition=msg.partition, offset=msg.offset, key=msg.key,
                                              value=msg.value, error=StorageError(f"PostgreSQL refused the row: {exc}"))
 
     @staticmethod
-    def _count(result: Any) -> None:
+    def _count(result: WriteResult) -> None:
         ROWS.labels("mentions", "inserted").inc(result.mentions_inserted)
         ROWS.labels("mentions", "duplicate").inc(result.mentions_duplicate)
+        ROWS.labels("mentions", "engagement_updated").inc(result.mentions_updated)
+        ROWS.labels("mentions", "refused_erased").inc(result.mentions_erased)
+        ROWS.labels("mentions", "refused_expired").inc(result.mentions_expired)
         ROWS.labels("alerts", "written").inc(result.alerts)
