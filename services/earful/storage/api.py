@@ -62,7 +62,14 @@ MENTION_FIELDS = (
 _JSON_FIELDS = frozenset({"entities", "risks", "matches", "models", "labels", "annotations", "explanation",
                           "notifications", "sentiment_probabilities"})
 CSV_DESCRIPTION = "`json` (default) or `csv` (a spreadsheet-safe export of the listing)."
-_CSV_RESPONSE: dict[int | str, dict[str, Any]] = {200: {"content": {"text/csv": {}}, "description": "The listing (JSON, or CSV with ?format=csv)."}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or wrong X-API-Key."},
+    503: {"description": "The database is unavailable, or the query took longer than EARFUL_API_QUERY_TIMEOUT_S."},
+}
+_CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {}}, "description": "The listing (JSON, or CSV with ?format=csv)."}, **_ERRORS}
+_WATCHLIST_RESPONSE: dict[int | str, dict[str, Any]] = {
+    **_CSV_RESPONSE, 404: {"description": "No watchlist with this id is configured or has data."}}
 
 Format = Literal["json", "csv"]
 
@@ -311,7 +318,7 @@ def build_api(pool: asyncpg.Pool, health: Health, api_keys: frozenset[str],
 
     # ---------------------------------------------------------------------------------- series
 
-    @app.get("/v1/watchlists/{watchlist_id}/series", dependencies=auth, tags=["trends"], responses=_CSV_RESPONSE,
+    @app.get("/v1/watchlists/{watchlist_id}/series", dependencies=auth, tags=["trends"], responses=_WATCHLIST_RESPONSE,
              summary="Volume and sentiment of a watchlist per interval (every bucket, zeros included).")
     async def series(
         watchlist_id: str = watchlist_path(),
@@ -401,7 +408,7 @@ def build_api(pool: asyncpg.Pool, health: Health, api_keys: frozenset[str],
 
     # ---------------------------------------------------------------------------------- entities
 
-    @app.get("/v1/watchlists/{watchlist_id}/entities", dependencies=auth, tags=["trends"], responses=_CSV_RESPONSE,
+    @app.get("/v1/watchlists/{watchlist_id}/entities", dependencies=auth, tags=["trends"], responses=_WATCHLIST_RESPONSE,
              summary="Top entities, hashtags and authors of a watchlist over a period (whole UTC days).")
     async def entities(
         watchlist_id: str = watchlist_path(),
@@ -436,7 +443,7 @@ def build_api(pool: asyncpg.Pool, health: Health, api_keys: frozenset[str],
 
     # ---------------------------------------------------------------------------------- advocates
 
-    @app.get("/v1/watchlists/{watchlist_id}/advocates", dependencies=auth, tags=["trends"], responses=_CSV_RESPONSE,
+    @app.get("/v1/watchlists/{watchlist_id}/advocates", dependencies=auth, tags=["trends"], responses=_WATCHLIST_RESPONSE,
              summary="Authors who repeatedly post positively about a watchlist, largest reach first (whole UTC days).")
     async def advocates(
         watchlist_id: str = watchlist_path(),
@@ -465,7 +472,7 @@ def build_api(pool: asyncpg.Pool, health: Health, api_keys: frozenset[str],
 
     # ---------------------------------------------------------------------------------- questions
 
-    @app.get("/v1/watchlists/{watchlist_id}/questions", dependencies=auth, tags=["trends"], responses=_CSV_RESPONSE,
+    @app.get("/v1/watchlists/{watchlist_id}/questions", dependencies=auth, tags=["trends"], responses=_WATCHLIST_RESPONSE,
              summary="Open customer questions (longest waiting first) and time to first reply from a brand handle.")
     async def questions(
         watchlist_id: str = watchlist_path(),
@@ -571,7 +578,7 @@ def build_api(pool: asyncpg.Pool, health: Health, api_keys: frozenset[str],
 
     # ---------------------------------------------------------------------------------- privacy
 
-    @app.delete("/v1/authors/{source}/{author}", dependencies=auth, tags=["privacy"],
+    @app.delete("/v1/authors/{source}/{author}", dependencies=auth, tags=["privacy"], responses=_ERRORS,
                 summary="Erase every mention by an author (handle or account id) everywhere, and record the erasure.")
     async def erase(
         source: str = PathParam(..., pattern=SOURCE_PATTERN, description="Source, e.g. twitter."),
@@ -588,7 +595,7 @@ def build_api(pool: asyncpg.Pool, health: Health, api_keys: frozenset[str],
 
     # ---------------------------------------------------------------------------------- dashboard summary
 
-    @app.get("/v1/stats", dependencies=auth, tags=["trends"], summary="Totals per watchlist and when each was last mentioned.")
+    @app.get("/v1/stats", dependencies=auth, tags=["trends"], responses=_ERRORS, summary="Totals per watchlist and when each was last mentioned.")
     async def stats() -> dict[str, Any]:
         total = await pool.fetchval("SELECT coalesce(sum(mentions), 0)::bigint FROM mention_totals_day")
         rows = await pool.fetch(
