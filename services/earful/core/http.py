@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import uvicorn
 from fastapi import FastAPI, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from earful.core.health import Health
 from earful.core.metrics import render_latest
@@ -27,12 +27,13 @@ def add_ops_routes(app: FastAPI, health: Health) -> None:
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": health.service}
 
-    @app.get("/readyz", tags=["ops"], summary="Readiness: every dependency is reachable.")
+    @app.get("/readyz", tags=["ops"], summary="Readiness: every dependency is reachable.",
+             responses={503: {"description": "A dependency is unreachable (named in `checks`)."}})
     async def readyz() -> JSONResponse:
         ok, checks = await health.readiness()
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics.")
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics.", response_class=PlainTextResponse)
     async def metrics() -> Response:
         body, content_type = render_latest()
         return Response(body, media_type=content_type)
