@@ -20,7 +20,6 @@ It refuses a database that already holds mentions, so it cannot mix made-up rows
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import math
@@ -110,6 +109,11 @@ def make_watchlists(count: int, rng: random.Random) -> list[SeedWatchlist]:
         tags = (f"#{joined}", f"#{joined}Fail", f"#{joined}Love", f"#{name.split()[1]}")
         out.append(SeedWatchlist(wid, name, (joined, f"{joined}Help"), tags, products, 1.0 / (len(out) + 1) ** 0.8))
     return out
+
+
+def seed_watchlists(count: int, seed_value: int) -> list[SeedWatchlist]:
+    """The watchlists `seed(..., watchlists=count, seed_value=...)` generates."""
+    return make_watchlists(count, random.Random(seed_value))
 
 
 def write_watchlists_yaml(watchlists: list[SeedWatchlist], path: Path) -> None:
@@ -252,7 +256,7 @@ async def seed(url: str, *, mentions: int, days: int, watchlists: int, seed_valu
         raise StorageError("mentions, days and watchlists must be at least 1")
     started = time.monotonic()
     rng = random.Random(seed_value)
-    wls = make_watchlists(watchlists, rng)
+    wls = make_watchlists(watchlists, rng)  # first draws of `rng`: seed_watchlists() gives the same list
     if watchlists_out:
         write_watchlists_yaml(wls, watchlists_out)
     gen = _Generator(seed_value, wls, authors=max(1000, mentions // 12))
@@ -301,6 +305,10 @@ async def seed(url: str, *, mentions: int, days: int, watchlists: int, seed_valu
         progress("analysing tables...")
         await conn.execute("ANALYZE")
         size = await conn.fetchval("SELECT pg_size_pretty(pg_database_size(current_database()))")
+        marker = json.dumps({"earful_seed": {"mentions": mentions, "days": days, "watchlists": watchlists,
+                                             "seed": seed_value, "end": end.isoformat()}})
+        await conn.execute(f"COMMENT ON DATABASE \"{await conn.fetchval('SELECT current_database()')}\" IS "
+                           + "'" + marker.replace("'", "''") + "'")
     finally:
         await conn.close()
     summary = {"mentions": loaded, "days": days, "watchlists": watchlists, "questions": questions,
@@ -342,5 +350,11 @@ async def _alerts(conn: asyncpg.Connection, wls: list[SeedWatchlist], days: list
         " $15, $16, $17, $18, $19, $20) ON CONFLICT DO NOTHING", rows)
 
 
-def run_seed(url: str, **kwargs: Any) -> dict[str, Any]:
-    return asyncio.run(seed(url, **kwargs))
+async def seed_marker(conn: asyncpg.Connection) -> dict[str, Any] | None:
+    """What `seed` loaded into this database (its parameters), or None if it was not seeded."""
+    comment = await conn.fetchval("SELECT shobj_description(oid, 'pg_database') FROM pg_database"
+                                  " WHERE datname = current_database()")
+    try:
+        return json.loads(comment)["earful_seed"] if comment else None
+    except (ValueError, KeyError, TypeError):
+        return None
