@@ -264,6 +264,8 @@ def test_erasure_over_http(api: Any) -> None:
     assert erased >= 1 and get(api, "/v1/stats").json()["mentions"] == before - erased
     assert not [m for m in get(api, "/v1/mentions", source="reddit", limit=500).json()["mentions"] if m["author_handle"] == handle]
     assert httpx.delete(f"{api.url}/v1/authors/Not A Source/x", headers=HEADERS).status_code == 422
+    blank = httpx.delete(f"{api.url}/v1/authors/twitter/%20%40", headers=HEADERS)
+    assert blank.status_code == 422 and blank.json()["detail"][0]["loc"] == ["path", "author"]
 
 
 # --- schemathesis ---------------------------------------------------------------------------------

@@ -130,8 +130,7 @@ def test_text_search_configurations_match_the_migration() -> None:
 
 def test_tsquery_uses_bind_parameters_only() -> None:
     assert tsquery_sql("$3", "$2") == "websearch_to_tsquery(earful_text_search_config($2), $3)"
-    ored = tsquery_sql("$1", None)
-    assert ored.count("$1") == len(TEXT_SEARCH_CONFIGS) and " || " in ored
+    assert tsquery_sql("$1", None) == "$1::tsquery"  # the OR of every configuration, built by any_language_tsquery
 
 
 def test_author_hash_ignores_case_and_separates_sources() -> None:

@@ -124,9 +124,9 @@ def window(from_: datetime | None, to: datetime | None, default: timedelta, alig
     return _floor(from_, align), _ceil(to, align)
 
 
-def rollup_parts(lo: datetime, hi: datetime) -> list[tuple[str, datetime, datetime]]:
-    """Cover the minute-aligned [lo, hi) with the coarsest rollup tables: whole days from the day
-    table, whole hours of the ragged ends from the hour table, the remaining minutes from the minute one."""
+def rollup_parts(lo: datetime, hi: datetime, family: str = "mention_rollups") -> list[tuple[str, datetime, datetime]]:
+    """Cover the minute-aligned [lo, hi) with the coarsest rollup tables of `family`: whole days from
+    the day table, whole hours of the ragged ends from the hour table, the remaining minutes from the minute one."""
     parts: list[tuple[str, datetime, datetime]] = []
 
     def split(a: datetime, b: datetime, step: int, table: str) -> list[tuple[datetime, datetime]]:
@@ -136,10 +136,10 @@ def rollup_parts(lo: datetime, hi: datetime) -> list[tuple[str, datetime, dateti
             return [(a, c_lo), (c_hi, b)]
         return [(a, b)]
 
-    for a, b in split(lo, hi, _DAY, "mention_rollups_day"):
-        for x, y in split(a, b, _HOUR, "mention_rollups_hour") if a < b else []:
+    for a, b in split(lo, hi, _DAY, f"{family}_day"):
+        for x, y in split(a, b, _HOUR, f"{family}_hour") if a < b else []:
             if x < y:
-                parts.append(("mention_rollups_minute", x, y))
+                parts.append((f"{family}_minute", x, y))
     return parts
 
 
@@ -155,11 +155,22 @@ class Params:
 
 
 def tsquery_sql(q_param: str, lang_param: str | None) -> str:
-    """The tsquery of `q`: in the filter language's configuration, else OR-ed over every configuration."""
+    """The tsquery of a search: `q` parsed in the filter language's configuration; without a
+    language filter the parameter already holds the query of every configuration (any_language_tsquery)."""
     if lang_param is not None:
         return f"websearch_to_tsquery(earful_text_search_config({lang_param}), {q_param})"
-    return "(" + " || ".join(f"websearch_to_tsquery('pg_catalog.{c}'::regconfig, {q_param})"
-                             for c in TEXT_SEARCH_CONFIGS) + ")"
+    return f"{q_param}::tsquery"
+
+
+async def any_language_tsquery(pool: asyncpg.Pool, q: str) -> str:
+    """`q` parsed in every text-search configuration, the distinct results OR-ed. Most configurations
+    give the same lexemes, so this is usually 2-3 alternatives instead of 29, which the planner can
+    estimate and the executor checks quickly. '' when no configuration finds a word in `q`."""
+    alternatives = await pool.fetchval(
+        "SELECT coalesce(array_agg(DISTINCT t ORDER BY t), '{}') FROM ("
+        " SELECT websearch_to_tsquery(c::regconfig, $1)::text AS t FROM unnest($2::text[]) AS c) x WHERE t <> ''",
+        q, [f"pg_catalog.{c}" for c in TEXT_SEARCH_CONFIGS])
+    return " | ".join(f"( {a} )" for a in alternatives)
 
 
 def encode_cursor(*values: Any) -> str:
@@ -217,7 +228,7 @@ def build_api(pool: asyncpg.Pool, health: Health, api_keys: frozenset[str],
 
     @app.exception_handler(ValidationError)
     async def _validation_error(request: Request, exc: ValidationError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=422)
+        return JSONResponse({"detail": [{"loc": [], "msg": str(exc), "type": "value_error"}]}, status_code=422)
 
     @app.exception_handler(asyncpg.QueryCanceledError)
     async def _timeout(request: Request, exc: Exception) -> JSONResponse:
@@ -295,7 +306,10 @@ def build_api(pool: asyncpg.Pool, health: Health, api_keys: frozenset[str],
         elif sentiment:
             where.append(f"m.sentiment = {p(sentiment)}")
         if q:
-            where.append(f"m.tsv @@ {tsquery_sql(p(q), lang_param)}")
+            query = q if lang_param else await any_language_tsquery(pool, q)
+            if not query:
+                return csv_response([], MENTION_FIELDS, "mentions") if format == "csv" else {"mentions": [], "next_cursor": None}
+            where.append(f"m.tsv @@ {tsquery_sql(p(query), lang_param)}")
         if sort == "time":
             key_sql, kinds = "m.created_at", ["const", "time", "uuid"]
         else:
@@ -385,7 +399,7 @@ def build_api(pool: asyncpg.Pool, health: Health, api_keys: frozenset[str],
         union = " UNION ALL ".join(
             f"SELECT watchlist_id, sentiment, mentions FROM {table} WHERE bucket >= {p(a)} AND bucket < {p(b)}"
             f" AND watchlist_id <> '(none)'{only}"
-            for table, a, b in rollup_parts(lo, hi))
+            for table, a, b in rollup_parts(lo, hi, "watchlist_rollups"))
         rows = await pool.fetch(
             f"SELECT watchlist_id, sum(mentions)::bigint AS mentions,"
             " coalesce(sum(mentions) FILTER (WHERE sentiment = 'negative'), 0)::bigint AS negative,"
@@ -588,6 +602,8 @@ def build_api(pool: asyncpg.Pool, health: Health, api_keys: frozenset[str],
             await conn.execute("SET statement_timeout = 0")  # a full scan of every partition may take a while
             try:
                 result = await erase_author(conn, source, author, via="api")
+            except ValidationError as exc:
+                raise bad_param("path", "author" if str(exc).startswith("author") else "source", str(exc)) from exc
             finally:
                 await conn.execute("RESET statement_timeout")
         return {"erasure_id": result.erasure_id, "source": result.source, "mentions_erased": result.mentions_erased,

@@ -56,6 +56,10 @@ _STATEMENTS = [
     *_decrement("mention_rollups_minute", "watchlist_id, bucket, sentiment, source, lang", _volume("minute")),
     *_decrement("mention_rollups_hour", "watchlist_id, bucket, sentiment, source, lang", _volume("hour")),
     *_decrement("mention_rollups_day", "watchlist_id, bucket, sentiment, source, lang", _volume("day")),
+    *(_decrement(f"watchlist_rollups_{unit}", "bucket, watchlist_id, sentiment",
+                 f"WITH p AS ({_PER_WATCHLIST}) SELECT date_trunc('{unit}', created_at, 'UTC') AS bucket, watchlist_id,"
+                 " sentiment, count(*) AS n FROM p GROUP BY 1, 2, 3")[i]
+      for unit in ("minute", "hour", "day") for i in (0, 1)),
     *_decrement("mention_totals_day", "bucket",
                 f"SELECT date_trunc('day', created_at, 'UTC') AS bucket, count(*) AS n FROM {_ERASED} GROUP BY 1"),
     *_decrement(

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 # Day-bucketed tables and the column that says how old a row is.
 _AGED_TABLES = (
     ("mention_rollups_minute", "bucket"), ("mention_rollups_hour", "bucket"), ("mention_rollups_day", "bucket"),
+    ("watchlist_rollups_minute", "bucket"), ("watchlist_rollups_hour", "bucket"), ("watchlist_rollups_day", "bucket"),
     ("mention_totals_day", "bucket"), ("entity_rollups_day", "bucket"), ("author_rollups_day", "bucket"),
     ("questions", "created_at"), ("brand_replies", "created_at"), ("alerts", "detected_at"),
 )

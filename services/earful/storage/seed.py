@@ -233,8 +233,11 @@ class _Generator:
         return row
 
 
-def _day_counts(total: int, days: list[date], rng: random.Random) -> list[int]:
+def _day_counts(total: int, days: list[date], rng: random.Random, end: datetime) -> list[int]:
+    """Mentions per day: the weekly rhythm, a little noise, the last day only as far as `end`."""
     weights = [_WEEKLY[d.weekday()] * rng.uniform(0.9, 1.1) for d in days]
+    elapsed_h = (end - datetime(days[-1].year, days[-1].month, days[-1].day, tzinfo=UTC)).total_seconds() / 3600
+    weights[-1] *= sum(_DIURNAL[: max(1, math.ceil(elapsed_h))]) / sum(_DIURNAL)
     scale = total / sum(weights)
     counts = [int(w * scale) for w in weights]
     counts[-1] += total - sum(counts)
@@ -263,7 +266,7 @@ async def seed(url: str, *, mentions: int, days: int, watchlists: int, seed_valu
     end = (end or datetime.now(UTC)).astimezone(UTC)
     end_day = end.date()
     day_list = [end_day - timedelta(days=days - 1 - i) for i in range(days)]
-    counts = _day_counts(mentions, day_list, rng)
+    counts = _day_counts(mentions, day_list, rng, end)
     conn = await asyncpg.connect(url)
     try:
         await migrate(conn)

@@ -60,6 +60,14 @@ FROM per_watchlist GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
 ON CONFLICT (watchlist_id, bucket, sentiment, source, lang) DO UPDATE SET mentions = t.mentions + EXCLUDED.mentions"""
 
 
+def _watchlist_rollup(unit: str) -> str:
+    return f"""
+INSERT INTO watchlist_rollups_{unit} AS t (bucket, watchlist_id, sentiment, mentions)
+SELECT date_trunc('{unit}', created_at, 'UTC'), watchlist_id, sentiment, count(*)
+FROM per_watchlist GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+ON CONFLICT (bucket, watchlist_id, sentiment) DO UPDATE SET mentions = t.mentions + EXCLUDED.mentions"""
+
+
 # $1: brand handles (lower case), $2: the watchlist id of each handle.
 _INSERT_MENTIONS = f"""
 WITH latest AS (
@@ -95,6 +103,9 @@ WITH latest AS (
 ), r_minute AS ({_volume_rollup("mention_rollups_minute", "minute")}
 ), r_hour AS ({_volume_rollup("mention_rollups_hour", "hour")}
 ), r_day AS ({_volume_rollup("mention_rollups_day", "day")}
+), w_minute AS ({_watchlist_rollup("minute")}
+), w_hour AS ({_watchlist_rollup("hour")}
+), w_day AS ({_watchlist_rollup("day")}
 ), r_total AS (
     INSERT INTO mention_totals_day AS t (bucket, mentions)
     SELECT date_trunc('day', created_at, 'UTC'), count(*) FROM inserted GROUP BY 1 ORDER BY 1
