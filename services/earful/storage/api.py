@@ -520,7 +520,8 @@ def build_api(pool: asyncpg.Pool, health: Health, api_keys: frozenset[str],
             f"SELECT q.created_at, q.mention_id, m.source, m.source_id, m.url, m.author_handle, m.author_followers, m.lang,"
             " m.text, extract(epoch FROM now() - q.created_at)::bigint AS waiting_s"
             " FROM questions q JOIN mentions m ON m.source = q.source AND m.source_id = q.source_id AND m.created_at = q.created_at"
-            f" WHERE {' AND '.join(where)} ORDER BY q.created_at, q.mention_id LIMIT {p(limit + 1)}", *p.values)
+            f" WHERE {' AND '.join(where)} AND m.created_at >= {p(lo)} AND m.created_at < {p(hi)}"  # prunes partitions
+            f" ORDER BY q.created_at, q.mention_id LIMIT {p(limit + 1)}", *p.values)
         page, more = rows[:limit], len(rows) > limit
         open_items = [_jsonable(r) for r in page]
         next_cursor = encode_cursor(page[-1]["created_at"], page[-1]["mention_id"]) if more else None
