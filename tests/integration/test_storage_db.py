@@ -97,8 +97,10 @@ async def assert_rollups_match_recount(conn: asyncpg.Connection) -> None:
         assert not diff, (unit, diff[:5])
     for table, cols in (("mention_totals_day", "bucket, mentions"),
                         ("entity_rollups_day", "watchlist_id, bucket, entity_type, entity_key, mentions"),
-                        ("author_rollups_day", "watchlist_id, bucket, source, author_key, mentions, positive, negative, reach")):
-        recount = table.replace("_day", "_recount") if table != "mention_totals_day" else "mention_totals_recount"
+                        ("author_rollups_day", "watchlist_id, bucket, source, author_key, mentions, positive, negative, reach"),
+                        ("author_totals", "watchlist_id, source, author_key, mentions, positive, negative"),
+                        ("entity_totals", "watchlist_id, entity_type, entity_key, mentions")):
+        recount = {"mention_totals_day": "mention_totals_recount"}.get(table, table.replace("_day", "") + "_recount")
         diff = await conn.fetch(f"(SELECT {cols} FROM {table} EXCEPT SELECT {cols} FROM {recount})"
                                 f" UNION ALL (SELECT {cols} FROM {recount} EXCEPT SELECT {cols} FROM {table})")
         assert not diff, (table, diff[:5])
@@ -112,7 +114,7 @@ async def test_migrations_from_empty_then_again(db: Any) -> None:
     assert await migrate(conn) == []  # applied by the fixture already; a second run changes nothing
     assert await val(conn, "SELECT relkind::text FROM pg_class WHERE relname = 'mentions'") == "p"
     versions = [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY 1")]
-    assert versions == list(range(1, 6))
+    assert versions == list(range(1, 7))
     assert await val(conn, "SELECT earful_text_search_config('de')::text") == "german"
     assert await val(conn, "SELECT earful_text_search_config('xx')::text") == "simple"
 
@@ -144,7 +146,7 @@ async def test_upgrade_from_version_001_with_data(pg_url: str, tmp_path: Path) -
             " VALUES ('a-1', 'firing', 'fp', 'volume_spike', 'acme-air', 'critical', '{}', 's', 1, 1, 1, 10, $1, $1, '{}')", t0)
 
         applied = await migrate(conn)
-        assert applied == ["002_partitioned_mentions", "003_rollups", "004_questions_erasures_alerts", "005_share_of_voice_rollups"]
+        assert applied == ["002_partitioned_mentions", "003_rollups", "004_questions_erasures_alerts", "005_share_of_voice_rollups", "006_top_lists"]
         assert await val(conn, "SELECT count(*) FROM mentions") == 3
         assert await val(conn, "SELECT count(*) FROM mention_keys") == 3
         assert sorted(d.isoformat() for d in await existing_partitions(conn)) == ["2026-10-30", "2026-10-31"]

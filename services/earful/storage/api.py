@@ -208,6 +208,95 @@ def decode_cursor(cursor: str, kinds: Sequence[str]) -> list[Any]:
         raise bad_param("query", "cursor", "is not a cursor returned by this listing (use next_cursor as given)") from exc
 
 
+_FIRST_CHUNK = 200
+
+
+async def _walk(pool: asyncpg.Pool, candidates_sql: str, candidate_args: Sequence[Any],
+                measure: Callable[[list[asyncpg.Record]], Any], stop: Callable[[list[asyncpg.Record]], bool]) -> None:
+    """Walk candidates in the order of `candidates_sql` in growing chunks, `measure` each chunk,
+    until `stop(chunk)` says the answer cannot change any more (see migration 006)."""
+    offset, chunk = 0, _FIRST_CHUNK
+    while True:
+        rows = await pool.fetch(f"{candidates_sql} OFFSET {offset} LIMIT {chunk}", *candidate_args)
+        if not rows:
+            return
+        await measure(rows)
+        if len(rows) < chunk or stop(rows):
+            return
+        offset, chunk = offset + chunk, min(chunk * 2, 10_000)
+
+
+async def top_entities(pool: asyncpg.Pool, watchlist_id: str, lo: datetime, hi: datetime, limit: int,
+                       type_condition: str, type_arg: str | None) -> list[dict[str, Any]]:
+    """The `limit` entities with the most mentions in [lo, hi): candidates by all-time count, each
+    summed over the period, until the last place beats every remaining candidate's all-time count."""
+    best: list[dict[str, Any]] = []
+
+    async def measure(cands: list[asyncpg.Record]) -> None:
+        rows = await pool.fetch(
+            "SELECT r.entity_type AS type, min(r.entity_text) AS text, sum(r.mentions)::bigint AS mentions, r.entity_key"
+            " FROM unnest($2::text[], $3::text[]) AS c(t, k) JOIN entity_rollups_day r ON r.watchlist_id = $1"
+            " AND r.entity_type = c.t AND r.entity_key = c.k AND r.bucket >= $4 AND r.bucket < $5 GROUP BY 1, 4",
+            watchlist_id, [c["entity_type"] for c in cands], [c["entity_key"] for c in cands], lo, hi)
+        best.extend(dict(r) for r in rows)
+        best.sort(key=lambda r: (-r["mentions"], r["entity_key"]))
+        del best[limit:]
+
+    await _walk(pool, "SELECT entity_type, entity_key, mentions FROM entity_totals WHERE watchlist_id = $1 AND "
+                + type_condition + " ORDER BY mentions DESC, entity_type, entity_key", (watchlist_id, type_arg),
+                measure, lambda cands: len(best) >= limit and best[-1]["mentions"] >= cands[-1]["mentions"])
+    return [{k: v for k, v in r.items() if k != "entity_key"} for r in best]
+
+
+_AUTHOR_SUMS = (
+    "SELECT r.source, r.author_key, max(r.author_handle) AS author_handle, max(r.author_name) AS author_name,"
+    " sum(r.mentions)::bigint AS mentions, sum(r.positive)::bigint AS positive, sum(r.negative)::bigint AS negative"
+    " FROM unnest($2::text[], $3::text[]) AS c(s, k) JOIN author_rollups_day r ON r.watchlist_id = $1"
+    " AND r.source = c.s AND r.author_key = c.k AND r.bucket >= $4 AND r.bucket < $5 GROUP BY 1, 2")
+
+
+async def top_authors(pool: asyncpg.Pool, watchlist_id: str, lo: datetime, hi: datetime, limit: int) -> list[dict[str, Any]]:
+    """The `limit` authors with the most mentions in [lo, hi) (same walk as top_entities)."""
+    best: list[dict[str, Any]] = []
+
+    async def measure(cands: list[asyncpg.Record]) -> None:
+        reach = {(c["source"], c["author_key"]): c["reach"] for c in cands}
+        rows = await pool.fetch(_AUTHOR_SUMS, watchlist_id, [c["source"] for c in cands],
+                                [c["author_key"] for c in cands], lo, hi)
+        best.extend({**dict(r), "reach": reach[(r["source"], r["author_key"])]} for r in rows)
+        best.sort(key=lambda r: (-r["mentions"], -r["reach"], r["source"], r["author_key"]))
+        del best[limit:]
+
+    await _walk(pool, "SELECT source, author_key, mentions, reach FROM author_totals WHERE watchlist_id = $1"
+                " ORDER BY mentions DESC, source, author_key", (watchlist_id,),
+                measure, lambda cands: len(best) >= limit and best[-1]["mentions"] >= cands[-1]["mentions"])
+    return [{k: r[k] for k in ("source", "author_handle", "author_name", "mentions", "reach")} for r in best]
+
+
+async def top_advocates(pool: asyncpg.Pool, watchlist_id: str, lo: datetime, hi: datetime, limit: int,
+                        min_positive: int, own_handles: list[str]) -> list[dict[str, Any]]:
+    """Authors with at least `min_positive` positive mentions in [lo, hi), more positive than negative,
+    largest reach first: candidates in reach order (all-time positive count at least `min_positive`),
+    kept when their period qualifies, until `limit` are found."""
+    found: list[dict[str, Any]] = []
+
+    async def measure(cands: list[asyncpg.Record]) -> None:
+        reach = {(c["source"], c["author_key"]): c["reach"] for c in cands}
+        rows = await pool.fetch(_AUTHOR_SUMS, watchlist_id, [c["source"] for c in cands],
+                                [c["author_key"] for c in cands], lo, hi)
+        order = {key: i for i, key in enumerate(reach)}
+        for r in sorted(rows, key=lambda r: order[(r["source"], r["author_key"])]):
+            if r["positive"] >= min_positive and r["positive"] > r["negative"] and len(found) < limit:
+                found.append({"source": r["source"], "author_handle": r["author_handle"], "author_name": r["author_name"],
+                              "positive": r["positive"], "negative": r["negative"], "mentions": r["mentions"],
+                              "reach": reach[(r["source"], r["author_key"])]})
+
+    await _walk(pool, "SELECT source, author_key, reach FROM author_totals WHERE watchlist_id = $1 AND positive > 0"
+                " AND positive >= $2 AND author_key <> ALL($3::text[]) ORDER BY reach DESC, source, author_key",
+                (watchlist_id, min_positive, own_handles), measure, lambda cands: len(found) >= limit)
+    return found
+
+
 def build_api(pool: asyncpg.Pool, health: Health, api_keys: frozenset[str],
               watchlists: Callable[[], WatchlistSet] = lambda: WatchlistSet([])) -> FastAPI:
     """The FastAPI app: query endpoints, erasure, ops routes and the dashboard."""
@@ -434,21 +523,13 @@ def build_api(pool: asyncpg.Pool, health: Health, api_keys: frozenset[str],
     ) -> Any:
         lo, hi = window(from_, to, timedelta(days=7), align=_DAY)
         await known_watchlist(watchlist_id)
-        base = "FROM entity_rollups_day WHERE watchlist_id = $1 AND bucket >= $2 AND bucket < $3"
-        top = ("SELECT entity_type AS type, min(entity_text) AS text, sum(mentions)::bigint AS mentions {base} AND {cond}"
-               " GROUP BY entity_type, entity_key ORDER BY 3 DESC, entity_key LIMIT $4")
         if type:
-            ents = await pool.fetch(top.format(base=base, cond="entity_type = $5"), watchlist_id, lo, hi, limit, type)
+            ents = await top_entities(pool, watchlist_id, lo, hi, limit, "entity_type = $2", type)
         else:
-            ents = await pool.fetch(top.format(base=base, cond="entity_type NOT IN ('hashtag', 'url')"), watchlist_id, lo, hi, limit)
-        tags = await pool.fetch(top.format(base=base, cond="entity_type = 'hashtag'"), watchlist_id, lo, hi, limit)
-        authors = await pool.fetch(
-            "SELECT source, max(author_handle) AS author_handle, max(author_name) AS author_name,"
-            " sum(mentions)::bigint AS mentions, max(reach)::bigint AS reach FROM author_rollups_day"
-            " WHERE watchlist_id = $1 AND bucket >= $2 AND bucket < $3 GROUP BY source, author_key"
-            " ORDER BY 4 DESC, 5 DESC, author_key LIMIT $4", watchlist_id, lo, hi, limit)
-        out = {"entities": [dict(r) for r in ents], "hashtags": [dict(r) for r in tags],
-               "authors": [dict(r) for r in authors]}
+            ents = await top_entities(pool, watchlist_id, lo, hi, limit, "entity_type NOT IN ('hashtag', 'url') AND $2::text IS NULL", None)
+        tags = await top_entities(pool, watchlist_id, lo, hi, limit, "entity_type = $2", "hashtag")
+        authors = await top_authors(pool, watchlist_id, lo, hi, limit)
+        out = {"entities": ents, "hashtags": tags, "authors": authors}
         if format == "csv":
             rows = [{"list": name, **item} for name, items in out.items() for item in items]
             return csv_response(rows, ("list", "type", "text", "source", "author_handle", "author_name", "mentions", "reach"),
@@ -471,14 +552,8 @@ def build_api(pool: asyncpg.Pool, health: Health, api_keys: frozenset[str],
         await known_watchlist(watchlist_id)
         w = watchlists().watchlists.get(watchlist_id)
         own = sorted({h.lower() for h in w.handles}) if w else []
-        rows = await pool.fetch(
-            "SELECT source, max(author_handle) AS author_handle, max(author_name) AS author_name,"
-            " sum(positive)::bigint AS positive, sum(negative)::bigint AS negative, sum(mentions)::bigint AS mentions,"
-            " max(reach)::bigint AS reach FROM author_rollups_day"
-            " WHERE watchlist_id = $1 AND bucket >= $2 AND bucket < $3 AND author_key <> ALL($4::text[])"
-            " GROUP BY source, author_key HAVING sum(positive) >= $5 AND sum(positive) > sum(negative)"
-            " ORDER BY 7 DESC, 4 DESC, author_key LIMIT $6", watchlist_id, lo, hi, own, min_positive, limit)
-        items = [dict(r) for r in rows]
+        rows = await top_advocates(pool, watchlist_id, lo, hi, limit, min_positive, own)
+        items = rows
         if format == "csv":
             return csv_response(items, ("source", "author_handle", "author_name", "positive", "negative", "mentions", "reach"),
                                 f"advocates-{watchlist_id}")

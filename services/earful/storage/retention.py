@@ -31,6 +31,20 @@ _AGED_TABLES = (
 )
 
 
+_TOTALS_EXPIRY = (
+    """WITH d AS (SELECT watchlist_id, source, author_key, sum(mentions) AS m, sum(positive) AS p, sum(negative) AS n
+                  FROM author_rollups_day WHERE bucket < $1 GROUP BY 1, 2, 3)
+       UPDATE author_totals t SET mentions = t.mentions - d.m, positive = t.positive - d.p, negative = t.negative - d.n
+       FROM d WHERE t.watchlist_id = d.watchlist_id AND t.source = d.source AND t.author_key = d.author_key""",
+    """WITH d AS (SELECT watchlist_id, entity_type, entity_key, sum(mentions) AS m
+                  FROM entity_rollups_day WHERE bucket < $1 GROUP BY 1, 2, 3)
+       UPDATE entity_totals t SET mentions = t.mentions - d.m
+       FROM d WHERE t.watchlist_id = d.watchlist_id AND t.entity_type = d.entity_type AND t.entity_key = d.entity_key""",
+    "DELETE FROM author_totals WHERE mentions <= 0 AND $1::timestamptz IS NOT NULL",
+    "DELETE FROM entity_totals WHERE mentions <= 0 AND $1::timestamptz IS NOT NULL",
+)
+
+
 @dataclass
 class RetentionResult:
     cutoff: date  # every day before this one is gone
@@ -77,7 +91,19 @@ async def apply_retention(conn: asyncpg.Connection, retention_days: int, *, now:
             progress(f"dropped {name} ({rows} mentions)")
         result.partitions_dropped.append(name)
         result.mentions_dropped += rows
+    if not dry_run:
+        # The expiring days leave the all-time totals in the same transaction that deletes them
+        # (decrements commute with the writer's increments, and the writer never adds to a day
+        # this old), so the totals stay exact upper bounds even if this run is interrupted.
+        async with conn.transaction():
+            for sql in _TOTALS_EXPIRY:
+                await conn.execute(sql, cutoff_ts)
+            for table in ("author_rollups_day", "entity_rollups_day"):
+                status = await conn.execute(f"DELETE FROM {table} WHERE bucket < $1", cutoff_ts)
+                result.rows_deleted[table] = int(status.split()[-1])
     for table, column in _AGED_TABLES:
+        if table in result.rows_deleted:
+            continue
         if dry_run:
             n = int(await conn.fetchval(f"SELECT count(*) FROM {table} WHERE {column} < $1", cutoff_ts))
         else:

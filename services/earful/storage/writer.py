@@ -110,9 +110,8 @@ WITH latest AS (
     INSERT INTO mention_totals_day AS t (bucket, mentions)
     SELECT date_trunc('day', created_at, 'UTC'), count(*) FROM inserted GROUP BY 1 ORDER BY 1
     ON CONFLICT (bucket) DO UPDATE SET mentions = t.mentions + EXCLUDED.mentions
-), r_entity AS (
-    INSERT INTO entity_rollups_day AS t (watchlist_id, bucket, entity_type, entity_key, entity_text, mentions)
-    SELECT watchlist_id, bucket, entity_type, entity_key, min(entity_text), count(*)
+), e_rows AS (
+    SELECT watchlist_id, bucket, entity_type, entity_key, min(entity_text) AS entity_text, count(*) AS n
     FROM (
         SELECT DISTINCT ON (p.watchlist_id, p.mention_id, e ->> 'type', lower(e ->> 'text'))
                p.watchlist_id, p.mention_id, date_trunc('day', p.created_at, 'UTC') AS bucket,
@@ -120,22 +119,40 @@ WITH latest AS (
         FROM per_watchlist p, jsonb_array_elements(p.entities) AS e
         WHERE p.watchlist_id <> '(none)'
     ) d
-    GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-    ON CONFLICT (watchlist_id, bucket, entity_type, entity_key) DO UPDATE SET mentions = t.mentions + EXCLUDED.mentions
+    GROUP BY 1, 2, 3, 4
+), r_entity AS (
+    INSERT INTO entity_rollups_day AS t (watchlist_id, bucket, entity_type, entity_key, entity_text, mentions)
+    SELECT watchlist_id, bucket, entity_type, entity_key, entity_text, n FROM e_rows ORDER BY 1, 3, 4, 2
+    ON CONFLICT (watchlist_id, entity_type, entity_key, bucket) DO UPDATE SET mentions = t.mentions + EXCLUDED.mentions
+), t_entity AS (
+    INSERT INTO entity_totals AS t (watchlist_id, entity_type, entity_key, mentions)
+    SELECT watchlist_id, entity_type, entity_key, sum(n) FROM e_rows GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (watchlist_id, entity_type, entity_key) DO UPDATE SET mentions = t.mentions + EXCLUDED.mentions
+), a_rows AS (
+    SELECT watchlist_id, date_trunc('day', created_at, 'UTC') AS bucket, source,
+           coalesce(lower(author_handle), 'id:' || author_id) AS author_key, max(author_handle) AS author_handle,
+           max(author_name) AS author_name, count(*) AS n, count(*) FILTER (WHERE sentiment = 'positive') AS positive,
+           count(*) FILTER (WHERE sentiment = 'negative') AS negative, coalesce(max(author_followers), 0) AS reach
+    FROM per_watchlist
+    WHERE watchlist_id <> '(none)' AND (author_handle IS NOT NULL OR author_id IS NOT NULL)
+    GROUP BY 1, 2, 3, 4
 ), r_author AS (
     INSERT INTO author_rollups_day AS t (watchlist_id, bucket, source, author_key, author_handle, author_name, mentions,
                                          positive, negative, reach)
-    SELECT watchlist_id, date_trunc('day', created_at, 'UTC'), source, coalesce(lower(author_handle), 'id:' || author_id),
-           max(author_handle), max(author_name), count(*), count(*) FILTER (WHERE sentiment = 'positive'),
-           count(*) FILTER (WHERE sentiment = 'negative'), coalesce(max(author_followers), 0)
-    FROM per_watchlist
-    WHERE watchlist_id <> '(none)' AND (author_handle IS NOT NULL OR author_id IS NOT NULL)
-    GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
-    ON CONFLICT (watchlist_id, bucket, source, author_key) DO UPDATE SET
+    SELECT watchlist_id, bucket, source, author_key, author_handle, author_name, n, positive, negative, reach
+    FROM a_rows ORDER BY 1, 3, 4, 2
+    ON CONFLICT (watchlist_id, source, author_key, bucket) DO UPDATE SET
         mentions = t.mentions + EXCLUDED.mentions, positive = t.positive + EXCLUDED.positive,
         negative = t.negative + EXCLUDED.negative, reach = greatest(t.reach, EXCLUDED.reach),
         author_handle = coalesce(EXCLUDED.author_handle, t.author_handle),
         author_name = coalesce(EXCLUDED.author_name, t.author_name)
+), t_author AS (
+    INSERT INTO author_totals AS t (watchlist_id, source, author_key, mentions, positive, negative, reach)
+    SELECT watchlist_id, source, author_key, sum(n), sum(positive), sum(negative), max(reach)
+    FROM a_rows GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (watchlist_id, source, author_key) DO UPDATE SET
+        mentions = t.mentions + EXCLUDED.mentions, positive = t.positive + EXCLUDED.positive,
+        negative = t.negative + EXCLUDED.negative, reach = greatest(t.reach, EXCLUDED.reach)
 ), brand AS (
     SELECT h AS handle, w AS watchlist_id FROM unnest($1::text[], $2::text[]) AS b(h, w)
 ), replies_new AS (
