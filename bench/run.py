@@ -408,7 +408,7 @@ def storage_rows(ctx: Context) -> list[tuple[Any, ...]]:
     return rows
 
 
-async def _storage_runs(url: str, rows: list[tuple[Any, ...]]) -> tuple[list[float], list[float], str]:
+async def _storage_runs(url: str, rows: list[tuple[Any, ...]]) -> tuple[list[float], list[float], str, int]:
     import asyncpg
 
     from earful.core.settings import Settings
@@ -416,30 +416,47 @@ async def _storage_runs(url: str, rows: list[tuple[Any, ...]]) -> tuple[list[flo
     from earful.storage.writer import BrandHandles, WriterState, write_batch
     from earful.watchlists import WatchlistSet
 
-    brands = BrandHandles.of(WatchlistSet.from_file(Settings().watchlists_file).watchlists.values())
+    settings = Settings()
+    concurrency = settings.storage_write_concurrency
+    brands = BrandHandles.of(WatchlistSet.from_file(settings.watchlists_file).watchlists.values())
     state = WriterState()
-
     conn = await asyncpg.connect(url)
+    writers = [await asyncpg.connect(url) for _ in range(concurrency)]
     try:
         applied = await migrate(conn)
         version = str(await conn.fetchval("SHOW server_version")).split()[0]
-        say(f"  PostgreSQL {version}; migrations applied: {', '.join(applied) or 'none'}")
+        say(f"  PostgreSQL {version}; migrations applied: {', '.join(applied) or 'none'}; "
+            f"{concurrency} concurrent writer transactions (EARFUL_STORAGE_WRITE_CONCURRENCY), as the service uses")
         batches = [rows[i:i + STORAGE_BATCH] for i in range(0, len(rows), STORAGE_BATCH)]
+
+        async def write_all(field: str) -> int:
+            """Each writer connection takes the next batch as soon as it is free (as the service does)."""
+            queue = list(reversed(batches))
+            total = 0
+
+            async def worker(writer: Any) -> None:
+                nonlocal total
+                while queue:
+                    result = await write_batch(writer, queue.pop(), [], brands=brands, state=state)
+                    total += getattr(result, field)
+
+            await asyncio.gather(*(worker(w) for w in writers))
+            return total
+
         writes, rewrites = [], []
         for run in range(STORAGE_RUNS):
             await conn.execute("TRUNCATE mentions, mention_keys, mention_rollups_minute, mention_rollups_hour,"
                                " mention_rollups_day, mention_totals_day, entity_rollups_day, author_rollups_day,"
-                               " questions, brand_replies")
-            inserted, started = 0, time.perf_counter()
-            for batch in batches:
-                inserted += (await write_batch(conn, batch, [], brands=brands, state=state)).mentions_inserted
+                               " watchlist_rollups_minute, watchlist_rollups_hour, watchlist_rollups_day,"
+                               " author_totals, entity_totals, questions, brand_replies")
+            started = time.perf_counter()
+            inserted = await write_all("mentions_inserted")
             elapsed = time.perf_counter() - started
             if inserted != len(rows):
                 raise RuntimeError(f"run {run + 1}: {inserted} of {len(rows)} rows inserted into an empty table")
             writes.append(inserted / elapsed)
-            duplicates, started = 0, time.perf_counter()
-            for batch in batches:
-                duplicates += (await write_batch(conn, batch, [], brands=brands, state=state)).mentions_duplicate
+            started = time.perf_counter()
+            duplicates = await write_all("mentions_duplicate")
             re_elapsed = time.perf_counter() - started
             if duplicates != len(rows):
                 raise RuntimeError(f"run {run + 1}: re-write found {duplicates} of {len(rows)} duplicates")
@@ -449,8 +466,10 @@ async def _storage_runs(url: str, rows: list[tuple[Any, ...]]) -> tuple[list[flo
         counted = await conn.fetchval("SELECT count(*) FROM mentions")
         if counted != len(rows):
             raise RuntimeError(f"{counted} rows in mentions after the runs, expected {len(rows)}")
-        return writes, rewrites, version
+        return writes, rewrites, version, concurrency
     finally:
+        for w in writers:
+            await w.close()
         await conn.close()
 
 
@@ -459,7 +478,7 @@ def bench_storage(ctx: Context) -> Result:
 
     name = f"earful_bench_{uuid.uuid4().hex[:10]}"
 
-    async def run() -> tuple[list[float], list[float], str]:
+    async def run() -> tuple[list[float], list[float], str, int]:
         handle = await find_postgres(name, os.environ.get("EARFUL_DATABASE_URL"), REPO / ".earful" / "postgres",
                                      log=lambda m: say(f"  {m}"))
         url = with_database(handle.url, name)
@@ -475,9 +494,10 @@ def bench_storage(ctx: Context) -> Result:
             finally:
                 await handle.stop()
 
-    writes, rewrites, version = asyncio.run(run())
+    writes, rewrites, version, concurrency = asyncio.run(run())
     ctx.extra_versions["postgresql"] = version
-    return Result({"storage_write_per_s": round(median(writes), 1), "storage_rewrite_per_s": round(median(rewrites), 1)},
+    return Result({"storage_write_per_s": round(median(writes), 1), "storage_rewrite_per_s": round(median(rewrites), 1),
+                   "storage_write_concurrency": concurrency},
                   {"storage_write_per_s": len(writes), "storage_rewrite_per_s": len(rewrites)})
 
 
@@ -734,7 +754,7 @@ BENCHMARKS: dict[str, tuple[Callable[[Context], Result], tuple[str, ...], str]] 
                            "raw → enriched through the enrichment service process on a local broker"),
     "watchlists": (bench_watchlists, ("watchlist_match_per_s",),
                    "matching 10,000 texts against 1,000 watchlists"),
-    "storage": (bench_storage, ("storage_write_per_s", "storage_rewrite_per_s"),
+    "storage": (bench_storage, ("storage_write_per_s", "storage_rewrite_per_s", "storage_write_concurrency"),
                 "idempotent batch writes of enriched mentions into PostgreSQL"),
     "ingest": (bench_ingest, ("ingest_push_per_s",), "POST /v1/mentions on the ingest service process"),
     "api": (bench_api, ("api_p95_ms", "api_dataset"),

@@ -63,6 +63,8 @@ def test_window_defaults_and_alignment() -> None:
     (_t(2026, 11, 2), _t(2026, 11, 2), "from"),
     (datetime(2026, 11, 1), None, "from"),
     (None, datetime(2026, 11, 1), "to"),
+    (None, datetime(1, 1, 1, 22, tzinfo=UTC), "to"),  # found by schemathesis: 30 days before it overflowed
+    (datetime(9999, 12, 31, tzinfo=UTC), None, "from"),
 ])
 def test_bad_windows_name_the_parameter(from_: datetime | None, to: datetime | None, name: str) -> None:
     with pytest.raises(RequestValidationError) as info:

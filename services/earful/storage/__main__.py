@@ -94,7 +94,7 @@ async def serve(settings: Settings) -> None:
     codecs = Codecs(settings)
     await create_topics(settings)
     watchlists = watchlist_source(settings)
-    pool = await open_pool(settings)
+    pool = await open_pool(settings, max_size=settings.storage_write_concurrency + 2)
     api_pool = await open_api_pool(settings)
     health = Health("storage")
     health.add_check("kafka", tcp_check(settings.kafka_bootstrap, 9092))
@@ -115,7 +115,8 @@ async def serve(settings: Settings) -> None:
         raise BrokerError(f"cannot connect to Kafka at {settings.kafka_bootstrap}: {exc}") from exc
     worker = StorageConsumer(consumer, pool, codecs, DeadLetters(producer, codecs, "storage"),
                              settings.storage_batch_size, settings.storage_batch_timeout_s, watchlists=watchlists,
-                             retention_days=settings.storage_retention_days or None)
+                             retention_days=settings.storage_retention_days or None,
+                             write_concurrency=settings.storage_write_concurrency)
     server = HttpServer(build_api(api_pool, health, settings.api_key_set(), watchlists), settings.http_host,
                         settings.port_for("storage"))
     await server.start()

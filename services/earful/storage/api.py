@@ -98,9 +98,17 @@ def bad_param(where: str, name: str, message: str) -> RequestValidationError:
     return RequestValidationError([{"loc": (where, name), "msg": message, "type": "value_error", "input": None}])
 
 
+EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+LATEST = datetime(2200, 1, 1, tzinfo=timezone.utc)
+
+
 def _aware(name: str, value: datetime | None) -> datetime | None:
-    if value is not None and value.tzinfo is None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
         raise bad_param("query", name, "needs a time zone, e.g. 2026-11-02T09:00:00Z")
+    if not EARLIEST <= value < LATEST:
+        raise bad_param("query", name, f"must be between {EARLIEST.year} and {LATEST.year}")
     return value
 
 
@@ -118,7 +126,7 @@ def window(from_: datetime | None, to: datetime | None, default: timedelta, alig
            now: datetime | None = None) -> tuple[datetime, datetime]:
     """[from, to) aligned outwards to `align` seconds; to defaults to now, from to `default` before to."""
     to = _aware("to", to) or (now or datetime.now(timezone.utc))
-    from_ = _aware("from", from_) or to - default
+    from_ = _aware("from", from_) or max(EARLIEST, to - default)
     if from_ >= to:
         raise bad_param("query", "from", "must be before 'to'")
     return _floor(from_, align), _ceil(to, align)

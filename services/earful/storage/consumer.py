@@ -15,6 +15,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +65,7 @@ class StorageConsumer:
         *,
         watchlists: Callable[[], WatchlistSet] = lambda: WatchlistSet([]),
         retention_days: int | None = None,
+        write_concurrency: int = 1,
     ) -> None:
         self.consumer = consumer
         self.pool = pool
@@ -73,6 +75,7 @@ class StorageConsumer:
         self.batch_timeout_ms = int(batch_timeout_s * 1000)
         self.watchlists = watchlists
         self.retention_days = retention_days
+        self.write_concurrency = write_concurrency
         self.state = WriterState()
         self._brands: tuple[WatchlistSet | None, BrandHandles] = (None, BrandHandles())
         self.stopping = asyncio.Event()
@@ -85,25 +88,40 @@ class StorageConsumer:
         return self._brands[1]
 
     async def run(self) -> None:
-        """Consume until `stopping` is set; the batch in hand is finished (or left uncommitted)."""
-        writing: asyncio.Task[bool] | None = None
+        """Consume until `stopping` is set; batches in hand are finished (or left uncommitted).
+
+        Up to `write_concurrency` batches are written at once, each in its own transaction (the
+        writer is idempotent, so their order in PostgreSQL does not matter); offsets are committed
+        strictly in batch order, each only after its batch and every earlier one are durable.
+        """
+        in_flight: deque[tuple[Prepared, asyncio.Task[bool]]] = deque()
         try:
             while not self.stopping.is_set():
                 batch = await self.consumer.getmany(timeout_ms=self.batch_timeout_ms, max_records=self.batch_size)
                 if not batch:
-                    if writing is not None and not await writing:
+                    if not await self._settle(in_flight, keep=0):
                         return
-                    writing = None
                     continue
-                prepared = await self.prepare(batch)  # runs while the previous batch is being written
-                if writing is not None and not await writing:
+                prepared = await self.prepare(batch)  # runs while earlier batches are being written
+                if not await self._settle(in_flight, keep=self.write_concurrency - 1):
                     return  # shutting down during an outage: this batch stays uncommitted too
-                writing = asyncio.create_task(self.write_and_commit(prepared))
-            if writing is not None:
-                await writing
+                in_flight.append((prepared, asyncio.create_task(
+                    self._write_until_durable(prepared.mentions, prepared.alerts))))
+            await self._settle(in_flight, keep=0)
         finally:
-            if writing is not None and not writing.done():
-                writing.cancel()
+            for _, task in in_flight:
+                task.cancel()
+
+    async def _settle(self, in_flight: deque[tuple[Prepared, asyncio.Task[bool]]], keep: int) -> bool:
+        """Finish the oldest writes until at most `keep` remain, committing each one's offsets in
+        order; False when a write gave up because the service is stopping."""
+        while len(in_flight) > keep:
+            prepared, task = in_flight[0]
+            if not await task:
+                return False
+            in_flight.popleft()
+            await self._commit(prepared)
+        return True
 
     async def handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
         """Decode, write and commit one batch (both stages, one after the other)."""
@@ -133,9 +151,14 @@ class StorageConsumer:
 
     async def write_and_commit(self, prepared: Prepared) -> bool:
         """Write the batch until it is durable, then commit its offsets; False if stopped first."""
-        batch, received, started = prepared.batch, prepared.received, prepared.started
         if not await self._write_until_durable(prepared.mentions, prepared.alerts):
             return False  # shutting down during an outage: leave offsets uncommitted
+        await self._commit(prepared)
+        return True
+
+    async def _commit(self, prepared: Prepared) -> None:
+        """Commit a durable batch's offsets (and count it)."""
+        batch, received, started = prepared.batch, prepared.received, prepared.started
         try:
             await self.consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in batch.items()})
         except (CommitFailedError, IllegalStateError) as exc:
@@ -149,7 +172,6 @@ class StorageConsumer:
         for tp, msgs in batch.items():
             MESSAGES.labels(SERVICE, tp.topic, "stored").inc(len(msgs))
         BATCH_SECONDS.labels(SERVICE, "batch").observe(time.perf_counter() - started)
-        return True
 
     async def _write(self, conn: asyncpg.Connection, mentions: list[tuple[Any, ...]],
                      alerts: list[tuple[Any, ...]]) -> WriteResult:

@@ -47,9 +47,14 @@ _SOURCE, _AUTHOR_ID, _AUTHOR_HANDLE, _CREATED_AT = _I["source"], _I["author_id"]
 _COLS = ", ".join(MENTION_COLUMNS)
 _L_COLS = ", ".join(f"l.{c}" for c in MENTION_COLUMNS)
 _STAGING = "earful_mentions_staging"
+_CONVERSATION = "earful_conversation_rows"
 _CREATE_STAGING = (
-    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} ON COMMIT DELETE ROWS AS SELECT {_COLS} FROM mentions WITH NO DATA"
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} ON COMMIT DELETE ROWS AS SELECT {_COLS} FROM mentions WITH NO DATA;"
+    f" CREATE TEMP TABLE IF NOT EXISTS {_CONVERSATION} ON COMMIT DELETE ROWS AS SELECT mention_id, source, source_id,"
+    " created_at, lang, sentiment, watchlist_ids, entities, author_id, author_handle, author_name, author_followers,"
+    " in_reply_to, facets FROM mentions WITH NO DATA"
 )
+QUESTIONS_LOCK = 0x6561726677  # "earfw": one writer at a time links questions and replies
 
 
 def _volume_rollup(table: str, unit: str) -> str:
@@ -68,7 +73,6 @@ FROM per_watchlist GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
 ON CONFLICT (bucket, watchlist_id, sentiment) DO UPDATE SET mentions = t.mentions + EXCLUDED.mentions"""
 
 
-# $1: brand handles (lower case), $2: the watchlist id of each handle.
 _INSERT_MENTIONS = f"""
 WITH latest AS (
     SELECT DISTINCT ON (source, source_id) * FROM {_STAGING}
@@ -153,12 +157,25 @@ WITH latest AS (
     ON CONFLICT (watchlist_id, source, author_key) DO UPDATE SET
         mentions = t.mentions + EXCLUDED.mentions, positive = t.positive + EXCLUDED.positive,
         negative = t.negative + EXCLUDED.negative, reach = greatest(t.reach, EXCLUDED.reach)
-), brand AS (
+), conversation AS (
+    INSERT INTO {_CONVERSATION} SELECT * FROM inserted
+    WHERE in_reply_to IS NOT NULL OR ('r:customer_question' = ANY(facets) AND cardinality(watchlist_ids) > 0)
+)
+SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT count(*) FROM observed) AS updated
+"""
+
+# Questions and brand replies, from the conversation rows of the statement above. It runs under a
+# lock held to the commit, so of two concurrent batches, one with a question and one with the
+# brand's reply to it, the later one always sees the other's rows. $1/$2 as above.
+_QUESTIONS = f"""
+WITH brand AS (
     SELECT h AS handle, w AS watchlist_id FROM unnest($1::text[], $2::text[]) AS b(h, w)
+), per_watchlist AS (
+    SELECT w.watchlist_id, i.* FROM {_CONVERSATION} i CROSS JOIN LATERAL unnest(i.watchlist_ids) AS w(watchlist_id)
 ), replies_new AS (
     INSERT INTO brand_replies (watchlist_id, source, in_reply_to, source_id, created_at)
     SELECT b.watchlist_id, i.source, i.in_reply_to, i.source_id, i.created_at
-    FROM inserted i JOIN brand b ON b.handle = lower(i.author_handle)
+    FROM {_CONVERSATION} i JOIN brand b ON b.handle = lower(i.author_handle)
     WHERE i.in_reply_to IS NOT NULL
     ON CONFLICT DO NOTHING
     RETURNING watchlist_id, source, in_reply_to, created_at
@@ -172,7 +189,7 @@ WITH latest AS (
                 SELECT n.created_at FROM replies_new n
                 WHERE n.watchlist_id = p.watchlist_id AND n.source = p.source AND n.in_reply_to = p.source_id) x)
     FROM per_watchlist p
-    WHERE p.watchlist_id <> '(none)' AND 'r:customer_question' = ANY(p.facets)
+    WHERE 'r:customer_question' = ANY(p.facets)
       AND NOT EXISTS (SELECT 1 FROM brand b WHERE b.watchlist_id = p.watchlist_id AND b.handle = lower(p.author_handle))
     ON CONFLICT DO NOTHING
 ), answered AS (
@@ -181,7 +198,7 @@ WITH latest AS (
     WHERE q.watchlist_id = n.watchlist_id AND q.source = n.source AND q.source_id = n.in_reply_to
       AND (q.first_reply_at IS NULL OR q.first_reply_at > n.first_at)
 )
-SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT count(*) FROM observed) AS updated
+SELECT 1
 """
 
 _ALERT_PLACEHOLDERS = ", ".join(f"${i}" for i in range(1, len(ALERT_COLUMNS) + 1))
@@ -366,8 +383,12 @@ async def _write(conn: asyncpg.Connection, mentions: Sequence[tuple[Any, ...]], 
         if mentions:
             await conn.execute(_CREATE_STAGING)
             await conn.copy_records_to_table(_STAGING, records=mentions, columns=MENTION_COLUMNS)
-            row = await conn.fetchrow(_INSERT_MENTIONS, list(brands.handles), list(brands.watchlist_ids))
+            handles, wids = list(brands.handles), list(brands.watchlist_ids)
+            row = await conn.fetchrow(_INSERT_MENTIONS)
             inserted, updated = int(row["inserted"]), int(row["updated"])
+            if inserted:
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", QUESTIONS_LOCK)
+                await conn.execute(_QUESTIONS, handles, wids)
         if alerts:
             await conn.executemany(_INSERT_ALERT, alerts)
     return WriteResult(inserted, len(mentions) - inserted, len(alerts), updated, erased, expired)
