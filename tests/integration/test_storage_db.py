@@ -397,3 +397,22 @@ async def test_retention_drops_old_days_everywhere(db: Any) -> None:
     # ...and a writer that still believes in a dropped partition recreates it when told to keep old data.
     kept = await write_batch(conn, rows(records[4]), [], state=state)
     assert kept.mentions_inserted == 1
+
+
+async def test_concurrent_batches_link_a_question_and_its_reply(db: Any) -> None:
+    """The service writes batches concurrently: a question and the brand's reply in two batches at
+    the same moment must still be linked, whichever commits first."""
+    conn, url = db
+    other = await asyncpg.connect(url)
+    try:
+        t = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+        for i in range(8):
+            q = enriched(f"cq{i}", t + timedelta(minutes=i), risks=("customer_question",), handle=f"c{i}")
+            r = enriched(f"cr{i}", t + timedelta(minutes=i + 5), handle="AcmeAirHelp", reply_to=f"cq{i}", watchlists=())
+            first, second = (q, r) if i % 2 else (r, q)
+            await asyncio.gather(write_batch(conn, rows(first), [], brands=BRANDS),
+                                 write_batch(other, rows(second), [], brands=BRANDS))
+        assert await val(conn, "SELECT count(*) FROM questions WHERE source_id LIKE 'cq%'") == 8
+        assert await val(conn, "SELECT count(*) FROM questions WHERE source_id LIKE 'cq%' AND first_reply_at IS NULL") == 0
+    finally:
+        await other.close()
