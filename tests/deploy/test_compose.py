@@ -164,14 +164,19 @@ def test_webhook_sink_is_reachable_and_verifies_signatures() -> None:
     assert str(compose_env(s["webhook-sink"])["EARFUL_HTTP_PORT"]) == options["--port"], "its health check port"
 
 
-def test_watchlists_file_is_mounted_where_the_setting_points() -> None:
+def test_watchlists_folder_is_mounted_where_the_setting_points() -> None:
+    from earful.watchlists import WatchlistSet
+
+    checked = 0
     for name, service in earful_compose_services().items():
-        target = compose_env(service).get("EARFUL_WATCHLISTS_FILE")
-        if target is None:
+        target = compose_env(service).get("EARFUL_WATCHLISTS_DIR")
+        if not target:
             continue
         mounts = {v.split(":")[1]: v.split(":")[0] for v in service.get("volumes", [])}
         assert target in mounts, f"{name}: {target} is not mounted"
-        assert (REPO / mounts[target]).is_file()
+        assert WatchlistSet.from_file(REPO / mounts[target]).watchlists, f"{name}: {mounts[target]} holds no watchlists"
+        checked += 1
+    assert checked, "no service is given EARFUL_WATCHLISTS_DIR"
 
 
 def test_replay_profile_targets_ingest() -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from earful.core.errors import StorageError
 from earful.storage.migrate import MIGRATIONS_DIR, migration_files
-from earful.storage.writer import ALERT_COLUMNS, MENTION_COLUMNS, alert_row, mention_row
+from earful.storage.writer import ALERT_COLUMNS, MENTION_COLUMNS, alert_row, facets, mention_row
 
 
 def _ts(*args: int) -> datetime:
@@ -51,7 +51,15 @@ ENRICHED = {
     "enriched_at": _ts(2025, 3, 14, 9, 30, 1, 530000),
 }
 ALERT = {
-    "schema_version": 1,
+    "schema_version": 2,
+    "annotations": {"runbook_url": "https://runbooks.example/volume"},
+    "group_key": "acme-air",
+    "explanation": {"top_posts": [{"mention_id": "9ec6ba32-ba62-5d3f-ba26-c2229307cfa0", "source": "twitter", "url": None,
+                                   "author_handle": "jdoe", "reach": 1843, "text": "cancelled",
+                                   "created_at": _ts(2025, 3, 14, 9, 29, 58)}],
+                    "top_terms": [{"term": "cancelled", "count": 20}], "sources": {"twitter": 27}, "languages": {"en": 27},
+                    "sentiment": {"negative": 27}, "window_start": _ts(2025, 3, 14, 9, 30), "window_end": None,
+                    "dashboard_url": None},
     "alert_id": "25395b3dfe0ccc60-1741944600000",
     "fingerprint": "25395b3dfe0ccc60",
     "status": "firing",
@@ -73,14 +81,17 @@ ALERT = {
 
 
 def _table_columns(table: str) -> list[str]:
-    sql = (MIGRATIONS_DIR / "001_initial.sql").read_text(encoding="utf-8")
-    body = re.search(rf"CREATE TABLE {table} \((.*?)\n\);", sql, re.S)
-    assert body, table
-    cols = []
-    for line in body.group(1).splitlines():
-        m = re.match(r"\s+([a-z_]+)\s", line)  # constraints start with upper-case keywords
-        if m:
-            cols.append(m.group(1))
+    """The columns of `table` after every migration: its newest CREATE TABLE plus later ADD COLUMNs."""
+    cols: list[str] = []
+    for _, _, sql in migration_files():
+        body = re.search(rf"CREATE TABLE {table} \((.*?)\n\)", sql, re.S)
+        if body:
+            cols = []
+            for line in body.group(1).splitlines():
+                m = re.match(r"\s+([a-z_]+)\s", line)  # constraints start with upper-case keywords
+                if m:
+                    cols.append(m.group(1))
+        cols += re.findall(rf"ALTER TABLE {table} ADD COLUMN ([a-z_]+)", sql)
     return cols
 
 
@@ -115,11 +126,19 @@ def test_mention_row_matches_the_columns() -> None:
         "sentiment": "negative",
         "sentiment_score": -0.5,
         "sentiment_reason": None,
+        "sentiment_probabilities": None,
         "watchlist_ids": ["acme-air", "skyjet"],
         "entities": got["entities"],
         "risks": got["risks"],
         "matches": got["matches"],
         "models": got["models"],
+        "title": None,
+        "country": None,
+        "connector": "unknown",
+        "content_type": "unknown",
+        "fetched_at": None,
+        "engagement_observed_at": None,
+        "facets": ["w:acme-air", "w:skyjet", "e:@acmeair", "e:zürich", "r:operational"],
     }
     for col in ("entities", "risks", "matches", "models"):
         assert isinstance(got[col], str)
@@ -152,10 +171,35 @@ def test_mention_row_copies_the_watchlist_ids() -> None:
     assert ids == ENRICHED["watchlist_ids"] and ids is not ENRICHED["watchlist_ids"]
 
 
+def test_mention_row_of_a_v2_record() -> None:
+    observed = _ts(2025, 3, 14, 9, 45)
+    v2 = {**ENRICHED, "schema_version": 2,
+          "mention": {**RAW, "schema_version": 2, "title": "Flight cancelled", "country": "CH", "connector": "feed",
+                      "content_type": "application/rss+xml", "fetched_at": _ts(2025, 3, 14, 9, 30),
+                      "engagement": {"likes": 40, "reposts": 5, "replies": 9, "observed_at": observed}},
+          "sentiment": {"label": "negative", "score": -0.5, "reason": None,
+                        "probabilities": {"negative": 0.75, "neutral": 0.125, "positive": 0.125}},
+          "matches": [{"watchlist_id": "acme-air", "start": 0, "end": 8, "term": "@AcmeAir"}]}
+    got = dict(zip(MENTION_COLUMNS, mention_row(v2)))
+    assert (got["title"], got["country"], got["connector"], got["content_type"]) == \
+        ("Flight cancelled", "CH", "feed", "application/rss+xml")
+    assert got["fetched_at"] == _ts(2025, 3, 14, 9, 30) and got["engagement_observed_at"] == observed
+    assert (got["likes"], got["reposts"], got["replies"]) == (40, 5, 9)
+    assert json.loads(got["sentiment_probabilities"]) == {"negative": 0.75, "neutral": 0.125, "positive": 0.125}
+    assert json.loads(got["matches"])[0]["term"] == "@AcmeAir"
+
+
+def test_facets_are_lower_case_and_unique() -> None:
+    entities = [{"text": "#AcmeAir"}, {"text": "#acmeair"}, {"text": "ZÜRICH"}]
+    risks = [{"tag": "complaint"}, {"tag": "complaint"}]
+    assert facets(["acme-air"], entities, risks) == ["w:acme-air", "e:#acmeair", "e:zürich", "r:complaint"]
+    assert facets([], [], []) == []
+
+
 def test_mention_columns_exist_in_the_table() -> None:
     table = _table_columns("mentions")
     assert set(MENTION_COLUMNS) <= set(table)
-    assert set(table) - set(MENTION_COLUMNS) == {"stored_at"}  # filled by the database
+    assert set(table) - set(MENTION_COLUMNS) == {"stored_at", "tsv"}  # filled by the database
 
 
 # --- alert_row --------------------------------------------------------------------------------
@@ -164,7 +208,7 @@ def test_mention_columns_exist_in_the_table() -> None:
 @pytest.mark.parametrize(
     "alert",
     [ALERT, {**ALERT, "status": "resolved", "ends_at": _ts(2025, 3, 14, 9, 33), "score": 0.0,
-             "sample_mention_ids": [], "first_received_at": None}],
+             "sample_mention_ids": [], "first_received_at": None, "explanation": None, "group_key": None}],
     ids=["firing", "resolved"],
 )
 def test_alert_row_matches_the_columns(alert: dict[str, Any]) -> None:
@@ -172,8 +216,8 @@ def test_alert_row_matches_the_columns(alert: dict[str, Any]) -> None:
     assert len(row) == len(ALERT_COLUMNS) == len(set(ALERT_COLUMNS))
     got = dict(zip(ALERT_COLUMNS, row))
     for col in ALERT_COLUMNS:
-        if col == "labels":
-            assert json.loads(got[col]) == alert["labels"]
+        if col in ("labels", "annotations", "explanation"):
+            assert json.loads(got[col]) == json.loads(json.dumps(alert[col], default=lambda t: t.isoformat().replace("+00:00", "Z"))), col
         else:
             assert got[col] == alert[col], col
     assert "schema_version" not in ALERT_COLUMNS
@@ -203,7 +247,8 @@ def _write(directory: Path, *names: str) -> Path:
 def test_bundled_migrations() -> None:
     files = migration_files()
     assert files, "no migrations bundled"
-    assert [v for v, _, _ in files] == list(range(1, len(files) + 1))
+    versions = [v for v, _, _ in files]
+    assert versions == sorted(set(versions)) and versions[0] == 1
     assert files[0][:2] == (1, "initial")
     assert "CREATE TABLE mentions" in files[0][2]
 
@@ -213,6 +258,12 @@ def test_migrations_run_in_numeric_order(tmp_path: Path) -> None:
     files = migration_files(d)
     assert [(v, n) for v, n, _ in files] == [(1, "initial"), (2, "alerts"), (3, "add_index")]
     assert files[1][2] == "-- 002_alerts.sql\nSELECT 1;\n"
+
+
+def test_version_ranges_may_leave_gaps(tmp_path: Path) -> None:
+    # Each service owns a range of versions (storage 002-019, alerting 020-029): gaps are expected.
+    d = _write(tmp_path / "m", "001_initial.sql", "002_mentions.sql", "020_notifications.sql")
+    assert [v for v, _, _ in migration_files(d)] == [1, 2, 20]
 
 
 def test_empty_directory_has_no_migrations(tmp_path: Path) -> None:
@@ -228,12 +279,11 @@ def test_empty_directory_has_no_migrations(tmp_path: Path) -> None:
         (["001_initial.sql", "002_.sql"], "002_.sql must be named"),
         (["001_initial.sql", "0002_second.sql"], "0002_second.sql must be named"),
         (["001_initial.sql", "002_has space.sql"], "must be named"),
-        (["001_initial.sql", "003_third.sql"], "003_third out of sequence: expected 002"),
         (["002_second.sql"], "002_second out of sequence: expected 001"),
         (["000_zero.sql", "001_initial.sql"], "000_zero out of sequence: expected 001"),
-        (["001_initial.sql", "001_again.sql"], "out of sequence: expected 002"),
+        (["001_initial.sql", "001_again.sql"], "repeats version 001"),
     ],
-    ids=["short-number", "dash", "upper-case", "no-name", "long-number", "space", "gap", "no-first",
+    ids=["short-number", "dash", "upper-case", "no-name", "long-number", "space", "no-first",
          "zero", "duplicate-version"],
 )
 def test_bad_migration_files(tmp_path: Path, names: list[str], fragment: str) -> None:

@@ -179,11 +179,21 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(5, ge=1, description="Delivery attempts per webhook before the alert goes to the DLQ.")
 
     # --- Storage -------------------------------------------------------------------------------
-    storage_batch_size: int = Field(500, ge=1, description="Largest batch written to PostgreSQL in one transaction.")
+    storage_batch_size: int = Field(1000, ge=1, description="Largest batch written to PostgreSQL in one transaction.")
     storage_batch_timeout_s: float = Field(0.25, gt=0, description="Longest wait to fill a batch before writing a partial one.")
     api_keys: SecretStr | None = Field(
         None, description="Comma-separated API keys for the storage query API (X-API-Key). Unset: the API is open (local use only)."
     )
+    storage_write_concurrency: int = Field(
+        2, ge=1, le=8, description="Batches the storage service writes to PostgreSQL at the same time (each in its own transaction; offsets are still committed in order)."
+    )
+    storage_retention_days: int = Field(
+        395, ge=0, description="Mentions, rollups, questions and alerts older than this many days are dropped by `earful storage retention`, and the writer refuses mentions that old. 0: keep everything."
+    )
+    storage_partitions_ahead_days: int = Field(
+        7, ge=1, le=366, description="Daily mention partitions the storage service keeps created ahead of today (checked at start-up and hourly)."
+    )
+    api_query_timeout_s: float = Field(10.0, gt=0, description="Longest a query API request may run in PostgreSQL before it is cancelled with a 503.")
 
     @field_validator("ingest_feed_urls", "ingest_mastodon_instances", "ingest_mastodon_hashtags", "ingest_mastodon_search",
                      mode="before")

@@ -4,6 +4,9 @@ Offsets are committed only after the transaction commits, so a crash at any poin
 the batch and the idempotent write absorbs it. A PostgreSQL outage pauses the loop with backoff
 (the batch is kept and retried; nothing is committed, nothing is lost). Undecodable records go
 to the DLQ before the batch's offsets are committed.
+
+Two stages overlap: while one batch is being written (PostgreSQL works, this process waits),
+the next one is fetched and decoded. Writes and commits stay strictly in order, one at a time.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -23,7 +29,8 @@ from earful.core.errors import DecodeError, StorageError
 from earful.core.kafka import Codecs, DeadLetters, LagReporter
 from earful.core.metrics import BATCH_SECONDS, ERRORS, MESSAGES, PIPELINE_LATENCY
 from earful.core.topics import ALERTS, ENRICHED
-from earful.storage.writer import alert_row, mention_row, write_batch
+from earful.storage.writer import BrandHandles, WriteResult, WriterState, alert_row, mention_row, write_batch
+from earful.watchlists import WatchlistSet
 
 log = logging.getLogger(__name__)
 SERVICE = "storage"
@@ -35,6 +42,17 @@ _POISON_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, 
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
 
 
+@dataclass
+class Prepared:
+    """A decoded batch waiting to be written: its rows, the offsets to commit after, when it began."""
+
+    batch: dict[TopicPartition, list[Any]]
+    mentions: list[tuple[Any, tuple[Any, ...]]]
+    alerts: list[tuple[Any, tuple[Any, ...]]]
+    received: list[float]
+    started: float
+
+
 class StorageConsumer:
     def __init__(
         self,
@@ -44,6 +62,10 @@ class StorageConsumer:
         dead_letters: DeadLetters,
         batch_size: int,
         batch_timeout_s: float,
+        *,
+        watchlists: Callable[[], WatchlistSet] = lambda: WatchlistSet([]),
+        retention_days: int | None = None,
+        write_concurrency: int = 1,
     ) -> None:
         self.consumer = consumer
         self.pool = pool
@@ -51,18 +73,64 @@ class StorageConsumer:
         self.dead_letters = dead_letters
         self.batch_size = batch_size
         self.batch_timeout_ms = int(batch_timeout_s * 1000)
+        self.watchlists = watchlists
+        self.retention_days = retention_days
+        self.write_concurrency = write_concurrency
+        self.state = WriterState()
+        self._brands: tuple[WatchlistSet | None, BrandHandles] = (None, BrandHandles())
         self.stopping = asyncio.Event()
         self.lag = LagReporter(consumer, SERVICE)
 
+    def brands(self) -> BrandHandles:
+        """The brand handles of the current watchlists (recomputed only when the set changes)."""
+        current = self.watchlists()
+        if self._brands[0] is not current:
+            self._brands = (current, BrandHandles.of(current.watchlists.values()))
+        return self._brands[1]
+
     async def run(self) -> None:
-        """Consume until `stopping` is set; the batch in hand is finished (or left uncommitted)."""
-        while not self.stopping.is_set():
-            batch = await self.consumer.getmany(timeout_ms=self.batch_timeout_ms, max_records=self.batch_size)
-            if batch:
-                await self.handle(batch)
-            await self.lag.report()
+        """Consume until `stopping` is set; batches in hand are finished (or left uncommitted).
+
+        Up to `write_concurrency` batches are written at once, each in its own transaction (the
+        writer is idempotent, so their order in PostgreSQL does not matter); offsets are committed
+        strictly in batch order, each only after its batch and every earlier one are durable.
+        """
+        in_flight: deque[tuple[Prepared, asyncio.Task[bool]]] = deque()
+        try:
+            while not self.stopping.is_set():
+                batch = await self.consumer.getmany(timeout_ms=self.batch_timeout_ms, max_records=self.batch_size)
+                await self.lag.report()
+                if not batch:
+                    if not await self._settle(in_flight, keep=0):
+                        return
+                    continue
+                prepared = await self.prepare(batch)  # runs while earlier batches are being written
+                if not await self._settle(in_flight, keep=self.write_concurrency - 1):
+                    return  # shutting down during an outage: this batch stays uncommitted too
+                in_flight.append((prepared, asyncio.create_task(
+                    self._write_until_durable(prepared.mentions, prepared.alerts))))
+            await self._settle(in_flight, keep=0)
+        finally:
+            for _, task in in_flight:
+                task.cancel()
+
+    async def _settle(self, in_flight: deque[tuple[Prepared, asyncio.Task[bool]]], keep: int) -> bool:
+        """Finish the oldest writes until at most `keep` remain, committing each one's offsets in
+        order; False when a write gave up because the service is stopping."""
+        while len(in_flight) > keep:
+            prepared, task = in_flight[0]
+            if not await task:
+                return False
+            in_flight.popleft()
+            await self._commit(prepared)
+        return True
 
     async def handle(self, batch: dict[TopicPartition, list[Any]]) -> None:
+        """Decode, write and commit one batch (both stages, one after the other)."""
+        await self.write_and_commit(await self.prepare(batch))
+
+    async def prepare(self, batch: dict[TopicPartition, list[Any]]) -> Prepared:
+        """Decode a batch into rows; undecodable records go to the DLQ."""
         started = time.perf_counter()
         mentions: list[tuple[Any, tuple[Any, ...]]] = []
         alerts: list[tuple[Any, tuple[Any, ...]]] = []
@@ -81,8 +149,18 @@ class StorageConsumer:
                     received.append(record["mention"]["received_at"].timestamp())
                 elif tp.topic == ALERTS:
                     alerts.append((msg, alert_row(record)))
-        if not await self._write_until_durable(mentions, alerts):
-            return  # shutting down during an outage: leave offsets uncommitted
+        return Prepared(batch, mentions, alerts, received, started)
+
+    async def write_and_commit(self, prepared: Prepared) -> bool:
+        """Write the batch until it is durable, then commit its offsets; False if stopped first."""
+        if not await self._write_until_durable(prepared.mentions, prepared.alerts):
+            return False  # shutting down during an outage: leave offsets uncommitted
+        await self._commit(prepared)
+        return True
+
+    async def _commit(self, prepared: Prepared) -> None:
+        """Commit a durable batch's offsets (and count it)."""
+        batch, received, started = prepared.batch, prepared.received, prepared.started
         try:
             await self.consumer.commit({tp: msgs[-1].offset + 1 for tp, msgs in batch.items()})
         except (CommitFailedError, IllegalStateError) as exc:
@@ -97,6 +175,11 @@ class StorageConsumer:
             MESSAGES.labels(SERVICE, tp.topic, "stored").inc(len(msgs))
         BATCH_SECONDS.labels(SERVICE, "batch").observe(time.perf_counter() - started)
 
+    async def _write(self, conn: asyncpg.Connection, mentions: list[tuple[Any, ...]],
+                     alerts: list[tuple[Any, ...]]) -> WriteResult:
+        return await write_batch(conn, mentions, alerts, brands=self.brands(), state=self.state,
+                                 retention_days=self.retention_days)
+
     async def _write_until_durable(self, mentions: list[tuple[Any, Any]], alerts: list[tuple[Any, Any]]) -> bool:
         """Write the batch, retrying outages; rows PostgreSQL refuses go to the DLQ one by one."""
         delay = 0.5
@@ -104,7 +187,7 @@ class StorageConsumer:
             try:
                 async with self.pool.acquire() as conn:
                     try:
-                        self._count(await write_batch(conn, [r for _, r in mentions], [r for _, r in alerts]))
+                        self._count(await self._write(conn, [r for _, r in mentions], [r for _, r in alerts]))
                     except _POISON_ERRORS as exc:
                         log.warning("batch refused by PostgreSQL; writing rows one by one", extra={"error": repr(exc)})
                         await self._write_one_by_one(conn, mentions, alerts)
@@ -124,13 +207,16 @@ class StorageConsumer:
         items = [(msg, [row], []) for msg, row in mentions] + [(msg, [], [row]) for msg, row in alerts]
         for msg, m_rows, a_rows in items:
             try:
-                self._count(await write_batch(conn, m_rows, a_rows))
+                self._count(await self._write(conn, m_rows, a_rows))
             except _POISON_ERRORS as exc:
                 await self.dead_letters.send(topic=msg.topic, partition=msg.partition, offset=msg.offset, key=msg.key,
                                              value=msg.value, error=StorageError(f"PostgreSQL refused the row: {exc}"))
 
     @staticmethod
-    def _count(result: Any) -> None:
+    def _count(result: WriteResult) -> None:
         ROWS.labels("mentions", "inserted").inc(result.mentions_inserted)
         ROWS.labels("mentions", "duplicate").inc(result.mentions_duplicate)
+        ROWS.labels("mentions", "engagement_updated").inc(result.mentions_updated)
+        ROWS.labels("mentions", "refused_erased").inc(result.mentions_erased)
+        ROWS.labels("mentions", "refused_expired").inc(result.mentions_expired)
         ROWS.labels("alerts", "written").inc(result.alerts)

@@ -23,16 +23,24 @@ _NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 
 
 def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, str, str]]:
-    """(version, name, sql) for every migration file, in order; gaps are an error."""
+    """(version, name, sql) for every migration file, in order.
+
+    Versions are allocated in ranges per owner (storage 002-019, alerting 020-029), so gaps are
+    normal; the first must be 001 and no version may repeat. A version below one already applied
+    (another range's newer file) is still applied: ranges touch independent tables.
+    """
     out = []
     for path in sorted(directory.glob("*.sql")):
         m = _NAME.match(path.name)
         if not m:
             raise StorageError(f"migration file {path.name} must be named NNN_name.sql")
         out.append((int(m.group(1)), m.group(2), path.read_text(encoding="utf-8")))
-    for expected, (version, name, _) in enumerate(out, start=1):
-        if version != expected:
-            raise StorageError(f"migration {version:03d}_{name} out of sequence: expected {expected:03d}")
+    out.sort(key=lambda f: f[0])
+    if out and out[0][0] != 1:
+        raise StorageError(f"migration {out[0][0]:03d}_{out[0][1]} out of sequence: expected 001")
+    for (previous, _, _), (version, name, _) in zip(out, out[1:]):
+        if version == previous:
+            raise StorageError(f"migration {version:03d}_{name} repeats version {version:03d}")
     return out
 
 

@@ -1,56 +1,231 @@
 """Writing batches to PostgreSQL, idempotently.
 
-Rows are COPYed into a temporary staging table and moved with
-``INSERT … SELECT … ON CONFLICT DO NOTHING RETURNING``; the minute rollups are incremented from
-the RETURNING rows only, in the same transaction. A replayed or re-delivered mention therefore
-changes nothing, and the rollups always agree with the mentions table.
+Rows are COPYed into a temporary staging table and moved by one statement:
+``INSERT INTO mention_keys … ON CONFLICT DO NOTHING RETURNING`` decides which mentions are new
+(the global unique key on (source, source_id); see migration 002), ``INSERT INTO mentions``
+takes exactly those, and every rollup, question and brand reply is incremented from the
+RETURNING rows only, in the same transaction. A replayed or re-delivered mention therefore
+changes nothing, and the rollups always agree with the mentions table. A later observation of a
+stored mention (newer ``engagement.observed_at``) updates its engagement counts and nothing else.
+
+Before the transaction the daily partitions the batch needs are created if missing. Inside it,
+a shared advisory lock orders the batch with erasures (which take it exclusively), so a mention
+of an erased author that is re-delivered later is refused rather than resurrected.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-from dataclasses import dataclass
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import asyncpg
 
+ERASURE_LOCK = 0x6561726676  # "earfv": writers share it, an erasure holds it alone
+
 MENTION_COLUMNS = (
     "mention_id", "source", "source_id", "url", "author_id", "author_handle", "author_name", "author_followers",
-    "text", "declared_lang", "lang", "lang_confidence", "created_at", "received_at", "enriched_at", "in_reply_to",
-    "reposted_from", "likes", "reposts", "replies", "sentiment", "sentiment_score", "sentiment_reason",
-    "watchlist_ids", "entities", "risks", "matches", "models",
+    "text", "title", "country", "connector", "content_type", "declared_lang", "lang", "lang_confidence", "created_at",
+    "received_at", "fetched_at", "enriched_at", "in_reply_to", "reposted_from", "likes", "reposts", "replies",
+    "engagement_observed_at", "sentiment", "sentiment_score", "sentiment_reason", "sentiment_probabilities",
+    "watchlist_ids", "entities", "risks", "matches", "models", "facets",
 )
 ALERT_COLUMNS = (
     "alert_id", "status", "fingerprint", "rule", "watchlist_id", "severity", "labels", "summary", "observed",
     "baseline", "score", "bucket_seconds", "starts_at", "ends_at", "detected_at", "first_received_at",
-    "sample_mention_ids",
+    "sample_mention_ids", "annotations", "group_key", "explanation",
 )
+_JSON_ALERT_COLUMNS = frozenset({"labels", "annotations", "explanation"})
+
+_I = {name: i for i, name in enumerate(MENTION_COLUMNS)}
+_SOURCE, _AUTHOR_ID, _AUTHOR_HANDLE, _CREATED_AT = _I["source"], _I["author_id"], _I["author_handle"], _I["created_at"]
 
 _COLS = ", ".join(MENTION_COLUMNS)
+_L_COLS = ", ".join(f"l.{c}" for c in MENTION_COLUMNS)
+_STAGING = "earful_mentions_staging"
+_CONVERSATION = "earful_conversation_rows"
+_CREATE_STAGING = (
+    f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} ON COMMIT DELETE ROWS AS SELECT {_COLS} FROM mentions WITH NO DATA;"
+    f" CREATE TEMP TABLE IF NOT EXISTS {_CONVERSATION} ON COMMIT DELETE ROWS AS SELECT mention_id, source, source_id,"
+    " created_at, lang, sentiment, watchlist_ids, entities, author_id, author_handle, author_name, author_followers,"
+    " in_reply_to, facets FROM mentions WITH NO DATA"
+)
+QUESTIONS_LOCK = 0x6561726677  # "earfw": one writer at a time links questions and replies
+
+
+def _volume_rollup(table: str, unit: str) -> str:
+    return f"""
+INSERT INTO {table} AS t (watchlist_id, bucket, sentiment, source, lang, mentions)
+SELECT watchlist_id, date_trunc('{unit}', created_at, 'UTC'), sentiment, source, lang, count(*)
+FROM per_watchlist GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+ON CONFLICT (watchlist_id, bucket, sentiment, source, lang) DO UPDATE SET mentions = t.mentions + EXCLUDED.mentions"""
+
+
+def _watchlist_rollup(unit: str) -> str:
+    return f"""
+INSERT INTO watchlist_rollups_{unit} AS t (bucket, watchlist_id, sentiment, mentions)
+SELECT date_trunc('{unit}', created_at, 'UTC'), watchlist_id, sentiment, count(*)
+FROM per_watchlist GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+ON CONFLICT (bucket, watchlist_id, sentiment) DO UPDATE SET mentions = t.mentions + EXCLUDED.mentions"""
+
+
 _INSERT_MENTIONS = f"""
-WITH inserted AS (
-    INSERT INTO mentions ({_COLS})
-    SELECT {_COLS} FROM earful_mentions_staging
+WITH latest AS (
+    SELECT DISTINCT ON (source, source_id) * FROM {_STAGING}
+    ORDER BY source, source_id, coalesce(engagement_observed_at, received_at) DESC
+), new_keys AS (
+    INSERT INTO mention_keys (source, source_id, created_at, observed_at)
+    SELECT source, source_id, created_at, coalesce(engagement_observed_at, received_at) FROM latest
+    ORDER BY source, source_id
     ON CONFLICT (source, source_id) DO NOTHING
-    RETURNING watchlist_ids, created_at, sentiment
-), rolled AS (
-    INSERT INTO mention_rollups_minute (watchlist_id, minute, sentiment, mentions)
-    SELECT w.watchlist_id, date_trunc('minute', i.created_at), coalesce(i.sentiment, 'unknown'), count(*)
-    FROM inserted i
+    RETURNING source, source_id
+), inserted AS (
+    INSERT INTO mentions ({_COLS})
+    SELECT {_L_COLS} FROM latest l JOIN new_keys k ON k.source = l.source AND k.source_id = l.source_id
+    RETURNING mention_id, source, source_id, created_at, lang, coalesce(sentiment, 'unknown') AS sentiment,
+              watchlist_ids, entities, author_id, author_handle, author_name, author_followers, in_reply_to, facets
+), observed AS (
+    UPDATE mention_keys k SET observed_at = coalesce(l.engagement_observed_at, l.received_at)
+    FROM latest l
+    WHERE k.source = l.source AND k.source_id = l.source_id
+      AND coalesce(l.engagement_observed_at, l.received_at) > k.observed_at
+    RETURNING k.source, k.source_id, k.created_at, l.likes, l.reposts, l.replies, l.engagement_observed_at
+), engagement AS (
+    UPDATE mentions m
+    SET likes = o.likes, reposts = o.reposts, replies = o.replies, engagement_observed_at = o.engagement_observed_at
+    FROM observed o
+    WHERE m.source = o.source AND m.source_id = o.source_id AND m.created_at = o.created_at
+    RETURNING 1
+), per_watchlist AS (
+    SELECT w.watchlist_id, i.* FROM inserted i
     CROSS JOIN LATERAL unnest(CASE WHEN cardinality(i.watchlist_ids) = 0 THEN ARRAY['(none)']
                                    ELSE i.watchlist_ids END) AS w(watchlist_id)
-    GROUP BY 1, 2, 3
-    ON CONFLICT (watchlist_id, minute, sentiment)
-    DO UPDATE SET mentions = mention_rollups_minute.mentions + EXCLUDED.mentions
-    RETURNING 1
+), r_minute AS ({_volume_rollup("mention_rollups_minute", "minute")}
+), r_hour AS ({_volume_rollup("mention_rollups_hour", "hour")}
+), r_day AS ({_volume_rollup("mention_rollups_day", "day")}
+), w_minute AS ({_watchlist_rollup("minute")}
+), w_hour AS ({_watchlist_rollup("hour")}
+), w_day AS ({_watchlist_rollup("day")}
+), r_total AS (
+    INSERT INTO mention_totals_day AS t (bucket, mentions)
+    SELECT date_trunc('day', created_at, 'UTC'), count(*) FROM inserted GROUP BY 1 ORDER BY 1
+    ON CONFLICT (bucket) DO UPDATE SET mentions = t.mentions + EXCLUDED.mentions
+), e_rows AS (
+    SELECT watchlist_id, bucket, entity_type, entity_key, min(entity_text) AS entity_text, count(*) AS n
+    FROM (
+        SELECT DISTINCT ON (p.watchlist_id, p.mention_id, e ->> 'type', lower(e ->> 'text'))
+               p.watchlist_id, p.mention_id, date_trunc('day', p.created_at, 'UTC') AS bucket,
+               e ->> 'type' AS entity_type, lower(e ->> 'text') AS entity_key, e ->> 'text' AS entity_text
+        FROM per_watchlist p, jsonb_array_elements(p.entities) AS e
+        WHERE p.watchlist_id <> '(none)'
+    ) d
+    GROUP BY 1, 2, 3, 4
+), r_entity AS (
+    INSERT INTO entity_rollups_day AS t (watchlist_id, bucket, entity_type, entity_key, entity_text, mentions)
+    SELECT watchlist_id, bucket, entity_type, entity_key, entity_text, n FROM e_rows ORDER BY 1, 3, 4, 2
+    ON CONFLICT (watchlist_id, entity_type, entity_key, bucket) DO UPDATE SET mentions = t.mentions + EXCLUDED.mentions
+), t_entity AS (
+    INSERT INTO entity_totals AS t (watchlist_id, entity_type, entity_key, mentions)
+    SELECT watchlist_id, entity_type, entity_key, sum(n) FROM e_rows GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (watchlist_id, entity_type, entity_key) DO UPDATE SET mentions = t.mentions + EXCLUDED.mentions
+), a_rows AS (
+    SELECT watchlist_id, date_trunc('day', created_at, 'UTC') AS bucket, source,
+           coalesce(lower(author_handle), 'id:' || author_id) AS author_key, max(author_handle) AS author_handle,
+           max(author_name) AS author_name, count(*) AS n, count(*) FILTER (WHERE sentiment = 'positive') AS positive,
+           count(*) FILTER (WHERE sentiment = 'negative') AS negative, coalesce(max(author_followers), 0) AS reach
+    FROM per_watchlist
+    WHERE watchlist_id <> '(none)' AND (author_handle IS NOT NULL OR author_id IS NOT NULL)
+    GROUP BY 1, 2, 3, 4
+), r_author AS (
+    INSERT INTO author_rollups_day AS t (watchlist_id, bucket, source, author_key, author_handle, author_name, mentions,
+                                         positive, negative, reach)
+    SELECT watchlist_id, bucket, source, author_key, author_handle, author_name, n, positive, negative, reach
+    FROM a_rows ORDER BY 1, 3, 4, 2
+    ON CONFLICT (watchlist_id, source, author_key, bucket) DO UPDATE SET
+        mentions = t.mentions + EXCLUDED.mentions, positive = t.positive + EXCLUDED.positive,
+        negative = t.negative + EXCLUDED.negative, reach = greatest(t.reach, EXCLUDED.reach),
+        author_handle = coalesce(EXCLUDED.author_handle, t.author_handle),
+        author_name = coalesce(EXCLUDED.author_name, t.author_name)
+), t_author AS (
+    INSERT INTO author_totals AS t (watchlist_id, source, author_key, mentions, positive, negative, reach)
+    SELECT watchlist_id, source, author_key, sum(n), sum(positive), sum(negative), max(reach)
+    FROM a_rows GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (watchlist_id, source, author_key) DO UPDATE SET
+        mentions = t.mentions + EXCLUDED.mentions, positive = t.positive + EXCLUDED.positive,
+        negative = t.negative + EXCLUDED.negative, reach = greatest(t.reach, EXCLUDED.reach)
+), conversation AS (
+    INSERT INTO {_CONVERSATION} SELECT * FROM inserted
+    WHERE in_reply_to IS NOT NULL OR ('r:customer_question' = ANY(facets) AND cardinality(watchlist_ids) > 0)
 )
-SELECT (SELECT count(*) FROM inserted) AS inserted
+SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT count(*) FROM observed) AS updated
 """
+
+# Questions and brand replies, from the conversation rows of the statement above. It runs under a
+# lock held to the commit, so of two concurrent batches, one with a question and one with the
+# brand's reply to it, the later one always sees the other's rows. $1/$2 as above.
+_QUESTIONS = f"""
+WITH brand AS (
+    SELECT h AS handle, w AS watchlist_id FROM unnest($1::text[], $2::text[]) AS b(h, w)
+), per_watchlist AS (
+    SELECT w.watchlist_id, i.* FROM {_CONVERSATION} i CROSS JOIN LATERAL unnest(i.watchlist_ids) AS w(watchlist_id)
+), replies_new AS (
+    INSERT INTO brand_replies (watchlist_id, source, in_reply_to, source_id, created_at)
+    SELECT b.watchlist_id, i.source, i.in_reply_to, i.source_id, i.created_at
+    FROM {_CONVERSATION} i JOIN brand b ON b.handle = lower(i.author_handle)
+    WHERE i.in_reply_to IS NOT NULL
+    ON CONFLICT DO NOTHING
+    RETURNING watchlist_id, source, in_reply_to, created_at
+), questions_new AS (
+    INSERT INTO questions (watchlist_id, source, source_id, created_at, mention_id, first_reply_at)
+    SELECT p.watchlist_id, p.source, p.source_id, p.created_at, p.mention_id,
+           (SELECT min(x.created_at) FROM (
+                SELECT r.created_at FROM brand_replies r
+                WHERE r.watchlist_id = p.watchlist_id AND r.source = p.source AND r.in_reply_to = p.source_id
+                UNION ALL
+                SELECT n.created_at FROM replies_new n
+                WHERE n.watchlist_id = p.watchlist_id AND n.source = p.source AND n.in_reply_to = p.source_id) x)
+    FROM per_watchlist p
+    WHERE 'r:customer_question' = ANY(p.facets)
+      AND NOT EXISTS (SELECT 1 FROM brand b WHERE b.watchlist_id = p.watchlist_id AND b.handle = lower(p.author_handle))
+    ON CONFLICT DO NOTHING
+), answered AS (
+    UPDATE questions q SET first_reply_at = n.first_at
+    FROM (SELECT watchlist_id, source, in_reply_to, min(created_at) AS first_at FROM replies_new GROUP BY 1, 2, 3) n
+    WHERE q.watchlist_id = n.watchlist_id AND q.source = n.source AND q.source_id = n.in_reply_to
+      AND (q.first_reply_at IS NULL OR q.first_reply_at > n.first_at)
+)
+SELECT 1
+"""
+
 _ALERT_PLACEHOLDERS = ", ".join(f"${i}" for i in range(1, len(ALERT_COLUMNS) + 1))
 _INSERT_ALERT = (
     f"INSERT INTO alerts ({', '.join(ALERT_COLUMNS)}) VALUES ({_ALERT_PLACEHOLDERS}) "
     "ON CONFLICT (alert_id, status) DO NOTHING"
 )
+_NO_PARTITION = re.compile(r"no partition of relation", re.I)
+
+
+def _json(value: Any) -> str:
+    """JSON text for a jsonb column; timestamps as ISO 8601 UTC."""
+    return json.dumps(value, ensure_ascii=False, default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def facets(watchlist_ids: Iterable[str], entities: Iterable[dict[str, Any]], risks: Iterable[dict[str, Any]]) -> list[str]:
+    """The filter keys of a mention for its GIN index: w:<watchlist>, e:<entity, lower case>, r:<risk tag>."""
+    keys = [f"w:{w}" for w in watchlist_ids]
+    keys += dict.fromkeys(f"e:{e['text'].lower()}" for e in entities)
+    keys += dict.fromkeys(f"r:{r['tag']}" for r in risks)
+    return keys
 
 
 def mention_row(enriched: dict[str, Any]) -> tuple[Any, ...]:
@@ -58,19 +233,56 @@ def mention_row(enriched: dict[str, Any]) -> tuple[Any, ...]:
     m = enriched["mention"]
     author, engagement = m["author"], m["engagement"]
     lang, sentiment = enriched["language"], enriched["sentiment"]
+    probabilities = sentiment.get("probabilities")
     return (
         m["mention_id"], m["source"], m["source_id"], m["url"], author["id"], author["handle"], author["display_name"],
-        author["followers"], m["text"], m["lang"], lang["code"], lang["confidence"], m["created_at"], m["received_at"],
-        enriched["enriched_at"], m["in_reply_to"], m["reposted_from"], engagement["likes"], engagement["reposts"],
-        engagement["replies"], sentiment["label"], sentiment["score"], sentiment["reason"], list(enriched["watchlist_ids"]),
-        json.dumps(enriched["entities"], ensure_ascii=False), json.dumps(enriched["risks"], ensure_ascii=False),
-        json.dumps(enriched["matches"]), json.dumps(enriched["models"]),
+        author["followers"], m["text"], m.get("title"), m.get("country"), m.get("connector", "unknown"),
+        m.get("content_type", "unknown"), m["lang"], lang["code"], lang["confidence"], m["created_at"],
+        m["received_at"], m.get("fetched_at"), enriched["enriched_at"], m["in_reply_to"], m["reposted_from"],
+        engagement["likes"], engagement["reposts"], engagement["replies"], engagement.get("observed_at"),
+        sentiment["label"], sentiment["score"], sentiment["reason"],
+        None if probabilities is None else _json(probabilities),
+        list(enriched["watchlist_ids"]), _json(enriched["entities"]), _json(enriched["risks"]),
+        _json(enriched["matches"]), _json(enriched["models"]),
+        facets(enriched["watchlist_ids"], enriched["entities"], enriched["risks"]),
     )
 
 
 def alert_row(alert: dict[str, Any]) -> tuple[Any, ...]:
     """AlertEvent record → a row of ALERT_COLUMNS (pure)."""
-    return tuple(json.dumps(alert[c]) if c == "labels" else alert[c] for c in ALERT_COLUMNS)
+    return tuple(_json(alert[c]) if c in _JSON_ALERT_COLUMNS else alert[c] for c in ALERT_COLUMNS)
+
+
+def author_hash(source: str, author: str) -> str:
+    """How an erased author is remembered: SHA-256 of "<source>\\0<lower-case handle or id>"."""
+    return hashlib.sha256(f"{source}\0{author.lower()}".encode()).hexdigest()
+
+
+def utc_day(ts: datetime) -> date:
+    return ts.astimezone(timezone.utc).date()
+
+
+@dataclass(frozen=True)
+class BrandHandles:
+    """Which lower-case handles belong to which watchlist (a reply from one answers its questions)."""
+
+    handles: tuple[str, ...] = ()
+    watchlist_ids: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, watchlists: Iterable[Any]) -> "BrandHandles":
+        pairs = sorted({(h.lower(), w.id) for w in watchlists for h in w.handles})
+        return cls(tuple(h for h, _ in pairs), tuple(w for _, w in pairs))
+
+
+@dataclass
+class WriterState:
+    """What a writer remembers between batches: partitions known to exist, the erasures seen."""
+
+    partitions: set[date] = field(default_factory=set)
+    partitions_loaded: bool = False
+    erasure_mark: int = -1
+    erased: dict[str, datetime] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -78,19 +290,105 @@ class WriteResult:
     mentions_inserted: int
     mentions_duplicate: int
     alerts: int
+    mentions_updated: int = 0  # later engagement observations applied to stored mentions
+    mentions_erased: int = 0  # refused: their author's data was erased after they were written
+    mentions_expired: int = 0  # refused: older than the retention period
 
 
-async def write_batch(conn: asyncpg.Connection, mentions: list[tuple[Any, ...]], alerts: list[tuple[Any, ...]]) -> WriteResult:
-    """Write one batch in one transaction; returns how many mention rows were new."""
-    inserted = 0
+async def ensure_partitions(conn: asyncpg.Connection, days: Iterable[date], state: WriterState) -> int:
+    """Create the daily partitions of `days` that are missing; returns how many were created."""
+    if not state.partitions_loaded:
+        state.partitions = await existing_partitions(conn)
+        state.partitions_loaded = True
+    missing = sorted(set(days) - state.partitions)
+    if not missing:
+        return 0
+    created = int(await conn.fetchval("SELECT earful_ensure_mention_partitions($1::date[])", missing))
+    state.partitions.update(missing)
+    return created
+
+
+async def existing_partitions(conn: asyncpg.Connection) -> set[date]:
+    """The UTC days that have a mentions partition."""
+    names = await conn.fetch(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'mentions'::regclass"
+    )
+    out = set()
+    for row in names:
+        m = re.fullmatch(r"mentions_(\d{4})(\d{2})(\d{2})", row["relname"])
+        if m:
+            out.add(date(int(m.group(1)), int(m.group(2)), int(m.group(3))))
+    return out
+
+
+async def _refresh_erasures(conn: asyncpg.Connection, state: WriterState) -> None:
+    mark = int(await conn.fetchval("SELECT coalesce(max(id), 0) FROM erasures"))
+    if mark != state.erasure_mark:
+        rows = await conn.fetch("SELECT h, max(requested_at) AS at FROM erasures, unnest(author_hashes) AS h GROUP BY 1")
+        state.erased = {r["h"]: r["at"] for r in rows}
+        state.erasure_mark = mark
+
+
+def _erased(row: Sequence[Any], erased: dict[str, datetime]) -> bool:
+    """Was this mention's author erased after the mention was written?"""
+    for author in (row[_AUTHOR_HANDLE], row[_AUTHOR_ID]):
+        if author:
+            at = erased.get(author_hash(row[_SOURCE], author))
+            if at is not None and row[_CREATED_AT] <= at:
+                return True
+    return False
+
+
+async def write_batch(
+    conn: asyncpg.Connection,
+    mentions: Sequence[tuple[Any, ...]],
+    alerts: Sequence[tuple[Any, ...]],
+    *,
+    brands: BrandHandles = BrandHandles(),
+    state: WriterState | None = None,
+    retention_days: int | None = None,
+    now: datetime | None = None,
+) -> WriteResult:
+    """Write one batch in one transaction; see the module docstring for what that means."""
+    state = state if state is not None else WriterState()
+    expired = 0
+    if retention_days is not None and mentions:
+        horizon = (now or datetime.now(timezone.utc)) - timedelta(days=retention_days)
+        kept = [r for r in mentions if r[_CREATED_AT] >= horizon]
+        expired, mentions = len(mentions) - len(kept), kept
+    for attempt in (1, 2):
+        if mentions:
+            await ensure_partitions(conn, {utc_day(r[_CREATED_AT]) for r in mentions}, state)
+        try:
+            return await _write(conn, mentions, alerts, brands, state, expired)
+        except asyncpg.CheckViolationError as exc:
+            # A partition this writer believed in was dropped meanwhile (retention): recreate it.
+            if attempt == 2 or not _NO_PARTITION.search(str(exc)):
+                raise
+            state.partitions_loaded = False
+    raise AssertionError("unreachable")
+
+
+async def _write(conn: asyncpg.Connection, mentions: Sequence[tuple[Any, ...]], alerts: Sequence[tuple[Any, ...]],
+                 brands: BrandHandles, state: WriterState, expired: int) -> WriteResult:
+    inserted = updated = erased = 0
     async with conn.transaction():
         if mentions:
-            await conn.execute(
-                "CREATE TEMP TABLE IF NOT EXISTS earful_mentions_staging "
-                "(LIKE mentions INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
-            )
-            await conn.copy_records_to_table("earful_mentions_staging", records=mentions, columns=MENTION_COLUMNS)
-            inserted = int(await conn.fetchval(_INSERT_MENTIONS))
+            await conn.execute("SELECT pg_advisory_xact_lock_shared($1)", ERASURE_LOCK)
+            await _refresh_erasures(conn, state)
+            if state.erased:
+                kept = [r for r in mentions if not _erased(r, state.erased)]
+                erased, mentions = len(mentions) - len(kept), kept
+        if mentions:
+            await conn.execute(_CREATE_STAGING)
+            await conn.copy_records_to_table(_STAGING, records=mentions, columns=MENTION_COLUMNS)
+            handles, wids = list(brands.handles), list(brands.watchlist_ids)
+            row = await conn.fetchrow(_INSERT_MENTIONS)
+            inserted, updated = int(row["inserted"]), int(row["updated"])
+            if inserted:
+                await conn.execute("SELECT pg_advisory_xact_lock($1)", QUESTIONS_LOCK)
+                await conn.execute(_QUESTIONS, handles, wids)
         if alerts:
             await conn.executemany(_INSERT_ALERT, alerts)
-    return WriteResult(inserted, len(mentions) - inserted, len(alerts))
+    return WriteResult(inserted, len(mentions) - inserted, len(alerts), updated, erased, expired)
