@@ -21,6 +21,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path as PathParam, Request, Response
+from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
 from earful.core.errors import BrokerError
@@ -298,7 +299,8 @@ def build_router(registry: WatchlistRegistry, api_keys: frozenset[str]) -> APIRo
                             if_match: str | None = Header(None, description="Revision(s) the change applies to."),
                             if_none_match: str | None = Header(None, description="* : only create.")) -> WatchlistOut:
         if spec.id != watchlist_id:
-            raise HTTPException(422, f"the body's id {spec.id!r} differs from the path's {watchlist_id!r}")
+            raise RequestValidationError([{"loc": ("body", "id"), "type": "value_error", "input": spec.id,
+                                           "msg": f"the body's id {spec.id!r} differs from the path's {watchlist_id!r}"}])
         try:
             p, created = await registry.put(spec.to_watchlist(), _who(request, api_keys), if_match=if_match,
                                             create_only=(if_none_match or "").strip() == "*")
