@@ -626,47 +626,6 @@ def bench_ingest(ctx: Context) -> Result:
 
 
 # ==============================================================================================
-
-
-def bench_replay(ctx: Context) -> Result:
-    from earful.core.settings import Settings
-    from earful.core.topics import create_topics
-    from earful.ingest.connectors.replay import MentionFile
-    from earful.stack.broker import LocalBroker
-    from earful.stack.replay import replay_to_kafka
-
-    mentions = sample_mentions()
-    log_dir = ctx.work_dir / "replay"
-    log_dir.mkdir(parents=True, exist_ok=True)
-    broker = LocalBroker.start(log_path=log_dir / "broker.log")
-    rates = []
-    try:
-        settings = Settings(kafka_bootstrap=broker.bootstrap)
-        asyncio.run(create_topics(settings))
-        for run in range(REPLAY_RUNS):
-            path = log_dir / f"replay-{run}.jsonl"
-            with path.open("w", encoding="utf-8") as f:  # new source ids each run, so nothing is a duplicate
-                for i in range(REPLAY_LINES):
-                    m = mentions[i % len(mentions)]
-                    f.write(json.dumps({"mention": dict(m, source_id=f"{m['source_id']}-r{run}-{i}")}, ensure_ascii=False) + "\n")
-            if run == 0:
-                say(f"  {REPLAY_LINES:,} lines ({path.stat().st_size / 2**20:.1f} MiB) per run, batches of {REPLAY_BATCH}, "
-                    f"broker {broker.bootstrap}")
-            reader = MentionFile(path)
-            stats = asyncio.run(replay_to_kafka(reader, settings, reader.content_type, batch_size=REPLAY_BATCH))
-            if stats.accepted != REPLAY_LINES or reader.bad:
-                raise RuntimeError(f"run {run + 1}: {stats.accepted} accepted, {reader.bad} bad lines of {REPLAY_LINES}")
-            rates.append(stats.accepted / stats.elapsed_s)
-            say(f"  run {run + 1}/{REPLAY_RUNS}: {stats.accepted:,} acknowledged in {stats.elapsed_s:.2f}s = {rates[-1]:,.0f}/s")
-            path.unlink()
-    finally:
-        broker.stop()
-    return Result({"replay_per_s": round(median(rates), 1)}, {"replay_per_s": len(rates)})
-
-
-# ==============================================================================================
-# 7. demo: `earful demo` end to end (sample crisis → webhook alert; every mention stored)
-=======
 # 5b. api: p95 latency of each query endpoint over 5 million seeded mentions
 # ==============================================================================================
 
@@ -780,7 +739,48 @@ def bench_api(ctx: Context) -> Result:
 
 # ==============================================================================================
 # 6. replay: a 100,000-line JSONL file straight to the broker (validate, encode, dedup, acks=all)
-# =======================================================================================# ==============================================================================================
+# ==============================================================================================
+
+
+def bench_replay(ctx: Context) -> Result:
+    from earful.core.settings import Settings
+    from earful.core.topics import create_topics
+    from earful.ingest.connectors.replay import MentionFile
+    from earful.stack.broker import LocalBroker
+    from earful.stack.replay import replay_to_kafka
+
+    mentions = sample_mentions()
+    log_dir = ctx.work_dir / "replay"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    broker = LocalBroker.start(log_path=log_dir / "broker.log")
+    rates = []
+    try:
+        settings = Settings(kafka_bootstrap=broker.bootstrap)
+        asyncio.run(create_topics(settings))
+        for run in range(REPLAY_RUNS):
+            path = log_dir / f"replay-{run}.jsonl"
+            with path.open("w", encoding="utf-8") as f:  # new source ids each run, so nothing is a duplicate
+                for i in range(REPLAY_LINES):
+                    m = mentions[i % len(mentions)]
+                    f.write(json.dumps({"mention": dict(m, source_id=f"{m['source_id']}-r{run}-{i}")}, ensure_ascii=False) + "\n")
+            if run == 0:
+                say(f"  {REPLAY_LINES:,} lines ({path.stat().st_size / 2**20:.1f} MiB) per run, batches of {REPLAY_BATCH}, "
+                    f"broker {broker.bootstrap}")
+            reader = MentionFile(path)
+            stats = asyncio.run(replay_to_kafka(reader, settings, reader.content_type, batch_size=REPLAY_BATCH))
+            if stats.accepted != REPLAY_LINES or reader.bad:
+                raise RuntimeError(f"run {run + 1}: {stats.accepted} accepted, {reader.bad} bad lines of {REPLAY_LINES}")
+            rates.append(stats.accepted / stats.elapsed_s)
+            say(f"  run {run + 1}/{REPLAY_RUNS}: {stats.accepted:,} acknowledged in {stats.elapsed_s:.2f}s = {rates[-1]:,.0f}/s")
+            path.unlink()
+    finally:
+        broker.stop()
+    return Result({"replay_per_s": round(median(rates), 1)}, {"replay_per_s": len(rates)})
+
+
+# ==============================================================================================
+# 7. demo: `earful demo` end to end (sample crisis → webhook alert; every mention stored)
+# ==============================================================================================
 
 
 def _run_demo(work: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -850,7 +850,7 @@ def bench_demo(ctx: Context) -> Result:
 
 
 # ==============================================================================================
-# 7. resources: each service's memory and CPU under the sample load (the Kubernetes requests/limits)
+# 8. resources: each service's memory and CPU under the sample load (the Kubernetes requests/limits)
 # ==============================================================================================
 
 RESOURCES_RUNS = 2

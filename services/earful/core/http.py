@@ -13,9 +13,11 @@ import contextlib
 from collections.abc import Awaitable, Callable, Iterator
 
 import uvicorn
-from fastapi import FastAPI, HTTPException, Request, Response
+from fastapi import FastAPI, HTTPException, Response, Security
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import APIKeyHeader
 
+from earful.core.auth import ApiKeys
 from earful.core.health import Health
 from earful.core.metrics import render_latest
 
@@ -40,12 +42,19 @@ def add_ops_routes(app: FastAPI, health: Health) -> None:
         return Response(body, media_type=content_type)
 
 
-def api_key_guard(api_keys: frozenset[str]) -> Callable[[Request], Awaitable[None]]:
-    """A FastAPI dependency requiring one of `api_keys` in X-API-Key (none configured: open)."""
+def api_key_guard(api_keys: frozenset[str]) -> Callable[..., Awaitable[None]]:
+    """A FastAPI dependency requiring one of `api_keys` in X-API-Key (none configured: open).
 
-    async def require_key(request: Request) -> None:
-        if api_keys and request.headers.get("X-API-Key") not in api_keys:
-            raise HTTPException(status_code=401, detail="missing or wrong X-API-Key header")
+    Keys are compared in constant time (`ApiKeys`), and the header is declared as a security
+    scheme, so the OpenAPI document tells clients how to authenticate.
+    """
+    keys = ApiKeys({str(i): key for i, key in enumerate(sorted(api_keys))})
+    header = APIKeyHeader(name="X-API-Key", auto_error=False, description="One of the configured API keys.")
+
+    async def require_key(key: str | None = Security(header)) -> None:
+        if keys.enabled and keys.identify(key) is None:
+            raise HTTPException(status_code=401, detail="missing or wrong X-API-Key header",
+                                headers={"WWW-Authenticate": "X-API-Key"})
 
     return require_key
 

@@ -20,14 +20,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import asyncpg
-from fastapi import Depends, FastAPI, HTTPException, Path as PathParam, Query, Request, Security
+from fastapi import Depends, FastAPI, HTTPException, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
-from fastapi.security import APIKeyHeader
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from earful.core.errors import ValidationError
 from earful.core.health import Health
-from earful.core.http import add_ops_routes
+from earful.core.http import add_ops_routes, api_key_guard
 from earful.storage.erasure import erase_author
 from earful.storage.export import csv_response
 from earful.watchlists import WatchlistSet
@@ -315,13 +314,8 @@ def build_api(pool: asyncpg.Pool, health: Health, api_keys: frozenset[str],
                     "Every listing can be exported with `?format=csv`.",
     )
     add_ops_routes(app, health)
-    key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="One of EARFUL_API_KEYS.")
+    require_key = api_key_guard(api_keys)
     notification_log_seen = False
-
-    async def require_key(key: str | None = Security(key_header)) -> None:
-        if api_keys and key not in api_keys:
-            raise HTTPException(status_code=401, detail="missing or wrong X-API-Key header",
-                                headers={"WWW-Authenticate": "X-API-Key"})
 
     @app.exception_handler(ValidationError)
     async def _validation_error(request: Request, exc: ValidationError) -> JSONResponse:
