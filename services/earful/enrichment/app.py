@@ -1,4 +1,4 @@
-"""The enrichment Faust app: raw mentions → enriched mentions, batched through spaCy.
+"""The enrichment Faust app: raw mentions → enriched mentions, in batches through the models.
 
 Batches come from `stream.take_events` (offsets are acked only after the batch's enriched
 records are acknowledged by the broker). The models run in a worker thread so the event loop
@@ -23,7 +23,6 @@ from earful.core.faust_service import FaustDeadLetters, attach_ops_server
 from earful.core.settings import Settings
 from earful.core.topics import ENRICHED, RAW
 from earful.enrichment.processor import EnrichmentProcessor
-from earful.watchlists import WatchlistSet
 
 log = logging.getLogger(__name__)
 SERVICE = "enrichment"
@@ -35,7 +34,7 @@ def build(settings: Settings, processor: EnrichmentProcessor | None = None) -> A
     app = faust_app(settings, "earful-enrichment")
     codecs = Codecs(settings)
     raw_codec, enriched_codec = codecs.for_topic(RAW), codecs.for_topic(ENRICHED)
-    processor = processor or EnrichmentProcessor(WatchlistSet.from_file(settings.watchlists_file), settings.spacy_model)
+    processor = processor or EnrichmentProcessor.from_settings(settings)  # models load once per worker
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="enrich-models")
     health = Health(SERVICE)
     health.add_check("kafka", tcp_check(settings.kafka_bootstrap, 9092))

