@@ -8,9 +8,11 @@ Prints one JSON object. The figures and the community's metrics:
 - sentiment, 8 languages: UMSAB validation, macro F1 per language and their mean.
 - NER: WNUT-17 dev, entity-level exact match, typed (precision, recall, F1, per type), on the
   gold tokenisation.
-- language: accuracy per language on the UMSAB texts (train + validation) of the 7 languages in
-  their own script (romanised Hindi excluded), and macro accuracy on Lingua's test sentences (all
-  75 languages; each language's accuracy counts equally).
+- language: accuracy on the UMSAB texts (train + validation) of the 7 languages in their own
+  script (romanised Hindi excluded; the mean of the per-language accuracies, which are equal in
+  size), and macro accuracy on Lingua's test sentences (all 75 languages; each counts equally).
+  Both for the best guess (how fastText and py3langid are scored: they never abstain) and for the
+  recorded decision, where an unsure vote is 'und' and counts as wrong.
 - risk and intent tags: precision and recall per tag on bench/data/risk_intent (dev, test, all).
 """
 
@@ -102,31 +104,48 @@ def evaluate_ner(data: Path, recogniser: Any) -> dict[str, Any]:
             "sentences": len(gold), "docs_per_s": round(len(gold) / elapsed, 1)}
 
 
-def evaluate_language(data: Path, detect: Callable[[str], str], name: str) -> dict[str, Any]:
+def evaluate_language(data: Path, vote: Callable[[str], tuple[str, float]], name: str, min_confidence: float) -> dict[str, Any]:
+    """Accuracy of the best guess (what fastText and py3langid are scored on: they never abstain),
+    and of the decision Earful records, where a vote below `min_confidence` is 'und' (counted
+    wrong), with the share of such abstentions."""
     root = sentiment_root(data)
-    per: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+
+    def score(items: list[tuple[str, str]]) -> tuple[float, float, float]:
+        guess = decided = abstained = 0
+        for text, gold in items:
+            best, prob = vote(text)
+            guess += best == gold
+            decided += best == gold and prob >= min_confidence
+            abstained += prob < min_confidence
+        return guess / len(items), decided / len(items), abstained / len(items)
+
+    umsab: dict[str, tuple[float, float, float]] = {}
     for folder, code in SCRIPT_LANGUAGES.items():
-        for split in ("train", "val"):
-            for text in read_split(root / folder, split)[0]:
-                per[code][0] += detect(text) == code
-                per[code][1] += 1
-    umsab = {code: round(c / n, 4) for code, (c, n) in sorted(per.items())}
+        texts = read_split(root / folder, "train")[0] + read_split(root / folder, "val")[0]
+        umsab[code] = score([(t, code) for t in texts])
     sentences = None
     for candidate in (data / "langid" / "lingua-sentences", data / "lingua-sentences"):
         if candidate.is_dir():
             sentences = candidate
     if sentences is None:
         raise ValidationError(f"{data}: no Lingua test sentences found (expected langid/lingua-sentences/*.txt)")
-    lingua: dict[str, float] = {}
+    lingua: dict[str, tuple[float, float, float]] = {}
     started, count = time.perf_counter(), 0
     for path in sorted(sentences.glob("*.txt")):
         lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-        lingua[path.stem] = round(sum(detect(line) == path.stem for line in lines) / max(1, len(lines)), 4)
+        lingua[path.stem] = score([(line, path.stem) for line in lines])
         count += len(lines)
     elapsed = time.perf_counter() - started
-    return {"model": name, "umsab_7_accuracy": round(sum(c for c, _ in per.values()) / sum(n for _, n in per.values()), 4),
-            "umsab_7_per_language": umsab, "lingua_sentences_macro_accuracy": round(sum(lingua.values()) / len(lingua), 4),
-            "lingua_languages": len(lingua), "lingua_worst": dict(sorted(lingua.items(), key=lambda kv: kv[1])[:8]),
+
+    def mean(table: dict[str, tuple[float, float, float]], i: int) -> float:
+        return round(sum(v[i] for v in table.values()) / len(table), 4)
+
+    return {"model": name,
+            "umsab_7_accuracy": mean(umsab, 0), "umsab_7_decided_accuracy": mean(umsab, 1), "umsab_7_und_rate": mean(umsab, 2),
+            "umsab_7_per_language": {code: round(v[0], 4) for code, v in sorted(umsab.items())},
+            "lingua_sentences_macro_accuracy": mean(lingua, 0), "lingua_sentences_decided_macro_accuracy": mean(lingua, 1),
+            "lingua_sentences_und_rate": mean(lingua, 2), "lingua_languages": len(lingua),
+            "lingua_worst": {code: round(v[0], 4) for code, v in sorted(lingua.items(), key=lambda kv: kv[1][0])[:8]},
             "lingua_texts_per_s": round(count / elapsed, 1)}
 
 
@@ -171,8 +190,10 @@ def evaluate_all(data: Path, only: set[str], settings: Any) -> dict[str, Any]:
         from earful.enrichment.language import LanguageDetector
 
         say("evaluating language identification (about a minute)...")
+        from earful.enrichment.language import MIN_CONFIDENCE
+
         detector = LanguageDetector()
-        out["language"] = evaluate_language(data, lambda text: detector.detect(text).code, detector.name)
+        out["language"] = evaluate_language(data, lambda text: detector.vote(text)[:2], detector.name, MIN_CONFIDENCE)
     if "risk" in only:
         from earful.enrichment.rules import RISK_RULES_VERSION, risk_tags
 
