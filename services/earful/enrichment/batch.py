@@ -25,7 +25,7 @@ from earful.core.errors import ValidationError
 from earful.core.kafka import utc_now
 from earful.core.settings import Settings
 from earful.enrichment.processor import EnrichmentProcessor
-from earful.ingest.model import AuthorIn, MentionIn, format_problems, to_record
+from earful.ingest.model import AuthorIn, MentionIn, check_text, format_problems, to_record
 
 PROGRESS_EVERY_S = 2.0
 
@@ -50,11 +50,7 @@ class MinimalMentionIn(BaseModel):
     @field_validator("text")
     @classmethod
     def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("text is blank")
-        if "\x00" in v:
-            raise ValueError("text contains a NUL character")
-        return v
+        return check_text(v)
 
 
 def _minimal_record(m: MinimalMentionIn, now: datetime) -> dict[str, Any]:

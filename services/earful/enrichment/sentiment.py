@@ -184,14 +184,8 @@ class LinearSentiment:
         return exp / exp.sum(axis=1, keepdims=True)
 
     def predict(self, texts: Sequence[str], langs: Sequence[str]) -> list[SentimentResult]:
-        out: list[SentimentResult | None] = [None] * len(texts)
-        todo = [i for i, lang in enumerate(langs) if self.languages is None or lang in self.languages]
-        for i, lang in enumerate(langs):
-            if i not in todo:
-                out[i] = _unsupported(lang)
-        for i, probs in zip(todo, self.probabilities([texts[i] for i in todo], [langs[i] for i in todo])):
-            out[i] = _result(probs)
-        return [r for r in out if r is not None]
+        return _predict_supported(texts, langs, self.languages,
+                                  lambda rows: self.probabilities([texts[i] for i in rows], [langs[i] for i in rows]))
 
 
 class HuggingFaceSentiment:
@@ -231,20 +225,26 @@ class HuggingFaceSentiment:
         self.name = f"hf:{model_dir.name}@{digest.hexdigest()[:12]}"
 
     def predict(self, texts: Sequence[str], langs: Sequence[str]) -> list[SentimentResult]:
-        out: list[SentimentResult | None] = [None] * len(texts)
-        todo = [i for i, lang in enumerate(langs) if self.languages is None or lang in self.languages]
-        for i, lang in enumerate(langs):
-            if i not in todo:
-                out[i] = _unsupported(lang)
-        if todo:
-            batch = self.tokenizer([normalise(texts[i]) for i in todo], padding=True, truncation=True,
-                                   max_length=self.max_length, return_tensors="pt")
-            with self._torch.no_grad():
-                logits = self.model(**batch).logits
-            probs = self._torch.softmax(logits, dim=-1).numpy()[:, self.order]
-            for i, p in zip(todo, probs):
-                out[i] = _result(p)
-        return [r for r in out if r is not None]
+        return _predict_supported(texts, langs, self.languages, lambda rows: self.probabilities([texts[i] for i in rows]))
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        batch = self.tokenizer([normalise(t) for t in texts], padding=True, truncation=True,
+                               max_length=self.max_length, return_tensors="pt")
+        with self._torch.no_grad():
+            logits = self.model(**batch).logits
+        return self._torch.softmax(logits, dim=-1).numpy()[:, self.order]
+
+
+def _predict_supported(texts: Sequence[str], langs: Sequence[str], languages: frozenset[str] | None,
+                       probabilities: Any) -> list[SentimentResult]:
+    """Results in input order: the model's for supported languages (one call for all of them),
+    a null label with the reason for the others."""
+    rows = [i for i, lang in enumerate(langs) if languages is None or lang in languages]
+    out = [_unsupported(lang) for lang in langs]
+    if rows:
+        for i, probs in zip(rows, probabilities(rows)):
+            out[i] = _result(probs)
+    return out
 
 
 _NAMES = {"negative": ("negative", "neg", "label_0"), "neutral": ("neutral", "neu", "label_1"),
