@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from earful.core.errors import ValidationError
+from earful.enrichment.ner import WNUT_TYPES
 from earful.enrichment.sentiment import LABELS, Featurizer
 
 # UMSAB folder name → ISO 639-1 (Hindi in UMSAB is mostly romanised).
@@ -145,7 +146,7 @@ VECTOR_WORDS = 50_000
 
 
 def read_conll(path: Path) -> list[list[tuple[str, str]]]:
-    """CoNLL (token TAB BIO-tag, blank line between sentences) → sentences of (token, tag)."""
+    """CoNLL (token TAB BIO-tag over the WNUT-17 types, blank line between sentences) → sentences."""
     if not path.is_file():
         raise ValidationError(f"{path} does not exist")
     sentences, current = [], []
@@ -157,8 +158,8 @@ def read_conll(path: Path) -> list[list[tuple[str, str]]]:
             continue
         parts = line.split("\t")
         tag = parts[1].strip() if len(parts) > 1 and parts[1].strip() else "O"
-        if not re.fullmatch(r"O|[BI]-[a-z-]+", tag):
-            raise ValidationError(f"{path}:{n}: bad tag {tag!r}")
+        if tag != "O" and not (tag[:2] in ("B-", "I-") and tag[2:] in WNUT_TYPES):
+            raise ValidationError(f"{path}:{n}: bad tag {tag!r} (O, or B-/I- and one of {', '.join(WNUT_TYPES)})")
         current.append((parts[0], tag))
     if current:
         sentences.append(current)
