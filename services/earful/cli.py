@@ -39,12 +39,26 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--markdown", action="store_true", help="print the settings reference table instead")
 
     e = sub.add_parser("enrich", help="run the enrichment processor over a JSONL file of mentions")
-    e.add_argument("--in", dest="inp", required=True, type=Path, help="JSONL: one mention per line (ingest API shape)")
+    e.add_argument("--in", dest="inp", required=True, type=Path,
+                   help='JSONL: one mention per line, {"id", "text", "lang"?, "source"?, "author"?, "created_at"?} '
+                        "or the ingest API shape")
     e.add_argument("--out", required=True, type=Path, help="JSONL output: one enriched mention per line")
 
     from earful.watchlists.cli import add_commands as add_watchlist_commands
 
     add_watchlist_commands(sub)
+    models = sub.add_parser("models", help="train and evaluate the enrichment models")
+    msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    ts = msub.add_parser("train-sentiment", help="train the sentiment model on UMSAB train (8 languages)")
+    ts.add_argument("--data", required=True, type=Path, help="folder with sentiment/umsab/<language>/train_text.txt")
+    ts.add_argument("--out", type=Path, default=None, help="model folder to write (default: the shipped model's)")
+    tn = msub.add_parser("train-ner", help="train the NER model on the WNUT-17 train split (needs 'earful[train]')")
+    tn.add_argument("--data", required=True, type=Path, help="folder with ner/wnut17/wnut17train.conll")
+    tn.add_argument("--out", type=Path, default=None, help="pipeline folder to write (default: the shipped model's)")
+    tn.add_argument("--max-steps", type=int, default=2400, help="training steps")
+    ev = msub.add_parser("evaluate", help="print every enrichment accuracy figure as JSON")
+    ev.add_argument("--data", required=True, type=Path, help="the evaluation data folder (e.g. ../shared/eval)")
+    ev.add_argument("--only", default="sentiment,ner,language,risk", help="comma-separated: sentiment,ner,language,risk")
 
     sample = sub.add_parser("sample", help="the bundled sample stream")
     ssub = sample.add_subparsers(dest="sample_command", required=True, metavar="ACTION")
@@ -178,6 +192,8 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         from earful.watchlists.cli import run as run_watchlists
 
         return run_watchlists(args, settings.watchlists_dir)
+    if args.command == "models":
+        return _models(args, settings)
     if args.command == "replay":
         from earful.stack.replay import replay_cli
 
@@ -198,6 +214,34 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return run_demo(settings, headless=args.command == "demo", speed=args.speed, work_dir=args.work_dir,
                         timeout_s=args.timeout)
     raise AssertionError(args.command)
+
+
+def _models(args: argparse.Namespace, settings: Settings) -> int:
+    from earful.core.errors import ValidationError
+
+    if not args.data.is_dir():
+        raise ValidationError(f"--data {args.data}: no such folder")
+    if args.models_command == "train-sentiment":
+        from earful.enrichment.sentiment import BUILTIN_DIR
+        from earful.enrichment.training import train_sentiment
+
+        print(json.dumps(train_sentiment(args.data, args.out or BUILTIN_DIR), indent=2))
+        return 0
+    if args.models_command == "train-ner":
+        from earful.enrichment.ner import BUILTIN_DIR as NER_DIR
+        from earful.enrichment.training import train_ner
+
+        meta = train_ner(args.data, args.out or NER_DIR, max_steps=args.max_steps)
+        print(json.dumps({k: meta[k] for k in ("name", "version", "performance") if k in meta}, indent=2))
+        return 0
+    from earful.enrichment.evaluation import evaluate_all
+
+    only = {part.strip() for part in args.only.split(",") if part.strip()}
+    unknown = only - {"sentiment", "ner", "language", "risk"}
+    if unknown:
+        raise ValidationError(f"--only: unknown {', '.join(sorted(unknown))}; choose from sentiment, ner, language, risk")
+    print(json.dumps(evaluate_all(args.data, only, settings), indent=2))
+    return 0
 
 
 if __name__ == "__main__":

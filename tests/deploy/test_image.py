@@ -161,7 +161,7 @@ def test_lock_files_pin_what_pyproject_pins() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     lock = lock_module()
     pins = {**lock.read("core"), **lock.read("nlp"), **lock.read("dev")}
-    declared = list(project["dependencies"]) + [d for extra in project["optional-dependencies"].values() for d in extra]
+    declared = list(project["dependencies"]) + [d for extra in lock.DEV_EXTRAS for d in project["optional-dependencies"][extra]]
     for line in declared:
         req = Requirement(line)
         name = lock.canonical(req.name)

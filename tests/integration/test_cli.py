@@ -63,22 +63,49 @@ def test_migrate_twice(env: dict[str, str], pg_url: str) -> None:
 
 
 def test_enrich_file(env: dict[str, str], tmp_path: Path) -> None:
-    good = {"source": "twitter", "source_id": "1", "text": "Acme Air lost my bag in London again. Terrible service, I want a refund",
-            "created_at": "2026-11-02T10:00:00Z"}
+    minimal = {"id": "m-1", "text": "Acme Air lost my bag in London again. Terrible service, I want a refund"}
+    ingest_shape = {"source": "twitter", "source_id": "1", "created_at": "2026-11-02T10:00:00Z",
+                    "text": "Me encanta Acme Air, el vuelo fue perfecto y el personal muy amable"}
+    german = {"id": 7, "text": "Die App von Globex ist schon wieder down, seit heute Morgen kein Login möglich!",
+              "lang": "de", "source": "mastodon", "author": "anna", "created_at": "2026-11-02T10:00:00+01:00"}
     inp = tmp_path / "in.jsonl"
-    inp.write_text(json.dumps(good) + "\n" + '{"source": "twitter"}\n' + "not json\n", encoding="utf-8")
+    inp.write_text("\n".join([json.dumps(minimal), '{"id": "m-2"}', "not json", json.dumps(ingest_shape), "",
+                              '{"id": "m-3", "text": "hi", "txt": "typo"}', json.dumps(german), "[1, 2]"]) + "\n",
+                   encoding="utf-8")
     out = tmp_path / "out.jsonl"
     result = earful("enrich", "--in", str(inp), "--out", str(out), env=env)
-    assert result.returncode == 1  # two lines refused, said so
-    assert f"{inp}:2" in result.stderr and f"{inp}:3" in result.stderr and "refused 2" in result.stderr
+    assert result.returncode == 1, result.stderr  # some lines refused, and the exit status says so
+    for line_no, why in ((2, "text"), (3, "not JSON"), (6, "txt"), (8, "JSON object")):
+        assert f"{inp}:{line_no}:" in result.stderr and why in result.stderr, (line_no, result.stderr)
+    assert "refused 4" in result.stderr and "Traceback" not in result.stderr
     lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
-    assert len(lines) == 1
-    enriched = lines[0]
-    assert enriched["mention"]["text"] == good["text"] and enriched["watchlist_ids"] == ["acme-air"]
-    assert enriched["sentiment"]["label"] == "negative" and enriched["language"]["code"] == "en"
-    assert enriched["enriched_at"].endswith("Z")
+    assert [line["id"] for line in lines][0::2] == ["m-1", "7"]
+    first, second, third = lines
+    assert set(first) >= {"id", "lang", "lang_confidence", "entities", "sentiment", "risks", "watchlists", "models"}
+    assert first["lang"] == "en" and 0.3 <= first["lang_confidence"] <= 1
+    assert first["sentiment"]["label"] == "negative" and first["watchlists"] == ["acme-air"]
+    assert {"text": "London", "type": "location"}.items() <= next(e for e in first["entities"] if e["text"] == "London").items()
+    assert {t["tag"]: t["evidence"] for t in first["risks"]}["complaint"] == "lost my bag"
+    assert set(first["models"]) == {"language", "ner", "sentiment", "risk", "watchlists"}
+    assert second["lang"] == "es" and second["sentiment"]["label"] == "positive" and len(second["id"]) == 36
+    assert third["lang"] == "de" and "operational" in {t["tag"] for t in third["risks"]}
+    assert first["enriched_at"].endswith("Z")
+
+    clean = tmp_path / "clean.jsonl"
+    clean.write_text(json.dumps(minimal) + "\n", encoding="utf-8")
+    ok = earful("enrich", "--in", str(clean), "--out", str(tmp_path / "clean-out.jsonl"), env=env)
+    assert ok.returncode == 0 and "refused 0" in ok.stderr
     missing = earful("enrich", "--in", str(tmp_path / "nope.jsonl"), "--out", str(out), env=env)
     assert missing.returncode == 1 and "does not exist" in missing.stderr
+
+
+def test_models_evaluate_refuses_bad_arguments(env: dict[str, str], tmp_path: Path) -> None:
+    missing = earful("models", "evaluate", "--data", str(tmp_path / "nope"), env=env)
+    assert missing.returncode == 1 and "no such folder" in missing.stderr and "Traceback" not in missing.stderr
+    unknown = earful("models", "evaluate", "--data", str(tmp_path), "--only", "vibes", env=env)
+    assert unknown.returncode == 1 and "unknown vibes" in unknown.stderr
+    empty = earful("models", "train-sentiment", "--data", str(tmp_path), "--out", str(tmp_path / "m"), env=env)
+    assert empty.returncode == 1 and "no UMSAB data" in empty.stderr and "Traceback" not in empty.stderr
 
 
 def test_webhook_receiver_prints_and_verifies(env: dict[str, str]) -> None:

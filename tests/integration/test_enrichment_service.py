@@ -1,4 +1,4 @@
-"""Enrichment as a real process: raw → enriched through spaCy; garbage → DLQ and the agent goes on."""
+"""Enrichment as a real process: raw → enriched through the shipped models; garbage → DLQ and the agent goes on."""
 
 from __future__ import annotations
 
@@ -32,23 +32,25 @@ async def test_raw_to_enriched_with_dead_letters(enrichment: ServiceProcess, set
     texts = ["Tim Cook visited London and praised Acme Air, great service!",
              "Acme Air hatte ein Datenleck, meine Daten sind weg. Skandal!",
              "How do I change my booking @AcmeAir?"]
-    raws = [raw_record(f"e{i}", texts[i % 3], now) for i in range(30)]
-    items = [(r["mention_id"].encode(), c.for_topic(RAW).encode(r)) for r in raws[:15]]
+    raws = [raw_record(f"e{i}", texts[i % 3], now) for i in range(150)]  # batches of several model chunks
+    items = [(r["mention_id"].encode(), c.for_topic(RAW).encode(r)) for r in raws[:75]]
     items += [(b"garbage-1", b"\x00\x01not avro"), (b"garbage-2", b"\xc3\x01" + b"\xff" * 8 + b"x")]
-    items += [(r["mention_id"].encode(), c.for_topic(RAW).encode(r)) for r in raws[15:]]
+    items += [(r["mention_id"].encode(), c.for_topic(RAW).encode(r)) for r in raws[75:]]
     await produce(settings, RAW, items)
 
-    enriched = await consume_all(settings, ENRICHED, expect=30)
+    enriched = await consume_all(settings, ENRICHED, expect=150)
     decoded = {m.key.decode(): c.for_topic(ENRICHED).decode(m.value) for m in enriched}
     assert set(decoded) == {r["mention_id"] for r in raws}
     english = decoded[raws[0]["mention_id"]]
     assert english["language"]["code"] == "en"
-    assert {"person", "location"} <= {e["type"] for e in english["entities"]}
+    assert ("location", "London") in {(e["type"], e["text"]) for e in english["entities"]}
     assert english["sentiment"]["label"] == "positive"
     assert english["watchlist_ids"] == ["acme-air"]
-    assert english["models"]["ner"].startswith("spacy:")
+    assert english["models"]["ner"].startswith("spacy:en_earful_ner_wnut17@")
+    assert english["models"]["sentiment"].startswith("earful-linear-sentiment@")
     german = decoded[raws[1]["mention_id"]]
-    assert german["language"]["code"] == "de" and german["sentiment"]["label"] is None
+    assert german["language"]["code"] == "de" and german["sentiment"]["label"] is not None  # a supported language
+    assert all(e["origin"] == "rules" for e in german["entities"])  # NER runs on English only
     assert "legal_privacy" in {t["tag"] for t in german["risks"]}
     question = decoded[raws[2]["mention_id"]]
     assert "customer_question" in {t["tag"] for t in question["risks"]}

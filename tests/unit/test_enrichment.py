@@ -1,4 +1,4 @@
-"""Enrichment: rule-based entities and risk tags, and the processor with its real models."""
+"""Enrichment: rule-based entities and risk tags, and the processor with its real (shipped) models."""
 
 from __future__ import annotations
 
@@ -10,7 +10,9 @@ import pytest
 
 from earful.core.codec import AvroCodec, SchemaStore
 from earful.core.errors import ConfigError
-from earful.enrichment.processor import SPACY_TO_EARFUL, EnrichmentProcessor
+from earful.enrichment.ner import SPACY_TO_EARFUL, WNUT_TYPES
+from earful.enrichment.processor import EnrichmentProcessor
+from earful.enrichment.sentiment import LABELS
 from earful.enrichment.rules import RISK_RULES_VERSION, risk_tags, social_entities
 from earful.ingest.model import MentionIn, to_record
 from earful.watchlists import Watchlist, WatchlistSet
@@ -91,19 +93,26 @@ def _tags(text: str) -> dict[str, str]:
     [
         ("Massive data breach at Globex", {"legal_privacy": "data breach"}),
         ("Globex fined by the regulator", {"regulatory": "fined"}),
-        ("Acme Air app is down again", {"operational": "down"}),
+        ("Acme Air app is down again", {"operational": "is down"}),
         ("Best downtown hotel", {}),
-        ("Worst airline, never again", {"reputational": "Worst", "complaint": "Worst"}),
+        ("Worst airline, never again", {"complaint": "Worst"}),
+        ("Boycott Acme Air, worst airline ever", {"reputational": "Boycott", "complaint": "worst"}),
         ("I want to buy the Globex router", {"purchase_intent": "want to buy"}),
         ("Mi vuelo fue cancelado, quiero comprar otro", {"operational": "cancelado", "purchase_intent": "quiero comprar"}),
         ("Riesiges Datenleck bei Globex, Bußgeld droht", {"legal_privacy": "Datenleck", "regulatory": "Bußgeld"}),
-        ("Zug gestrichen. Nie wieder!", {"operational": "gestrichen", "reputational": "Nie wieder"}),
-        ("Vol annulé, quelle honte", {"operational": "annulé", "reputational": "honte"}),
-        ("Vazamento de dados pessoais", {"legal_privacy": "Vazamento"}),
+        ("Zug gestrichen. Nie wieder!", {"operational": "gestrichen", "complaint": "Nie wieder"}),
+        ("Vol annulé, quelle honte", {"operational": "annulé", "complaint": "quelle honte"}),
+        ("Vazamento de dados pessoais", {"legal_privacy": "Vazamento de dados"}),
         ("Thanks for the great service!", {}),
+        ("I'm fine, thanks! Fine dining tonight", {}),
+        ("Feeling down today, taking a crash course in Python", {}),
+        ("Our kitchen tap has a leak", {}),
+        ("Regulators fined Globex €2m; a fine of that size hurts", {"regulatory": "Regulators"}),
+        ("L'Antitrust apre un'indagine su Globex", {"regulatory": "Antitrust"}),
     ],
-    ids=["en-breach-longest", "en-regulatory", "en-operational", "whole-words", "en-two-tags", "en-purchase",
-         "es", "de", "de-phrase", "fr", "pt", "none"],
+    ids=["en-breach-longest", "en-regulatory", "en-operational", "whole-words", "en-complaint", "en-boycott",
+         "en-purchase", "es", "de", "de-phrase", "fr", "pt", "none", "fine-as-adjective", "down-and-crash-idioms",
+         "plumbing-leak", "en-fine-noun", "it"],
 )
 def test_risk_tags(text: str, expected: dict[str, str]) -> None:
     assert _tags(text) == expected
@@ -166,10 +175,29 @@ def _raw(source_id: str, text: str, **extra: Any) -> dict[str, Any]:
 
 ENGLISH = _raw("1", "@AcmeAir lost my bag on the flight from London to New York. Terrible service, "
                     "I want a refund! #AcmeAir https://acme.example/claims", lang="en")
-ENGLISH_NER = _raw("2", "Tim Cook said Apple will open a new store in Paris next year.")
+ENGLISH_NER = _raw("2", "Barack Obama and Taylor Swift met in Paris to watch the new Star Wars movie")
 GERMAN = _raw("3", "Die App von Globex ist schon wieder down. Seit heute Morgen kein Login möglich! #Globex")
-NOTHING = _raw("4", "The weather is lovely today and the garden looks great.")
+NOTHING = _raw("4", "The weather is lovely today and the garden looks great, I love it!")
 BATCH = [ENGLISH, ENGLISH_NER, GERMAN, NOTHING]
+
+# Golden examples per language: (text, language, sentiment label or None with its reason).
+GOLDEN = [
+    ("I absolutely love the new Acme Air lounge, best airport experience ever! 😍", "en", "positive"),
+    ("Worst airline ever. Lost my luggage and nobody cares. Never again.", "en", "negative"),
+    ("Me encanta el nuevo servicio de Acme Air, ¡todo perfecto y el personal muy amable!", "es", "positive"),
+    ("Qué asco de servicio, me cancelaron el vuelo y nadie responde. Horrible.", "es", "negative"),
+    ("Ich bin total begeistert, der Service war super und das Essen lecker!", "de", "positive"),
+    ("Schlechtester Service aller Zeiten, ich bin so wütend und enttäuscht.", "de", "negative"),
+    ("J'adore cette compagnie, le vol était parfait et l'équipage adorable !", "fr", "positive"),
+    ("Service client nul, vol annulé, personne ne répond. Honteux et scandaleux.", "fr", "negative"),
+    ("Adorei o atendimento, tudo perfeito, recomendo demais! ❤️", "pt", "positive"),
+    ("Péssimo atendimento, voo cancelado e ninguém resolve nada. Que raiva!", "pt", "negative"),
+    ("Servizio fantastico, personale gentilissimo, lo consiglio a tutti!", "it", "positive"),
+    ("Servizio pessimo, volo cancellato e nessuno risponde. Vergognoso!", "it", "negative"),
+    ("أحب هذه الشركة كثيرا، خدمة رائعة وممتازة", "ar", "positive"),
+    ("Det här flygbolaget är det sämsta jag har flugit med, aldrig igen.", "sv", None),
+    ("この航空会社のサービスは本当に素晴らしかったです", "ja", None),
+]
 
 
 @pytest.fixture(scope="module")
@@ -185,35 +213,44 @@ def test_output_shape(enriched: list[dict[str, Any]]) -> None:
         assert out["enriched_at"] == NOW
 
 
-def test_english_language_and_sentiment(enriched: list[dict[str, Any]]) -> None:
+@pytest.mark.parametrize("text,lang,label", GOLDEN, ids=[f"{g[1]}-{g[2]}" for g in GOLDEN])
+def test_golden_language_and_sentiment(processor: EnrichmentProcessor, text: str, lang: str, label: str | None) -> None:
+    (out,) = processor.enrich([_raw("g", text)], NOW)
+    assert out["language"]["code"] == lang
+    assert 0.5 <= out["language"]["confidence"] <= 1.0
+    sentiment = out["sentiment"]
+    if label is None:  # a language the model was not trained on: no label, and why
+        assert sentiment == {"label": None, "score": 0.0, "reason": f"unsupported_language:{lang}", "probabilities": None}
+    else:
+        assert sentiment["label"] == label and sentiment["reason"] is None
+        probs = sentiment["probabilities"]
+        assert set(probs) == set(LABELS) and sum(probs.values()) == pytest.approx(1.0, abs=1e-3)
+        assert max(probs, key=probs.get) == label
+        assert sentiment["score"] == pytest.approx(probs["positive"] - probs["negative"], abs=1e-3)
+        assert (sentiment["score"] > 0) == (label == "positive")
+
+
+def test_english_complaint(enriched: list[dict[str, Any]]) -> None:
     out = enriched[0]
     assert out["language"]["code"] == "en"
-    assert 0.5 <= out["language"]["confidence"] <= 1.0
-    assert out["sentiment"]["label"] == "negative"
-    assert -1.0 <= out["sentiment"]["score"] <= -0.05
-    assert out["sentiment"]["reason"] is None
+    assert out["sentiment"]["label"] == "negative" and out["sentiment"]["score"] < 0
+    assert {t["tag"]: t["evidence"] for t in out["risks"]} == {"complaint": "lost my bag"}  # the first evidence
 
 
-def test_positive_and_neutral_sentiment(enriched: list[dict[str, Any]]) -> None:
-    assert enriched[3]["sentiment"]["label"] == "positive" and enriched[3]["sentiment"]["score"] >= 0.05
-    assert enriched[1]["sentiment"] == {"label": "neutral", "score": 0.0, "reason": None}
-
-
-def test_spacy_entities_are_mapped_to_earful_types(enriched: list[dict[str, Any]], processor: EnrichmentProcessor) -> None:
+def test_model_entities_have_wnut_types(enriched: list[dict[str, Any]], processor: EnrichmentProcessor) -> None:
     ner = processor.models["ner"]
-    assert [(e["type"], e["text"], e["origin"]) for e in enriched[1]["entities"]] == [
-        ("person", "Tim Cook", ner), ("corporation", "Apple", ner), ("location", "Paris", ner),
-    ]  # "next year" (DATE) is not an Earful type and is dropped
-    assert set(SPACY_TO_EARFUL.values()) <= EARFUL_TYPES
+    spans = [(e["type"], e["text"]) for e in enriched[1]["entities"]]
+    assert ("person", "Taylor Swift") in spans and ("location", "Paris") in spans, spans
+    assert any(t == "person" and "Obama" in text for t, text in spans), spans
+    assert all(e["origin"] == ner for e in enriched[1]["entities"])
+    assert set(WNUT_TYPES) <= EARFUL_TYPES and set(SPACY_TO_EARFUL.values()) <= EARFUL_TYPES
 
 
 def test_rule_and_model_entities_merge_without_overlap(enriched: list[dict[str, Any]], processor: EnrichmentProcessor) -> None:
     entities = enriched[0]["entities"]
-    text = ENGLISH["text"]
-    assert [(e["type"], e["text"]) for e in entities] == [
-        ("mention", "@AcmeAir"), ("location", "London"), ("location", "New York"),
-        ("hashtag", "#AcmeAir"), ("url", "https://acme.example/claims"),
-    ]
+    spans = [(e["type"], e["text"]) for e in entities]
+    assert spans[0] == ("mention", "@AcmeAir") and spans[-2:] == [("hashtag", "#AcmeAir"), ("url", "https://acme.example/claims")]
+    assert ("location", "London") in spans
     for out in enriched:
         ents = out["entities"]
         assert [e["start"] for e in ents] == sorted(e["start"] for e in ents)
@@ -223,22 +260,37 @@ def test_rule_and_model_entities_merge_without_overlap(enriched: list[dict[str, 
             assert out["mention"]["text"][e["start"]:e["end"]] == e["text"]
             assert e["type"] in EARFUL_TYPES
             assert e["origin"] in ("rules", processor.models["ner"])
-    assert text[entities[1]["start"]:entities[1]["end"]] == "London"
 
 
-def test_german_has_no_sentiment_label_and_no_ner(enriched: list[dict[str, Any]]) -> None:
+def test_non_english_gets_rule_entities_only(enriched: list[dict[str, Any]]) -> None:
     out = enriched[2]
     assert out["language"]["code"] == "de"
-    assert out["sentiment"] == {"label": None, "score": 0.0, "reason": "unsupported_language:de"}
-    assert all(e["origin"] == "rules" for e in out["entities"])
-    assert [e["text"] for e in out["entities"]] == ["#Globex"]
+    assert out["sentiment"]["label"] == "negative" and out["sentiment"]["reason"] is None
+    assert [(e["text"], e["origin"]) for e in out["entities"]] == [("#Globex", "rules")]
     assert {t["tag"] for t in out["risks"]} == {"operational"}
 
 
 def test_short_text_is_undetermined(processor: EnrichmentProcessor) -> None:
     (out,) = processor.enrich([_raw("5", "ok")], NOW)
     assert out["language"]["code"] == "und"
-    assert out["sentiment"] == {"label": None, "score": 0.0, "reason": "unsupported_language:und"}
+    assert out["sentiment"] == {"label": None, "score": 0.0, "reason": "unknown_language", "probabilities": None}
+
+
+@pytest.mark.parametrize("text", ["👍👍👍", "@AcmeAir https://acme.example/x $ACME", "12345 !!! ???", " \t "])
+def test_texts_without_words_do_not_break_the_batch(processor: EnrichmentProcessor, text: str) -> None:
+    good = _raw("8", "Acme Air lost my bag again, terrible service")
+    bad = dict(good, text=text, mention_id="x")
+    out_bad, out_good = processor.enrich([bad, good], NOW)
+    assert out_bad["language"]["code"] == "und" and out_bad["sentiment"]["label"] is None
+    assert out_good["language"]["code"] == "en" and out_good["sentiment"]["label"] == "negative"
+
+
+def test_long_text(processor: EnrichmentProcessor) -> None:
+    text = "Acme Air cancelled my flight again and I am stuck in Boston. " * 300  # ~18,000 characters
+    (out,) = processor.enrich([_raw("9", text)], NOW)
+    assert out["language"]["code"] == "en" and out["sentiment"]["label"] == "negative"
+    assert {t["tag"] for t in out["risks"]} >= {"operational"}
+    assert len(out["matches"]) == 300
 
 
 def test_watchlist_matches_with_spans(enriched: list[dict[str, Any]]) -> None:
@@ -259,18 +311,26 @@ def test_watchlist_ids_are_sorted_and_unique(processor: EnrichmentProcessor) -> 
     assert len(out["matches"]) == 4
 
 
-def test_risk_tags_are_included(enriched: list[dict[str, Any]]) -> None:
-    tags = {t["tag"]: t["evidence"] for t in enriched[0]["risks"]}
-    assert tags == {"complaint": "Terrible"}
+def test_swapping_the_watchlists_takes_effect_on_the_next_batch(processor: EnrichmentProcessor) -> None:
+    mention = _raw("7", "Initech printers jammed again")
+    before = processor.watchlists
+    try:
+        assert processor.enrich([mention], NOW)[0]["watchlist_ids"] == []
+        processor.watchlists = WatchlistSet([Watchlist("initech", "Initech", "brand", ("Initech",))], revision="rev-2")
+        (out,) = processor.enrich([mention], NOW)
+        assert out["watchlist_ids"] == ["initech"] and out["models"]["watchlists"] == "earful-query/1@rev-2"
+    finally:
+        processor.watchlists = before
 
 
 def test_models_are_recorded(enriched: list[dict[str, Any]], processor: EnrichmentProcessor) -> None:
     models = enriched[0]["models"]
     assert set(models) == {"language", "ner", "sentiment", "risk", "watchlists"}
     assert all(isinstance(v, str) and v and "unknown" not in v for v in models.values())
-    assert models["language"].startswith("py3langid@")
-    assert models["ner"].startswith("spacy:en_") and "@" in models["ner"]
-    assert models["sentiment"].startswith("vader@")
+    assert models["language"].startswith("vote(fasttext-lid.176-ftz@") and "py3langid@" in models["language"]
+    assert "lingua-low@" in models["language"]
+    assert models["ner"].startswith("spacy:en_earful_ner_wnut17@")
+    assert models["sentiment"].startswith("earful-linear-sentiment@")
     assert models["risk"] == RISK_RULES_VERSION
     assert models["watchlists"] == "earful-query/1@test-rev-1"
     assert all(out["models"] == models for out in enriched)
@@ -303,6 +363,7 @@ def test_output_encodes_with_the_enriched_mention_codec(enriched: list[dict[str,
         assert decoded["sentiment"]["label"] == out["sentiment"]["label"]
         assert decoded["sentiment"]["score"] == pytest.approx(out["sentiment"]["score"], rel=1e-6)
         assert decoded["language"]["code"] == out["language"]["code"]
+        assert decoded["models"] == out["models"]
         assert decoded["enriched_at"] == NOW.replace(microsecond=5000)
 
 
@@ -311,11 +372,24 @@ def test_missing_spacy_model_is_a_config_error() -> None:
         EnrichmentProcessor(WATCHLISTS, spacy_model="earful_no_such_model_xyz")
 
 
-def test_an_unsure_detector_defers_to_the_declared_language(processor) -> None:
-    short = "Acme Air lost my bag in London, terrible"  # py3langid is below 0.5 sure of English here
+def test_missing_sentiment_model_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="EARFUL_SENTIMENT_MODEL"):
+        EnrichmentProcessor(WATCHLISTS, sentiment_model=str(tmp_path / "nothing-here"))
+    (tmp_path / "model.json").write_text("{}", encoding="utf-8")
+    with pytest.raises(ConfigError, match="missing or unreadable"):
+        EnrichmentProcessor(WATCHLISTS, sentiment_model=str(tmp_path))
+
+
+def test_an_unsure_detector_defers_to_the_declared_language(processor: EnrichmentProcessor) -> None:
+    short = "ok ok lol"  # too little to be sure of any language
     assert processor.detect_language(short)["code"] == "und"
     declared = processor.detect_language(short, "en-GB")
-    assert declared["code"] == "en" and 0 < declared["confidence"] < 0.5
-    assert processor.detect_language(short, "xx")["code"] == "und"  # a code the detector does not know
+    assert declared["code"] == "en" and 0 <= declared["confidence"] < 0.5
+    assert processor.detect_language(short, "xyz")["code"] == "und"  # not an ISO 639-1 code
     confident = processor.detect_language("Acme Air lost my bag in London again. Terrible service, I want a refund", "de")
     assert confident["code"] == "en"  # a confident detector wins over the declaration
+
+
+def test_language_detection_ignores_handles_urls_and_hashtag_signs(processor: EnrichmentProcessor) -> None:
+    text = "@ParisTourisme @MadridGo https://ejemplo.es/viaje #vacaciones Das Hotel war wirklich sehr schön und sauber"
+    assert processor.detect_language(text)["code"] == "de"

@@ -36,7 +36,6 @@ def test_defaults() -> None:
     assert (s.log_level, s.log_format) == ("INFO", "json")
     assert (s.ingest_max_batch, s.ingest_max_text_chars) == (1000, 20000)
     assert s.watchlists_dir == REPO / "services" / "earful" / "sample" / "watchlists"
-    assert s.watchlists_file == s.watchlists_dir  # the earlier name still answers
     assert s.watchlists_seed_policy == "changed" and s.enrich_drop_unmatched is False
     assert s.webhook_urls == ()
     assert s.webhook_secret is None

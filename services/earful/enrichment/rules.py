@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-RISK_RULES_VERSION = "earful-risk-rules@1"
+RISK_RULES_VERSION = "earful-risk-rules@2"
 
 SOCIAL_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("url", re.compile(r"https?://[^\s<>\"]+[^\s<>\".,;:!?)\]]")),
@@ -18,45 +18,160 @@ SOCIAL_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("cashtag", re.compile(r"(?<![\w$])\$[A-Za-z]{1,6}(?![\w])")),
 )
 
-RISK_TERMS: dict[str, tuple[str, ...]] = {
+# Each tag is a list of patterns (regular-expression fragments, matched case-insensitively on
+# whole words). Written from the label rules in bench/data/risk_intent/README.md; languages:
+# en, es, de, fr, pt, it. A pattern is a fragment, so inflections are written out (`cancel+ed`).
+RISK_PATTERNS: dict[str, tuple[str, ...]] = {
     "legal_privacy": (
-        "data breach", "breach", "leak", "leaked", "leaks", "privacy", "gdpr", "lawsuit", "sue", "suing", "class action",
-        "personal data", "hacked", "filtración", "datos personales", "demanda", "datenleck", "datenschutz", "klage",
-        "fuite de données", "fuite", "données personnelles", "plainte", "vazamento", "processo", "dados pessoais",
+        r"data (?:breach|leak)\w*", r"breach(?:es|ed)?", r"(?:data|privacy|security) (?:incident|nightmare|disaster)",
+        r"(?:customer|personal|passenger) (?:data|records|files|details)", r"personal data", r"passwords? (?:were |was )?leaked",
+        r"leaked (?:customer|personal|passwords?|data)", r"(?:account|details) (?:were |was )?(?:exposed|hacked)",
+        r"hacked", r"hacking", r"exposed in a (?:breach|security incident)", r"privacy", r"gdpr", r"lawsuits?",
+        r"sue[sd]?", r"suing", r"class action", r"talking to a lawyer", r"lawyers?", r"patent infringement",
+        r"without (?:my |their )?consent", r"selling (?:customer|location|personal) (?:data|records)",
+        # es
+        r"filtraci[oó]n(?: de datos)?", r"datos personales", r"demandas?", r"demandan", r"demanda colectiva",
+        r"hackead[oa]s?", r"denuncia", r"sin consentimiento",
+        # de
+        r"datenlecks?", r"datenschutz\w*", r"klagen?", r"sammelklage", r"verklagen", r"gehackt", r"anwalt",
+        r"persönliche daten",
+        # fr
+        r"fuite de données", r"données personnelles", r"plaintes?(?: collective)?", r"porte plainte", r"pirat[ée]e?s?",
+        r"poursuivent", r"en justice", r"rgpd",
+        # pt
+        r"vazamento(?: de dados)?", r"dados pessoais", r"a[cç][aã]o coletiva", r"hackead[ao]s?", r"processo",
+        # it
+        r"violazione dei dati", r"dati personali", r"hackerat[oa]", r"far[oò] causa", r"class action",
     ),
     "regulatory": (
-        "regulator", "regulators", "fine", "fined", "investigation", "compliance", "ftc", "authority", "sanction",
-        "regulador", "multa", "investigación", "behörde", "bußgeld", "ermittlung", "régulateur", "amende", "enquête",
-        "regulador", "investigação", "cnil", "anpd",
+        r"regulators?", r"regulatory", r"watchdog", r"fined", r"fines", r"(?:a|an|the) (?:[$€£][\d.,]+\s?\w*\s)?fine",
+        r"[$€£][\d.,]+\s?(?:m|bn|k|million|billion)? fine", r"investigat\w+", r"probe", r"compliance", r"ftc", r"sec",
+        r"ico", r"authority", r"competition authority", r"consumer protection", r"settlement", r"sanction\w*",
+        r"charged .{0,40} with", r"orders? .{0,40}to refund", r"central bank", r"anti-money laundering", r"recall ordered",
+        r"food (?:safety|standards) (?:authority|agency)", r"blocks? .{0,30}takeover",
+        # es
+        r"regulador\w*", r"multas?", r"investigaci[oó]n", r"investiga", r"sanciona\w*", r"cnmc", r"bruselas investiga",
+        # de
+        r"behörden?", r"bußgeld", r"ermittel\w*", r"ermittlung\w*", r"bundeskartellamt", r"bundesnetzagentur",
+        r"eu-kommission prüft", r"aufsicht\w*",
+        # fr
+        r"régulateur", r"amendes?", r"enquête", r"autorité de la concurrence", r"cnil", r"condamn[ée]e?",
+        # pt
+        r"investiga[cç][aã]o", r"procon", r"anpd", r"multad[oa]",
+        # it
+        r"antitrust", r"indagine", r"multa",
     ),
     "operational": (
-        "outage", "down", "not working", "cancelled", "canceled", "delayed", "stranded", "system failure", "crash",
-        "caída", "cancelado", "retrasado", "ausfall", "gestrichen", "verspätet", "panne", "annulé", "retardé",
-        "fora do ar", "cancelado", "atrasado",
+        r"outages?", r"(?:is|are|'s|was|were|went|go(?:es)?|been|be) down", r"down (?:again|for|since|across|at)",
+        r"not working", r"doesn't work", r"isn't working", r"cancell?ed", r"delayed", r"delays?", r"stranded",
+        r"system failure", r"crash(?:ed|es|ing)?(?! course)", r"grounded", r"degraded performance", r"timing out",
+        r"failing", r"payments? fail\w*", r"recalls?", r"recalled", r"pulls? .{0,40}from (?:the )?shelves",
+        r"running out of stock", r"out of stock", r"strike", r"(?:no|without) (?:internet|signal|service|power)",
+        r"fault", r"fix the outage", r"offline",
+        # es
+        r"ca[ií]da", r"se ha ca[ií]do", r"se cae", r"cancelad[oa]s?", r"retrasad[oa]s?", r"retrasos?",
+        r"llama a revisi[oó]n", r"no funciona", r"ca[ií]do",
+        # de
+        r"ausfall", r"systemausfall", r"störung", r"großstörung", r"gestrichen", r"verspätet", r"stürzt .{0,30}ab",
+        r"ruft .{0,40}zurück", r"offline", r"(?:auch|wieder) down",
+        # fr
+        r"en panne", r"panne\w*", r"annul[ée]e?s?", r"retard[ée]e?s?", r"plante", r"rappelle",
+        # pt
+        r"fora do ar", r"caiu", r"atrasad[oa]s?", r"recall", r"falha no sistema", r"falha",
+        # it
+        r"disservizio", r"cancellat[oa]", r"non funziona", r"richiama", r"in ritardo",
     ),
     "reputational": (
-        "boycott", "scandal", "disgrace", "shame", "worst", "never again", "boicot", "escándalo", "skandal",
-        "nie wieder", "scandale", "honte", "escândalo", "vergonha",
+        r"boycott\w*", r"scandal\w*", r"disgrace\w*", r"shame on", r"shameful", r"#delete\w+",
+        r"trending for all the wrong reasons", r"under fire", r"accused of", r"greenwashing", r"racis[mt]\w*",
+        r"sexist", r"forced labou?r", r"telling everyone", r"tell(?:ing)? (?:everyone|all my friends)",
+        r"avoid this (?:airline|company|brand|bank|hotel)", r"walk out", r"protests?", r"viral", r"crisis mode",
+        r"hid (?:\w+ )?(?:test results|emissions)", r"mocking",
+        # es
+        r"boicot\w*", r"esc[aá]ndalo", r"qu[eé] verg[üu]enza", r"acusad[oa] de", r"blanqueo ecol[oó]gico",
+        r"no vuelen con ellos", r"explotar a sus trabajadores",
+        # de
+        r"boykott\w*", r"skandal", r"schämt euch", r"in der kritik", r"greenwashing", r"zwangsarbeit",
+        r"rate allen ab",
+        # fr
+        r"scandale", r"la honte", r"appels? au boycott", r"sous le feu des critiques", r"accusé de",
+        r"travail forcé", r"tout le monde de les éviter",
+        # pt
+        r"boicote", r"esc[aâ]ndalo", r"trabalho escravo", r"todo mundo evitar",
+        # it
+        r"boicottate", r"scandalo", r"che vergogna", r"lavoro forzato",
     ),
     "complaint": (
-        "terrible", "awful", "refund", "worst", "unacceptable", "disappointed", "complaint", "horrible", "reembolso",
-        "inaceptable", "erstattung", "unverschämt", "remboursement", "inadmissible", "reclamação", "péssimo",
+        r"terrible", r"awful", r"unacceptable", r"disappointed", r"disappointing", r"complaint", r"horrible",
+        r"ridiculous", r"worst", r"disgusting", r"not impressed", r"waste of money", r"fed up", r"rude",
+        r"nobody (?:answers|has called|at the desk)", r"no(?:body| one) (?:answers|calls? back|replies)",
+        r"never (?:staying|flying|again)", r"still waiting", r"no refund", r"charged (?:me )?twice",
+        r"charged my card twice", r"thanks for nothing", r"so embarrassing", r"🙄", r"keeps hanging up",
+        r"lost my (?:luggage|bag)", r"arrived broken", r"took \d+ (?:days|weeks)", r"kept my car",
+        r"drained my battery", r"never agreed", r"without any explanation", r"i can't pay",
+        r"(?:was|were) (?:cold|dirty|broken)", r"everything ruined", r"froze on", r"so disappointed",
+        # es
+        r"inaceptable", r"fatal", r"p[eé]sim[oa]", r"el peor", r"la peor", r"indignante", r"nadie contesta",
+        r"nunca m[aá]s", r"una verg[üu]enza", r"lleg[oó] rot[oa]", r"sucia", r"maleducado",
+        # de
+        r"unverschämt", r"frechheit", r"inakzeptabel", r"enttäuscht", r"schlechteste\w*", r"unmöglich",
+        r"niemand antwortet", r"nie wieder", r"kam kaputt an", r"dreckig", r"unfreundlich",
+        # fr
+        r"inadmissible", r"honteux", r"déçue?", r"le pire", r"scandaleux", r"déplorable", r"aucune réponse",
+        r"plus jamais", r"arrivé cassé", r"chambre sale", r"désagréable", r"quelle honte",
+        # pt
+        r"absurdo", r"que vergonha", r"decepcionad[oa]", r"ningu[eé]m responde", r"p[eé]ssim[oa]", r"pior",
+        r"nunca mais", r"chegou quebrado", r"sujo", r"grossa?",
+        # it
+        r"vergognoso", r"pessimo", r"peggior[e]?", r"inaccettabile", r"nessuno risponde", r"arrivato rotto",
+        r"deluso",
     ),
     "purchase_intent": (
-        "want to buy", "going to buy", "thinking of buying", "should i buy", "where can i buy", "book a flight",
-        "sign up", "quiero comprar", "will kaufen", "je veux acheter", "quero comprar",
+        r"(?:want|going|gonna|plan(?:ning)?|ready|need) to (?:buy|book|order|sign up|purchase|switch)",
+        r"thinking of (?:buying|switching|getting)", r"should i buy", r"where can i buy", r"book a (?:flight|test drive)",
+        r"sign(?:ed)? up", r"take my money", r"pre-?order\w*", r"buy \w+ (?:\w+ )?in bulk",
+        r"gonna buy", r"going to buy", r"planning to migrate", r"evaluating", r"^booking", r"ordering one",
+        r"probably going to buy", r"looking for a new", r"want to order", r"deals\?",
+        # es
+        r"quiero comprar", r"pensando en comprar", r"d[oó]nde puedo comprar", r"voy a contratar", r"voy a comprar",
+        # de
+        r"will \w+ kaufen", r"will den .{0,30}kaufen", r"wollen .{0,40}kaufen", r"überlege,? zu .{0,20}zu wechseln",
+        r"kaufen",
+        # fr
+        r"je veux acheter", r"(?:on|nous) va acheter", r"je pense passer chez", r"acheter",
+        # pt
+        r"quero comprar", r"vamos comprar", r"pensando em mudar", r"comprar",
+        # it
+        r"voglio comprare", r"stiamo per acquistare", r"acquistare",
     ),
 }
 
 _QUESTION_START = re.compile(
-    r"(?i)^(how|what|when|where|why|who|can|could|is|are|does|do|will|cómo|qué|cuándo|dónde|wie|was|wann|wo|"
-    r"comment|quand|où|pourquoi|como|quando|onde|por que)\b"
+    r"(?i)^(?:how|what|when|where|why|which|who|can|could|is|are|does|do|did|will|would|has|have|should|anyone|any)\b|"
+    r"^(?:c[oó]mo|qu[eé]|cu[aá]ndo|cu[aá]nto|d[oó]nde|por qu[eé]|puedo|alguien|hay|tiene)\b|"
+    r"^(?:wie|was|wann|wo|warum|weshalb|welche\w*|kann|können|ist|sind|gibt|habt|hat|weiß|wisst)\b|"
+    r"^(?:comment|quand|où|pourquoi|combien|quel\w*|est-ce|puis-je|peut-on|quelqu'un|y a-t-il)\b|"
+    r"^(?:como|quando|onde|por que|quanto|qual|posso|algu[eé]m|tem|o app|a granola)\b|"
+    r"^(?:come|quando|dove|perch[eé]|quanto|quale|posso|qualcuno|c'è)\b"
+)
+# Asks others for information mid-sentence ("..., where can I book a test drive?").
+_QUESTION_INSIDE = re.compile(
+    r"(?i)\b(?:anyone (?:know|tried)|does anyone know|where can i|how (?:do|can) i|is there a way|"
+    r"alguien sabe|d[oó]nde puedo|weiß jemand|wo kann ich|quelqu'un sait|où (?:réserver|acheter|puis-je)|"
+    r"algu[eé]m sabe|onde (?:agendo|compro|posso)|qualcuno sa|dove posso|"
+    r"(?:chez vous|bei euch|anche a voi|for anyone else)(?: aussi| auch)?)\b|\b(?:\w+ or \w+)\?$"
+)
+# Opinion polls and rhetorical questions are not questions waiting for an answer.
+_NOT_A_QUESTION = re.compile(
+    r"(?i)\b(?:anyone else (?:think|thinks|find)|is it just me|who else|how do you even|asking for a friend|"
+    r"alguien m[aá]s piensa|findet noch jemand|quelqu'un d'autre trouve|algu[eé]m mais acha|"
+    r"what a|what is going on|datenschutz\?)"
 )
 
 _RISK_REGEX: dict[str, re.Pattern[str]] = {
-    tag: re.compile(r"(?<!\w)(?:" + "|".join(re.escape(t) for t in sorted(set(terms), key=len, reverse=True)) + r")(?!\w)",
+    tag: re.compile(r"(?<![\w#@$])(?:" + "|".join(sorted(set(patterns), key=len, reverse=True)) + r")(?![\w])",
                     re.IGNORECASE)
-    for tag, terms in RISK_TERMS.items()
+    for tag, patterns in RISK_PATTERNS.items()
 }
 
 
@@ -87,13 +202,18 @@ def risk_tags(text: str) -> list[dict[str, Any]]:
 
 
 def _question_span(text: str) -> dict[str, Any] | None:
-    for sentence in re.finditer(r"[^.!?]*\?", text):
+    for sentence in re.finditer(r"[^.!?\n]*\?+", text):
         chunk = sentence.group(0)
         stripped = chunk.lstrip()
         offset = sentence.start() + len(chunk) - len(stripped)
-        # Skip a leading @handle ("@AcmeAir how do I ...?") before looking for the question word.
-        lead = re.match(r"(?:@\w+\s+)*[¿¡]?", stripped)
+        if _NOT_A_QUESTION.search(stripped):
+            continue
+        # Skip leading @handles ("@AcmeAir how do I ...?") and an opening ¿ before the question word.
+        lead = re.match(r"(?:@\w+[\s,:]+)*[¿¡]?\s*", stripped)
         body = stripped[lead.end():] if lead else stripped
-        if _QUESTION_START.match(body):
+        if not re.search(r"[^\W\d_]", body):
+            continue
+        addressed = stripped.startswith("@") or "¿" in stripped
+        if _QUESTION_START.match(body) or _QUESTION_INSIDE.search(body) or (addressed and len(body.split()) >= 3):
             return {"evidence": stripped, "start": offset, "end": sentence.end()}
     return None

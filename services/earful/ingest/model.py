@@ -41,6 +41,15 @@ def mention_id(source: str, source_id: str) -> str:
     return str(uuid.uuid5(MENTION_ID_NAMESPACE, f"{source}\x1f{source_id}"))
 
 
+def check_text(v: str) -> str:
+    """A mention text must have more than whitespace and no NUL character."""
+    if not v.strip():
+        raise ValueError("text is blank")
+    if "\x00" in v:
+        raise ValueError("text contains a NUL character")
+    return v
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
 
@@ -95,11 +104,7 @@ class MentionIn(_Strict):
     @field_validator("text")
     @classmethod
     def _not_blank(cls, v: str) -> str:
-        if not v.strip():
-            raise ValueError("text is blank")
-        if "\x00" in v:
-            raise ValueError("text contains a NUL character")
-        return v
+        return check_text(v)
 
 
 class MentionBatch(_Strict):

@@ -1,0 +1,201 @@
+"""`earful models evaluate --data DIR`: every enrichment accuracy figure on the development data.
+
+Prints one JSON object. The figures and the community's metrics:
+- sentiment, English: TweetEval validation, macro-averaged recall. UMSAB's English training split
+  was drawn from the same SemEval-2017 pool and contains 1,430 of TweetEval's 2,000 validation
+  tweets, so the figure is computed on the tweets that do NOT occur in our training data (the
+  count is reported with it); scoring the overlap would measure memory, not accuracy.
+- sentiment, 8 languages: UMSAB validation, macro F1 per language and their mean.
+- NER: WNUT-17 dev, entity-level exact match, typed (precision, recall, F1, per type), on the
+  gold tokenisation.
+- language: accuracy on the UMSAB texts (train + validation) of the 7 languages in their own
+  script (romanised Hindi excluded; the mean of the per-language accuracies, which are equal in
+  size), and macro accuracy on Lingua's test sentences (all 75 languages; each counts equally).
+  Both for the best guess (how fastText and py3langid are scored: they never abstain) and for the
+  recorded decision, where an unsure vote is 'und' and counts as wrong.
+- risk and intent tags: precision and recall per tag on bench/data/risk_intent (dev, test, all).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any, Callable
+
+from earful.core.errors import ValidationError
+from earful.enrichment.training import (UMSAB_LANGUAGES, conll_docs, dedup_key, read_conll, read_split,
+                                        say, sentiment_root, umsab_training_set, wnut_root)
+
+REPO = Path(__file__).resolve().parents[3]
+RISK_SET = REPO / "bench" / "data" / "risk_intent" / "mentions.jsonl"
+SCRIPT_LANGUAGES = {k: v for k, v in UMSAB_LANGUAGES.items() if k != "hindi"}
+
+
+def macro_recall(gold: list[int], pred: list[int]) -> float:
+    per = [sum(1 for g, p in zip(gold, pred) if g == c and p == c) / max(1, sum(1 for g in gold if g == c))
+           for c in sorted(set(gold))]
+    return sum(per) / len(per)
+
+
+def macro_f1(gold: list[int], pred: list[int]) -> float:
+    scores = []
+    for c in sorted(set(gold) | set(pred)):
+        tp = sum(1 for g, p in zip(gold, pred) if g == c and p == c)
+        fp = sum(1 for g, p in zip(gold, pred) if g != c and p == c)
+        fn = sum(1 for g, p in zip(gold, pred) if g == c and p != c)
+        scores.append(2 * tp / max(1, 2 * tp + fp + fn))
+    return sum(scores) / len(scores)
+
+
+LABEL_INDEX = {"negative": 0, "neutral": 1, "positive": 2}
+
+
+def evaluate_sentiment(data: Path, backend: Any) -> dict[str, Any]:
+    """TweetEval val (the part unseen in training) and UMSAB val per language."""
+    root = sentiment_root(data)
+    tweeteval = root.parent / "tweeteval-en"
+    train_texts, _, _, _ = umsab_training_set(data)
+    seen = {dedup_key(t) for t in train_texts}
+    texts = (tweeteval / "val_text.txt").read_text(encoding="utf-8").splitlines()
+    labels = [int(x) for x in (tweeteval / "val_labels.txt").read_text().split()]
+    unseen = [(t, y) for t, y in zip(texts, labels) if dedup_key(t) not in seen]
+
+    def predict(batch: list[str], lang: str) -> list[int]:
+        out = []
+        for i in range(0, len(batch), 256):
+            out += [LABEL_INDEX[r.label] if r.label else 1 for r in backend.predict(batch[i:i + 256], [lang] * len(batch[i:i + 256]))]
+        return out
+
+    result: dict[str, Any] = {"model": backend.name}
+    pred = predict([t for t, _ in unseen], "en")
+    result["tweeteval_val_macro_recall"] = round(macro_recall([y for _, y in unseen], pred), 4)
+    result["tweeteval_val_scored"] = len(unseen)
+    result["tweeteval_val_excluded_seen_in_training"] = len(texts) - len(unseen)
+    per_language = {}
+    for folder, code in UMSAB_LANGUAGES.items():
+        val_texts, val_labels = read_split(root / folder, "val")
+        per_language[code] = round(macro_f1(val_labels, predict(val_texts, code)), 4)
+    result["umsab_val_macro_f1"] = per_language
+    result["umsab_val_mean_macro_f1"] = round(sum(per_language.values()) / len(per_language), 4)
+    return result
+
+
+def evaluate_ner(data: Path, recogniser: Any) -> dict[str, Any]:
+    from spacy.scorer import Scorer
+    from spacy.tokens import Doc
+    from spacy.training import Example
+
+    gold = conll_docs(recogniser.nlp, read_conll(wnut_root(data) / "emerging.dev.conll"))
+    started = time.perf_counter()
+    predicted = recogniser.docs([Doc(recogniser.nlp.vocab, words=[t.text for t in g]) for g in gold], batch_size=256)
+    elapsed = time.perf_counter() - started
+    mapped = []
+    for doc in predicted:  # other label schemes (OntoNotes) are mapped to the WNUT types first
+        spans = [doc.char_span(e.start_char, e.end_char, label=recogniser.mapping[e.label_])
+                 for e in doc.ents if e.label_ in recogniser.mapping]
+        doc.ents = [s for s in spans if s is not None]
+        mapped.append(doc)
+    scores = Scorer.score_spans([Example(p, g) for p, g in zip(mapped, gold)], "ents")
+    return {"model": recogniser.name, "wnut17_dev_typed_f1": round(scores["ents_f"], 4),
+            "precision": round(scores["ents_p"], 4), "recall": round(scores["ents_r"], 4),
+            "per_type_f1": {k: round(v["f"], 4) for k, v in sorted(scores["ents_per_type"].items())},
+            "sentences": len(gold), "docs_per_s": round(len(gold) / elapsed, 1)}
+
+
+def evaluate_language(data: Path, vote: Callable[[str], tuple[str, float]], name: str, min_confidence: float) -> dict[str, Any]:
+    """Accuracy of the best guess (what fastText and py3langid are scored on: they never abstain),
+    and of the decision Earful records, where a vote below `min_confidence` is 'und' (counted
+    wrong), with the share of such abstentions."""
+    root = sentiment_root(data)
+
+    def score(items: list[tuple[str, str]]) -> tuple[float, float, float]:
+        guess = decided = abstained = 0
+        for text, gold in items:
+            best, prob = vote(text)
+            guess += best == gold
+            decided += best == gold and prob >= min_confidence
+            abstained += prob < min_confidence
+        return guess / len(items), decided / len(items), abstained / len(items)
+
+    umsab: dict[str, tuple[float, float, float]] = {}
+    for folder, code in SCRIPT_LANGUAGES.items():
+        texts = read_split(root / folder, "train")[0] + read_split(root / folder, "val")[0]
+        umsab[code] = score([(t, code) for t in texts])
+    sentences = None
+    for candidate in (data / "langid" / "lingua-sentences", data / "lingua-sentences"):
+        if candidate.is_dir():
+            sentences = candidate
+    if sentences is None:
+        raise ValidationError(f"{data}: no Lingua test sentences found (expected langid/lingua-sentences/*.txt)")
+    lingua: dict[str, tuple[float, float, float]] = {}
+    started, count = time.perf_counter(), 0
+    for path in sorted(sentences.glob("*.txt")):
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lingua[path.stem] = score([(line, path.stem) for line in lines])
+        count += len(lines)
+    elapsed = time.perf_counter() - started
+
+    def mean(table: dict[str, tuple[float, float, float]], i: int) -> float:
+        return round(sum(v[i] for v in table.values()) / len(table), 4)
+
+    return {"model": name,
+            "umsab_7_accuracy": mean(umsab, 0), "umsab_7_decided_accuracy": mean(umsab, 1), "umsab_7_und_rate": mean(umsab, 2),
+            "umsab_7_per_language": {code: round(v[0], 4) for code, v in sorted(umsab.items())},
+            "lingua_sentences_macro_accuracy": mean(lingua, 0), "lingua_sentences_decided_macro_accuracy": mean(lingua, 1),
+            "lingua_sentences_und_rate": mean(lingua, 2), "lingua_languages": len(lingua),
+            "lingua_worst": {code: round(v[0], 4) for code, v in sorted(lingua.items(), key=lambda kv: kv[1][0])[:8]},
+            "lingua_texts_per_s": round(count / elapsed, 1)}
+
+
+def evaluate_risk(tagger: Callable[[str], list[dict[str, Any]]], path: Path = RISK_SET) -> dict[str, Any]:
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    out: dict[str, Any] = {"mentions": len(rows), "languages": dict(Counter(r["lang"] for r in rows))}
+    for split in ("dev", "test", "all"):
+        tp, fp, fn = Counter(), Counter(), Counter()
+        for row in rows:
+            if split != "all" and row["split"] != split:
+                continue
+            predicted = {t["tag"] for t in tagger(row["text"])}
+            gold = set(row["tags"])
+            for tag in predicted | gold:
+                if tag in predicted and tag in gold:
+                    tp[tag] += 1
+                elif tag in predicted:
+                    fp[tag] += 1
+                else:
+                    fn[tag] += 1
+        out[split] = {tag: {"precision": round(tp[tag] / max(1, tp[tag] + fp[tag]), 3),
+                            "recall": round(tp[tag] / max(1, tp[tag] + fn[tag]), 3),
+                            "support": tp[tag] + fn[tag]}
+                      for tag in sorted(set(tp) | set(fp) | set(fn))}
+    return out
+
+
+def evaluate_all(data: Path, only: set[str], settings: Any) -> dict[str, Any]:
+    """Each requested figure, loading only the models it needs."""
+    out: dict[str, Any] = {}
+    if "sentiment" in only:
+        from earful.enrichment.sentiment import load_backend
+
+        say("evaluating sentiment...")
+        out["sentiment"] = evaluate_sentiment(data, load_backend(settings.sentiment_model, settings.sentiment_languages))
+    if "ner" in only:
+        from earful.enrichment.ner import EntityRecogniser
+
+        say("evaluating NER...")
+        out["ner"] = evaluate_ner(data, EntityRecogniser(settings.spacy_model))
+    if "language" in only:
+        from earful.enrichment.language import LanguageDetector
+
+        say("evaluating language identification (about a minute)...")
+        from earful.enrichment.language import MIN_CONFIDENCE
+
+        detector = LanguageDetector()
+        out["language"] = evaluate_language(data, lambda text: detector.vote(text)[:2], detector.name, MIN_CONFIDENCE)
+    if "risk" in only:
+        from earful.enrichment.rules import RISK_RULES_VERSION, risk_tags
+
+        out["risk"] = {"model": RISK_RULES_VERSION, **evaluate_risk(risk_tags)}
+    return out

@@ -1,0 +1,277 @@
+"""Sentiment: a small multilingual linear model shipped in the package, or a local Hugging Face model.
+
+The built-in model is multinomial logistic regression over hashed word 1–2-grams and character
+2–5-grams of the normalised text (handles → `@user`, URLs → `http`, letters repeated more than
+three times squashed), plus a few lexicon features (VADER's scores, an emoji sentiment score),
+once for every language and once more for English only (VADER is an English lexicon: the model
+learns how far to trust it in English separately from the emoji signal it gives elsewhere). It
+is trained by `earful models train-sentiment --data DIR` on the UMSAB training split (8 languages)
+and stored as two small files: `model.json` (settings, classes, languages, provenance) and
+`weights.npz` (float16 weights, float32 intercepts). Prediction is a sparse matrix product over a
+whole batch: tens of microseconds per mention.
+
+A language the model was not trained on gets no label, with the reason (`unsupported_language:xx`)
+— never a silent "neutral".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, Sequence
+
+import numpy as np
+
+from earful.core.errors import ConfigError
+
+LABELS = ("negative", "neutral", "positive")
+BUILTIN_DIR = Path(__file__).resolve().parent / "models" / "sentiment"
+
+_URL = re.compile(r"https?://\S+|www\.\S+|\bhttp\b")
+_HANDLE = re.compile(r"(?<!\w)@\w+")
+_REPEAT = re.compile(r"(.)\1{3,}")
+_UNICODE_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+TOKEN_PATTERN = r"(?u)[@#]?\w+|[^\w\s]"
+
+
+def normalise(text: str) -> str:
+    """What the model sees: lower case, handles and URLs replaced, long letter runs squashed."""
+    text = _UNICODE_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), text)
+    text = _URL.sub(" http ", text)
+    text = _HANDLE.sub(" @user ", text)
+    text = _REPEAT.sub(r"\1\1\1", text)
+    return text.lower()
+
+
+@dataclass(frozen=True)
+class SentimentResult:
+    label: str | None
+    score: float  # P(positive) - P(negative), in [-1, 1]
+    reason: str | None
+    probabilities: dict[str, float] | None
+
+
+class SentimentBackend(Protocol):
+    name: str
+    languages: frozenset[str] | None  # None = every language
+
+    def predict(self, texts: Sequence[str], langs: Sequence[str]) -> list[SentimentResult]: ...
+
+
+def _unsupported(lang: str) -> SentimentResult:
+    reason = "unknown_language" if lang == "und" else f"unsupported_language:{lang}"
+    return SentimentResult(None, 0.0, reason, None)
+
+
+def _result(probs: np.ndarray) -> SentimentResult:
+    p = {label: round(float(v), 4) for label, v in zip(LABELS, probs)}
+    label = LABELS[int(np.argmax(probs))]
+    score = max(-1.0, min(1.0, round(p["positive"] - p["negative"], 4)))
+    return SentimentResult(label, score, None, p)
+
+
+class Featurizer:
+    """Text → sparse features (hashed n-grams, sublinear tf, idf-weighted, L2-normalised) + lexicon
+    features. Stateless apart from the idf vector learnt in training."""
+
+    def __init__(self, n_features: int, idf: np.ndarray | None = None, lexicon_scale: float = 1.0,
+                 english_lexicon_scale: float = 1.0) -> None:
+        from sklearn.feature_extraction.text import HashingVectorizer
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+        self.n_features = n_features
+        self.words = HashingVectorizer(n_features=n_features, ngram_range=(1, 2), token_pattern=TOKEN_PATTERN,
+                                       alternate_sign=False, norm=None, lowercase=False)
+        self.chars = HashingVectorizer(n_features=n_features, analyzer="char_wb", ngram_range=(2, 5),
+                                       alternate_sign=False, norm=None, lowercase=False)
+        self.idf = idf
+        self.lexicon_scale = lexicon_scale
+        self.english_lexicon_scale = english_lexicon_scale
+        self.vader = SentimentIntensityAnalyzer()
+        self._emoji = _emoji_scores()
+
+    @property
+    def width(self) -> int:
+        return 2 * self.n_features + 2 * len(LEXICON_FEATURES)
+
+    def sparse_counts(self, texts: Sequence[str]) -> Any:
+        from scipy import sparse
+
+        norm = [normalise(t) for t in texts]
+        x = sparse.hstack([self.words.transform(norm), self.chars.transform(norm)], format="csr", dtype=np.float32)
+        np.log1p(x.data, out=x.data)
+        return x
+
+    def lexicon(self, texts: Sequence[str]) -> np.ndarray:
+        rows = []
+        for text in texts:
+            s = self.vader.polarity_scores(text)
+            e = [self._emoji[c] for c in text if c in self._emoji] or [0.0]
+            rows.append([s["compound"], s["pos"], s["neg"], sum(e) / (1 + len(e)), max(e), min(e)])
+        return np.asarray(rows, dtype=np.float32)
+
+    def transform(self, texts: Sequence[str], langs: Sequence[str]) -> Any:
+        from scipy import sparse
+        from sklearn.preprocessing import normalize
+
+        if self.idf is None:
+            raise ConfigError("the sentiment featurizer has no idf vector (train it first)")
+        x = self.sparse_counts(texts)
+        x = x.multiply(self.idf).tocsr()
+        x = normalize(x, norm="l2", copy=False)
+        lexicon = self.lexicon(texts)
+        english = np.asarray([[1.0 if lang == "en" else 0.0] for lang in langs], dtype=np.float32)
+        return sparse.hstack([x, sparse.csr_matrix(lexicon * self.lexicon_scale),
+                              sparse.csr_matrix(lexicon * english * self.english_lexicon_scale)],
+                             format="csr", dtype=np.float32)
+
+
+LEXICON_FEATURES = ("vader_compound", "vader_pos", "vader_neg", "emoji_mean", "emoji_max", "emoji_min")
+
+
+def _emoji_scores() -> dict[str, float]:
+    """Emoji → sentiment in [-1, 1] from VADER's emoji lexicon (emoji → English description),
+    scored with VADER's word lexicon: a language-independent signal."""
+    import vaderSentiment
+
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    path = Path(vaderSentiment.__file__).parent / "emoji_utf8_lexicon.txt"
+    analyzer = SentimentIntensityAnalyzer()
+    out = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = line.split("\t")
+        if len(parts) == 2 and len(parts[0]) == 1:
+            score = analyzer.polarity_scores(parts[1])["compound"]
+            if score:
+                out[parts[0]] = score
+    return out
+
+
+class LinearSentiment:
+    """The built-in model (see the module docstring)."""
+
+    def __init__(self, model_dir: Path = BUILTIN_DIR) -> None:
+        meta_path, weights_path = model_dir / "model.json", model_dir / "weights.npz"
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            with np.load(weights_path) as data:
+                self.coef = data["coef"].astype(np.float32)  # (features, classes)
+                self.intercept = data["intercept"].astype(np.float32)
+                idf = data["idf"].astype(np.float32)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigError(f"sentiment model in {model_dir} is missing or unreadable: {exc}") from exc
+        if tuple(meta["classes"]) != LABELS:
+            raise ConfigError(f"sentiment model in {model_dir} has classes {meta['classes']}, expected {list(LABELS)}")
+        self.meta = meta
+        self.languages: frozenset[str] | None = frozenset(meta["languages"])
+        self.featurizer = Featurizer(int(meta["n_features"]), idf, float(meta["lexicon_scale"]),
+                                     float(meta["english_lexicon_scale"]))
+        if self.coef.shape != (self.featurizer.width, len(LABELS)):
+            raise ConfigError(f"sentiment model in {model_dir}: weights of shape {self.coef.shape} do not fit "
+                              f"{self.featurizer.width} features")
+        self.name = f"earful-linear-sentiment@{meta['version']}"
+
+    def probabilities(self, texts: Sequence[str], langs: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, len(LABELS)), dtype=np.float32)
+        logits = self.featurizer.transform(texts, langs) @ self.coef + self.intercept
+        logits -= logits.max(axis=1, keepdims=True)
+        exp = np.exp(logits)
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    def predict(self, texts: Sequence[str], langs: Sequence[str]) -> list[SentimentResult]:
+        return _predict_supported(texts, langs, self.languages,
+                                  lambda rows: self.probabilities([texts[i] for i in rows], [langs[i] for i in rows]))
+
+
+class HuggingFaceSentiment:
+    """A user-supplied local Hugging Face sequence-classification model directory (3 classes).
+
+    Nothing is downloaded: the directory must hold the config, weights and tokenizer
+    (`local_files_only`). Class names come from the model's `id2label` when they are negative /
+    neutral / positive (any case, or the usual abbreviations); otherwise the ids 0, 1, 2 are read as
+    negative, neutral, positive (the convention of the TweetEval / XLM-T models)."""
+
+    def __init__(self, model_dir: Path, languages: frozenset[str] | None = None, max_length: int = 128) -> None:
+        try:
+            import torch
+            from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        except ImportError as exc:
+            raise ConfigError("EARFUL_SENTIMENT_MODEL names a Hugging Face model directory, but torch and "
+                              "transformers are not installed (pip install 'earful[hf]')") from exc
+        if not (model_dir / "config.json").is_file():
+            raise ConfigError(f"EARFUL_SENTIMENT_MODEL: {model_dir} is not a Hugging Face model directory (no config.json)")
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
+            self.model = AutoModelForSequenceClassification.from_pretrained(str(model_dir), local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"EARFUL_SENTIMENT_MODEL: cannot load the model in {model_dir}: {exc}") from exc
+        self.model.eval()
+        self._torch = torch
+        labels = {int(i): str(name).lower() for i, name in self.model.config.id2label.items()}
+        if len(labels) != 3:
+            raise ConfigError(f"EARFUL_SENTIMENT_MODEL: {model_dir} has {len(labels)} classes; a 3-class "
+                              "(negative, neutral, positive) model is needed")
+        self.order = _class_order(labels)
+        self.languages = languages
+        self.max_length = max_length
+        digest = hashlib.sha256((model_dir / "config.json").read_bytes())
+        for weights in sorted(model_dir.glob("*.safetensors")) + sorted(model_dir.glob("*.bin")):
+            digest.update(weights.read_bytes())
+        self.name = f"hf:{model_dir.name}@{digest.hexdigest()[:12]}"
+
+    def predict(self, texts: Sequence[str], langs: Sequence[str]) -> list[SentimentResult]:
+        return _predict_supported(texts, langs, self.languages, lambda rows: self.probabilities([texts[i] for i in rows]))
+
+    def probabilities(self, texts: Sequence[str]) -> np.ndarray:
+        batch = self.tokenizer([normalise(t) for t in texts], padding=True, truncation=True,
+                               max_length=self.max_length, return_tensors="pt")
+        with self._torch.no_grad():
+            logits = self.model(**batch).logits
+        return self._torch.softmax(logits, dim=-1).numpy()[:, self.order]
+
+
+def _predict_supported(texts: Sequence[str], langs: Sequence[str], languages: frozenset[str] | None,
+                       probabilities: Any) -> list[SentimentResult]:
+    """Results in input order: the model's for supported languages (one call for all of them),
+    a null label with the reason for the others."""
+    rows = [i for i, lang in enumerate(langs) if languages is None or lang in languages]
+    out = [_unsupported(lang) for lang in langs]
+    if rows:
+        for i, probs in zip(rows, probabilities(rows)):
+            out[i] = _result(probs)
+    return out
+
+
+_NAMES = {"negative": ("negative", "neg", "label_0"), "neutral": ("neutral", "neu", "label_1"),
+          "positive": ("positive", "pos", "label_2")}
+
+
+def _class_order(id2label: dict[int, str]) -> list[int]:
+    """Model output index of negative, neutral, positive."""
+    order = []
+    for label in LABELS:
+        ids = [i for i, name in id2label.items() if name in _NAMES[label]]
+        if len(ids) != 1:
+            return [0, 1, 2]
+        order.append(ids[0])
+    return order if sorted(order) == [0, 1, 2] else [0, 1, 2]
+
+
+def load_backend(spec: str, languages: str = "") -> SentimentBackend:
+    """`builtin` (or empty) → the shipped linear model; a directory with model.json → a linear
+    model trained by `earful models train-sentiment`; a directory with config.json → Hugging Face."""
+    if spec in ("", "builtin"):
+        return LinearSentiment()
+    path = Path(spec).expanduser()
+    if (path / "model.json").is_file():
+        return LinearSentiment(path)
+    langs = frozenset(x.strip().lower() for x in languages.split(",") if x.strip()) or None
+    if (path / "config.json").is_file():
+        return HuggingFaceSentiment(path, langs)
+    raise ConfigError(f"EARFUL_SENTIMENT_MODEL={spec!r}: neither 'builtin' nor a model directory "
+                      "(model.json for a linear model, config.json for a Hugging Face model)")

