@@ -234,7 +234,7 @@ async def test_jetstream_filters_by_watchlists_resumes_from_its_cursor(settings,
                                      lines[6], lines[7]], drop_after=[4], refuse=2)
     await server.start()
     s = connector_settings(settings, tmp_path, ingest_bluesky_url=server.ws_url)
-    watchlists = WatchlistSet.from_file(s.watchlists_file)
+    watchlists = WatchlistSet.from_file(s.watchlists_dir)
     post = lambda did, rkey: mention_id("bluesky", f"at://{did}/app.bsky.feed.post/{rkey}")  # noqa: E731
     matching = {post("did:plc:eygmaihciaxprqvxpfvl6flk", "3l3qo2vuowo2b"), post("did:plc:qc6xzgctorfsm35w6i3vdebx", "3l3qo2xlzxs2d"),
                 post("did:plc:4llrhdclvdlmmynkwsmg5tdc", "3l3qo32lkxc2f"), post("did:plc:xmkh3sdrwr5sdyk5zqmtwixy", "3l3qo2vuowo2c")}
