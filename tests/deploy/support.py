@@ -8,7 +8,6 @@ import functools
 import itertools
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import asyncpg
