@@ -1,8 +1,9 @@
 """Forward-only schema migrations, applied at start-up (and by `earful migrate`).
 
 Files ``migrations/NNN_name.sql`` run in order, each in its own transaction, under an advisory
-lock so several storage replicas starting together apply each file once. An applied file whose
-content changed is refused: history is never rewritten.
+lock so several replicas starting together apply each file once. An applied file whose content
+changed is refused: history is never rewritten. Numbers start at 001 and increase; gaps are
+allowed, because each area owns a block (storage 002–019, alerting 020–029).
 """
 
 from __future__ import annotations
@@ -23,16 +24,19 @@ _NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 
 
 def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, str, str]]:
-    """(version, name, sql) for every migration file, in order; gaps are an error."""
+    """(version, name, sql) for every migration file, in order; 001 first, no version twice."""
     out = []
     for path in sorted(directory.glob("*.sql")):
         m = _NAME.match(path.name)
         if not m:
             raise StorageError(f"migration file {path.name} must be named NNN_name.sql")
         out.append((int(m.group(1)), m.group(2), path.read_text(encoding="utf-8")))
-    for expected, (version, name, _) in enumerate(out, start=1):
-        if version != expected:
-            raise StorageError(f"migration {version:03d}_{name} out of sequence: expected {expected:03d}")
+    previous = 0
+    for version, name, _ in out:
+        if (previous == 0 and version != 1) or version <= previous:
+            expected = "001" if previous == 0 else f"a number above {previous:03d}"
+            raise StorageError(f"migration {version:03d}_{name} out of sequence: expected {expected}")
+        previous = version
     return out
 
 
