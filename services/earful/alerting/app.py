@@ -18,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from datetime import timedelta
 from typing import Any
 
 import asyncpg
@@ -134,9 +133,11 @@ def build(settings: Settings, watchlists: WatchlistSource | None = None) -> Any:
 
     enriched_topic, by_watchlist, alerts_topic = (topic(n) for n in (ENRICHED, ALERTING_BY_WATCHLIST, ALERTS))
     partitions = partitions_for(specs[ALERTING_BY_WATCHLIST], settings)
+    # key_type (not only the schema) sets the key serializer recovery uses: raw keys, JSON values
+    # (a value_type of dict would be taken for a Faust model and fail to decode on recovery).
     state_table = app.Table(
         "detector", partitions=partitions, use_partitioner=True,  # the timer writes too: partition = key hash
-        schema=faust.Schema(key_type=bytes, value_type=dict, key_serializer="raw", value_serializer="json"),
+        key_type=bytes, schema=faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="json"),
     )
     dead_letters = FaustDeadLetters(app, codecs, SERVICE)
 
@@ -179,7 +180,7 @@ def build(settings: Settings, watchlists: WatchlistSource | None = None) -> Any:
 
     async def _reschedule_firing() -> None:
         now = utc_now()
-        await store().recover(now, horizon=timedelta(0))
+        await store().flush_firing_now(now)
         dispatcher().wake_at(now)
 
     router = build_router(_LazyStore(), notify_cfg, settings.api_key_set(), utc_now, changed)  # type: ignore[arg-type]

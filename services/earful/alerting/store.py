@@ -117,6 +117,13 @@ class AlertStore:
             now, now - horizon)
         return int(result.split()[-1])
 
+    async def flush_firing_now(self, now: datetime) -> int:
+        """Make every group with a firing alert due now (after a silence or acknowledgement changed)."""
+        result = await self.pool.execute(
+            "UPDATE alert_groups g SET next_flush_at = least(coalesce(next_flush_at, $1), $1) WHERE EXISTS ("
+            " SELECT 1 FROM alert_state s WHERE s.group_key = g.group_key AND s.status = 'firing')", now)
+        return int(result.split()[-1])
+
     async def forget(self, now: datetime, horizon: timedelta = timedelta(days=7)) -> None:
         """Drop resolved alerts (and empty groups) older than `horizon`."""
         async with self.pool.acquire() as conn, conn.transaction():
