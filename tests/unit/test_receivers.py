@@ -228,8 +228,8 @@ DEFAULTS = RuleDefaults.from_settings(settings())
 
 def test_a_watchlist_without_rules_gets_the_default_rules() -> None:
     rules = rules_for(Watchlist("acme-air", "Acme Air", "brand", ("Acme",), handles=("@AcmeAirHelp",)), DEFAULTS)
-    assert set(rules.rules) == {"volume_spike", "negative_surge", "risk_mention", "viral_post", "unanswered_question"}
-    assert rules.rules["volume_spike"].severity == "critical" and rules.rules["risk_mention"].severity == "warning"
+    assert set(rules.rules) == {"volume_spike", "negative_surge", "unanswered_question"}
+    assert rules.rules["volume_spike"].severity == "critical" and rules.rules["negative_surge"].severity == "warning"
     assert rules.rules["volume_spike"]["min_z"] == 8.0 and rules.rules["volume_spike"].cooldown_s == 300
     assert rules.rules["unanswered_question"]["sla_s"] == 0  # no SLA: never alerts
     assert rules.handles == frozenset({"acmeairhelp"})

@@ -43,7 +43,7 @@ def test_defaults() -> None:
     assert (s.alert_bucket_s, s.alert_baseline_buckets, s.alert_warmup_buckets) == (10, 60, 12)
     assert (s.alert_min_count, s.alert_min_ratio, s.alert_max_p_value, s.alert_resolve_buckets) == (10, 3.0, 1e-6, 3)
     assert (s.alert_min_z, s.alert_peak_half_life_s, s.alert_seasonal_weeks) == (8.0, 172800, 2)
-    assert s.alert_default_rules == ("volume_spike", "negative_surge", "risk_mention", "viral_post", "unanswered_question")
+    assert s.alert_default_rules == ("volume_spike", "negative_surge", "unanswered_question")
     assert s.alert_risk_tags == ("legal_privacy", "regulatory") and s.alert_group_by == ("watchlist",)
     assert (s.alert_group_wait_s, s.alert_group_interval_s, s.alert_repeat_interval_s) == (0.5, 60.0, 14400.0)
     assert s.alert_receivers_file is None and s.webhook_allowed_networks == ()

@@ -96,7 +96,7 @@ class RuleDefaults:
     """Service-wide defaults (from the settings) for every rule's thresholds and timing."""
 
     thresholds: Mapping[str, Mapping[str, float]]
-    default_rules: tuple[str, ...] = RULES
+    default_rules: tuple[str, ...] = ("volume_spike", "negative_surge", "unanswered_question")
     cooldown_s: int = 300
     pending_s: int = 0
 

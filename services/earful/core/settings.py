@@ -108,8 +108,8 @@ class Settings(BaseSettings):
     )
     alert_pending_s: int = Field(0, ge=0, description="Seconds a condition must hold before its alert fires, unless a rule sets pending_s.")
     alert_default_rules: CommaList = Field(
-        ("volume_spike", "negative_surge", "risk_mention", "viral_post", "unanswered_question"),
-        description="Rules evaluated for a watchlist that lists no alert_rules of its own.",
+        ("volume_spike", "negative_surge", "unanswered_question"),
+        description="Rules evaluated for a watchlist that lists no alert_rules of its own (risk_mention and viral_post are noisy for big brands, so a watchlist opts in).",
     )
     alert_negative_min_count: int = Field(20, ge=1, description="negative_surge: mentions the window needs before its negative share is judged.")
     alert_negative_min_share: float = Field(0.6, gt=0, le=1, description="negative_surge: negative share of the window that alerts.")
