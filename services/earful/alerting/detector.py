@@ -55,6 +55,7 @@ __all__ = ["DetectorConfig", "Mention", "Decision", "fingerprint", "new_state", 
            "poisson_tail", "log_poisson_tail", "MAX_SAMPLES"]
 
 MAX_SAMPLES = 5
+SAMPLE_BUCKETS = 6  # buckets that keep sample mention ids (a bucket judged later has none; its evidence still explains it)
 STATE_VERSION = 2
 HOURS_PER_WEEK = 168
 SEASON_ALPHA = 0.3  # weight of the newest week in an hour-of-week slot
@@ -249,8 +250,10 @@ def _advance_to(state: dict[str, Any], idx: int, cfg: DetectorConfig) -> None:
     state["latest"] = idx
     _fold_negative_base(state, idx, cfg)
     below = idx - cfg.baseline_buckets - cfg.lateness_buckets - 1
-    for table in ("counts", "neg", "recv", "samples"):
-        for key in [k for k in state[table] if int(k) < below]:
+    judged = idx - cfg.lateness_buckets  # first receipts matter only for buckets still judged
+    recent = idx - min(cfg.lateness_buckets, SAMPLE_BUCKETS)  # sample ids: the newest buckets only (state size)
+    for table, limit in (("counts", below), ("neg", below), ("recv", judged), ("samples", recent)):
+        for key in [k for k in state[table] if int(k) < limit]:
             del state[table][key]
 
 
@@ -323,19 +326,14 @@ def baseline(state: dict[str, Any], idx: int, cfg: DetectorConfig) -> tuple[floa
 
 def assess(count: int, expected: float, spread: float, history: int, rule: RuleConfig,
            cfg: DetectorConfig) -> tuple[bool, float]:
-    """(is this count a spike, score = -log10 of its Poisson tail probability)."""
+    """(is this count a spike, score = -log10 of its Poisson tail probability; 0 when it is not)."""
+    if history < cfg.warmup_buckets or count < rule["min_count"] or count < rule["min_ratio"] * expected:
+        return False, 0.0  # the cheap tests first: most mentions end here
     mean = max(expected, 1.0 / cfg.baseline_buckets)
+    if (count - expected) / max(math.sqrt(mean), spread) < rule["min_z"]:
+        return False, 0.0
     log_p = log_poisson_tail(count, mean)
-    score = -log_p / math.log(10)
-    sigma = max(math.sqrt(mean), spread)
-    spike = (
-        history >= cfg.warmup_buckets
-        and count >= rule["min_count"]
-        and count >= rule["min_ratio"] * expected
-        and log_p <= math.log(rule["max_p_value"])
-        and (count - expected) / sigma >= rule["min_z"]
-    )
-    return spike, score
+    return log_p <= math.log(rule["max_p_value"]), -log_p / math.log(10)
 
 
 def _above_recent_peak(state: dict[str, Any], count: int, at_ms: int, cfg: DetectorConfig) -> bool:
@@ -364,8 +362,10 @@ def _judge_counts(state: dict[str, Any], rules: WatchlistRules, idx: int, cfg: D
     rule = rules.get(VOLUME_SPIKE)
     if rule is not None:
         count = state["counts"][str(idx)]
-        expected, spread, history = baseline(state, idx, cfg)
-        spike, score = assess(count, expected, spread, history, rule, cfg)
+        spike, score, expected = False, 0.0, 0.0
+        if count >= rule["min_count"]:  # below it no baseline is needed
+            expected, spread, history = baseline(state, idx, cfg)
+            spike, score = assess(count, expected, spread, history, rule, cfg)
         above_peak = _above_recent_peak(state, count, at_ms, cfg)
         if spike and (above_peak or VOLUME_SPIKE in state["episodes"]):  # an episode under way keeps counting
             name = rules.name or rules.watchlist_id
@@ -415,8 +415,10 @@ def _judge_negative(state: dict[str, Any], rules: WatchlistRules, rule: RuleConf
         return []
     usual = (base[1] + 1.0) / (base[0] + 4.0)  # a little prior towards 25 %
     share = k / n
+    if share < rule["min_share"] or share < rule["min_ratio"] * usual:
+        return []  # the cheap tests first
     log_p = log_binomial_tail(k, n, usual)
-    if share < rule["min_share"] or share < rule["min_ratio"] * usual or log_p > math.log(rule["max_p_value"]):
+    if log_p > math.log(rule["max_p_value"]):
         return []
     name = rules.name or rules.watchlist_id
     summary = f"{name}: {share:.0%} of {n} mentions negative in {_duration(window * cfg.bucket_s)}, usually {usual:.0%}"
