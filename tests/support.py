@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
@@ -84,3 +85,21 @@ def enriched_record(raw: dict[str, Any], watchlists: list[str], sentiment: str =
 
 def codecs(settings: Settings) -> Codecs:
     return Codecs(settings)
+
+
+@contextlib.asynccontextmanager
+async def webhook_receiver(secret: str | None = None) -> AsyncIterator[Any]:
+    """A local webhook receiver on a free port; its URL is `.url`."""
+    from earful.core.http import HttpServer
+    from earful.stack.broker import free_port
+    from earful.stack.receiver import WebhookReceiver
+
+    rec = WebhookReceiver(secret=secret)
+    port = free_port()
+    server = HttpServer(rec.app(), "127.0.0.1", port)
+    await server.start()
+    rec.url = f"http://127.0.0.1:{port}/alerts"  # type: ignore[attr-defined]
+    try:
+        yield rec
+    finally:
+        await server.stop()

@@ -5,12 +5,10 @@ contract storage reads."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
 import socket
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone

@@ -8,12 +8,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from earful.core.http import HttpServer
 from earful.core.topics import ENRICHED
 from earful.stack.broker import free_port
 from earful.stack.processes import ServiceProcess, service_env
 from earful.stack.receiver import WebhookReceiver
-from tests.support import codecs, enriched_record, eventually, produce, raw_record
+from tests.support import codecs, enriched_record, eventually, produce, raw_record, webhook_receiver
 
 pytestmark = pytest.mark.integration
 GROUPS = ("acme-air", "globex")
@@ -21,13 +20,8 @@ GROUPS = ("acme-air", "globex")
 
 @pytest.fixture(scope="module")
 async def receiver():
-    rec = WebhookReceiver()
-    port = free_port()
-    server = HttpServer(rec.app(), "127.0.0.1", port)
-    await server.start()
-    rec.url = f"http://127.0.0.1:{port}/alerts"  # type: ignore[attr-defined]
-    yield rec
-    await server.stop()
+    async with webhook_receiver() as rec:
+        yield rec
 
 
 def notifications(receiver: WebhookReceiver, status: str, group: str) -> int:

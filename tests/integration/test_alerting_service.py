@@ -6,12 +6,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from earful.core.http import HttpServer
 from earful.core.topics import ALERTS, ENRICHED
 from earful.stack.broker import free_port
 from earful.stack.processes import ServiceProcess, service_env
 from earful.stack.receiver import WebhookReceiver
-from tests.support import codecs, consume_all, enriched_record, eventually, produce, raw_record
+from tests.support import codecs, consume_all, enriched_record, eventually, produce, raw_record, webhook_receiver
 
 pytestmark = pytest.mark.integration
 SECRET = "test-secret"
@@ -19,13 +18,8 @@ SECRET = "test-secret"
 
 @pytest.fixture(scope="module")
 async def receiver():
-    rec = WebhookReceiver(secret=SECRET)
-    port = free_port()
-    server = HttpServer(rec.app(), "127.0.0.1", port)
-    await server.start()
-    rec.url = f"http://127.0.0.1:{port}/alerts"  # type: ignore[attr-defined]
-    yield rec
-    await server.stop()
+    async with webhook_receiver(SECRET) as rec:
+        yield rec
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,13 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from earful.alerting.events import to_json
 from earful.alerting.notify import Alert, inhibited_by, parse_matchers, silenced_by
 from earful.alerting.routing import NotifyConfig
 from earful.alerting.store import AlertStore
-from earful.alerting.events import to_json
 
 Clock = Callable[[], datetime]
 
@@ -150,7 +150,3 @@ async def _silence_or_404(store: AlertStore, silence_id: str) -> Any:
     if found is None:
         raise HTTPException(status_code=404, detail=f"no silence {silence_id}")
     return found
-
-
-def mount(app: FastAPI, router: APIRouter) -> None:
-    app.include_router(router)

@@ -219,8 +219,7 @@ def build(settings: Settings, watchlists: WatchlistSource | None = None) -> Any:
             explanation = None
             link = dashboard_link(settings.alert_dashboard_url, wid)
             if d.status == "firing" and d.window is not None:
-                start, end = d.window
-                explanation = evidence.explain(wid, start, max(end, now_ms if end > now_ms - 3600_000 else end), link)
+                explanation = evidence.explain(wid, d.window[0], d.window[1], link)
             rule_cfg = book.rule(wid, d.rule)
             record = alert_record(d, bucket_s=cfg.bucket_s, detected_at_ms=now_ms,
                                   group_key=notify_cfg.group_key(d.labels), explanation=explanation, dashboard_url=link)

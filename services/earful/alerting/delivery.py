@@ -27,7 +27,6 @@ import httpcore
 import httpx
 from prometheus_client import Counter, Gauge, Histogram
 
-from earful.alerting.receivers import Request, sign  # noqa: F401  (sign: re-exported for receivers' docs and tests)
 from earful.alerting.routing import Receiver, TargetPolicy, TargetRefused
 from earful.core.metrics import LATENCY_BUCKETS
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from earful.alerting.rules import (
@@ -75,8 +75,8 @@ class DetectorConfig:
     seasonal_weeks: int = 2
     peak_half_life_s: int = 172800
     risk_tags: frozenset[str] = frozenset({"legal_privacy", "regulatory"})
-    max_posts: int = 200
-    max_questions: int = 1000
+    max_posts: int = 50  # posts tracked per watchlist for viral_post (the state is written on every mention)
+    max_questions: int = 300  # open questions tracked per watchlist (the oldest; newer ones wait for room)
 
     @property
     def bucket_ms(self) -> int:
@@ -130,7 +130,6 @@ class Decision:
     first_received_at_ms: int | None
     summary: str
     window: tuple[int, int] | None = None  # event-time window the evidence covers
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def fingerprint(labels: dict[str, str]) -> str:
