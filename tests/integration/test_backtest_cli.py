@@ -141,7 +141,9 @@ def test_a_watchlists_history_through_its_rules(history: str, tmp_path: Path) ->
                   "--out", str(out), env={"EARFUL_DATABASE_URL": history})
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
-    assert [(d["rule"], d["status"]) for d in lines] == [("volume_spike", "firing"), ("volume_spike", "resolved")]
+    # the default rules: the burst is a volume spike and, all negative, a negative surge; both resolve
+    assert [(d["rule"], d["status"]) for d in lines] == [
+        ("volume_spike", "firing"), ("negative_surge", "firing"), ("volume_spike", "resolved"), ("negative_surge", "resolved")]
     assert lines[0]["starts_at"] == "2026-11-02T07:30:00.000Z" and lines[0]["labels"]["watchlist"] == "acme-air"
     assert "would have fired at 2026-11-02T07:30:00.000Z" in done.stderr
     assert "replaying 160 stored mentions of acme-air" in done.stderr  # an hour of warm-up (60) + the period (100)
