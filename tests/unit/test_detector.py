@@ -249,6 +249,23 @@ def test_over_dispersed_history_needs_a_bigger_burst() -> None:
     assert [d.observed for _, d in fired] == [float(math.ceil(bar))]
 
 
+def test_a_sustained_surge_no_single_bucket_shows_fires_over_the_window() -> None:
+    """6 a bucket for a minute against one mention every 30 s: no bucket reaches min_count (10),
+    the trailing minute does; a lone burst of 9 does not make a sustained surge."""
+    history = [(T0 + k * 30_000 + 5, T0 + k * 30_000 + 500, f"h{k}") for k in range(B // 3)]
+    surge = [e for j in range(6) for e in _spike_events(6, bucket=B + j, prefix=f"s{j}")]
+    decisions, _ = run(history + surge)
+    assert [d.status for _, d in decisions] == ["firing"]
+    index, d = decisions[0]
+    assert "in 60s" in d.summary and d.observed >= 10
+    assert d.starts_at_ms == T0 + B * BUCKET_MS  # where the surge began, not where it was noticed
+    assert surge[index - len(history)][0] < T0 + (B + 3) * BUCKET_MS  # within its third bucket
+    no_window = wl_rules(AlertRule("volume_spike", severity="critical", thresholds={"window_s": 0}))
+    assert run(history + surge, rules=no_window)[0] == []
+    lone = _spike_events(9, bucket=B) + [(T0 + (B + k) * BUCKET_MS, T0 + (B + k) * BUCKET_MS, f"l{k}") for k in range(1, 6)]
+    assert run(history + lone)[0] == []
+
+
 def _poisson_events(rng: random.Random, seconds: int, rate_per_s: float, start_ms: int) -> list[Event]:
     events, t = [], 0.0
     while True:

@@ -335,7 +335,7 @@ def assess(count: int, expected: float, spread: float, history: int, rule: RuleC
     return log_p <= math.log(rule["max_p_value"]), -log_p / math.log(10)
 
 
-def _above_recent_peak(state: dict[str, Any], count: int, at_ms: int, cfg: DetectorConfig) -> bool:
+def _above_recent_peak(state: dict[str, Any], count: int, at_ms: int, cfg: DetectorConfig, key: str = "peak") -> bool:
     """Is `count` above the recent peak (the largest bucket seen, halving every peak_half_life_s)?
 
     Remembers `count` as the new peak when it is. A watchlist that is often bursty (a big brand
@@ -344,12 +344,54 @@ def _above_recent_peak(state: dict[str, Any], count: int, at_ms: int, cfg: Detec
     """
     if not cfg.peak_half_life_s:
         return True
-    peak = state.get("peak") or [0.0, at_ms]
+    peak = state.get(key) or [0.0, at_ms]
     decayed = peak[0] * 0.5 ** (max(0, at_ms - peak[1]) / (cfg.peak_half_life_s * 1000))
     if count > decayed:
-        state["peak"] = [count, max(at_ms, peak[1])]
+        state[key] = [count, max(at_ms, peak[1])]
         return True
     return False
+
+
+def _judge_volume(state: dict[str, Any], rules: WatchlistRules, rule: RuleConfig, idx: int, cfg: DetectorConfig,
+                  at_ms: int) -> list[Decision]:
+    """A spike in the current bucket, or a sustained one in the trailing `window_s`: at least half its
+    buckets elevated and their sum a spike (35 a minute against 1 a minute shows in no single
+    10 s bucket). Off when a bucket is as long as the window."""
+    counts = state["counts"]
+    count = counts[str(idx)]
+    width = max(1, int(rule.thresholds.get("window_s", 0)) // cfg.bucket_s)
+    total = sum(counts.get(str(j), 0) for j in range(idx - width + 1, idx + 1)) if width > 1 else count
+    bucket_spike = window_spike = False
+    score = expected = 0.0
+    elevated: list[int] = []
+    if count >= rule["min_count"]:  # below it no baseline is needed
+        expected, spread, history = baseline(state, idx, cfg)
+        bucket_spike, score = assess(count, expected, spread, history, rule, cfg)
+    first = idx - width + 1
+    if not bucket_spike and width > 1 and total >= rule["min_count"] and state["first"] is not None and first > state["first"]:
+        expected_w, spread_w, history_w = baseline(state, first, cfg)
+        # Sustained: at least half the window's buckets are elevated (one burst is the bucket test's business).
+        elevated = [j for j in range(first, idx + 1) if counts.get(str(j), 0) >= max(2.0, rule["min_ratio"] * expected_w)]
+        if 2 * len(elevated) >= width:
+            window_spike, score = assess(total, expected_w * width, spread_w * math.sqrt(width), history_w, rule, cfg)
+        if window_spike:
+            expected = expected_w * width
+    above_peak = _above_recent_peak(state, count, at_ms, cfg)
+    above_window_peak = width > 1 and _above_recent_peak(state, total, at_ms, cfg, key="peakw")
+    under_way = VOLUME_SPIKE in state["episodes"]  # an episode under way keeps counting
+    name = rules.name or rules.watchlist_id
+    if bucket_spike and (above_peak or under_way):
+        summary = f"{name}: {count} mentions in {_duration(cfg.bucket_s)}, {count / max(expected, 0.1):.0f}x the usual {expected:.1f}"
+        return _hit(state, rules, rule, VOLUME_SPIKE, {}, at_ms, idx, cfg, observed=count, expected=expected,
+                    score=score, summary=summary)
+    if window_spike and (above_window_peak or under_way):
+        summary = (f"{name}: {total} mentions in {_duration(width * cfg.bucket_s)}, "
+                   f"{total / max(expected, 0.1):.0f}x the usual {expected:.1f}")
+        started = elevated[0] if VOLUME_SPIKE not in state["episodes"] else None  # the surge began there
+        return _hit(state, rules, rule, VOLUME_SPIKE, {}, at_ms, idx, cfg, observed=total, expected=expected,
+                    score=score, summary=summary, window=(first * cfg.bucket_ms, (idx + 1) * cfg.bucket_ms),
+                    starts_ms=None if started is None else started * cfg.bucket_ms)
+    return []
 
 
 def _judge_counts(state: dict[str, Any], rules: WatchlistRules, idx: int, cfg: DetectorConfig,
@@ -360,17 +402,7 @@ def _judge_counts(state: dict[str, Any], rules: WatchlistRules, idx: int, cfg: D
     out: list[Decision] = []
     rule = rules.get(VOLUME_SPIKE)
     if rule is not None:
-        count = state["counts"][str(idx)]
-        spike, score, expected = False, 0.0, 0.0
-        if count >= rule["min_count"]:  # below it no baseline is needed
-            expected, spread, history = baseline(state, idx, cfg)
-            spike, score = assess(count, expected, spread, history, rule, cfg)
-        above_peak = _above_recent_peak(state, count, at_ms, cfg)
-        if spike and (above_peak or VOLUME_SPIKE in state["episodes"]):  # an episode under way keeps counting
-            name = rules.name or rules.watchlist_id
-            summary = f"{name}: {count} mentions in {_duration(cfg.bucket_s)}, {count / max(expected, 0.1):.0f}x the usual {expected:.1f}"
-            out += _hit(state, rules, rule, VOLUME_SPIKE, {}, at_ms, idx, cfg, observed=count, expected=expected,
-                        score=score, summary=summary)
+        out += _judge_volume(state, rules, rule, idx, cfg, at_ms)
     rule = rules.get(NEGATIVE_SURGE)
     if rule is not None:
         out += _judge_negative(state, rules, rule, idx, cfg, at_ms)

@@ -33,6 +33,7 @@ THRESHOLDS: dict[str, dict[str, str]] = {
         "min_ratio": "how many times the expected count a bucket must reach",
         "max_p_value": "Poisson tail probability below which a count is a spike",
         "min_z": "robust z-score (count minus expected, over the larger of the Poisson and the observed spread) a bucket must reach",
+        "window_s": "the trailing window of this many seconds is judged too (a sustained surge no single bucket shows); 0: off",
     },
     NEGATIVE_SURGE: {
         "min_count": "mentions in the window before the negative share is judged",
@@ -105,7 +106,8 @@ class RuleDefaults:
         s = settings
         thresholds = {
             VOLUME_SPIKE: {"min_count": float(s.alert_min_count), "min_ratio": s.alert_min_ratio,
-                           "max_p_value": s.alert_max_p_value, "min_z": s.alert_min_z},
+                           "max_p_value": s.alert_max_p_value, "min_z": s.alert_min_z,
+                           "window_s": float(s.alert_window_s)},
             NEGATIVE_SURGE: {"min_count": float(s.alert_negative_min_count), "min_share": s.alert_negative_min_share,
                              "min_ratio": s.alert_negative_min_ratio, "max_p_value": s.alert_negative_max_p_value,
                              "window_buckets": float(s.alert_negative_window_buckets)},

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     alert_min_z: float = Field(
         8.0, ge=0, description="volume_spike: robust z-score a bucket must reach: (count - expected) / the larger of the Poisson spread and 1.4826 × MAD of the baseline."
     )
+    alert_window_s: int = Field(
+        60, ge=0, description="volume_spike: besides the current bucket, the trailing window of this many seconds is judged (a surge sustained over a minute that no single bucket shows). 0, or not longer than a bucket: off."
+    )
     alert_peak_half_life_s: int = Field(
         172800, ge=0, description="volume_spike: a new alert needs more mentions in a bucket than the recent peak, which halves every this many seconds (one story that runs for days is one alert). 0: off."
     )
