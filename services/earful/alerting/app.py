@@ -113,7 +113,9 @@ def build(settings: Settings, watchlists: WatchlistSource | None = None) -> Any:
     cfg = DetectorConfig.from_settings(settings)
     book = RuleBook(watchlists or FileWatchlists(settings.watchlists_file), RuleDefaults.from_settings(settings))
     notify_cfg: NotifyConfig = load_notify_config(settings)
-    evidence = Evidence(horizon_ms=(cfg.lateness_buckets + cfg.baseline_buckets + 1) * cfg.bucket_ms)
+    # Evidence for explanations: the buckets that can still fire (the lateness window) and the trailing minute.
+    evidence = Evidence(horizon_ms=(cfg.lateness_buckets + 1) * cfg.bucket_ms + settings.alert_window_s * 1000,
+                        max_posts=1000)
     specs = load_topics(settings.schema_dir)
     health = Health(SERVICE)
     health.add_check("kafka", tcp_check(settings.kafka_bootstrap, 9092))

@@ -51,7 +51,7 @@ def terms_of(text: str) -> tuple[str, ...]:
         term = token.casefold()
         if term.startswith("#") or (len(term) >= 3 and term not in _STOP and not term.isdigit()):
             seen.setdefault(term, None)
-    return tuple(seen)[:40]
+    return tuple(seen)[:20]
 
 
 def post_of(record: dict[str, Any]) -> Post:
