@@ -24,7 +24,7 @@ from earful.alerting.delivery import CircuitBreaker, Deliverer, Outcome, make_cl
 from earful.alerting.detector import fingerprint
 from earful.alerting.dispatch import Dispatcher
 from earful.alerting.routing import DEFAULT_INHIBIT, NotifyConfig, Receiver, Route, TargetPolicy
-from earful.alerting.store import AlertStore
+from earful.alerting.store import AlertStore, reset_local_state
 from earful.core.http import HttpServer
 from earful.storage.migrate import migrate
 
@@ -310,3 +310,21 @@ async def test_silences_and_acks_through_the_api(harness: Harness) -> None:
         assert (await api.post(f"/v1/alerts/{fp}/ack", json={"by": "jane"})).status_code == 409
         log = (await api.get("/v1/notifications", params={"limit": 5})).json()["notifications"]
         assert log[0]["status"] == "resolved" and log[0]["receiver"] in ("ops", "pd", "slack")
+
+
+async def test_a_second_local_stack_replaying_the_same_sample_alerts_again(harness: Harness) -> None:
+    """The same replayed history gives the same alert id. Without resetting, a second local stack on
+    the same database took it for the episode already notified and stayed silent (`make demo`, run
+    twice); the local stack resets alert state because its broker (and detector) start empty."""
+    h = harness
+    await h.record(event())
+    await h.flush(1)
+    await h.record(event(status="resolved", ends=T0 + timedelta(minutes=5)))
+    await h.flush(61)
+    assert [b["status"] for b in h.hooks.bodies("ops")] == ["firing", "resolved"]
+    assert await h.record(event()) is None  # the same episode again: taken for a stale event
+    async with h.store.pool.acquire() as conn:
+        await reset_local_state(conn)
+    assert await h.record(event()) is not None
+    await h.flush(1)
+    assert [b["status"] for b in h.hooks.bodies("ops")] == ["firing", "resolved", "firing"]

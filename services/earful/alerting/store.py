@@ -207,3 +207,11 @@ def _ts(value: Any) -> datetime | None:
     if value is None or isinstance(value, datetime):
         return value
     return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+async def reset_local_state(conn: asyncpg.Connection) -> None:
+    """Forget alert states, groups, receivers' log entries and acknowledgements (not silences, not
+    the notification history). For a local stack only: its in-memory broker starts empty, so the
+    detector starts afresh too, and a replay of the same sample must alert again rather than be
+    taken for the episode a previous stack already notified."""
+    await conn.execute("TRUNCATE alert_state, alert_groups, alert_nflog, alert_acks")

@@ -63,6 +63,19 @@ async def count_stored(url: str, mention_ids: list[str]) -> int:
         await conn.close()
 
 
+async def _fresh_alert_state(url: str) -> None:
+    """The broker starts empty, so alerting does too: forget a previous local stack's alert state."""
+    from earful.alerting.store import reset_local_state
+    from earful.storage.migrate import migrate
+
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+        await reset_local_state(conn)
+    finally:
+        await conn.close()
+
+
 def _stop_on_signals() -> None:
     """Ctrl-C or SIGTERM at any stage cancels the run, whose `finally` stops what it started."""
     task = asyncio.current_task()
@@ -87,6 +100,7 @@ async def _run(settings: Settings, headless: bool, speed: float, work_dir: Path,
     server: HttpServer | None = None
     try:
         pg = await find_postgres("earful", os.environ.get("EARFUL_DATABASE_URL"), work_dir / "postgres", log=lambda m: say(f"  postgres    {m}"))
+        await _fresh_alert_state(pg.url)
         receiver = WebhookReceiver(out=log_dir / "alerts.jsonl", echo=False)
         receiver_port = free_port()
         server = HttpServer(receiver.app(), "127.0.0.1", receiver_port)
