@@ -27,6 +27,7 @@ import httpcore
 import httpx
 from prometheus_client import Counter, Gauge, Histogram
 
+from earful.alerting.receivers import Request
 from earful.alerting.routing import Receiver, TargetPolicy, TargetRefused
 from earful.core.metrics import LATENCY_BUCKETS
 
