@@ -93,14 +93,15 @@ def codecs(settings: Settings) -> Codecs:
 
 
 @contextlib.asynccontextmanager
-async def webhook_receiver(secret: str | None = None) -> AsyncIterator[tuple[WebhookReceiver, str]]:
-    """A webhook receiver serving on a free port: (receiver, its alerts URL)."""
-    receiver = WebhookReceiver(secret=secret) if secret else WebhookReceiver()
+async def webhook_receiver(secret: str | None = None) -> AsyncIterator[WebhookReceiver]:
+    """A webhook receiver serving on a free port; the URL to post alerts to is `.url`."""
+    receiver = WebhookReceiver(secret=secret)
     port = free_port()
     server = HttpServer(receiver.app(), "127.0.0.1", port)
     await server.start()
+    receiver.url = f"http://127.0.0.1:{port}/alerts"
     try:
-        yield receiver, f"http://127.0.0.1:{port}/alerts"
+        yield receiver
     finally:
         await server.stop()
 

@@ -59,6 +59,23 @@ def _parser() -> argparse.ArgumentParser:
     ev = msub.add_parser("evaluate", help="print every enrichment accuracy figure as JSON")
     ev.add_argument("--data", required=True, type=Path, help="the evaluation data folder (e.g. ../shared/eval)")
     ev.add_argument("--only", default="sentiment,ner,language,risk", help="comma-separated: sentiment,ner,language,risk")
+    bt = sub.add_parser(
+        "backtest", help="run the alert detector over history: a timestamp,value CSV or a watchlist's stored mentions",
+        description="Either --csv SERIES.csv (NAB format: timestamp,value) or --watchlist ID --from T --to T "
+                    "(mentions stored in PostgreSQL). Writes one JSON line per decision; EARFUL_ALERT_* settings apply.")
+    bt.add_argument("--csv", type=Path, help="a timestamp,value series (counts per row)")
+    bt.add_argument("--watchlist", help="replay this watchlist's stored mentions")
+    bt.add_argument("--from", dest="start", help="start of the replayed period (RFC 3339; no zone = UTC)")
+    bt.add_argument("--to", dest="end", help="end of the replayed period")
+    bt.add_argument("--out", type=Path, help="JSON lines output (default: stdout)")
+    bt.add_argument("--rule", help="the rule to run: volume (CSV default), or a candidate rule for --watchlist "
+                                   "(volume_spike, negative_surge, risk_mention, viral_post, unanswered_question)")
+    bt.add_argument("--bucket", help="bucket length, e.g. 5m or 10s (CSV default: the rows' spacing; else EARFUL_ALERT_BUCKET_S)")
+    bt.add_argument("--threshold", action="append", metavar="NAME=VALUE", help="a candidate rule threshold (repeatable)")
+    bt.add_argument("--severity", choices=("info", "warning", "critical"), help="the candidate rule's severity")
+    bt.add_argument("--pending-s", type=int, help="the candidate rule's pending period")
+    bt.add_argument("--cooldown-s", type=int, help="the candidate rule's cooldown")
+    bt.add_argument("--warmup", help="history before --from that only trains the baseline (default: 1h or more)")
 
     sample = sub.add_parser("sample", help="the bundled sample stream")
     ssub = sample.add_subparsers(dest="sample_command", required=True, metavar="ACTION")
@@ -194,6 +211,10 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
         return run_watchlists(args, settings.watchlists_dir)
     if args.command == "models":
         return _models(args, settings)
+    if args.command == "backtest":
+        from earful.alerting.backtest import backtest_cli
+
+        return backtest_cli(args, settings)
     if args.command == "replay":
         from earful.stack.replay import replay_cli
 

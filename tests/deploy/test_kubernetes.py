@@ -513,7 +513,7 @@ def test_network_policies_allow_exactly_the_needed_flows() -> None:
         if name in SERVICE_PORTS:
             port = SERVICE_PORTS[name]
             assert allowed(policies, labels, "ingress", port, peer=prometheus), f"{name}: metrics scrape"
-            public = name in {"ingest", "storage"}
+            public = name in {"ingest", "alerting", "storage"}  # push API, silences/acks, query API
             assert allowed(policies, labels, "ingress", port, peer=elsewhere) == public, f"{name}: API reachable"
         assert not allowed(policies, labels, "ingress", 22, peer=elsewhere), f"{name}: ingress denied by default"
 

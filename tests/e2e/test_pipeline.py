@@ -31,7 +31,8 @@ async def stack(base_env, pg_url, tmp_path_factory):
     port = free_port()
     server = HttpServer(receiver.app(), "127.0.0.1", port)
     await server.start()
-    env = {**base_env, "EARFUL_DATABASE_URL": pg_url, "EARFUL_WEBHOOK_URLS": f"http://127.0.0.1:{port}/alerts"}
+    env = {**base_env, "EARFUL_DATABASE_URL": pg_url, "EARFUL_WEBHOOK_URLS": f"http://127.0.0.1:{port}/alerts",
+           "EARFUL_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8"}  # the local receiver: allowed explicitly
     log_dir = tmp_path_factory.mktemp("logs")
     pipeline = Pipeline(env, log_dir, prefer_default_ports=False)
     await asyncio.to_thread(pipeline.start, 120)
@@ -60,11 +61,11 @@ async def test_crisis_is_alerted_and_every_mention_stored_once(stack, pg_url, se
     assert len(distinct) == len(lines) == meta["count"]
 
     async def done() -> bool:
-        return await stored(pg_url) == len(distinct) and any(a.payload["status"] == "firing" for a in receiver.alerts)
+        return await stored(pg_url) == len(distinct) and bool(receiver.alerts_with("firing"))
 
     assert await eventually(done, timeout_s=120), [s.log_tail() for s in pipeline.services.values()]
-    firing = [a.payload for a in receiver.alerts if a.payload["status"] == "firing"]
-    assert [a["watchlist_id"] for a in firing] == [meta["crisis"]["watchlist_id"]], firing
+    firing = [a for a, _ in receiver.alerts_with("firing")]
+    assert [a["labels"]["watchlist"] for a in firing] == [meta["crisis"]["watchlist_id"]], firing
     assert await stored(pg_url, "SELECT sum(mentions) FROM mention_rollups_minute WHERE watchlist_id <> '(none)'") == \
         await stored(pg_url, "SELECT sum(cardinality(watchlist_ids)) FROM mentions")
 

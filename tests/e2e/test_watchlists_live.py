@@ -26,8 +26,9 @@ SAMPLE = Path(__file__).resolve().parents[2] / "services" / "earful" / "sample" 
 async def stack(base_env, pg_url, tmp_path_factory):
     folder = tmp_path_factory.mktemp("seed") / "watchlists"
     shutil.copytree(SAMPLE, folder)
-    async with webhook_receiver() as (receiver, url):
-        env = {**base_env, "EARFUL_DATABASE_URL": pg_url, "EARFUL_WEBHOOK_URLS": url, "EARFUL_WATCHLISTS_DIR": str(folder)}
+    async with webhook_receiver() as receiver:
+        env = {**base_env, "EARFUL_DATABASE_URL": pg_url, "EARFUL_WEBHOOK_URLS": receiver.url,
+               "EARFUL_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8", "EARFUL_WATCHLISTS_DIR": str(folder)}
         pipeline = Pipeline(env, tmp_path_factory.mktemp("logs"), prefer_default_ports=False)
         await asyncio.to_thread(pipeline.start, 120)
         yield pipeline, receiver, folder

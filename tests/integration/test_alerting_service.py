@@ -6,12 +6,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from earful.core.http import HttpServer
 from earful.core.topics import ALERTS, ENRICHED
 from earful.stack.broker import free_port
 from earful.stack.processes import ServiceProcess, service_env
 from earful.stack.receiver import WebhookReceiver
-from tests.support import codecs, consume_all, enriched_record, eventually, produce, raw_record
+from tests.support import codecs, consume_all, enriched_record, eventually, produce, raw_record, webhook_receiver
 
 pytestmark = pytest.mark.integration
 SECRET = "test-secret"
@@ -19,20 +18,16 @@ SECRET = "test-secret"
 
 @pytest.fixture(scope="module")
 async def receiver():
-    rec = WebhookReceiver(secret=SECRET)
-    port = free_port()
-    server = HttpServer(rec.app(), "127.0.0.1", port)
-    await server.start()
-    rec.url = f"http://127.0.0.1:{port}/alerts"  # type: ignore[attr-defined]
-    yield rec
-    await server.stop()
+    async with webhook_receiver(SECRET) as rec:
+        yield rec
 
 
 @pytest.fixture(scope="module")
-def alerting(base_env: dict[str, str], receiver: WebhookReceiver, tmp_path_factory: pytest.TempPathFactory):
+def alerting(base_env: dict[str, str], pg_url: str, receiver: WebhookReceiver, tmp_path_factory: pytest.TempPathFactory):
     port = free_port()
     env = service_env(base_env, "alerting", port)
-    env.update({"EARFUL_WEBHOOK_URLS": receiver.url, "EARFUL_WEBHOOK_SECRET": SECRET})  # type: ignore[attr-defined]
+    env.update({"EARFUL_WEBHOOK_URLS": receiver.url, "EARFUL_WEBHOOK_SECRET": SECRET,
+                "EARFUL_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8", "EARFUL_DATABASE_URL": pg_url})
     svc = ServiceProcess("alerting", port, env, tmp_path_factory.mktemp("logs") / "alerting.log")
     svc.start()
     svc.wait_ready(90)
@@ -54,16 +49,25 @@ async def test_spike_fires_one_signed_alert(alerting: ServiceProcess, receiver: 
     await produce(settings, ENRICHED, items)
 
     async def fired() -> bool:
-        return any(a.payload["status"] == "firing" for a in receiver.alerts)
+        return bool(receiver.alerts_with("firing"))
 
     assert await eventually(fired, timeout_s=60), alerting.log_tail()
-    firing = [a.payload for a in receiver.alerts if a.payload["status"] == "firing"]
+    firing = receiver.alerts_with("firing")
     assert len(firing) == 1, firing  # globex had no spike; acme-air fires once
-    alert = firing[0]
-    assert alert["watchlist_id"] == "acme-air" and alert["rule"] == "volume_spike"
-    assert alert["observed"] >= 10 and alert["baseline"] < 2
-    assert alert["sample_mention_ids"] and alert["first_received_at"]
+    alert = firing[0][0]
+    event = alert["earful"]
+    assert alert["labels"]["watchlist"] == "acme-air" and alert["labels"]["rule"] == "volume_spike"
+    assert event["observed"] >= 10 and event["baseline"] < 2
+    assert event["sample_mention_ids"] and event["first_received_at"]
+    notification = receiver.alerts[0].payload
+    assert notification["version"] == "4" and notification["status"] == "firing"
+    assert notification["groupKey"] == "watchlist=acme-air" and notification["truncatedAlerts"] == 0
 
     events = await consume_all(settings, ALERTS, expect=1)
     decoded = codecs(settings).for_topic(ALERTS).decode(events[0].value)
-    assert decoded["alert_id"] == alert["alert_id"] and events[0].key.decode() == decoded["fingerprint"]
+    assert decoded["alert_id"] == event["alert_id"] and events[0].key.decode() == decoded["fingerprint"]
+    assert decoded["group_key"] == "watchlist=acme-air"
+    explanation = decoded["explanation"]  # the evidence as it stood when the alert fired
+    assert explanation["top_posts"] and explanation["sources"] == {"twitter": int(decoded["observed"])}
+    assert explanation["sentiment"] == {"negative": int(decoded["observed"])}
+    assert {"term": "leaked", "count": int(decoded["observed"])} in explanation["top_terms"]

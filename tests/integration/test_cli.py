@@ -108,7 +108,7 @@ def test_models_evaluate_refuses_bad_arguments(env: dict[str, str], tmp_path: Pa
 
 
 def test_webhook_receiver_prints_and_verifies(env: dict[str, str]) -> None:
-    from earful.alerting.delivery import sign
+    from earful.alerting.receivers import sign
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "earful", "webhook-receiver", "--port", str(port), "--secret", "s3"],
@@ -121,7 +121,8 @@ def test_webhook_receiver_prints_and_verifies(env: dict[str, str]) -> None:
                 break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        body = json.dumps({"status": "firing", "summary": "acme-air: 30 mentions"}).encode()
+        body = json.dumps({"version": "4", "status": "firing", "alerts": [
+            {"status": "firing", "labels": {"watchlist": "acme-air"}, "annotations": {"summary": "acme-air: 30 mentions"}}]}).encode()
         ts = str(int(time.time()))
         ok = httpx.post(url, content=body, headers={"X-Earful-Timestamp": ts, "X-Earful-Signature": "v1=" + sign("s3", ts, body)})
         forged = httpx.post(url, content=body, headers={"X-Earful-Timestamp": ts, "X-Earful-Signature": "v1=00"})

@@ -39,10 +39,26 @@ def test_defaults() -> None:
     assert s.watchlists_seed_policy == "changed" and s.enrich_drop_unmatched is False
     assert s.webhook_urls == ()
     assert s.webhook_secret is None
-    assert s.webhook_max_attempts == 5
+    assert s.webhook_max_attempts == 8
     assert s.api_keys is None
     assert (s.alert_bucket_s, s.alert_baseline_buckets, s.alert_warmup_buckets) == (10, 60, 12)
     assert (s.alert_min_count, s.alert_min_ratio, s.alert_max_p_value, s.alert_resolve_buckets) == (10, 3.0, 1e-6, 3)
+    assert (s.alert_min_z, s.alert_peak_half_life_s, s.alert_seasonal_weeks) == (8.0, 172800, 2)
+    assert s.alert_default_rules == ("volume_spike", "negative_surge", "unanswered_question")
+    assert s.alert_risk_tags == ("legal_privacy", "regulatory") and s.alert_group_by == ("watchlist",)
+    assert (s.alert_group_wait_s, s.alert_group_interval_s, s.alert_repeat_interval_s) == (0.5, 60.0, 14400.0)
+    assert s.alert_receivers_file is None and s.webhook_allowed_networks == ()
+
+
+def test_alerting_lists_and_allowed_networks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EARFUL_ALERT_DEFAULT_RULES", "volume_spike, risk_mention")
+    monkeypatch.setenv("EARFUL_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8,10.1.2.3/32,fd00::/8")
+    s = load_settings()
+    assert s.alert_default_rules == ("volume_spike", "risk_mention")
+    assert s.webhook_allowed_networks == ("127.0.0.0/8", "10.1.2.3/32", "fd00::/8")
+    monkeypatch.setenv("EARFUL_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8,localhost")
+    with pytest.raises(ConfigError, match="EARFUL_WEBHOOK_ALLOWED_NETWORKS.*'localhost' is not a CIDR network"):
+        load_settings()
 
 
 def test_settings_are_frozen() -> None:

@@ -1,115 +1,216 @@
-"""Webhook delivery: signed JSON POSTs with retries, per receiver.
+"""Delivering one notification to one receiver: retries, backoff, Retry-After, a circuit breaker.
 
-Each receiver gets its own retry loop (exponential backoff with full jitter, honouring
-Retry-After on 429/503), so one slow receiver never delays another. Every request carries an
-idempotency key (alert id + status) so a receiver can drop the duplicates at-least-once
-delivery produces, and, when a secret is set, an HMAC-SHA256 signature over
-``"{timestamp}.{body}"`` (header ``X-Earful-Signature: v1=<hex>``, timestamp in
-``X-Earful-Timestamp``) so receivers can reject forged or replayed requests.
+Each receiver has its own `Deliverer` (and circuit), and the dispatcher runs receivers
+concurrently, so a slow, failing or hanging receiver never delays another. An attempt that fails
+with a retryable status (408, 425, 429, 5xx) or a network error or timeout is retried after an
+exponential backoff with full jitter, at least as long as the receiver's Retry-After asks (capped
+by the longest delay); other 4xx answers are final. After `webhook_circuit_failures` consecutive
+failed attempts the receiver's circuit opens: no request for `webhook_circuit_open_s`, then one
+trial request decides. After `max_attempts` the notification is given up (the caller
+dead-letters it). Connections only go to addresses the SSRF guard allows, checked on the address
+actually connected to, so a hostname that resolves (or re-resolves) to a private address is
+refused.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
-import json
 import logging
 import random
 import time
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any
 
+import httpcore
 import httpx
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
+from earful.alerting.receivers import Request
+from earful.alerting.routing import Receiver, TargetPolicy, TargetRefused
 from earful.core.metrics import LATENCY_BUCKETS
 
 log = logging.getLogger(__name__)
 
-DELIVERIES = Counter("earful_webhook_deliveries_total", "Webhook deliveries by outcome.", ["outcome"])
-ATTEMPTS = Counter("earful_webhook_attempts_total", "Webhook HTTP attempts by status class.", ["status"])
-DELIVERY_SECONDS = Histogram("earful_webhook_delivery_seconds", "Time to deliver one alert to one receiver.",
-                             buckets=LATENCY_BUCKETS)
-RETRYABLE = {408, 425, 429, 500, 502, 503, 504}
+ATTEMPTS = Counter("earful_webhook_attempts_total", "Notification HTTP attempts by receiver and result.",
+                   ["receiver", "result"])
+DELIVERIES = Counter("earful_webhook_deliveries_total", "Notifications by receiver and final outcome.",
+                     ["receiver", "outcome"])
+DELIVERY_SECONDS = Histogram("earful_webhook_delivery_seconds", "Time to deliver one notification, retries included.",
+                             ["receiver"], buckets=LATENCY_BUCKETS)
+CIRCUIT_OPEN = Gauge("earful_webhook_circuit_open", "1 while a receiver's circuit is open.", ["receiver"])
+RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
 @dataclass(frozen=True)
 class Outcome:
-    url: str
     delivered: bool
     attempts: int
-    reason: str  # delivered | gave_up:<why> | rejected:<status>
+    reason: str  # delivered | rejected:<status> | refused:<why> | gave_up:<why>
+    http_status: int | None = None
+
+    @property
+    def outcome(self) -> str:
+        """The notification_log outcome: delivered, failed (final refusal) or dead_lettered (gave up)."""
+        if self.delivered:
+            return "delivered"
+        return "dead_lettered" if self.reason.startswith("gave_up") else "failed"
 
 
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """The signature receivers recompute: hex HMAC-SHA256 of b'{timestamp}.' + body."""
-    return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+class CircuitBreaker:
+    """Closed → (N consecutive failures) → open for `open_s` → half-open: one trial decides."""
+
+    def __init__(self, name: str, failures: int = 5, open_s: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.name, self.failures, self.open_s, self.clock = name, failures, open_s, clock
+        self.consecutive = 0
+        self.open_until: float | None = None
+        self.trial_running = False
+
+    @property
+    def state(self) -> str:
+        if self.open_until is None:
+            return "closed"
+        return "open" if self.clock() < self.open_until else "half_open"
+
+    def wait_s(self) -> float:
+        """0 when a request may go now, else how long until the circuit lets a trial through."""
+        state = self.state
+        if state == "closed":
+            return 0.0
+        if state == "half_open" and not self.trial_running:
+            self.trial_running = True
+            return 0.0
+        return max(0.05, (self.open_until or 0) - self.clock()) if state == "open" else 0.25
+
+    def record(self, ok: bool) -> None:
+        self.trial_running = False
+        if ok:
+            self.consecutive, self.open_until = 0, None
+            CIRCUIT_OPEN.labels(self.name).set(0)
+            return
+        self.consecutive += 1
+        if self.consecutive >= self.failures or self.open_until is not None:
+            self.open_until = self.clock() + self.open_s
+            CIRCUIT_OPEN.labels(self.name).set(1)
 
 
-class WebhookSender:
-    """Delivers one alert payload to every configured receiver, concurrently."""
+class GuardedBackend(httpcore.AsyncNetworkBackend):
+    """httpcore's network backend, connecting only to addresses the policy allows."""
 
-    def __init__(
-        self,
-        urls: tuple[str, ...],
-        secret: str | None,
-        client: httpx.AsyncClient,
-        max_attempts: int = 5,
-        base_delay_s: float = 0.5,
-        max_delay_s: float = 30.0,
-    ) -> None:
-        self.urls = urls
-        self.secret = secret
+    def __init__(self, policy: TargetPolicy, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
+        self.policy = policy
+        self.inner = inner or httpcore.AnyIOBackend()
+
+    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
+                          socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
+        addresses = await self.policy.resolve(host, port)
+        error: Exception | None = None
+        for address in addresses:  # TLS still verifies and sends SNI for `host` (httpcore's start_tls)
+            try:
+                return await self.inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
+                                                     socket_options=socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout, OSError) as exc:
+                error = exc
+        raise error or httpcore.ConnectError(f"no address for {host}")
+
+    async def connect_unix_socket(self, path: str, timeout: float | None = None,
+                                  socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
+        raise TargetRefused("unix sockets are not webhook targets")
+
+    async def sleep(self, seconds: float) -> None:
+        await self.inner.sleep(seconds)
+
+
+def make_client(timeout_s: float, policy: TargetPolicy) -> httpx.AsyncClient:
+    """An HTTP client for receivers: SSRF-guarded connections, no proxies from the environment,
+    no redirects (a redirect could lead anywhere), and `timeout_s` for connect, read and write."""
+    transport = httpx.AsyncHTTPTransport(trust_env=False)
+    transport._pool._network_backend = GuardedBackend(policy)  # httpx offers no public hook for this
+    return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(timeout_s), follow_redirects=False,
+                             trust_env=False)
+
+
+def retry_after_s(resp: httpx.Response) -> float:
+    """Retry-After as seconds (delta-seconds or an HTTP date); 0 when absent or unreadable."""
+    value = resp.headers.get("Retry-After", "").strip()
+    if not value:
+        return 0.0
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError):
+        return 0.0
+
+
+class Deliverer:
+    """Delivers requests to one receiver, with retries and that receiver's circuit breaker."""
+
+    def __init__(self, receiver: Receiver, client: httpx.AsyncClient, *, max_attempts: int = 8,
+                 base_delay_s: float = 1.0, max_delay_s: float = 60.0, circuit: CircuitBreaker | None = None,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.receiver = receiver
         self.client = client
         self.max_attempts = max_attempts
         self.base_delay_s = base_delay_s
         self.max_delay_s = max_delay_s
+        self.circuit = circuit or CircuitBreaker(receiver.name)
+        self.sleep = sleep
 
-    async def deliver(self, payload: dict[str, Any], idempotency_key: str) -> list[Outcome]:
-        body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode()
-        return list(await asyncio.gather(*(self._deliver_one(url, body, idempotency_key) for url in self.urls)))
+    def _backoff(self, attempt: int) -> float:
+        return random.uniform(0.0, min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)))
 
-    async def _deliver_one(self, url: str, body: bytes, key: str) -> Outcome:
+    async def send(self, request: Request) -> Outcome:
         started = time.perf_counter()
-        reason = "gave_up:no_attempt"
+        name = self.receiver.name
+        reason, status = "gave_up:no_attempt", None
         for attempt in range(1, self.max_attempts + 1):
-            timestamp = str(int(time.time()))
-            headers = {"Content-Type": "application/json", "User-Agent": "earful-alerting/1",
-                       "X-Earful-Idempotency-Key": key, "X-Earful-Timestamp": timestamp}
-            if self.secret:
-                headers["X-Earful-Signature"] = "v1=" + sign(self.secret, timestamp, body)
-            delay = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
-            try:
-                resp = await self.client.post(url, content=body, headers=headers)
-            except httpx.InvalidURL as exc:  # not retryable, and not an HTTPError
-                ATTEMPTS.labels("error").inc()
-                DELIVERIES.labels("rejected").inc()
-                return Outcome(url, False, attempt, f"rejected:invalid_url:{exc}")
-            except httpx.HTTPError as exc:
-                ATTEMPTS.labels("error").inc()
-                reason = f"gave_up:{type(exc).__name__}"
+            if attempt > 1:
+                request = request.resigned(self.receiver.secret if self.receiver.kind == "webhook" else None)
+            wait = self.circuit.wait_s()
+            delay = self._backoff(attempt)
+            if wait > 0:
+                ATTEMPTS.labels(name, "circuit_open").inc()
+                reason = "gave_up:circuit_open"
+                delay = max(delay, min(wait, self.max_delay_s))
             else:
-                ATTEMPTS.labels(f"{resp.status_code // 100}xx").inc()
-                if resp.status_code < 300:
-                    DELIVERIES.labels("delivered").inc()
-                    DELIVERY_SECONDS.observe(time.perf_counter() - started)
-                    return Outcome(url, True, attempt, "delivered")
-                if resp.status_code not in RETRYABLE:
-                    DELIVERIES.labels("rejected").inc()
-                    return Outcome(url, False, attempt, f"rejected:{resp.status_code}")
-                reason = f"gave_up:http_{resp.status_code}"
-                delay = max(delay, _retry_after(resp))
+                try:
+                    resp = await self.client.post(self.receiver.url, content=request.body, headers=request.headers)
+                except TargetRefused as exc:
+                    self.circuit.record(True)  # our refusal, not the receiver's failure
+                    ATTEMPTS.labels(name, "refused").inc()
+                    DELIVERIES.labels(name, "failed").inc()
+                    return Outcome(False, attempt, f"refused:{exc}")
+                except httpx.InvalidURL as exc:
+                    ATTEMPTS.labels(name, "error").inc()
+                    DELIVERIES.labels(name, "failed").inc()
+                    return Outcome(False, attempt, f"rejected:invalid_url:{exc}")
+                except httpx.HTTPError as exc:
+                    self.circuit.record(False)
+                    ATTEMPTS.labels(name, "error").inc()
+                    reason, status = f"gave_up:{type(exc).__name__}", None
+                else:
+                    status = resp.status_code
+                    ATTEMPTS.labels(name, f"{status // 100}xx").inc()
+                    if status < 300:
+                        self.circuit.record(True)
+                        DELIVERIES.labels(name, "delivered").inc()
+                        DELIVERY_SECONDS.labels(name).observe(time.perf_counter() - started)
+                        return Outcome(True, attempt, "delivered", status)
+                    if status not in RETRYABLE:
+                        self.circuit.record(True)  # the receiver answered: it is up, it refused this one
+                        DELIVERIES.labels(name, "failed").inc()
+                        return Outcome(False, attempt, f"rejected:{status}", status)
+                    self.circuit.record(False)
+                    reason = f"gave_up:http_{status}"
+                    delay = max(delay, min(retry_after_s(resp), self.max_delay_s))
             if attempt < self.max_attempts:
-                log.warning("webhook attempt failed; retrying", extra={"url": url, "attempt": attempt, "reason": reason, "delay_s": round(delay, 2)})
-                await asyncio.sleep(min(delay, self.max_delay_s))
-        DELIVERIES.labels("gave_up").inc()
-        return Outcome(url, False, self.max_attempts, reason)
-
-
-def _retry_after(resp: httpx.Response) -> float:
-    value = resp.headers.get("Retry-After", "")
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return 0.0
+                log.warning("notification attempt failed; retrying",
+                            extra={"receiver": name, "attempt": attempt, "reason": reason, "delay_s": round(delay, 2)})
+                await self.sleep(delay)
+        DELIVERIES.labels(name, "dead_lettered").inc()
+        return Outcome(False, self.max_attempts, reason, status)

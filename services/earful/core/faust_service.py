@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import faust
 import mode
+from fastapi import APIRouter
 
 from earful.core.errors import DecodeError, EarfulError
 from earful.core.health import Health
@@ -24,12 +26,17 @@ from earful.core.topics import DLQ, create_topics
 log = logging.getLogger(__name__)
 
 
-def attach_ops_server(app: faust.App, settings: Settings, health: Health, service: str) -> None:
-    """Serve /healthz, /readyz and /metrics on the service's port for as long as `app` runs."""
+def attach_ops_server(app: faust.App, settings: Settings, health: Health, service: str,
+                      routers: Sequence[APIRouter] = ()) -> None:
+    """Serve /healthz, /readyz and /metrics (and the service's own `routers`) on the service's
+    port for as long as `app` runs."""
 
     class OpsServer(mode.Service):
         async def on_start(self) -> None:
-            self.http = HttpServer(ops_app(health, f"Earful {service}"), settings.http_host, settings.port_for(service))
+            api = ops_app(health, f"Earful {service}")
+            for router in routers:
+                api.include_router(router)
+            self.http = HttpServer(api, settings.http_host, settings.port_for(service))
             await self.http.start()
             log.info("%s ops endpoints listening", service, extra={"port": self.http.port})
 

@@ -180,18 +180,74 @@ class Settings(BaseSettings):
     alert_bucket_s: int = Field(10, ge=1, description="Length of a counting bucket, in seconds of event time.")
     alert_baseline_buckets: int = Field(60, ge=3, description="Buckets of history the baseline (median) is taken over.")
     alert_warmup_buckets: int = Field(12, ge=1, description="History needed before a watchlist may alert at all.")
-    alert_min_count: int = Field(10, ge=1, description="A bucket needs at least this many mentions to alert.")
-    alert_min_ratio: float = Field(3.0, ge=1, description="A bucket must exceed the baseline by at least this factor.")
-    alert_max_p_value: float = Field(1e-6, gt=0, lt=1, description="Poisson tail probability below which a count is a spike.")
+    alert_min_count: int = Field(10, ge=1, description="volume_spike: a bucket needs at least this many mentions to alert.")
+    alert_min_ratio: float = Field(3.0, ge=1, description="volume_spike: a bucket must exceed the baseline by at least this factor.")
+    alert_max_p_value: float = Field(1e-6, gt=0, lt=1, description="volume_spike: Poisson tail probability below which a count is a spike.")
+    alert_min_z: float = Field(
+        8.0, ge=0, description="volume_spike: robust z-score a bucket must reach: (count - expected) / the larger of the Poisson spread and 1.4826 × MAD of the baseline."
+    )
+    alert_window_s: int = Field(
+        60, ge=0, description="volume_spike: besides the current bucket, the trailing window of this many seconds is judged (a surge sustained over a minute that no single bucket shows). 0, or not longer than a bucket: off."
+    )
+    alert_peak_half_life_s: int = Field(
+        172800, ge=0, description="volume_spike: a new alert needs more mentions in a bucket than the recent peak, which halves every this many seconds (one story that runs for days is one alert). 0: off."
+    )
+    alert_seasonal_weeks: int = Field(
+        2, ge=1, description="Weeks of history an hour of the week needs before its usual volume raises the baseline (hour-of-week seasonality)."
+    )
     alert_resolve_buckets: int = Field(3, ge=1, description="Normal buckets after the last spike before a firing alert resolves.")
     alert_lateness_buckets: int = Field(
         30, ge=0, description="How late (in buckets of event time) a mention may arrive and still count towards an alert."
     )
-    alert_cooldown_buckets: int = Field(30, ge=0, description="Buckets after a resolution during which the same alert cannot fire again.")
-    webhook_urls: CommaList = Field((), description="Comma-separated URLs that receive alert JSON by POST.")
+    alert_cooldown_buckets: int = Field(
+        30, ge=0, description="Buckets after a resolution during which the same alert cannot fire again (a rule's cooldown_s overrides it)."
+    )
+    alert_pending_s: int = Field(0, ge=0, description="Seconds a condition must hold before its alert fires, unless a rule sets pending_s.")
+    alert_default_rules: CommaList = Field(
+        ("volume_spike", "negative_surge", "unanswered_question"),
+        description="Rules evaluated for a watchlist that lists no alert_rules of its own (risk_mention and viral_post are noisy for big brands, so a watchlist opts in).",
+    )
+    alert_negative_min_count: int = Field(20, ge=1, description="negative_surge: mentions the window needs before its negative share is judged.")
+    alert_negative_min_share: float = Field(0.6, gt=0, le=1, description="negative_surge: negative share of the window that alerts.")
+    alert_negative_min_ratio: float = Field(2.0, ge=1, description="negative_surge: how many times the usual negative share the window must reach.")
+    alert_negative_max_p_value: float = Field(1e-4, gt=0, lt=1, description="negative_surge: binomial tail probability below which the share is a surge.")
+    alert_negative_window_buckets: int = Field(6, ge=1, description="negative_surge: buckets the negative share is measured over.")
+    alert_risk_tags: CommaList = Field(
+        ("legal_privacy", "regulatory"), description="risk_mention: risk tags that alert (enrichment tags: legal_privacy, regulatory, operational, reputational)."
+    )
+    alert_risk_min_reach: int = Field(10000, ge=0, description="risk_mention: followers an author needs for a risk-tagged mention to alert.")
+    alert_risk_min_count: int = Field(1, ge=1, description="risk_mention: risk-tagged mentions (within the quiet period) before the alert fires.")
+    alert_risk_quiet_s: int = Field(1800, ge=1, description="risk_mention: seconds without another risk-tagged mention before the alert resolves.")
+    alert_viral_min_growth: int = Field(200, ge=1, description="viral_post: new reshares plus replies of one post within the window that alert.")
+    alert_viral_window_s: int = Field(600, ge=1, description="viral_post: seconds the growth of a post is measured over.")
+    alert_question_min_count: int = Field(
+        1, ge=1, description="unanswered_question: questions or complaints past the watchlist's response SLA before the alert fires (watchlists without an SLA never alert)."
+    )
+    alert_question_max_age_s: int = Field(604800, ge=1, description="unanswered_question: questions older than this stop counting.")
+    alert_tick_s: float = Field(
+        1.0, gt=0, description="How often time-based decisions run when no mention arrives (a silent watchlist resolves, a question becomes overdue)."
+    )
+    alert_receivers_file: Path | None = Field(
+        None, description="YAML file of receivers (webhook, slack, pagerduty), routes, grouping and inhibit rules; see README. Unset: EARFUL_WEBHOOK_URLS are the receivers."
+    )
+    alert_group_by: CommaList = Field(("watchlist",), description="Labels whose values form a notification group (default route).")
+    alert_group_wait_s: float = Field(0.5, ge=0, description="How long a new group waits for more alerts before its first notification.")
+    alert_group_interval_s: float = Field(60.0, gt=0, description="How long a group waits before notifying about alerts added to it or resolved.")
+    alert_repeat_interval_s: float = Field(14400.0, gt=0, description="How long before a notification for alerts still firing and unacknowledged is sent again.")
+    alert_dashboard_url: str | None = Field(
+        None, description="Base URL of the dashboard; alerts link to <url>#watchlist=<id>. Unset: no link."
+    )
+    webhook_urls: CommaList = Field((), description="Comma-separated URLs that receive alert JSON by POST (the default receivers when no receivers file names its own).")
     webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key; when set, each webhook carries X-Earful-Signature.")
-    webhook_timeout_s: float = Field(5.0, gt=0, description="Timeout of one webhook request.")
-    webhook_max_attempts: int = Field(5, ge=1, description="Delivery attempts per webhook before the alert goes to the DLQ.")
+    webhook_timeout_s: float = Field(5.0, gt=0, description="Timeout of one webhook request (connect, read and write each).")
+    webhook_max_attempts: int = Field(8, ge=1, description="Delivery attempts per notification before it goes to the DLQ.")
+    webhook_retry_base_s: float = Field(1.0, gt=0, description="First retry delay; it doubles per attempt, with full jitter, honouring Retry-After.")
+    webhook_retry_max_s: float = Field(60.0, gt=0, description="Longest delay between two attempts (also caps Retry-After).")
+    webhook_circuit_failures: int = Field(5, ge=1, description="Consecutive failed attempts after which a receiver's circuit opens (no requests for a while).")
+    webhook_circuit_open_s: float = Field(30.0, gt=0, description="How long an open circuit refuses requests before one trial request.")
+    webhook_allowed_networks: CommaList = Field(
+        (), description="CIDRs webhook targets may resolve to although private, loopback or link-local (e.g. 127.0.0.0/8 for a local receiver). Unset: such targets are refused."
+    )
 
     # --- Storage -------------------------------------------------------------------------------
     storage_batch_size: int = Field(1000, ge=1, description="Largest batch written to PostgreSQL in one transaction.")
@@ -243,7 +299,8 @@ class Settings(BaseSettings):
                 keys[name.strip() if sep else f"key{i + 1}"] = key.strip() if sep else entry
         return keys
 
-    @field_validator("webhook_urls", mode="before")
+    @field_validator("webhook_urls", "alert_default_rules", "alert_risk_tags", "alert_group_by", "webhook_allowed_networks",
+                     mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         return split_commas(value)
@@ -260,6 +317,18 @@ class Settings(BaseSettings):
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"{url!r} is not an http(s) URL")
         return urls
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _valid_networks(cls, networks: tuple[str, ...]) -> tuple[str, ...]:
+        import ipaddress
+
+        for net in networks:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{net!r} is not a CIDR network (e.g. 127.0.0.0/8 or 10.1.2.3/32): {exc}") from exc
+        return networks
 
     def port_for(self, service: str) -> int:
         """The HTTP port of `service`: EARFUL_HTTP_PORT when set, else the service's default."""
@@ -293,6 +362,8 @@ def settings_markdown() -> str:
             default = field.default
             if isinstance(default, SecretStr):
                 default = default.get_secret_value()
+            if isinstance(default, tuple) and default:
+                default = ",".join(default)
             default = "(none)" if default is None or default == () else f"`{default}`"
         rows.append(f"| `EARFUL_{name.upper()}` | {default} | {field.description} |")
     return "\n".join(rows)

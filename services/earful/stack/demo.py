@@ -63,6 +63,19 @@ async def count_stored(url: str, mention_ids: list[str]) -> int:
         await conn.close()
 
 
+async def _fresh_alert_state(url: str) -> None:
+    """The broker starts empty, so alerting does too: forget a previous local stack's alert state."""
+    from earful.alerting.store import reset_local_state
+    from earful.storage.migrate import migrate
+
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+        await reset_local_state(conn)
+    finally:
+        await conn.close()
+
+
 def _stop_on_signals() -> None:
     """Ctrl-C or SIGTERM at any stage cancels the run, whose `finally` stops what it started."""
     task = asyncio.current_task()
@@ -87,6 +100,7 @@ async def _run(settings: Settings, headless: bool, speed: float, work_dir: Path,
     server: HttpServer | None = None
     try:
         pg = await find_postgres("earful", os.environ.get("EARFUL_DATABASE_URL"), work_dir / "postgres", log=lambda m: say(f"  postgres    {m}"))
+        await _fresh_alert_state(pg.url)
         receiver = WebhookReceiver(out=log_dir / "alerts.jsonl", echo=False)
         receiver_port = free_port()
         server = HttpServer(receiver.app(), "127.0.0.1", receiver_port)
@@ -96,12 +110,14 @@ async def _run(settings: Settings, headless: bool, speed: float, work_dir: Path,
             "EARFUL_KAFKA_BOOTSTRAP": broker.bootstrap,
             "EARFUL_DATABASE_URL": pg.url,
             "EARFUL_WEBHOOK_URLS": f"http://127.0.0.1:{receiver_port}/alerts",
+            "EARFUL_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",  # the local receiver: allowed explicitly
             "EARFUL_LOG_FORMAT": "json",
             "EARFUL_LOG_LEVEL": settings.log_level,
             "EARFUL_SCHEMA_DIR": str(settings.schema_dir),
         })
         await create_topics(Settings(kafka_bootstrap=broker.bootstrap, schema_dir=settings.schema_dir))
         pipeline = Pipeline(env, log_dir)
+        pipeline["alerting"].env["EARFUL_ALERT_DASHBOARD_URL"] = pipeline["storage"].url + "/"  # alerts link to it
         say("  starting    ingest, enrichment, alerting, storage (separate processes)...")
         started = time.monotonic()
         await asyncio.to_thread(pipeline.start, max(10.0, deadline - time.monotonic()))
@@ -126,22 +142,27 @@ async def _run(settings: Settings, headless: bool, speed: float, work_dir: Path,
         distinct = sorted(set(stats.mention_ids))
         say(f"  replayed    {stats.accepted} accepted, {stats.rejected} rejected in {stats.elapsed_s:.1f}s")
 
+        def crisis_alerts() -> list[tuple[dict[str, Any], float]]:
+            return [(a, at) for a, at in receiver.alerts_with("firing")
+                    if (a.get("labels") or {}).get("watchlist") == crisis["watchlist_id"]]
+
         stored = 0
         while time.monotonic() < deadline:
             stored = await count_stored(pg.url, distinct)
-            firing = [a for a in receiver.alerts if a.payload.get("status") == "firing"]
-            if stored == len(distinct) and any(a.payload.get("watchlist_id") == crisis["watchlist_id"] for a in firing):
+            if stored == len(distinct) and crisis_alerts():
                 break
             for svc in pipeline.services.values():
                 if not svc.alive():
                     raise StackError(f"{svc.name} died:\n{svc.log_tail()}")
             await asyncio.sleep(0.5)
-        firing = [a for a in receiver.alerts if a.payload.get("status") == "firing"]
-        crisis_alerts = [a for a in firing if a.payload.get("watchlist_id") == crisis["watchlist_id"]]
-        latency = (crisis_alerts[0].received_at - first_crisis_accepted[0]) if crisis_alerts and first_crisis_accepted else None
-        for a in receiver.alerts:
-            say(f"  ALERT       {a.payload.get('status', '?').upper()}: {a.payload.get('summary')}")
-        if not crisis_alerts:
+        firing = receiver.alerts_with("firing")
+        crisis_firing = crisis_alerts()
+        latency = (crisis_firing[0][1] - first_crisis_accepted[0]) if crisis_firing and first_crisis_accepted else None
+        for r in receiver.alerts:
+            for a in r.alerts:
+                summary = (a.get("annotations") or {}).get("summary") or (a.get("earful") or {}).get("summary")
+                say(f"  ALERT       {str(a.get('status', '?')).upper()}: {summary}")
+        if not crisis_firing:
             say("  no crisis alert arrived before the timeout")
         summary = {
             "mentions_sent": len(distinct),

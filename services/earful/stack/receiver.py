@@ -1,4 +1,8 @@
-"""A webhook receiver for local stacks: records every alert POSTed to it (and verifies signatures)."""
+"""A webhook receiver for local stacks: records every notification POSTed to it (and verifies signatures).
+
+Notifications have Alertmanager's webhook shape (`status`, `groupKey`, `alerts[]`, each alert
+with `labels`, `annotations` and the Earful alert event under `earful`).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from earful.alerting.delivery import sign
+from earful.alerting.receivers import sign
 from earful.core.http import HttpServer
 from earful.core.runtime import wait_for_shutdown
 
@@ -25,12 +29,18 @@ class Received:
     received_at: float
     idempotency_key: str | None
 
+    @property
+    def alerts(self) -> list[dict[str, Any]]:
+        """The alerts of the notification (Alertmanager's alerts[])."""
+        return [a for a in self.payload.get("alerts") or [] if isinstance(a, dict)]
+
 
 @dataclass
 class WebhookReceiver:
     """Collects alerts; dedups by idempotency key like a well-behaved receiver should."""
 
     secret: str | None = None
+    url: str | None = None  # where alerts are posted to, once a server runs the app
     out: Path | None = None
     echo: bool = False
     alerts: list[Received] = field(default_factory=list)
@@ -63,7 +73,9 @@ class WebhookReceiver:
                 with self.out.open("a", encoding="utf-8") as f:
                     f.write(json.dumps({"received_at": item.received_at, "alert": payload}) + "\n")
             if self.echo:
-                print(f"ALERT {payload.get('status', '?').upper()}: {payload.get('summary')}", flush=True)
+                for alert in item.alerts:
+                    summary = (alert.get("annotations") or {}).get("summary") or (alert.get("earful") or {}).get("summary")
+                    print(f"ALERT {str(alert.get('status', '?')).upper()}: {summary}", flush=True)
             self.arrived.set()
             return JSONResponse({"ok": True})
 
@@ -72,6 +84,17 @@ class WebhookReceiver:
             return {"status": "ok"}
 
         return app
+
+    def alerts_with(self, status: str) -> list[tuple[dict[str, Any], float]]:
+        """Each distinct alert (by alert id) received with `status`, first receipt, in order."""
+        seen: dict[str, tuple[dict[str, Any], float]] = {}
+        for r in self.alerts:
+            for a in r.alerts:
+                event = a.get("earful") or {}
+                alert_id = event.get("alert_id") or a.get("fingerprint")
+                if a.get("status") == status and alert_id not in seen:
+                    seen[alert_id] = (a, r.received_at)
+        return list(seen.values())
 
 
 def run_receiver(host: str, port: int, out: Path | None, secret: str | None) -> int:

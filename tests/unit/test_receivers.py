@@ -1,0 +1,258 @@
+"""What each receiver kind is sent (webhook, Slack, PagerDuty), the receivers/routes file, and
+per-watchlist rules."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from earful.alerting.detector import fingerprint
+from earful.alerting.notify import Alert, Plan
+from earful.alerting.receivers import (
+    ZERO_TIME,
+    build_request,
+    escape_slack,
+    pagerduty_body,
+    pagerduty_dedup_key,
+    sign,
+    slack_body,
+    webhook_body,
+)
+from earful.alerting.routing import DEFAULT_INHIBIT, Receiver, load_notify_config
+from earful.alerting.rules import RuleDefaults, rules_for
+from earful.core.errors import ConfigError
+from earful.core.settings import Settings
+from earful.watchlists import AlertRule, QuietHours, Watchlist
+
+T = datetime(2026, 11, 2, 7, 30, 2, tzinfo=timezone.utc)
+EVIL = "<!channel> free refunds & more at <http://evil.example|acme-air.example> > now"
+
+
+def alert(rule: str = "volume_spike", severity: str = "critical", status: str = "firing", summary: str = "acme-air: 27 mentions") -> Alert:
+    labels = {"watchlist": "acme-air", "rule": rule, "severity": severity}
+    fp = fingerprint(labels)
+    event = {"alert_id": f"{fp}-1", "summary": summary, "observed": 27.0, "baseline": 2.0,
+             "annotations": {"summary": summary, "dashboard_url": "http://127.0.0.1:8083/#watchlist=acme-air"},
+             "explanation": {"top_posts": [{"mention_id": "m1", "source": "twitter", "author_handle": "kat_<b>",
+                                            "reach": 84213, "text": EVIL, "created_at": "2026-11-02T07:30:02.361Z"}],
+                             "top_terms": [{"term": "breach", "count": 19}, {"term": "<@U123>", "count": 2}]}}
+    return Alert(fp, f"{fp}-1", status, labels, T, None if status == "firing" else T + timedelta(minutes=9),
+                 "watchlist=acme-air", ("oncall",), event)
+
+
+WEBHOOK = Receiver("ops", "webhook", "https://hooks.example.com/earful", secret="k")
+SLACK = Receiver("slack-comms", "slack", "https://hooks.slack.com/services/T/B/X")
+PAGERDUTY = Receiver("oncall", "pagerduty", "https://events.pagerduty.com/v2/enqueue", routing_key="R0UT1NGKEY")
+
+
+# --- webhook (Alertmanager's body) ---------------------------------------------------------------
+
+
+def test_webhook_body_is_alertmanager_compatible() -> None:
+    a, b = alert(), alert("negative_surge", "warning", summary="acme-air: 90% negative")
+    body = webhook_body(Plan(True, "new_alerts", (a, b)), WEBHOOK, "watchlist=acme-air", {"watchlist": "acme-air"},
+                        "http://127.0.0.1:8083/")
+    assert {k: body[k] for k in ("version", "groupKey", "truncatedAlerts", "status", "receiver", "groupLabels",
+                                 "externalURL")} == {
+        "version": "4", "groupKey": "watchlist=acme-air", "truncatedAlerts": 0, "status": "firing", "receiver": "ops",
+        "groupLabels": {"watchlist": "acme-air"}, "externalURL": "http://127.0.0.1:8083/"}
+    assert body["commonLabels"] == {"watchlist": "acme-air"}
+    assert body["commonAnnotations"] == {"dashboard_url": "http://127.0.0.1:8083/#watchlist=acme-air"}
+    first = body["alerts"][0]
+    assert first["status"] == "firing" and first["labels"] == a.labels and first["fingerprint"] == a.fingerprint
+    assert first["startsAt"] == "2026-11-02T07:30:02Z" and first["endsAt"] == ZERO_TIME
+    assert first["generatorURL"].endswith("#watchlist=acme-air") and first["earful"]["observed"] == 27.0
+    json.dumps(body)  # JSON-able
+
+
+def test_webhook_resolved_and_truncation() -> None:
+    r = alert(status="resolved")
+    body = webhook_body(Plan(True, "all_resolved", (), (r,)), WEBHOOK, "g", {})
+    assert body["status"] == "resolved" and body["alerts"][0]["endsAt"] == "2026-11-02T07:39:02Z"
+    many = tuple(replace(alert(), alert_id=f"a{i}") for i in range(5))
+    body = webhook_body(Plan(True, "new_alerts", many), replace(WEBHOOK, max_alerts=2), "g", {})
+    assert len(body["alerts"]) == 2 and body["truncatedAlerts"] == 3
+
+
+def test_webhook_request_is_signed_with_an_idempotency_key() -> None:
+    req = build_request(Plan(True, "new_alerts", (alert(),)), WEBHOOK, "g", {}, "idem-1")
+    h = req.headers
+    assert h["X-Earful-Idempotency-Key"] == "idem-1" and h["Content-Type"] == "application/json"
+    assert h["X-Earful-Signature"] == "v1=" + sign("k", h["X-Earful-Timestamp"], req.body)
+    assert json.loads(req.body)["version"] == "4"
+    resigned = req.resigned("k")
+    assert resigned.body == req.body and resigned.headers["X-Earful-Idempotency-Key"] == "idem-1"
+
+
+# --- Slack ---------------------------------------------------------------------------------------
+
+
+def test_slack_escapes_every_piece_of_user_text() -> None:
+    assert escape_slack("a < b & c > d") == "a &lt; b &amp; c &gt; d"
+    body = slack_body(Plan(True, "new_alerts", (alert(summary="acme-air <!here> spike"),)), SLACK, "watchlist=acme-air")
+    text = json.dumps(body)
+    for raw in ("<!channel>", "<!here>", "<http://evil", "<@U123>", "kat_<b>"):
+        assert raw not in text, raw
+    section = body["blocks"][1]["text"]["text"]
+    assert "&lt;!channel&gt; free refunds &amp; more at &lt;http://evil.example|acme-air.example&gt; &gt; now" in section
+    assert "@kat_&lt;b&gt; (84,213 followers)" in section and "&lt;@U123&gt;" in section
+    assert body["blocks"][0]["type"] == "header" and body["blocks"][0]["text"]["type"] == "plain_text"
+    assert body["blocks"][2]["elements"][0]["url"].endswith("#watchlist=acme-air")
+    assert "&lt;!here&gt;" in body["text"]
+
+
+def test_slack_request_is_not_signed() -> None:
+    req = build_request(Plan(True, "new_alerts", (alert(),)), replace(SLACK, secret="k"), "g", {}, "i")
+    assert "X-Earful-Signature" not in req.headers
+
+
+# --- PagerDuty ----------------------------------------------------------------------------------
+
+
+def test_pagerduty_trigger_and_resolve_share_a_stable_dedup_key() -> None:
+    a, w = alert(), alert("risk_mention", "warning", summary="x" * 2000)
+    trigger = pagerduty_body(Plan(True, "new_alerts", (w, a)), PAGERDUTY, "watchlist=acme-air")
+    assert trigger["routing_key"] == "R0UT1NGKEY" and trigger["event_action"] == "trigger"
+    assert trigger["dedup_key"] == pagerduty_dedup_key("watchlist=acme-air") == "earful-" + pagerduty_dedup_key(
+        "watchlist=acme-air")[7:]
+    payload = trigger["payload"]
+    assert payload["severity"] == "critical"  # the worst of the group
+    assert len(payload["summary"]) == 1024 and payload["summary"].startswith("[FIRING:2] ")
+    assert payload["source"] == "earful" and payload["component"] == "acme-air" and payload["group"] == "watchlist=acme-air"
+    assert payload["timestamp"] == "2026-11-02T07:30:02Z" and payload["class"] == "risk_mention"
+    assert len(payload["custom_details"]["alerts"]) == 2
+    assert trigger["links"][0]["href"].endswith("#watchlist=acme-air")
+    resolve = pagerduty_body(Plan(True, "all_resolved", (), (alert(status="resolved"),)), PAGERDUTY, "watchlist=acme-air")
+    assert resolve == {"routing_key": "R0UT1NGKEY", "event_action": "resolve", "dedup_key": trigger["dedup_key"]}
+    assert pagerduty_dedup_key("watchlist=globex") != trigger["dedup_key"]
+
+
+# --- the receivers file --------------------------------------------------------------------------
+
+
+def settings(**kw: object) -> Settings:
+    return Settings(_env_file=None, **kw)  # type: ignore[arg-type]
+
+
+def test_webhook_urls_alone_make_the_default_route() -> None:
+    cfg = load_notify_config(settings(webhook_urls=("https://a.example/h",), webhook_secret="s"))
+    assert list(cfg.receivers) == ["webhook"] and cfg.receivers["webhook"].secret == "s"
+    assert cfg.default.receivers == ("webhook",) and cfg.default.group_by == ("watchlist",)
+    assert cfg.inhibit_rules == DEFAULT_INHIBIT
+    labels = {"watchlist": "acme-air", "rule": "volume_spike", "severity": "critical"}
+    assert cfg.group_key(labels) == "watchlist=acme-air" and cfg.receivers_for(labels) == ("webhook",)
+    two = load_notify_config(settings(webhook_urls=("https://a.example/h", "https://b.example/h")))
+    assert list(two.receivers) == ["webhook-1", "webhook-2"]
+
+
+def test_a_receivers_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_PD_KEY", "pd-secret")
+    monkeypatch.setenv("TEST_SLACK_URL", "https://hooks.slack.com/services/T/B/X")
+    path = tmp_path / "receivers.yaml"
+    path.write_text("""
+receivers:
+  - {name: oncall, kind: pagerduty, routing_key_env: TEST_PD_KEY}
+  - {name: slack-comms, kind: slack, url_env: TEST_SLACK_URL}
+  - {name: ops, kind: webhook, url: "https://hooks.example.com/earful", secret: filesecret, max_alerts: 10}
+route:
+  group_by: [watchlist]
+  group_wait_s: 2
+  routes:
+    - {match: {severity: critical}, receivers: [oncall, ops]}
+    - {name: acme, match_re: {watchlist: "acme-.*"}, receivers: [slack-comms], group_by: [watchlist, rule], repeat_interval_s: 60}
+inhibit_rules:
+  - {source_match: {rule: source_outage}, target_match: {rule: volume_drop}, equal: []}
+""")
+    cfg = load_notify_config(settings(alert_receivers_file=path, webhook_urls=("https://legacy.example/h",)))
+    assert cfg.receivers["oncall"].routing_key == "pd-secret" and cfg.receivers["oncall"].url.startswith("https://events.pagerduty.com")
+    assert cfg.receivers["slack-comms"].url == "https://hooks.slack.com/services/T/B/X"
+    assert cfg.receivers["ops"].secret == "filesecret" and cfg.receivers["ops"].max_alerts == 10
+    assert cfg.default.receivers == ("webhook",)  # EARFUL_WEBHOOK_URLS keep working as the default receiver
+    crit = {"watchlist": "globex", "rule": "volume_spike", "severity": "critical"}
+    acme = {"watchlist": "acme-air", "rule": "negative_surge", "severity": "warning"}
+    other = {"watchlist": "globex", "rule": "negative_surge", "severity": "warning"}
+    assert cfg.receivers_for(crit) == ("oncall", "ops") and cfg.group_key(crit) == "route-1/watchlist=globex"
+    assert cfg.receivers_for(acme) == ("slack-comms",) and cfg.group_key(acme) == "acme/watchlist=acme-air,rule=negative_surge"
+    assert cfg.route_for(acme).repeat_interval_s == 60 and cfg.route_for(acme).group_wait_s == 2
+    assert cfg.receivers_for(other) == ("webhook",) and cfg.group_key(other) == "watchlist=globex"
+    assert cfg.receivers_for(other, ("ops", "nonexistent")) == ("ops",)  # the rule's own receivers win
+    assert [r.source_match for r in cfg.inhibit_rules] == [{"rule": "source_outage"}]
+
+
+@pytest.mark.parametrize("text,fragment", [
+    ("receivers: [{name: x, kind: email, url: 'https://a.example'}]", "kind 'email' is not one of"),
+    ("receivers: [{name: x, kind: pagerduty}]", "needs routing_key"),
+    ("receivers: [{name: x, kind: slack}]", "needs url"),
+    ("receivers: [{name: x, kind: webhook, url_env: EARFUL_TEST_UNSET_VAR}]", "EARFUL_TEST_UNSET_VAR"),
+    ("receivers: [{name: x, kind: webhook, url: 'ftp://a.example'}]", "is not an http(s) URL"),
+    ("receivers: [{name: x, kind: webhook, url: 'http://10.0.0.5/hook'}]", "private address"),
+    ("receivers: [{name: x, kind: webhook, url: 'http://localhost:9000/hook'}]", "loopback address"),
+    ("receivers: [{name: x, kind: webhook, url: 'https://a.example', colour: red}]", "unknown key(s) colour"),
+    ("receivers: [{name: 'bad name', kind: webhook, url: 'https://a.example'}]", "must match"),
+    ("route: {receivers: [nobody]}", "unknown receiver(s) nobody"),
+    ("route: {group_wait_s: soon}", "group_wait_s must be a number"),
+    ("route: {routes: [{match_re: {watchlist: '('}}]}", "match_re watchlist"),
+    ("routes: []", "unknown top-level key(s) routes"),
+    ("- just a list", "expected a mapping"),
+    ("receivers: [{name: a: b", "cannot read receivers file"),
+])
+def test_bad_receivers_files_fail_the_start_with_a_clear_message(tmp_path: Path, text: str, fragment: str) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_notify_config(settings(alert_receivers_file=path))
+    assert fragment in str(info.value)
+
+
+def test_a_private_target_is_accepted_when_allow_listed() -> None:
+    cfg = load_notify_config(settings(webhook_urls=("http://127.0.0.1:9000/alerts",),
+                                      webhook_allowed_networks=("127.0.0.0/8",)))
+    assert cfg.receivers["webhook"].url == "http://127.0.0.1:9000/alerts"
+    with pytest.raises(ConfigError, match="loopback"):
+        load_notify_config(settings(webhook_urls=("http://127.0.0.1:9000/alerts",)))
+
+
+def test_a_missing_receivers_file() -> None:
+    with pytest.raises(ConfigError, match="cannot read receivers file"):
+        load_notify_config(settings(alert_receivers_file=Path("/nonexistent/receivers.yaml")))
+
+
+# --- rules per watchlist ----------------------------------------------------------------------------
+
+DEFAULTS = RuleDefaults.from_settings(settings())
+
+
+def test_a_watchlist_without_rules_gets_the_default_rules() -> None:
+    rules = rules_for(Watchlist("acme-air", "Acme Air", "brand", ("Acme",), handles=("@AcmeAirHelp",)), DEFAULTS)
+    assert set(rules.rules) == {"volume_spike", "negative_surge", "unanswered_question"}
+    assert rules.rules["volume_spike"].severity == "critical" and rules.rules["negative_surge"].severity == "warning"
+    assert rules.rules["volume_spike"]["min_z"] == 8.0 and rules.rules["volume_spike"].cooldown_s == 300
+    assert rules.rules["unanswered_question"]["sla_s"] == 0  # no SLA: never alerts
+    assert rules.handles == frozenset({"acmeairhelp"})
+
+
+def test_a_watchlists_own_rules() -> None:
+    quiet = QuietHours("22:00", "07:00", "Europe/Berlin")
+    w = Watchlist("acme-air", "Acme Air", "brand", ("Acme",), response_sla_s=1800, alert_rules=(
+        AlertRule("volume_spike", severity="critical", receivers=("oncall",), thresholds={"min_count": 25, "typo": 1},
+                  pending_s=30, cooldown_s=600),
+        AlertRule("unanswered_question", severity="loud", quiet_hours=quiet),
+        AlertRule("negative_surge", enabled=False),
+        AlertRule("sentiment_astrology"),
+    ))
+    rules = rules_for(w, DEFAULTS)
+    assert set(rules.rules) == {"volume_spike", "unanswered_question"}  # disabled and unknown ones skipped
+    v = rules.rules["volume_spike"]
+    assert (v["min_count"], v["min_ratio"], v.receivers, v.pending_s, v.cooldown_s) == (25, 3.0, ("oncall",), 30, 600)
+    assert "typo" not in v.thresholds
+    q = rules.rules["unanswered_question"]
+    assert (q.severity, q["sla_s"], q.quiet_hours) == ("warning", 1800, quiet)
+
+
+def test_unknown_default_rules_are_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="unknown rule"):
+        RuleDefaults.from_settings(settings(alert_default_rules=("volume_spike", "horoscope")))
