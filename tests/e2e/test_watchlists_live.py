@@ -92,15 +92,15 @@ async def test_api_changes_apply_live_in_enrichment_and_alerting(stack, pg_url) 
         assert resp.status_code == 202, resp.text
 
         async def alerted() -> bool:
-            fired = {a.payload["watchlist_id"] for a in receiver.alerts if a.payload["status"] == "firing"}
+            fired = {a["labels"]["watchlist"] for a, _ in receiver.alerts_with("firing")}
             return fired >= {"acme-air", "zephyr"}
 
         assert await eventually(alerted, timeout_s=90), [s.log_tail() for s in pipeline.services.values()]
 
-    firing = {a.payload["watchlist_id"]: a.payload for a in receiver.alerts if a.payload["status"] == "firing"}
+    firing = {a["labels"]["watchlist"]: a for a, _ in receiver.alerts_with("firing")}
     assert set(firing) == {"acme-air", "zephyr"}
-    assert firing["acme-air"]["severity"] == "warning"  # the rule from the API, not the service default
-    assert firing["zephyr"]["severity"] == "critical"
+    assert firing["acme-air"]["labels"]["severity"] == "warning"  # the rule from the API, not the service default
+    assert firing["zephyr"]["labels"]["severity"] == "critical"
 
     conn = await asyncpg.connect(pg_url)
     try:

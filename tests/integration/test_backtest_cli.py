@@ -137,8 +137,11 @@ async def history(pg_url: str) -> str:
 
 def test_a_watchlists_history_through_its_rules(history: str, tmp_path: Path) -> None:
     out = tmp_path / "decisions.jsonl"
+    folder = tmp_path / "watchlists"  # acme-air as the sample has it, but without rules of its own
+    folder.mkdir()
+    (folder / "acme-air.yaml").write_text('id: acme-air\nname: Acme Air\nquery: \'"Acme Air" OR #AcmeAir OR @AcmeAir\'\n')
     done = earful("backtest", "--watchlist", "acme-air", "--from", "2026-11-02T07:00:00Z", "--to", "2026-11-02T08:00:00Z",
-                  "--out", str(out), env={"EARFUL_DATABASE_URL": history})
+                  "--out", str(out), env={"EARFUL_DATABASE_URL": history, "EARFUL_WATCHLISTS_DIR": str(folder)})
     assert done.returncode == 0, done.stderr
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     # the default rules: the burst is a volume spike and, all negative, a negative surge; both resolve

@@ -170,6 +170,10 @@ INVALID = [
     ("lang-bad", _with(("lang",), "English"), "mentions[1].lang"),
     ("followers-negative", _with(("author", "followers"), -1), "mentions[1].author.followers"),
     ("likes-negative", _with(("engagement", "likes"), -3), "mentions[1].engagement.likes"),
+    # counts are JSON integers: a string, a boolean or a float is refused, never silently converted
+    ("followers-string", _with(("author", "followers"), "1843"), "mentions[1].author.followers"),
+    ("followers-boolean", _with(("author", "followers"), True), "mentions[1].author.followers"),
+    ("reposts-float", _with(("engagement", "reposts"), 3.0), "mentions[1].engagement.reposts"),
     ("unknown-field", _with(("likes",), 3), "mentions[1].likes"),
     ("unknown-author-field", _with(("author", "verified"), True), "mentions[1].author.verified"),
 ]

@@ -12,7 +12,7 @@ from typing import Any
 
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, field_validator
 
 MENTION_ID_NAMESPACE = uuid.UUID("6f0e4c3a-5d1b-4f5e-9a57-ea7f0c11e0a1")
 MAX_CLOCK_SKEW = timedelta(minutes=10)
@@ -58,7 +58,7 @@ class AuthorIn(_Strict):
     id: str | None = Field(None, max_length=256)
     handle: str | None = Field(None, max_length=256)
     display_name: str | None = Field(None, max_length=512)
-    followers: int | None = Field(None, ge=0, le=MAX_COUNT)
+    followers: StrictInt | None = Field(None, ge=0, le=MAX_COUNT)
 
     @field_validator("handle")
     @classmethod
@@ -67,9 +67,9 @@ class AuthorIn(_Strict):
 
 
 class EngagementIn(_Strict):
-    likes: int = Field(0, ge=0, le=MAX_COUNT)
-    reposts: int = Field(0, ge=0, le=MAX_COUNT)
-    replies: int = Field(0, ge=0, le=MAX_COUNT)
+    likes: StrictInt = Field(0, ge=0, le=MAX_COUNT)
+    reposts: StrictInt = Field(0, ge=0, le=MAX_COUNT)
+    replies: StrictInt = Field(0, ge=0, le=MAX_COUNT)
     observed_at: Timestamp | None = Field(
         None, description="When the source reported these counts (RFC 3339). Default: when ingest accepted the mention."
     )
