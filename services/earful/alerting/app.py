@@ -116,7 +116,9 @@ def build(settings: Settings, watchlists: WatchlistSource | None = None) -> Any:
     health = Health(SERVICE)
     health.add_check("kafka", tcp_check(settings.kafka_bootstrap, 9092))
     # Rules, handles and SLAs come live from the topic: a changed watchlist applies without a restart.
-    book = RuleBook(watchlists or live_watchlists(app, settings, health, SERVICE), RuleDefaults.from_settings(settings))
+    if watchlists is None:
+        watchlists = live_watchlists(app, settings, health, SERVICE)
+    book = RuleBook(watchlists, RuleDefaults.from_settings(settings))
     notify_cfg: NotifyConfig = load_notify_config(settings)
     # Evidence for explanations: the buckets that can still fire (the lateness window) and the trailing minute.
     evidence = Evidence(horizon_ms=(cfg.lateness_buckets + 1) * cfg.bucket_ms + settings.alert_window_s * 1000,
