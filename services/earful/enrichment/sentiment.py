@@ -4,7 +4,9 @@ The built-in model is multinomial logistic regression over hashed word 1–2-gra
 2–5-grams of the normalised text (handles → `@user`, URLs → `http`, letters repeated more than
 three times squashed), plus a few lexicon features (VADER's scores, an emoji sentiment score),
 once for every language and once more for English only (VADER is an English lexicon: the model
-learns how far to trust it in English separately from the emoji signal it gives elsewhere). It
+learns how far to trust it in English separately from the emoji signal it gives elsewhere).
+The n-gram features of English texts appear twice, shared and English-only, so English gets
+weights of its own on top of what all languages share. It
 is trained by `earful models train-sentiment --data DIR` on the UMSAB training split (8 languages)
 and stored as two small files: `model.json` (settings, classes, languages, provenance) and
 `weights.npz` (float16 weights, float32 intercepts). Prediction is a sparse matrix product over a
@@ -78,7 +80,7 @@ class Featurizer:
     features. Stateless apart from the idf vector learnt in training."""
 
     def __init__(self, n_features: int, idf: np.ndarray | None = None, lexicon_scale: float = 1.0,
-                 english_lexicon_scale: float = 1.0) -> None:
+                 english_lexicon_scale: float = 1.0, language_copies: Sequence[str] = ()) -> None:
         from sklearn.feature_extraction.text import HashingVectorizer
         from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
@@ -90,12 +92,15 @@ class Featurizer:
         self.idf = idf
         self.lexicon_scale = lexicon_scale
         self.english_lexicon_scale = english_lexicon_scale
+        # Languages whose n-gram features appear a second time, only in their own texts: the model
+        # then learns weights of its own for that language on top of the shared ones.
+        self.language_copies = tuple(language_copies)
         self.vader = SentimentIntensityAnalyzer()
         self._emoji = _emoji_scores()
 
     @property
     def width(self) -> int:
-        return 2 * self.n_features + 2 * len(LEXICON_FEATURES)
+        return 2 * self.n_features * (1 + len(self.language_copies)) + 2 * len(LEXICON_FEATURES)
 
     def sparse_counts(self, texts: Sequence[str]) -> Any:
         from scipy import sparse
@@ -124,7 +129,9 @@ class Featurizer:
         x = normalize(x, norm="l2", copy=False)
         lexicon = self.lexicon(texts)
         english = np.asarray([[1.0 if lang == "en" else 0.0] for lang in langs], dtype=np.float32)
-        return sparse.hstack([x, sparse.csr_matrix(lexicon * self.lexicon_scale),
+        copies = [sparse.diags(np.asarray([1.0 if lang == code else 0.0 for lang in langs], dtype=np.float32)) @ x
+                  for code in self.language_copies]
+        return sparse.hstack([x, *copies, sparse.csr_matrix(lexicon * self.lexicon_scale),
                               sparse.csr_matrix(lexicon * english * self.english_lexicon_scale)],
                              format="csr", dtype=np.float32)
 
@@ -169,7 +176,7 @@ class LinearSentiment:
         self.meta = meta
         self.languages: frozenset[str] | None = frozenset(meta["languages"])
         self.featurizer = Featurizer(int(meta["n_features"]), idf, float(meta["lexicon_scale"]),
-                                     float(meta["english_lexicon_scale"]))
+                                     float(meta["english_lexicon_scale"]), meta.get("language_copies", ()))
         if self.coef.shape != (self.featurizer.width, len(LABELS)):
             raise ConfigError(f"sentiment model in {model_dir}: weights of shape {self.coef.shape} do not fit "
                               f"{self.featurizer.width} features")
