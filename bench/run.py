@@ -49,7 +49,7 @@ ENRICH_RECORDS = 10_000  # tweet-length texts: the bundled sample (2,233 mention
 ENRICH_BATCH = 256  # = the EARFUL_ENRICH_BATCH_SIZE default
 ENRICH_RUNS = 3
 RSS_RECORDS = 1_000
-SERVICE_RECORDS = 5_000
+SERVICE_RECORDS = 10_000  # as many as the ceiling run enriches, so both are measured over the same work
 SERVICE_WARMUP_RECORDS = 256
 SERVICE_RUNS = 3
 EVAL_DIR = Path(os.environ.get("EARFUL_EVAL_DIR", REPO.parent / "shared" / "eval"))
