@@ -12,7 +12,8 @@ from earful.core.auth import ApiKeys, presented_key
 from earful.core.errors import ConfigError, SourceError, ValidationError
 from earful.core.settings import Settings
 from earful.ingest.connectors.bluesky import event_mention, subscribe_url
-from earful.ingest.connectors.feeds import FeedConfig, item_to_mention, load_feeds, parse_feed, retry_after
+from earful.core.http import RETRY_AFTER_MAX_S, parse_retry_after
+from earful.ingest.connectors.feeds import FeedConfig, item_to_mention, load_feeds, parse_feed
 from earful.ingest.connectors.mastodon import SseParser, status_mentions
 from earful.ingest.connectors.replay import MentionFile, parse_mapping, parse_time
 from earful.ingest.limits import RateLimiter, retry_after_header
@@ -130,9 +131,20 @@ def test_bad_feeds_file_is_a_config_error(tmp_path: Path, body: str) -> None:
         load_feeds(Settings(ingest_feeds_file=f))
 
 
-@pytest.mark.parametrize(("value", "seconds"), [(None, 0.0), ("120", 120.0), ("soon", 0.0), ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0)])
+@pytest.mark.parametrize(("value", "seconds"), [
+    (None, 0.0), ("", 0.0), ("120", 120.0), (" 7 ", 7.0), ("soon", 0.0), ("-3", 0.0),
+    ("Wed, 21 Oct 2015 07:28:00 GMT", 0.0),  # a date in the past: retry now
+    # Not finite or absurdly long: a broken header must not stall a connector for ever.
+    ("inf", 0.0), ("nan", 0.0), ("1e12", RETRY_AFTER_MAX_S),
+])
 def test_retry_after(value: str | None, seconds: float) -> None:
-    assert retry_after(value) == seconds
+    assert parse_retry_after(value) == seconds
+
+
+def test_retry_after_as_an_http_date_is_read_as_gmt() -> None:
+    now = 1_445_412_480.0  # Wed, 21 Oct 2015 07:28:00 GMT
+    assert parse_retry_after("Wed, 21 Oct 2015 07:30:00 GMT", now=now) == 120.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:30:00 -0000", now=now) == 120.0  # naive date: GMT
 
 
 # --- Mastodon ---------------------------------------------------------------------------------

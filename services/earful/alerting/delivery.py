@@ -20,7 +20,6 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpcore
@@ -29,6 +28,7 @@ from prometheus_client import Counter, Gauge, Histogram
 
 from earful.alerting.receivers import Request
 from earful.alerting.routing import Receiver, TargetPolicy, TargetRefused
+from earful.core.http import parse_retry_after
 from earful.core.metrics import LATENCY_BUCKETS
 
 log = logging.getLogger(__name__)
@@ -133,18 +133,8 @@ def make_client(timeout_s: float, policy: TargetPolicy) -> httpx.AsyncClient:
 
 
 def retry_after_s(resp: httpx.Response) -> float:
-    """Retry-After as seconds (delta-seconds or an HTTP date); 0 when absent or unreadable."""
-    value = resp.headers.get("Retry-After", "").strip()
-    if not value:
-        return 0.0
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return 0.0
+    """Retry-After of a response as seconds (see `parse_retry_after`)."""
+    return parse_retry_after(resp.headers.get("Retry-After"))
 
 
 class Deliverer:

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import time
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import timezone
+from email.utils import parsedate_to_datetime
 
 import uvicorn
 from fastapi import FastAPI, HTTPException, Response, Security
@@ -20,6 +24,31 @@ from fastapi.security import APIKeyHeader
 from earful.core.auth import ApiKeys
 from earful.core.health import Health
 from earful.core.metrics import render_latest
+
+
+RETRY_AFTER_MAX_S = 3600.0  # a server asking for longer is not taken at its word: an hour at most
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float:
+    """Seconds an HTTP Retry-After header asks for (delta-seconds or an HTTP date, which is always
+    GMT), at most RETRY_AFTER_MAX_S; 0 when absent, unreadable, negative or not a finite number,
+    so a broken header never stalls a client."""
+    value = (value or "").strip()
+    if not value:
+        return 0.0
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return 0.0
+        if when.tzinfo is None:  # "-0000" parses as naive; HTTP dates are GMT
+            when = when.replace(tzinfo=timezone.utc)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    if not math.isfinite(seconds) or seconds <= 0:
+        return 0.0
+    return min(seconds, RETRY_AFTER_MAX_S)
 
 
 def add_ops_routes(app: FastAPI, health: Health) -> None:

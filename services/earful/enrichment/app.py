@@ -48,7 +48,6 @@ def build(settings: Settings, processor: EnrichmentProcessor | None = None) -> A
     attach_ops_server(app, settings, health, SERVICE)
 
     raw_topic = app.topic(RAW, key_serializer="raw", value_serializer="raw", internal=False)
-    enriched_topic = app.topic(ENRICHED, key_serializer="raw", value_serializer="raw", internal=False)
     dead_letters = FaustDeadLetters(app, codecs, SERVICE)
 
     async def enrich_chunk(loop: asyncio.AbstractEventLoop, chunk: list[tuple[Any, dict[str, Any]]]) -> list[tuple[Any, dict[str, Any]]]:

@@ -27,6 +27,7 @@ import httpx
 import yaml
 
 from earful.core.errors import ConfigError, SourceError
+from earful.core.http import parse_retry_after
 from earful.core.settings import Settings
 from earful.ingest.connectors.base import Connector
 from earful.ingest.publisher import Publisher, wait_or_stop
@@ -256,7 +257,7 @@ class FeedPoller(Connector):
                 if resp.status_code == 304:
                     return 0
                 if resp.status_code >= 400:
-                    raise SourceError(f"HTTP {resp.status_code} from {feed.url}", retry_after(resp.headers.get("retry-after")))
+                    raise SourceError(f"HTTP {resp.status_code} from {feed.url}", parse_retry_after(resp.headers.get("retry-after")))
                 body = await _read_limited(resp, self.settings.ingest_feed_max_bytes)
                 content_type = resp.headers.get("content-type")
                 etag, last_modified = resp.headers.get("etag"), resp.headers.get("last-modified")
@@ -297,18 +298,3 @@ async def _read_limited(resp: httpx.Response, limit: int) -> bytes:
             raise SourceError(f"feed larger than {limit} bytes (EARFUL_INGEST_FEED_MAX_BYTES)")
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def retry_after(value: str | None) -> float:
-    """Seconds from an HTTP Retry-After header (delta seconds or HTTP date); 0 if absent or unreadable."""
-    if not value:
-        return 0.0
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        from email.utils import parsedate_to_datetime
-
-        try:
-            return max(0.0, (parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds())
-        except (TypeError, ValueError):
-            return 0.0

@@ -22,9 +22,9 @@ from urllib.parse import quote
 import httpx
 
 from earful.core.errors import SourceError
+from earful.core.http import parse_retry_after
 from earful.core.settings import Settings
 from earful.ingest.connectors.base import Connector
-from earful.ingest.connectors.feeds import retry_after
 from earful.ingest.publisher import Publisher, backoff_delay, unless_stopped
 from earful.ingest.state import StateFile, state_name
 from earful.ingest.text import html_to_text
@@ -239,7 +239,7 @@ class MastodonConnector(Connector):
         except httpx.HTTPError as exc:
             raise SourceError(f"cannot reach {url}: {exc!r}") from exc
         if resp.status_code >= 400:
-            raise SourceError(f"HTTP {resp.status_code} from {url}: {resp.text[:200]}", retry_after(resp.headers.get("retry-after")))
+            raise SourceError(f"HTTP {resp.status_code} from {url}: {resp.text[:200]}", parse_retry_after(resp.headers.get("retry-after")))
         return resp
 
     async def _consume_stream(self, client: httpx.AsyncClient, stream: MastodonStream, path: str, state: dict[str, Any],
@@ -251,7 +251,7 @@ class MastodonConnector(Connector):
                 if resp.status_code >= 400:
                     body = (await resp.aread())[:200].decode(errors="replace")
                     raise SourceError(f"HTTP {resp.status_code} from {stream.label} stream: {body}",
-                                      retry_after(resp.headers.get("retry-after")))
+                                      parse_retry_after(resp.headers.get("retry-after")))
                 log.info("mastodon stream connected", extra={"stream": stream.label})
                 async for line in resp.aiter_lines():
                     event = parser.feed(line)
