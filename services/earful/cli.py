@@ -69,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     bt.add_argument("--to", dest="end", help="end of the replayed period")
     bt.add_argument("--out", type=Path, help="JSON lines output (default: stdout)")
     bt.add_argument("--rule", help="the rule to run: volume (CSV default), or a candidate rule for --watchlist "
-                                   "(volume_spike, negative_surge, risk_mention, viral_post, unanswered_question)")
+                                   "(volume_spike, negative_surge, risk_mention, viral_post, unanswered_question, volume_drop)")
     bt.add_argument("--bucket", help="bucket length, e.g. 5m or 10s (CSV default: the rows' spacing; else EARFUL_ALERT_BUCKET_S)")
     bt.add_argument("--threshold", action="append", metavar="NAME=VALUE", help="a candidate rule threshold (repeatable)")
     bt.add_argument("--severity", choices=("info", "warning", "critical"), help="the candidate rule's severity")

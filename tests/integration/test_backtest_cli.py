@@ -55,6 +55,18 @@ def test_a_spike_in_a_series_is_one_alert_line(tmp_path: Path) -> None:
     assert "600 rows, 1 alerts" in done.stderr
 
 
+def test_a_series_that_stops_is_one_volume_drop(tmp_path: Path) -> None:
+    path = series(tmp_path / "d.csv", spike_at=None, base=40)  # 40 in 5 minutes: above min_expected (30)
+    rows = path.read_text().splitlines()
+    rows[1 + 400:1 + 420] = [f"{row.split(',')[0]},0" for row in rows[1 + 400:1 + 420]]  # 100 minutes of silence
+    path.write_text("\n".join(rows) + "\n")
+    done = earful("backtest", "--csv", str(path), "--rule", "drop")
+    assert done.returncode == 0, done.stderr
+    (alert,) = [json.loads(line) for line in done.stdout.splitlines()]
+    # Fired as the row after the first silent one arrives: only then is that 5-minute bucket closed.
+    assert alert["rule"] == "volume_drop" and alert["timestamp"] == rows[1 + 401].split(",")[0] and alert["observed"] == 0
+
+
 def test_a_quiet_series_has_no_alerts_and_stdout_is_the_default(tmp_path: Path) -> None:
     done = earful("backtest", "--csv", str(series(tmp_path / "q.csv", spike_at=None)), "--rule", "volume", "--bucket", "5m")
     assert done.returncode == 0 and done.stdout == ""
@@ -86,7 +98,7 @@ def test_bad_input_is_one_clear_line(tmp_path: Path, content: str, fragment: str
     (["--watchlist", "acme-air"], "--watchlist needs --from and --to"),
     (["--csv", "/nonexistent.csv"], "no such file"),
     (["--csv", "x.csv", "--watchlist", "acme-air"], "give either"),
-    (["--csv", "{csv}", "--rule", "negative"], "only supports the volume rule"),
+    (["--csv", "{csv}", "--rule", "negative"], "supports volume_spike and volume_drop, not negative_surge"),
     (["--csv", "{csv}", "--rule", "astrology"], "unknown rule 'astrology'"),
     (["--csv", "{csv}", "--bucket", "5x"], "bad duration '5x'"),
 ])

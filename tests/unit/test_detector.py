@@ -693,3 +693,76 @@ def test_a_rule_removed_while_firing_is_resolved() -> None:
     no_volume = wl_rules(AlertRule("negative_surge"))
     gone = tick(state, no_volume, CFG, events[-1][1] + 1000)
     assert [(d.rule, d.status) for d in gone] == [("volume_spike", "resolved")]
+
+
+# --- volume drop -------------------------------------------------------------------------------
+
+DROP = wl_rules(AlertRule("volume_drop", cooldown_s=0))
+
+
+def _silence(state: dict[str, Any], last_wall: int, buckets: int, rules: WatchlistRules = DROP) -> list[tuple[int, Decision]]:
+    """Let `buckets` buckets of wall time pass with no mention, a timer tick per bucket."""
+    out = []
+    for b in range(1, buckets + 1):
+        out += [(b, d) for d in tick(state, rules, CFG, last_wall + b * BUCKET_MS)]
+    return out
+
+
+def test_volume_drop_fires_when_mentions_stop_and_resolves_when_they_return() -> None:
+    """3 mentions a bucket (90 in the 5-minute window), then nothing: the timer alone notices."""
+    events = steady(90, per_bucket=3)
+    decisions, state = run(events, rules=DROP)
+    assert decisions == []  # a steady stream is not a drop
+    fired = _silence(state, events[-1][1], 40)
+    assert [d.status for _, d in fired] == ["firing"]
+    after, d = fired[0]
+    assert d.rule == "volume_drop" and d.labels["severity"] == "warning" and d.baseline == 90.0
+    assert d.observed <= 0.25 * 90 and d.score > 6  # so few of 90 is far beyond chance
+    assert 20 <= after <= 26  # about three quarters of the window silent
+    assert _silence(state, events[-1][1], 60) == []  # still down: no repeat, no flap
+    back = steady(40, per_bucket=3, start_bucket=90 + 60, prefix="back")
+    resolved, _ = run(back, state=state, rules=DROP)
+    assert [d.status for _, d in resolved] == ["resolved"]
+    assert resolved[0][1].fingerprint == d.fingerprint and resolved[0][1].baseline == 90.0
+
+
+def test_volume_drop_ignores_a_watchlist_whose_silence_is_normal() -> None:
+    """Half a mention a bucket is 15 in the window, below min_expected (30): silence is no news."""
+    events = steady(90, per_bucket=1)[::2]
+    _, state = run(events, rules=DROP)
+    assert _silence(state, events[-1][1], 90) == []
+
+
+def test_volume_drop_ignores_a_gradual_decline() -> None:
+    """Volume halving over the hour (a quiet evening) is not a drop; a sudden stop would be."""
+    events: list[Event] = []
+    for b in range(360):
+        per_bucket = round(6 * 0.5 ** (b / 360))
+        events += steady(1, per_bucket=per_bucket, start_bucket=b, prefix=f"d{b}")
+    decisions, _ = run(events, rules=DROP)
+    assert decisions == []
+
+
+def test_volume_drop_thresholds_come_from_the_watchlist() -> None:
+    """A watchlist may ask for a shorter window: the outage is noticed sooner."""
+    short = wl_rules(AlertRule("volume_drop", cooldown_s=0, thresholds={"window_s": 60}))
+    events = steady(90, per_bucket=5)
+    _, state = run(events, rules=short)
+    fired = _silence(state, events[-1][1], 40, rules=short)
+    assert [d.status for _, d in fired] == ["firing"] and fired[0][0] <= 7
+
+
+def test_volume_drop_is_judged_in_backtests_of_counted_series() -> None:
+    state, out = new_state(), []
+    for idx in range(200):
+        out += observe_counts(state, DROP, idx, 0 if 120 <= idx < 170 else 4, CFG)
+    assert [d.status for d in out] == ["firing", "resolved"]
+    assert 120 * BUCKET_MS < out[0].starts_at_ms + 30 * BUCKET_MS <= 150 * BUCKET_MS
+
+
+def test_a_volume_drop_window_longer_than_the_kept_history_is_refused() -> None:
+    from earful.core.errors import ConfigError
+    from earful.core.settings import load_settings
+
+    with pytest.raises(ConfigError, match="EARFUL_ALERT_DROP_WINDOW_S=3600"):
+        load_settings(alert_drop_window_s=3600)

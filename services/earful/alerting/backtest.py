@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from earful.alerting.detector import Decision, DetectorConfig, Mention, new_state, observe, observe_counts, tick
-from earful.alerting.rules import RULES, THRESHOLDS, VOLUME_SPIKE, RuleDefaults, WatchlistRules, rules_for
+from earful.alerting.rules import DEFAULT_SEVERITY, RULES, THRESHOLDS, VOLUME_DROP, VOLUME_SPIKE, RuleDefaults, WatchlistRules, rules_for
 from earful.core.errors import ValidationError
 from earful.core.settings import Settings
 from earful.watchlists import AlertRule, Watchlist, WatchlistSet
 
 RULE_ALIASES = {"volume": VOLUME_SPIKE, "negative": "negative_surge", "risk": "risk_mention", "viral": "viral_post",
-                "question": "unanswered_question", "unanswered": "unanswered_question"}
+                "question": "unanswered_question", "unanswered": "unanswered_question", "drop": "volume_drop"}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|min|h|d)?\s*$")
 _UNIT_S = {"ms": 0.001, "s": 1, None: 1, "m": 60, "min": 60, "h": 3600, "d": 86400}
 
@@ -59,7 +59,7 @@ def parse_time(text: str, where: str) -> datetime:
 def rule_name(text: str) -> str:
     name = RULE_ALIASES.get(text, text)
     if name not in RULES:
-        raise ValidationError(f"unknown rule {text!r}; choose from {', '.join(RULES)} (or volume, negative, risk, viral, question)")
+        raise ValidationError(f"unknown rule {text!r}; choose from {', '.join(RULES)} (or volume, negative, risk, viral, question, drop)")
     return name
 
 
@@ -114,14 +114,14 @@ def backtest_series(raw: list[str], times: list[datetime], values: list[float], 
 def csv_backtest(path: Path, out: IO[str], rule: str, bucket: str | None, settings: Settings) -> tuple[int, int]:
     """Run the CSV form; returns (rows, alerts)."""
     name = rule_name(rule)
-    if name != VOLUME_SPIKE:
-        raise ValidationError(f"a timestamp,value series only supports the volume rule, not {name}")
+    if name not in (VOLUME_SPIKE, VOLUME_DROP):
+        raise ValidationError(f"a timestamp,value series holds counts only: it supports volume_spike and volume_drop, not {name}")
     raw, times, values = read_series(path)
     bucket_s = parse_duration_s(bucket) if bucket else infer_bucket_s(times)
     cfg = replace(DetectorConfig.from_settings(settings), bucket_s=bucket_s)
     defaults = RuleDefaults.from_settings(settings)
     rules = rules_for(Watchlist(path.stem.lower()[:64] or "series", path.stem, "topic", (),
-                                alert_rules=(AlertRule(VOLUME_SPIKE, severity="critical"),)), replace(
+                                alert_rules=(AlertRule(name, severity=DEFAULT_SEVERITY[name]),)), replace(
         defaults, cooldown_s=settings.alert_cooldown_buckets * bucket_s))
     fired = 0
     for line in backtest_series(raw, times, values, rules, cfg):

@@ -20,6 +20,11 @@ Rules (see `earful.alerting.rules`):
   stream.
 * **unanswered_question**: customer questions and complaints with no reply from one of the
   watchlist's own handles within its SLA.
+* **volume_drop**: the mentions of the trailing `window_s` fell to `max_ratio` of the usual level
+  (the mean of the baseline buckets before the window, lowered to the hour-of-week norm once known,
+  so a quiet night is not a drop), with a Poisson lower-tail test and a minimum usual volume (a
+  small brand's silence is normal). Judged as time passes, since an absence sends no event;
+  resolves once the window is back to `recover_ratio` of the level the alert fired against.
 
 Every rule shares one episode life cycle: pending (the condition must hold for `pending_s`) →
 firing → resolved (always reported) → cooling down for `cooldown_s`. Mentions may arrive late in
@@ -45,11 +50,12 @@ from earful.alerting.rules import (
     RISK_MENTION,
     UNANSWERED_QUESTION,
     VIRAL_POST,
+    VOLUME_DROP,
     VOLUME_SPIKE,
     RuleConfig,
     WatchlistRules,
 )
-from earful.alerting.stats import MAD_TO_SD, log_binomial_tail, log_poisson_tail, mad, median, poisson_tail
+from earful.alerting.stats import MAD_TO_SD, log_binomial_tail, log_poisson_cdf, log_poisson_tail, mad, median, poisson_tail
 
 __all__ = ["DetectorConfig", "Mention", "Decision", "fingerprint", "new_state", "observe", "observe_counts", "tick",
            "poisson_tail", "log_poisson_tail", "MAX_SAMPLES"]
@@ -458,6 +464,56 @@ def _judge_negative(state: dict[str, Any], rules: WatchlistRules, rule: RuleConf
                 window=((idx - window + 1) * cfg.bucket_ms, (idx + 1) * cfg.bucket_ms))
 
 
+# --- volume drop -------------------------------------------------------------------------------
+
+
+def _judge_drop(state: dict[str, Any], rules: WatchlistRules, cfg: DetectorConfig) -> list[Decision]:
+    """Judge the trailing window of closed buckets for a drop (once per newest bucket): fire when
+    its count is far below the usual level before it, resolve when it has recovered."""
+    rule = rules.get(VOLUME_DROP)
+    latest = state["latest"]
+    if rule is None or latest is None or state["first"] is None or state.get("drop_at") == latest:
+        return []
+    state["drop_at"] = latest
+    end = latest - 1  # the newest closed bucket
+    longest = max(1, cfg.baseline_buckets + cfg.lateness_buckets - cfg.warmup_buckets)
+    width = min(longest, max(1, int(rule["window_s"]) // cfg.bucket_s))
+    start = end - width + 1
+    counts = state["counts"]
+    observed = sum(counts.get(str(j), 0) for j in range(start, end + 1))
+    name = rules.name or rules.watchlist_id
+    span = _duration(width * cfg.bucket_s)
+    ep = state["episodes"].get(VOLUME_DROP)
+    if ep is not None and ep["phase"] == "firing":
+        usual = float(ep.get("usual", 0.0))
+        if observed >= rule["recover_ratio"] * usual:
+            return _resolve(state, VOLUME_DROP, ep, (end + 1) * cfg.bucket_ms, float(observed), usual,
+                            f"{name}: mentions are back ({observed} in {span}, usually {usual:.0f})")
+        return []
+    oldest_kept = latest - cfg.baseline_buckets - cfg.lateness_buckets
+    history = [counts.get(str(j), 0) for j in range(max(state["first"], start - cfg.baseline_buckets, oldest_kept), start)]
+    if len(history) < cfg.warmup_buckets or not history:
+        return []
+    per_bucket = statistics.fmean(history)
+    seasonal = seasonal_expected(state, start, cfg)
+    if seasonal is not None:
+        per_bucket = min(per_bucket, seasonal)
+    usual = per_bucket * width
+    if usual < rule["min_expected"] or observed > rule["max_ratio"] * usual:
+        return []  # the cheap tests first
+    log_p = log_poisson_cdf(observed, usual)
+    if log_p > math.log(rule["max_p_value"]):
+        return []
+    summary = f"{name}: {observed} mentions in the last {span}, usually {usual:.0f}"
+    decisions = _hit(state, rules, rule, VOLUME_DROP, {}, (end + 1) * cfg.bucket_ms, None, cfg, observed=observed,
+                     expected=round(usual, 2), score=-log_p / math.log(10), summary=summary, samples=[],
+                     window=(start * cfg.bucket_ms, (end + 1) * cfg.bucket_ms), starts_ms=start * cfg.bucket_ms)
+    ep = state["episodes"].get(VOLUME_DROP)
+    if ep is not None:  # recovery is judged against the level the drop fell from, not the sagging baseline
+        ep["usual"] = max(float(ep.get("usual", 0.0)), round(usual, 2))
+    return decisions
+
+
 # --- risk mentions -----------------------------------------------------------------------------
 
 
@@ -609,6 +665,7 @@ def _settle(state: dict[str, Any], rules: WatchlistRules, cfg: DetectorConfig, n
     out += _settle_risk(state, rules, now)
     out += _settle_viral(state, rules, now)
     out += _settle_questions(state, rules, cfg, now)
+    out += _judge_drop(state, rules, cfg)
     return out
 
 

@@ -23,7 +23,8 @@ NEGATIVE_SURGE = "negative_surge"
 RISK_MENTION = "risk_mention"
 VIRAL_POST = "viral_post"
 UNANSWERED_QUESTION = "unanswered_question"
-RULES = (VOLUME_SPIKE, NEGATIVE_SURGE, RISK_MENTION, VIRAL_POST, UNANSWERED_QUESTION)
+VOLUME_DROP = "volume_drop"
+RULES = (VOLUME_SPIKE, NEGATIVE_SURGE, RISK_MENTION, VIRAL_POST, UNANSWERED_QUESTION, VOLUME_DROP)
 SEVERITIES = ("info", "warning", "critical")
 
 # Each rule's thresholds and what they mean (names are the keys of AlertRule.thresholds).
@@ -56,10 +57,17 @@ THRESHOLDS: dict[str, dict[str, str]] = {
         "sla_s": "seconds within which one of the watchlist's handles should reply (default: the watchlist's response_sla_s)",
         "max_age_s": "questions older than this stop counting (seconds)",
     },
+    VOLUME_DROP: {
+        "window_s": "the trailing window (seconds) whose mentions are compared with the usual level before it",
+        "min_expected": "mentions the window usually has before a drop can alert (a quiet watchlist's silence is normal)",
+        "max_ratio": "the window's share of its usual volume at or below which it is a drop",
+        "max_p_value": "Poisson probability of so few mentions below which the drop alerts",
+        "recover_ratio": "share of the usual volume (as it was when the alert fired) that resolves the alert",
+    },
 }
 
 DEFAULT_SEVERITY = {VOLUME_SPIKE: "critical", NEGATIVE_SURGE: "warning", RISK_MENTION: "warning",
-                    VIRAL_POST: "warning", UNANSWERED_QUESTION: "warning"}
+                    VIRAL_POST: "warning", UNANSWERED_QUESTION: "warning", VOLUME_DROP: "warning"}
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,9 @@ class RuleDefaults:
             VIRAL_POST: {"min_growth": float(s.alert_viral_min_growth), "window_s": float(s.alert_viral_window_s)},
             UNANSWERED_QUESTION: {"min_count": float(s.alert_question_min_count), "sla_s": 0.0,
                                   "max_age_s": float(s.alert_question_max_age_s)},
+            VOLUME_DROP: {"window_s": float(s.alert_drop_window_s), "min_expected": float(s.alert_drop_min_expected),
+                          "max_ratio": s.alert_drop_max_ratio, "max_p_value": s.alert_drop_max_p_value,
+                          "recover_ratio": s.alert_drop_recover_ratio},
         }
         unknown = [r for r in s.alert_default_rules if r not in RULES]
         if unknown:

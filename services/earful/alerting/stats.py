@@ -32,6 +32,25 @@ def log_poisson_tail(count: int, mean: float) -> float:
     return min(0.0, log_first + math.log(ratio_sum))
 
 
+def log_poisson_cdf(count: int, mean: float) -> float:
+    """ln P(X ≤ count) for X ~ Poisson(mean): how unlikely so few mentions are (a volume drop)."""
+    if count < 0:
+        return -math.inf
+    if mean <= 0:
+        return 0.0
+    if count >= mean:  # at least ~1/2: not a drop worth an exact figure
+        return math.log(max(1.0 - math.exp(log_poisson_tail(count + 1, mean)), 1e-300))
+    # Below the mean the terms grow with k: sum the ratios down from the last one, add the logs.
+    log_last = count * math.log(mean) - mean - math.lgamma(count + 1)
+    ratio_sum, ratio = 1.0, 1.0
+    for k in range(count, 0, -1):
+        ratio *= k / mean
+        ratio_sum += ratio
+        if ratio < 1e-17 * ratio_sum:
+            break
+    return min(0.0, log_last + math.log(ratio_sum))
+
+
 def poisson_tail(count: int, mean: float) -> float:
     """P(X ≥ count) for X ~ Poisson(mean) (0.0 once it is below the smallest float)."""
     return math.exp(log_poisson_tail(count, mean))

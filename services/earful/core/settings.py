@@ -12,7 +12,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from earful.core.errors import ConfigError
@@ -224,6 +224,13 @@ class Settings(BaseSettings):
         1, ge=1, description="unanswered_question: questions or complaints past the watchlist's response SLA before the alert fires (watchlists without an SLA never alert)."
     )
     alert_question_max_age_s: int = Field(604800, ge=1, description="unanswered_question: questions older than this stop counting.")
+    alert_drop_window_s: int = Field(
+        300, ge=1, description="volume_drop: seconds of trailing window compared with the usual volume before it (at most what the detector keeps: baseline plus lateness buckets)."
+    )
+    alert_drop_min_expected: int = Field(30, ge=1, description="volume_drop: mentions the window usually holds before a drop can alert (a quiet watchlist's silence is normal).")
+    alert_drop_max_ratio: float = Field(0.25, ge=0, lt=1, description="volume_drop: the window's share of its usual volume at or below which it is a drop.")
+    alert_drop_max_p_value: float = Field(1e-6, gt=0, lt=1, description="volume_drop: Poisson probability of so few mentions below which the drop alerts.")
+    alert_drop_recover_ratio: float = Field(0.5, gt=0, le=1, description="volume_drop: share of the usual volume (as when the alert fired) that resolves it.")
     alert_tick_s: float = Field(
         1.0, gt=0, description="How often time-based decisions run when no mention arrives (a silent watchlist resolves, a question becomes overdue)."
     )
@@ -330,6 +337,15 @@ class Settings(BaseSettings):
                 raise ValueError(f"{net!r} is not a CIDR network (e.g. 127.0.0.0/8 or 10.1.2.3/32): {exc}") from exc
         return networks
 
+    @model_validator(mode="after")
+    def _drop_window_fits(self) -> "Settings":
+        longest = drop_window_buckets_max(self.alert_baseline_buckets, self.alert_lateness_buckets, self.alert_warmup_buckets)
+        if self.alert_drop_window_s // self.alert_bucket_s > longest:
+            raise ValueError(f"EARFUL_ALERT_DROP_WINDOW_S={self.alert_drop_window_s} is longer than the history the detector keeps "
+                             f"behind it: at most {longest * self.alert_bucket_s} s with these EARFUL_ALERT_BUCKET_S, _BASELINE_BUCKETS, "
+                             "_LATENESS_BUCKETS and _WARMUP_BUCKETS")
+        return self
+
     def port_for(self, service: str) -> int:
         """The HTTP port of `service`: EARFUL_HTTP_PORT when set, else the service's default."""
         return self.http_port if self.http_port is not None else SERVICE_PORTS[service]
@@ -341,13 +357,21 @@ class Settings(BaseSettings):
         return frozenset(k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip())
 
 
+def drop_window_buckets_max(baseline_buckets: int, lateness_buckets: int, warmup_buckets: int) -> int:
+    """Longest volume_drop window (buckets) that leaves a warm-up's worth of history before it among
+    the buckets the detector keeps (baseline plus lateness)."""
+    return max(1, baseline_buckets + lateness_buckets - warmup_buckets)
+
+
 def load_settings(**overrides: object) -> Settings:
     """Read settings from the environment; a bad value becomes one clear ConfigError."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         problems = "; ".join(
-            f"EARFUL_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" for err in exc.errors()
+            f"EARFUL_{'_'.join(str(p) for p in err['loc']).upper()}: {err['msg']}" if err["loc"]
+            else str(err["msg"]).removeprefix("Value error, ")
+            for err in exc.errors()
         )
         raise ConfigError(f"invalid settings: {problems}") from exc
 
