@@ -241,7 +241,18 @@ async def _read_keys(consumer: Any, wanted: set[bytes], seen: set[bytes], timeou
     raise RuntimeError(f"only {len(seen)} of {len(wanted)} enriched records readable after {timeout_s:.0f}s")
 
 
-async def _enrichment_service_run(bootstrap: str, warmup: list[dict[str, Any]], measured: list[dict[str, Any]]) -> dict[str, Any]:
+async def _model_seconds(service_url: str) -> float:
+    """The enrichment service's earful_enrichment_model_seconds_total (time its worker thread ran the models)."""
+    import httpx
+
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        text = (await client.get(service_url + "/metrics")).text
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("earful_enrichment_model_seconds_total"))
+
+
+async def _enrichment_service_run(bootstrap: str, warmup: list[dict[str, Any]], measured: list[dict[str, Any]],
+                                  service_url: str) -> dict[str, Any]:
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
     from earful.core.kafka import Codecs
@@ -271,6 +282,7 @@ async def _enrichment_service_run(bootstrap: str, warmup: list[dict[str, Any]], 
 
         wanted = {k for k, _ in items}
         seen: set[bytes] = set()
+        models_before = await _model_seconds(service_url)
         started = time.perf_counter()
 
         async def produce() -> float:
@@ -283,6 +295,7 @@ async def _enrichment_service_run(bootstrap: str, warmup: list[dict[str, Any]], 
             finished = await _read_keys(consumer, wanted, seen, timeout_s=300)
         finally:
             produced_at = await producing
+        model_s = await _model_seconds(service_url) - models_before
         # Sanity check on the output: decodes and names the models that produced it.
         await consumer.seek_to_beginning()
         sample = None
@@ -291,7 +304,7 @@ async def _enrichment_service_run(bootstrap: str, warmup: list[dict[str, Any]], 
                 sample = enriched_codec.decode(messages[0].value)
         if not sample["models"].get("ner", "").startswith("spacy:"):
             raise RuntimeError(f"unexpected enriched record: {str(sample)[:300]}")
-        return {"elapsed_s": finished - started, "produce_s": produced_at - started, "count": len(seen)}
+        return {"elapsed_s": finished - started, "produce_s": produced_at - started, "count": len(seen), "model_s": model_s}
     finally:
         await producer.stop()
         await consumer.stop()
@@ -338,23 +351,30 @@ def bench_enrichment_service(ctx: Context) -> Result:
     measured, warmup = records[:SERVICE_RECORDS], records[SERVICE_RECORDS:]
     ceiling_records = raw_records(sample_mentions(ENRICH_RECORDS), now)
     processor = ctx.processor()
-    rates, ratios = [], []
+    rates, ratios, busy, model_ms = [], [], [], []
     for run_no in range(SERVICE_RUNS):
         started = time.perf_counter()
         for i in range(0, len(ceiling_records), ENRICH_BATCH):
             processor.enrich(ceiling_records[i:i + ENRICH_BATCH], now)
         ceiling = len(ceiling_records) / (time.perf_counter() - started)
-        with service_on_fresh_broker(ctx, f"enrichment-{run_no + 1}", service="enrichment") as (_, broker):
+        with service_on_fresh_broker(ctx, f"enrichment-{run_no + 1}", service="enrichment") as (svc, broker):
             say(f"  run {run_no + 1}/{SERVICE_RUNS}: ceiling {ceiling:,.1f}/s just before; warm-up with {len(warmup)} "
                 f"records, then {len(measured)} timed")
-            run = asyncio.run(_enrichment_service_run(broker.bootstrap, warmup, measured))
+            run = asyncio.run(_enrichment_service_run(broker.bootstrap, warmup, measured, svc.url))
         rates.append(run["count"] / run["elapsed_s"])
         ratios.append(rates[-1] / ceiling)
+        busy.append(run["model_s"] / run["elapsed_s"])
+        model_ms.append(1000 * run["model_s"] / run["count"])
         say(f"  {run['count']} enriched records readable {run['elapsed_s']:.2f}s after the first produce "
-            f"(all produced and acked after {run['produce_s']:.2f}s) = {rates[-1]:,.1f}/s = {100 * ratios[-1]:.0f}% of the ceiling")
+            f"(all produced and acked after {run['produce_s']:.2f}s) = {rates[-1]:,.1f}/s = {100 * ratios[-1]:.0f}% of the ceiling; "
+            f"models busy {100 * busy[-1]:.0f}% of the time, {model_ms[-1]:.3f} ms a mention in the service vs "
+            f"{1000 / ceiling:.3f} ms in the ceiling run")
     return Result({"enrichment_service_per_s": round(median(rates), 1),
-                   "enrichment_service_ratio": round(median(ratios), 3)},
-                  {"enrichment_service_per_s": len(rates), "enrichment_service_ratio": len(ratios)})
+                   "enrichment_service_ratio": round(median(ratios), 3),
+                   "enrichment_service_model_busy": round(median(busy), 3),
+                   "enrichment_service_model_ms_per_mention": round(median(model_ms), 3)},
+                  {"enrichment_service_per_s": len(rates), "enrichment_service_ratio": len(ratios),
+                   "enrichment_service_model_busy": len(busy), "enrichment_service_model_ms_per_mention": len(model_ms)})
 
 
 def bench_enrichment_accuracy(ctx: Context) -> Result:
@@ -1280,7 +1300,8 @@ def bench_resources(ctx: Context) -> Result:
 BENCHMARKS: dict[str, tuple[Callable[[Context], Result], tuple[str, ...], str]] = {
     "enrichment": (bench_enrichment, ("enrichment_ceiling_per_s", "enrichment_worker_rss_mib"),
                    "enrichment processor in-process (ceiling of one worker) and a worker's peak RSS"),
-    "enrichment-service": (bench_enrichment_service, ("enrichment_service_per_s", "enrichment_service_ratio"),
+    "enrichment-service": (bench_enrichment_service, ("enrichment_service_per_s", "enrichment_service_ratio",
+                                                      "enrichment_service_model_busy", "enrichment_service_model_ms_per_mention"),
                            "raw → enriched through the enrichment service process on a local broker, "
                            "and its share of the in-process ceiling"),
     "enrichment-accuracy": (bench_enrichment_accuracy,

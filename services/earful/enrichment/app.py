@@ -16,7 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from earful.core.errors import EncodeError, ProcessingError
 from earful.core.health import Health, tcp_check
@@ -31,6 +31,9 @@ from earful.watchlists.live import live_watchlists
 log = logging.getLogger(__name__)
 SERVICE = "enrichment"
 BATCH_SIZE = Gauge("earful_enrichment_last_batch_size", "Mentions in the most recent batch.")
+MODEL_SECONDS = Counter("earful_enrichment_model_seconds",
+                        "Seconds the worker thread spent running the models; its rate is the share of time the models "
+                        "were busy (near 1: the worker is model-bound; well below: it waits for Kafka or Faust).")
 CHUNK = 64  # mentions per model call inside a batch: small enough to overlap, large enough for nlp.pipe
 IN_FLIGHT = 2  # batches being processed at once: one in the models while the next is gathered
 
@@ -50,18 +53,26 @@ def build(settings: Settings, processor: EnrichmentProcessor | None = None) -> A
     raw_topic = app.topic(RAW, key_serializer="raw", value_serializer="raw", internal=False)
     dead_letters = FaustDeadLetters(app, codecs, SERVICE)
 
+    def run_models(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """On the worker thread: the processor, timed (MODEL_SECONDS)."""
+        started = time.perf_counter()
+        try:
+            return processor.enrich(records, utc_now())
+        finally:
+            MODEL_SECONDS.inc(time.perf_counter() - started)
+
     async def enrich_chunk(loop: asyncio.AbstractEventLoop, chunk: list[tuple[Any, dict[str, Any]]]) -> list[tuple[Any, dict[str, Any]]]:
         """(event, enriched) pairs; a model failure on the chunk is retried record by record, and a
         record that still fails is dead-lettered, so one bad mention never stops the stream."""
         try:
-            enriched = await loop.run_in_executor(executor, processor.enrich, [r for _, r in chunk], utc_now())
+            enriched = await loop.run_in_executor(executor, run_models, [r for _, r in chunk])
             return [(event, out) for (event, _), out in zip(chunk, enriched)]
         except Exception:
             log.exception("chunk enrichment failed; retrying records one by one")
         pairs = []
         for event, record in chunk:
             try:
-                (out,) = await loop.run_in_executor(executor, processor.enrich, [record], utc_now())
+                (out,) = await loop.run_in_executor(executor, run_models, [record])
                 pairs.append((event, out))
             except Exception as exc:
                 await dead_letters.send_event(event, ProcessingError(f"enrichment failed: {exc!r}"))
