@@ -83,6 +83,17 @@ def test_normalisation_for_sentiment() -> None:
     assert normalise("@AcmeAir soooooo GOOD!!!!! https://x.y/z") == " @user  sooo good!!!  http "
 
 
+def test_english_word_valences_follow_negation() -> None:
+    from earful.enrichment.sentiment import WORD_LEXICON_FEATURES, Featurizer
+
+    rows = Featurizer(2**10, english_word_lexicon=True).word_lexicon(["this is good!", "this is not good", "a b c", ""])
+    assert rows.shape == (4, len(WORD_LEXICON_FEATURES))
+    good, not_good, plain, empty = rows
+    assert good[0] > 0 and good[1] == 0 and good[6] == pytest.approx(1 / 3)  # one '!'
+    assert not_good[0] == 0 and not_good[1] < 0 and not_good[5] == pytest.approx(0.25)  # 1 of 4 words negative
+    assert not plain.any() and not empty.any()
+
+
 # --- BIO decoding -----------------------------------------------------------------------------
 
 

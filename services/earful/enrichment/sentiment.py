@@ -4,7 +4,9 @@ The built-in model is multinomial logistic regression over hashed word 1–2-gra
 2–5-grams of the normalised text (handles → `@user`, URLs → `http`, letters repeated more than
 three times squashed), plus a few lexicon features (VADER's scores, an emoji sentiment score),
 once for every language and once more for English only (VADER is an English lexicon: the model
-learns how far to trust it in English separately from the emoji signal it gives elsewhere).
+learns how far to trust it in English separately from the emoji signal it gives elsewhere), and
+for English texts a summary of the valences of VADER's lexicon words (negation-aware). Small
+per-language offsets on the class logits (English only) balance the predicted classes.
 The n-gram features of English texts appear twice, shared and English-only, so English gets
 weights of its own on top of what all languages share. It
 is trained by `earful models train-sentiment --data DIR` on the UMSAB training split (8 languages)
@@ -80,7 +82,8 @@ class Featurizer:
     features. Stateless apart from the idf vector learnt in training."""
 
     def __init__(self, n_features: int, idf: np.ndarray | None = None, lexicon_scale: float = 1.0,
-                 english_lexicon_scale: float = 1.0, language_copies: Sequence[str] = ()) -> None:
+                 english_lexicon_scale: float = 1.0, language_copies: Sequence[str] = (),
+                 copy_scale: float = 1.0, english_word_lexicon: bool = False) -> None:
         from sklearn.feature_extraction.text import HashingVectorizer
         from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
@@ -95,12 +98,17 @@ class Featurizer:
         # Languages whose n-gram features appear a second time, only in their own texts: the model
         # then learns weights of its own for that language on top of the shared ones.
         self.language_copies = tuple(language_copies)
+        # The copies are multiplied by this: above 1, their weights are regularised less than the shared ones.
+        self.copy_scale = copy_scale
+        # English texts also get WORD_LEXICON_FEATURES (VADER's word valences, negation-aware).
+        self.english_word_lexicon = english_word_lexicon
         self.vader = SentimentIntensityAnalyzer()
         self._emoji = _emoji_scores()
 
     @property
     def width(self) -> int:
-        return 2 * self.n_features * (1 + len(self.language_copies)) + 2 * len(LEXICON_FEATURES)
+        return (2 * self.n_features * (1 + len(self.language_copies)) + 2 * len(LEXICON_FEATURES)
+                + (len(WORD_LEXICON_FEATURES) if self.english_word_lexicon else 0))
 
     def sparse_counts(self, texts: Sequence[str]) -> Any:
         from scipy import sparse
@@ -118,6 +126,30 @@ class Featurizer:
             rows.append([s["compound"], s["pos"], s["neg"], sum(e) / (1 + len(e)), max(e), min(e)])
         return np.asarray(rows, dtype=np.float32)
 
+    def word_lexicon(self, texts: Sequence[str]) -> np.ndarray:
+        """WORD_LEXICON_FEATURES: the valences of the words of VADER's lexicon in the text (scaled to
+        [-1, 1]; flipped and damped as VADER does when one of the three words before is a negation),
+        summarised as mean positive and negative valence, the extremes, the share of positive and of
+        negative words, and the number of '!' and '?' (up to 3)."""
+        lexicon = self.vader.lexicon
+        rows = []
+        for text in texts:
+            tokens = _WORD.findall(text.lower())
+            values = []
+            for i, token in enumerate(tokens):
+                if token in lexicon:
+                    value = lexicon[token] / 4.0
+                    if any(w in _NEGATIONS or w.endswith("n't") for w in tokens[max(0, i - 3):i]):
+                        value *= _NEGATION_SCALAR
+                    values.append(value)
+            pos = [v for v in values if v > 0]
+            neg = [v for v in values if v < 0]
+            n = max(1, len(tokens))
+            rows.append([sum(pos) / (1 + len(pos)), sum(neg) / (1 + len(neg)), max(values, default=0.0),
+                         min(values, default=0.0), len(pos) / n, len(neg) / n,
+                         min(text.count("!"), 3) / 3, min(text.count("?"), 3) / 3])
+        return np.asarray(rows, dtype=np.float32).reshape(len(rows), len(WORD_LEXICON_FEATURES))
+
     def transform(self, texts: Sequence[str], langs: Sequence[str]) -> Any:
         from scipy import sparse
         from sklearn.preprocessing import normalize
@@ -129,14 +161,31 @@ class Featurizer:
         x = normalize(x, norm="l2", copy=False)
         lexicon = self.lexicon(texts)
         english = np.asarray([[1.0 if lang == "en" else 0.0] for lang in langs], dtype=np.float32)
-        copies = [sparse.diags(np.asarray([1.0 if lang == code else 0.0 for lang in langs], dtype=np.float32)) @ x
+        copies = [sparse.diags(np.asarray([self.copy_scale if lang == code else 0.0 for lang in langs],
+                                          dtype=np.float32)) @ x
                   for code in self.language_copies]
-        return sparse.hstack([x, *copies, sparse.csr_matrix(lexicon * self.lexicon_scale),
-                              sparse.csr_matrix(lexicon * english * self.english_lexicon_scale)],
-                             format="csr", dtype=np.float32)
+        blocks = [x, *copies, sparse.csr_matrix(lexicon * self.lexicon_scale),
+                  sparse.csr_matrix(lexicon * english * self.english_lexicon_scale)]
+        if self.english_word_lexicon:  # computed for the English texts only (zeros elsewhere)
+            rows = [i for i, lang in enumerate(langs) if lang == "en"]
+            words = np.zeros((len(texts), len(WORD_LEXICON_FEATURES)), dtype=np.float32)
+            words[rows] = self.word_lexicon([texts[i] for i in rows])
+            blocks.append(sparse.csr_matrix(words * self.english_lexicon_scale))
+        return sparse.hstack(blocks, format="csr", dtype=np.float32)
 
 
 LEXICON_FEATURES = ("vader_compound", "vader_pos", "vader_neg", "emoji_mean", "emoji_max", "emoji_min")
+WORD_LEXICON_FEATURES = ("word_pos_mean", "word_neg_mean", "word_max", "word_min", "word_pos_share",
+                         "word_neg_share", "exclamations", "questions")
+_WORD = re.compile(r"[a-z']+")
+_NEGATIONS = frozenset({"aint", "arent", "cannot", "cant", "couldnt", "darent", "didnt", "doesnt", "ain't",
+                        "aren't", "can't", "couldn't", "daren't", "didn't", "doesn't", "dont", "hadnt", "hasnt",
+                        "havent", "isnt", "mightnt", "mustnt", "neither", "don't", "hadn't", "hasn't", "haven't",
+                        "isn't", "mightn't", "mustn't", "neednt", "needn't", "never", "none", "nope", "nor",
+                        "not", "nothing", "nowhere", "oughtnt", "shant", "shouldnt", "uhuh", "wasnt", "werent",
+                        "oughtn't", "shan't", "shouldn't", "uh-uh", "wasn't", "weren't", "without", "wont",
+                        "wouldnt", "won't", "wouldn't", "rarely", "seldom", "despite", "no", "nobody"})
+_NEGATION_SCALAR = -0.74  # VADER's N_SCALAR
 
 
 def _emoji_scores() -> dict[str, float]:
@@ -176,16 +225,23 @@ class LinearSentiment:
         self.meta = meta
         self.languages: frozenset[str] | None = frozenset(meta["languages"])
         self.featurizer = Featurizer(int(meta["n_features"]), idf, float(meta["lexicon_scale"]),
-                                     float(meta["english_lexicon_scale"]), meta.get("language_copies", ()))
+                                     float(meta["english_lexicon_scale"]), meta.get("language_copies", ()),
+                                     float(meta.get("copy_scale", 1.0)), bool(meta.get("english_word_lexicon", False)))
         if self.coef.shape != (self.featurizer.width, len(LABELS)):
             raise ConfigError(f"sentiment model in {model_dir}: weights of shape {self.coef.shape} do not fit "
                               f"{self.featurizer.width} features")
+        # Per-language additions to the class logits (negative, neutral, positive), chosen in training.
+        self.class_offsets = {lang: np.asarray(v, dtype=np.float32).reshape(len(LABELS))
+                              for lang, v in meta.get("class_offsets", {}).items()}
         self.name = f"earful-linear-sentiment@{meta['version']}"
 
     def probabilities(self, texts: Sequence[str], langs: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, len(LABELS)), dtype=np.float32)
         logits = self.featurizer.transform(texts, langs) @ self.coef + self.intercept
+        if self.class_offsets:
+            zero = np.zeros(len(LABELS), dtype=np.float32)
+            logits = logits + np.stack([self.class_offsets.get(lang, zero) for lang in langs])
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
         return exp / exp.sum(axis=1, keepdims=True)
