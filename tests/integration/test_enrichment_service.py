@@ -65,6 +65,9 @@ async def test_raw_to_enriched_with_dead_letters(enrichment: ServiceProcess, set
     metrics = httpx.get(enrichment.url + "/metrics").text
     assert 'earful_dead_letters_total{kind="decode_error",service="enrichment"} 2.0' in metrics
     assert "earful_enrichment_messages_received_total" in metrics  # Faust's own sensors
+    model_s = [float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+               if line.startswith("earful_enrichment_model_seconds_total")]
+    assert model_s and model_s[0] > 0  # the models' busy time is counted
 
 
 async def test_offsets_are_committed_once_the_enriched_records_are_acknowledged(enrichment: ServiceProcess, settings) -> None:

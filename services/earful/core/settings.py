@@ -142,6 +142,10 @@ class Settings(BaseSettings):
     # --- Enrichment ----------------------------------------------------------------------------
     enrich_batch_size: int = Field(256, ge=1, description="Mentions the enrichment worker takes from Kafka and runs through the models at once.")
     enrich_batch_timeout_s: float = Field(0.05, gt=0, description="Longest wait to fill a batch before processing a partial one.")
+    enrich_switch_interval_s: float = Field(
+        0.05, gt=0, le=1,
+        description="Python's thread switch interval in the enrichment worker (sys.setswitchinterval; Python's default is 0.005): longer lets the models run on while the event loop waits for the GIL, which measured ~6% more mentions/s.",
+    )
     spacy_model: str = Field(
         "builtin",
         description="spaCy NER pipeline for English: `builtin` (Earful's WNUT-17 model, shipped in the package), an installed "

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -40,6 +41,10 @@ IN_FLIGHT = 2  # batches being processed at once: one in the models while the ne
 
 def build(settings: Settings, processor: EnrichmentProcessor | None = None) -> Any:
     """Build the Faust app with its agent; the processor (models) is loaded here, once."""
+    # The models hold the GIL for most of their time; each wake-up of the event loop (Faust handles
+    # every record with several short tasks) takes it from them. A longer switch interval lets the
+    # loop's work wait for the models' own GIL releases (numpy) instead of interrupting them.
+    sys.setswitchinterval(settings.enrich_switch_interval_s)
     app = faust_app(settings, "earful-enrichment")
     codecs = Codecs(settings)
     raw_codec, enriched_codec = codecs.for_topic(RAW), codecs.for_topic(ENRICHED)
