@@ -766,3 +766,14 @@ def test_a_volume_drop_window_longer_than_the_kept_history_is_refused() -> None:
 
     with pytest.raises(ConfigError, match="EARFUL_ALERT_DROP_WINDOW_S=3600"):
         load_settings(alert_drop_window_s=3600)
+
+
+def test_a_watchlist_volume_drop_window_longer_than_the_kept_history_is_shortened() -> None:
+    """A threshold the settings check cannot see: shortened to the history kept, so the rule still works."""
+    long = wl_rules(AlertRule("volume_drop", cooldown_s=0, thresholds={"window_s": 3600}))
+    events = steady(120, per_bucket=3)
+    _, state = run(events, rules=long)
+    fired = _silence(state, events[-1][1], 120, rules=long)
+    assert [d.status for _, d in fired] == ["firing"]
+    start, end = fired[0][1].window
+    assert (end - start) // BUCKET_MS == CFG.baseline_buckets + CFG.lateness_buckets - CFG.warmup_buckets

@@ -56,6 +56,7 @@ from earful.alerting.rules import (
     WatchlistRules,
 )
 from earful.alerting.stats import MAD_TO_SD, log_binomial_tail, log_poisson_cdf, log_poisson_tail, mad, median, poisson_tail
+from earful.core.settings import drop_window_buckets_max
 
 __all__ = ["DetectorConfig", "Mention", "Decision", "fingerprint", "new_state", "observe", "observe_counts", "tick",
            "poisson_tail", "log_poisson_tail", "MAX_SAMPLES"]
@@ -476,8 +477,8 @@ def _judge_drop(state: dict[str, Any], rules: WatchlistRules, cfg: DetectorConfi
         return []
     state["drop_at"] = latest
     end = latest - 1  # the newest closed bucket
-    longest = max(1, cfg.baseline_buckets + cfg.lateness_buckets - cfg.warmup_buckets)
-    width = min(longest, max(1, int(rule["window_s"]) // cfg.bucket_s))
+    longest = drop_window_buckets_max(cfg.baseline_buckets, cfg.lateness_buckets, cfg.warmup_buckets)
+    width = min(longest, max(1, int(rule["window_s"]) // cfg.bucket_s))  # a longer window has no history before it
     start = end - width + 1
     counts = state["counts"]
     observed = sum(counts.get(str(j), 0) for j in range(start, end + 1))

@@ -58,7 +58,8 @@ THRESHOLDS: dict[str, dict[str, str]] = {
         "max_age_s": "questions older than this stop counting (seconds)",
     },
     VOLUME_DROP: {
-        "window_s": "the trailing window (seconds) whose mentions are compared with the usual level before it",
+        "window_s": "the trailing window (seconds) whose mentions are compared with the usual level before it "
+                    "(at most baseline + lateness - warm-up buckets; a longer one is shortened to that)",
         "min_expected": "mentions the window usually has before a drop can alert (a quiet watchlist's silence is normal)",
         "max_ratio": "the window's share of its usual volume at or below which it is a drop",
         "max_p_value": "Poisson probability of so few mentions below which the drop alerts",

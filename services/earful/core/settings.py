@@ -229,7 +229,7 @@ class Settings(BaseSettings):
     )
     alert_question_max_age_s: int = Field(604800, ge=1, description="unanswered_question: questions older than this stop counting.")
     alert_drop_window_s: int = Field(
-        300, ge=1, description="volume_drop: seconds of trailing window compared with the usual volume before it (at most what the detector keeps: baseline plus lateness buckets)."
+        300, ge=1, description="volume_drop: seconds of trailing window compared with the usual volume before it (at most the baseline plus lateness minus warm-up buckets the detector keeps: 780 s with the defaults)."
     )
     alert_drop_min_expected: int = Field(30, ge=1, description="volume_drop: mentions the window usually holds before a drop can alert (a quiet watchlist's silence is normal).")
     alert_drop_max_ratio: float = Field(0.25, ge=0, lt=1, description="volume_drop: the window's share of its usual volume at or below which it is a drop.")
