@@ -62,10 +62,18 @@ class ReadOnlyService(ServiceProcess):
         )
 
 
+def under_tmp(path: Path) -> bool:
+    return Path("/tmp") in path.resolve().parents
+
+
 @pytest.fixture(scope="module", autouse=True)
 def _needs_namespaces() -> None:
     if not read_only_supported():
         pytest.skip("unprivileged user and mount namespaces are not available (unshare -r -m)")
+    if under_tmp(REPO) or under_tmp(Path(sys.prefix)):
+        # The fresh tmpfs on /tmp would hide the code itself: the service could not even start.
+        pytest.skip(f"the checkout or its Python ({REPO}, {sys.prefix}) is under /tmp, which this test replaces "
+                    "with an empty tmpfs; run it from a checkout elsewhere")
 
 
 @pytest.fixture
