@@ -59,7 +59,6 @@ WATCHLIST_TEXTS = 10_000
 WATCHLIST_RUNS = 3
 STORAGE_SOURCE_MENTIONS = 1_000
 STORAGE_ROWS = 20_000
-STORAGE_BATCH = 1_000
 STORAGE_RUNS = 3
 INGEST_BATCH = 100
 INGEST_CLIENTS = 4
@@ -580,7 +579,8 @@ async def _storage_runs(url: str, rows: list[tuple[Any, ...]]) -> tuple[list[flo
         version = str(await conn.fetchval("SHOW server_version")).split()[0]
         say(f"  PostgreSQL {version}; migrations applied: {', '.join(applied) or 'none'}; "
             f"{concurrency} concurrent writer transactions (EARFUL_STORAGE_WRITE_CONCURRENCY), as the service uses")
-        batches = [rows[i:i + STORAGE_BATCH] for i in range(0, len(rows), STORAGE_BATCH)]
+        size = settings.storage_batch_size  # as the service batches (EARFUL_STORAGE_BATCH_SIZE)
+        batches = [rows[i:i + size] for i in range(0, len(rows), size)]
 
         async def write_all(field: str) -> int:
             """Each writer connection takes the next batch as soon as it is free (as the service does)."""
