@@ -7,6 +7,7 @@ import struct
 from datetime import datetime, timezone
 from pathlib import Path
 
+import fastavro
 import fastavro.schema
 import pytest
 
@@ -15,6 +16,7 @@ from earful.core.codec import (
     SINGLE_OBJECT_MAGIC,
     AvroCodec,
     AvroSchema,
+    EmbeddingEncoder,
     SchemaStore,
     crc64_avro,
 )
@@ -403,3 +405,76 @@ def test_aware_timestamps_keep_their_instant(clean_env: None) -> None:
     cet = timezone(timedelta(hours=1))
     record = {**RAW_RECORD, "created_at": datetime(2025, 3, 14, 10, 29, 58, tzinfo=cet)}
     assert codec.decode(codec.encode(record))["created_at"] == _ts(2025, 3, 14, 9, 29, 58)
+
+
+# --- EmbeddingEncoder: the raw mention's bytes copied into the enriched record ---------------------
+
+def _example(schema: str, version: str, name: str) -> dict:
+    """An example record (Avro JSON encoding) read with the schema of its version."""
+    parsed = fastavro.parse_schema(json.loads((SCHEMAS / "history" / schema / f"{version}.avsc").read_text()))
+    with (SCHEMAS / "examples" / schema / version / name).open() as fo:
+        (record,) = list(fastavro.json_reader(fo, parsed))
+    return record
+
+
+@pytest.fixture
+def embedding(clean_env: None) -> tuple[EmbeddingEncoder, AvroCodec, AvroCodec]:
+    codecs = Codecs(Settings())
+    raw, enriched = codecs.for_topic(RAW), codecs.for_topic(ENRICHED)
+    return EmbeddingEncoder(enriched, raw), raw, enriched
+
+
+@pytest.mark.parametrize("raw_name", ["01_twitter_complaint.json", "02_mastodon_german_boost.json", "03_news_feed_item.json"])
+@pytest.mark.parametrize("enriched_name", ["01_english_complaint.json", "02_german_unsupported_sentiment.json"])
+def test_embedding_writes_the_bytes_a_full_encode_writes(embedding, raw_name: str, enriched_name: str,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    encoder, raw, enriched = embedding
+    raw_bytes = raw.encode(_example("raw_mention", "v2", raw_name))
+    mention = raw.decode(raw_bytes)
+    record = {**_example("enriched_mention", "v2", enriched_name), "mention": mention}
+    expected = enriched.encode(record)
+    monkeypatch.setattr(enriched, "encode", lambda record: pytest.fail("encoded in full instead of copying"))
+    spliced = encoder.encode(record, mention, raw_bytes)
+    assert spliced == expected
+    assert enriched.decode(spliced)["mention"] == mention
+
+
+def test_embedding_falls_back_to_a_full_encode_when_the_bytes_cannot_be_copied(embedding) -> None:
+    encoder, raw, enriched = embedding
+    record_v1 = _example("raw_mention", "v1", "01_twitter_complaint.json")
+    old_schema = AvroSchema.from_file(SCHEMAS / "history" / "raw_mention" / "v1.avsc")
+    old_bytes = AvroCodec(old_schema, raw.store).encode(record_v1)  # written with an older schema
+    mention = raw.decode(old_bytes)
+    record = {**_example("enriched_mention", "v2", "01_english_complaint.json"), "mention": mention}
+    assert encoder.encode(record, mention, old_bytes) == enriched.encode(record)
+    # The record no longer holds the decoded dict: its mention is encoded, not copied.
+    new_bytes = raw.encode(_example("raw_mention", "v2", "01_twitter_complaint.json"))
+    decoded = raw.decode(new_bytes)
+    changed = {**decoded, "text": "edited after decoding"}
+    record = {**record, "mention": changed}
+    out = encoder.encode(record, decoded, new_bytes)
+    assert enriched.decode(out)["mention"]["text"] == "edited after decoding"
+    assert encoder.encode(record, changed, None) == enriched.encode(record)
+
+
+def test_embedding_checks_the_rest_as_a_full_encode_does(embedding) -> None:
+    encoder, raw, _ = embedding
+    raw_bytes = raw.encode(_example("raw_mention", "v2", "01_twitter_complaint.json"))
+    mention = raw.decode(raw_bytes)
+    good = {**_example("enriched_mention", "v2", "01_english_complaint.json"), "mention": mention}
+    with pytest.raises(EncodeError, match="EnrichedMention"):
+        encoder.encode({**good, "sentiment": {"label": "furious"}}, mention, raw_bytes)
+    with pytest.raises(EncodeError, match="EnrichedMention"):
+        encoder.encode({**good, "unexpected": 1}, mention, raw_bytes)
+    with pytest.raises(EncodeError):
+        encoder.encode({**good, "schema_version": 2**40}, mention, raw_bytes)
+    with pytest.raises(EncodeError):
+        encoder.encode({**good, "entities": [{**good["entities"][0], "start": 2**40}]}, mention, raw_bytes)
+
+
+def test_embedding_refuses_schemas_that_do_not_nest(embedding) -> None:
+    _, raw, enriched = embedding
+    with pytest.raises(SchemaError):
+        EmbeddingEncoder(raw, raw)  # the raw mention does not embed itself
+    with pytest.raises(SchemaError):
+        EmbeddingEncoder(enriched, AvroCodec(AvroSchema.from_file(SCHEMAS / "history" / "raw_mention" / "v1.avsc"), raw.store))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from earful.core.codec import AvroCodec, SchemaStore
+from earful.core.codec import AvroCodec, EmbeddingEncoder, SchemaStore
 from earful.core.errors import ConfigError
 from earful.enrichment.ner import SPACY_TO_EARFUL, WNUT_TYPES
 from earful.enrichment.processor import EnrichmentProcessor
@@ -396,3 +397,20 @@ def test_an_unsure_detector_defers_to_the_declared_language(processor: Enrichmen
 def test_language_detection_ignores_handles_urls_and_hashtag_signs(processor: EnrichmentProcessor) -> None:
     text = "@ParisTourisme @MadridGo https://ejemplo.es/viaje #vacaciones Das Hotel war wirklich sehr schön und sauber"
     assert processor.detect_language(text)["code"] == "de"
+
+
+def test_the_mention_passes_through_untouched_so_its_bytes_can_be_copied(processor: EnrichmentProcessor) -> None:
+    """The service copies each raw mention's bytes into its enriched record (EmbeddingEncoder);
+    that is only right while the processor hands the decoded mention on as it came."""
+    store = SchemaStore(SCHEMAS)
+    raw_codec = AvroCodec(store.current("raw_mention"), store)
+    enriched_codec = AvroCodec(store.current("enriched_mention"), store)
+    encoder = EmbeddingEncoder(enriched_codec, raw_codec)
+    wire = [raw_codec.encode(m) for m in BATCH]
+    mentions = [raw_codec.decode(b) for b in wire]
+    before = copy.deepcopy(mentions)
+    outs = processor.enrich(mentions, NOW)
+    assert mentions == before
+    for out, mention, data in zip(outs, mentions, wire):
+        assert out["mention"] is mention
+        assert encoder.encode(out, mention, data) == enriched_codec.encode(out)

@@ -14,17 +14,21 @@ runs against Apache Kafka, Redpanda or the local Tansu broker. Notes on the tuni
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Coroutine, Generator, Sequence
 
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka.partitioner import DefaultPartitioner
+from faust.sensors import prometheus as faust_prometheus
 from faust.sensors.prometheus import setup_prometheus_sensors
+from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from earful.core.codec import AvroCodec, HttpSchemaRegistry, SchemaRegistry, SchemaStore
@@ -92,6 +96,38 @@ def make_consumer(settings: Settings, group_id: str, *topics: str, **overrides: 
     )
     kwargs.update(overrides)
     return AIOKafkaConsumer(*topics, **kwargs)
+
+
+async def send_keyed_batches(producer: AIOKafkaProducer, topic: str,
+                             records: Sequence[tuple[bytes | None, bytes]]) -> list[asyncio.Future[Any]]:
+    """Hand `(key, value)` records to the producer as record batches, one or a few per partition;
+    returns one future per batch, each done when the broker has acknowledged that batch.
+
+    Records go to the partitions `producer.send` would choose (the default partitioner: murmur2 of
+    the key), in their order. `producer.send` makes a future per record and resolves each through
+    the event loop; per batch that bookkeeping is a small fraction, which matters at thousands of
+    records a second on a service whose event loop shares the GIL with its models.
+    """
+    if not records:
+        return []
+    partitions = sorted(await producer.partitions_for(topic))
+    by_partition: dict[int, list[tuple[bytes | None, bytes]]] = {}
+    for key, value in records:
+        by_partition.setdefault(_PARTITIONER(key, partitions, partitions), []).append((key, value))
+    deliveries = []
+    for partition, items in by_partition.items():
+        batch = producer.create_batch()
+        for key, value in items:
+            if batch.append(key=key, value=value, timestamp=None) is None:  # full: send it, start the next
+                deliveries.append(await producer.send_batch(batch, topic, partition=partition))
+                batch = producer.create_batch()
+                if batch.append(key=key, value=value, timestamp=None) is None:
+                    raise BrokerError(f"a record of {len(value)} bytes does not fit in a batch for {topic}")
+        deliveries.append(await producer.send_batch(batch, topic, partition=partition))
+    return deliveries
+
+
+_PARTITIONER = DefaultPartitioner()
 
 
 class LagReporter:
@@ -182,11 +218,168 @@ def _low_latency_transport(fetch_max_wait_ms: int) -> type[faust_aiokafka.Transp
         def _new_consumer_thread(self) -> Any:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
+        async def _drain_messages(self, fetcher: Any) -> None:
+            await drain_messages(self, fetcher)
+
     class Transport(faust_aiokafka.Transport):
         pass
 
     Transport.Consumer = Consumer
     return Transport
+
+
+class _Resumed:
+    """The rest of a coroutine that already ran up to its first suspension, as an awaitable: awaiting
+    it hands on the future the coroutine is waiting for, then drives the coroutine to its end."""
+
+    __slots__ = ("coro", "pending")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], pending: Any) -> None:
+        self.coro = coro
+        self.pending = pending
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, value = self.coro, self.pending
+        while True:
+            try:
+                sent = yield value
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # cancellation and errors go to the coroutine, as with `await`
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+def start_eagerly(coro: Coroutine[Any, Any, Any]) -> _Resumed | None:
+    """Run `coro` up to its first suspension: None when it finished there (its exception, if any, is
+    raised), else an awaitable that finishes it. Most deliveries into a stream finish without
+    suspending; running them in place spares the event loop a task and its scheduling."""
+    try:
+        pending = coro.send(None)
+    except StopIteration:
+        return None
+    return _Resumed(coro, pending)
+
+
+DRAIN_YIELD_EVERY = 64  # records handed to the streams between two yields to the event loop
+
+
+async def drain_messages(consumer: Any, fetcher: Any) -> None:
+    """Faust's `Consumer._drain_messages` (faust-streaming 0.11), handing records to the streams with
+    less per-record machinery.
+
+    Faust awaits each record's delivery with `wait_first(delivery, suspend_flow.wait())`, which
+    creates four tasks per record and cancels three of them; under load that is most of the event
+    loop's own work, and every wake-up takes the GIL from the enrichment models. Here a delivery
+    runs in place first: one that finishes without suspending (the stream's buffer has room, flow is
+    not suspended) needs no task at all; one that suspends is finished under the same `wait_first`
+    as in Faust, so a rebalance (suspend_flow) still interrupts it, and while flow is suspended
+    records go through Faust's own path. Everything else (read offsets,
+    gaps, commit_every, the yield to the loop every few records) is as in Faust.
+    """
+    callback = consumer.callback
+    getmany = consumer.getmany
+    consumer_should_stop = consumer._stopped.is_set
+    fetcher_should_stop = fetcher._stopped.is_set
+    suspend_flow = consumer.suspend_flow
+    get_read_offset = consumer._read_offset.__getitem__
+    set_read_offset = consumer._read_offset.__setitem__
+    set_flag, unset_flag = consumer.diag.set_flag, consumer.diag.unset_flag
+    commit_every = consumer._commit_every
+    acks_enabled_for = consumer.app.topics.acks_enabled_for
+    since_yield = 0
+    try:
+        while not (consumer_should_stop() or fetcher_should_stop()):
+            set_flag(faust_consumer.CONSUMER_FETCHING)
+            records = getmany(timeout=1.0)
+            await asyncio.sleep(0)  # as in Faust: getmany may not yield on its own
+            if not consumer.should_stop:
+                async for tp, message in records:
+                    since_yield += 1
+                    if since_yield > DRAIN_YIELD_EVERY:
+                        await asyncio.sleep(0)
+                        since_yield = 0
+                    offset = message.offset
+                    read_offset = get_read_offset(tp)
+                    if read_offset is None or offset >= read_offset:
+                        if offset - (read_offset or 0) > 1 and read_offset and acks_enabled_for(message.topic):
+                            await consumer._add_gap(tp, read_offset + 1, offset)
+                        if commit_every is not None and consumer._n_acked >= commit_every:
+                            consumer._n_acked = 0
+                            await consumer.commit()
+                        if suspend_flow.is_set():  # a rebalance is under way: exactly as Faust does it
+                            await consumer.wait_first(callback(message), suspend_flow.wait())
+                        elif (rest := start_eagerly(callback(message))) is not None:
+                            await consumer.wait_first(rest, suspend_flow.wait())
+                        set_read_offset(tp, offset)
+                unset_flag(faust_consumer.CONSUMER_FETCHING)
+    except consumer.consumer_stopped_errors:
+        if consumer.transport.app.should_stop:
+            log.info("broker stopped the consumer, shutting down")
+            return
+        raise
+    except asyncio.CancelledError:
+        if consumer.transport.app.should_stop:
+            return
+        raise
+    finally:
+        unset_flag(faust_consumer.CONSUMER_FETCHING)
+
+
+class PrometheusMonitor(faust_prometheus.PrometheusMonitor):
+    """Faust's Prometheus sensor with each labelled child looked up once, not for every record.
+
+    Faust calls three of these hooks for every record; looking up a labelled child (and, for the
+    stream label, normalising the stream's name with a regular expression) each time was a visible
+    share of a busy worker's event loop. The exported metrics are the same. Faust removes
+    partition-labelled children on a rebalance, so the cache is emptied then too."""
+
+    def __init__(self, metrics: Any, **kwargs: Any) -> None:
+        super().__init__(metrics, **kwargs)
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: Any) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
+        faust_prometheus.Monitor.on_message_in(self, tp, offset, message)
+        m = self._metrics
+        m.messages_received.inc()
+        m.active_messages.inc()
+        self._child(m.messages_received_per_topics, tp.topic).inc()
+        self._child(m.messages_received_per_topics_partition, tp.topic, tp.partition).set(offset)
+
+    def on_stream_event_in(self, tp: Any, offset: int, stream: Any, event: Any) -> dict[str, Any] | None:
+        state = faust_prometheus.Monitor.on_stream_event_in(self, tp, offset, stream, event)
+        m = self._metrics
+        m.total_events.inc()
+        m.total_active_events.inc()
+        events = self._children.get(("stream", stream))
+        if events is None:
+            events = self._children[("stream", stream)] = m.total_events_per_stream.labels(
+                stream=f"stream.{self._stream_label(stream)}.events")
+        events.inc()
+        return state
+
+    def track_tp_end_offset(self, tp: Any, offset: int) -> None:
+        faust_prometheus.Monitor.track_tp_end_offset(self, tp, offset)
+        self._child(self._metrics.topic_partition_end_offset, tp.topic, tp.partition).set(offset)
+
+    def _clear_partition_related_metrics(self) -> None:
+        self._children.clear()
+        super()._clear_partition_related_metrics()
 
 
 class EarfulFaustApp(faust.App):
@@ -226,4 +419,5 @@ def faust_app(settings: Settings, app_id: str, **conf: Any) -> EarfulFaustApp:
     # Faust's own sensors (events, commit and send latency, rebalances, table sizes) on the default
     # registry, so they appear on the service's /metrics next to Earful's.
     setup_prometheus_sensors(app, pattern="/faust/metrics", name_prefix=app_id.replace("-", "_"))
+    app.monitor = PrometheusMonitor(metrics=app.monitor._metrics)
     return app

@@ -19,9 +19,10 @@ from typing import Any
 
 from prometheus_client import Counter, Gauge
 
+from earful.core.codec import EmbeddingEncoder
 from earful.core.errors import EncodeError, ProcessingError
 from earful.core.health import Health, tcp_check
-from earful.core.kafka import Codecs, faust_app, utc_now
+from earful.core.kafka import Codecs, faust_app, send_keyed_batches, utc_now
 from earful.core.metrics import BATCH_SECONDS, MESSAGES, PIPELINE_LATENCY
 from earful.core.faust_service import FaustDeadLetters, attach_ops_server
 from earful.core.settings import Settings
@@ -35,6 +36,7 @@ BATCH_SIZE = Gauge("earful_enrichment_last_batch_size", "Mentions in the most re
 MODEL_SECONDS = Counter("earful_enrichment_model_seconds",
                         "Seconds the worker thread spent running the models; its rate is the share of time the models "
                         "were busy (near 1: the worker is model-bound; well below: it waits for Kafka or Faust).")
+Enriched = tuple[Any, dict[str, Any], dict[str, Any]]  # (Faust event, raw record, enriched record)
 CHUNK = 64  # mentions per model call inside a batch: small enough to overlap, large enough for nlp.pipe
 IN_FLIGHT = 2  # batches being processed at once: one in the models while the next is gathered
 
@@ -48,6 +50,7 @@ def build(settings: Settings, processor: EnrichmentProcessor | None = None) -> A
     app = faust_app(settings, "earful-enrichment")
     codecs = Codecs(settings)
     raw_codec, enriched_codec = codecs.for_topic(RAW), codecs.for_topic(ENRICHED)
+    encoder = EmbeddingEncoder(enriched_codec, raw_codec)  # copies each raw mention's bytes into its enriched record
     health = Health(SERVICE)
     health.add_check("kafka", tcp_check(settings.kafka_bootstrap, 9092))
     watchlists = live_watchlists(app, settings, health, SERVICE)  # follows earful.watchlists.v1
@@ -66,41 +69,40 @@ def build(settings: Settings, processor: EnrichmentProcessor | None = None) -> A
         finally:
             MODEL_SECONDS.inc(time.perf_counter() - started)
 
-    async def enrich_chunk(loop: asyncio.AbstractEventLoop, chunk: list[tuple[Any, dict[str, Any]]]) -> list[tuple[Any, dict[str, Any]]]:
-        """(event, enriched) pairs; a model failure on the chunk is retried record by record, and a
+    async def enrich_chunk(loop: asyncio.AbstractEventLoop, chunk: list[tuple[Any, dict[str, Any]]]) -> list[Enriched]:
+        """(event, raw record, enriched record) triples; a model failure on the chunk is retried record by record, and a
         record that still fails is dead-lettered, so one bad mention never stops the stream."""
         try:
             enriched = await loop.run_in_executor(executor, run_models, [r for _, r in chunk])
-            return [(event, out) for (event, _), out in zip(chunk, enriched)]
+            return [(event, record, out) for (event, record), out in zip(chunk, enriched)]
         except Exception:
             log.exception("chunk enrichment failed; retrying records one by one")
         pairs = []
         for event, record in chunk:
             try:
                 (out,) = await loop.run_in_executor(executor, run_models, [record])
-                pairs.append((event, out))
+                pairs.append((event, record, out))
             except Exception as exc:
                 await dead_letters.send_event(event, ProcessingError(f"enrichment failed: {exc!r}"))
         return pairs
 
-    async def publish(pairs: list[tuple[Any, dict[str, Any]]]) -> list[Any]:
-        """Encode and hand the enriched records to the app's producer; returns the delivery futures.
+    async def publish(pairs: list[Enriched]) -> tuple[list[Any], int]:
+        """Encode and hand the enriched records to the app's producer; returns the delivery futures
+        and how many records they carry.
 
-        Straight to `app.producer` rather than `topic.send`: the records are already bytes, and
-        Faust's per-record channel machinery was a large share of the service's own cost."""
-        deliveries = []
-        send = app.producer.send
-        for event, out in pairs:
+        Straight to the app's Kafka producer as record batches rather than `topic.send`: the records
+        are already bytes, and Faust's per-record channel and future machinery was a large share of
+        the service's own cost."""
+        records = []
+        for event, record, out in pairs:
             if settings.enrich_drop_unmatched and not out["watchlist_ids"]:
                 MESSAGES.labels(SERVICE, RAW, "dropped_unmatched").inc()
                 continue
             try:
-                value = enriched_codec.encode(out)
+                records.append((event.message.key, encoder.encode(out, record, event.message.value)))
             except EncodeError as exc:  # a record the schema cannot hold: dead-letter it, keep going
                 await dead_letters.send_event(event, ProcessingError(f"enriched record does not encode: {exc}"))
-                continue
-            deliveries.append(await send(ENRICHED, event.message.key, value, None, None, None))
-        return deliveries
+        return await send_keyed_batches(app.producer._ensure_producer(), ENRICHED, records), len(records)
 
     async def process(events: list[Any], good: list[tuple[Any, dict[str, Any]]], handed_over: asyncio.Future[None],
                       previous: asyncio.Future[None] | None) -> None:
@@ -110,19 +112,26 @@ def build(settings: Settings, processor: EnrichmentProcessor | None = None) -> A
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
         deliveries: list[Any] = []
+        sent = 0
         try:
             # The batch goes through the models in chunks, and the event loop encodes and sends one
-            # chunk while the worker thread runs the models on the next.
+            # chunk while the worker thread runs the models on the next. Every chunk is queued on the
+            # worker at once, so the models go from one chunk to the next without waiting for the
+            # event loop to hand them more.
             chunks = [good[i:i + CHUNK] for i in range(0, len(good), CHUNK)]
-            running = asyncio.ensure_future(enrich_chunk(loop, chunks[0]))
-            for k in range(len(chunks)):
-                pairs = await running
-                if k + 1 < len(chunks):
-                    running = asyncio.ensure_future(enrich_chunk(loop, chunks[k + 1]))
-                if previous is not None:
-                    await previous
-                    previous = None
-                deliveries += await publish(pairs)
+            enriching = [asyncio.ensure_future(enrich_chunk(loop, chunk)) for chunk in chunks]
+            try:
+                for running in enriching:
+                    pairs = await running
+                    if previous is not None:
+                        await previous
+                        previous = None
+                    futures, count = await publish(pairs)
+                    deliveries += futures
+                    sent += count
+            finally:
+                for running in enriching:
+                    running.cancel()  # after a failure: chunks not yet on the worker are not run
         finally:
             if not handed_over.done():
                 handed_over.set_result(None)
@@ -130,10 +139,10 @@ def build(settings: Settings, processor: EnrichmentProcessor | None = None) -> A
         await asyncio.gather(*deliveries)  # acknowledged by the broker ...
         for event in events:  # ... before the source offsets may be committed
             event.ack()
-        now = time.time()
+        now, latency = time.time(), PIPELINE_LATENCY.labels(SERVICE)
         for _, record in good:
-            PIPELINE_LATENCY.labels(SERVICE).observe(max(0.0, now - record["received_at"].timestamp()))
-        MESSAGES.labels(SERVICE, RAW, "enriched").inc(len(deliveries))
+            latency.observe(max(0.0, now - record["received_at"].timestamp()))
+        MESSAGES.labels(SERVICE, RAW, "enriched").inc(sent)
         BATCH_SIZE.set(len(events))
         BATCH_SECONDS.labels(SERVICE, "batch").observe(time.perf_counter() - started)
 
