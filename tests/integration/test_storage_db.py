@@ -119,6 +119,14 @@ async def test_migrations_from_empty_then_again(db: Any) -> None:
     assert await val(conn, "SELECT earful_text_search_config('xx')::text") == "simple"
 
 
+async def test_the_text_search_configuration_is_inlined(db: Any) -> None:
+    """Not inlined, the function ran once per row written (as costly as stemming the text)."""
+    conn, _ = db
+    plan = "\n".join(r[0] for r in await conn.fetch(
+        "EXPLAIN VERBOSE SELECT to_tsvector(earful_text_search_config(lang), text) FROM mentions"))
+    assert "earful_text_search_config" not in plan and "CASE lang" in plan
+
+
 async def test_upgrade_from_version_001_with_data(pg_url: str, tmp_path: Path) -> None:
     url = with_database(pg_url, f"earful_u_{uuid.uuid4().hex[:10]}")
     await ensure_database(url)
