@@ -118,7 +118,7 @@ def _probs(rows: list[dict[str, float]]) -> np.ndarray:
     return out
 
 
-def test_bio_decoding_spans_and_types() -> None:
+def test_ner_bio_decoding_spans_and_types() -> None:
     doc = _doc(["Taylor", "Swift", "in", "New", "York", "!"])
     probs = _probs([{"B-person": 0.8, "O": 0.2}, {"I-person": 0.7, "O": 0.3}, {"O": 0.9, "B-person": 0.1},
                     {"B-location": 0.6, "O": 0.4}, {"I-location": 0.5, "I-person": 0.2, "O": 0.3}, {"O": 1.0}])
@@ -126,18 +126,58 @@ def test_bio_decoding_spans_and_types() -> None:
     assert [(s.text, s.label_) for s in spans] == [("Taylor Swift", "person"), ("New York", "location")]
 
 
-def test_bio_decoding_bias_trades_precision_for_recall() -> None:
+def test_ner_bio_decoding_bias_trades_precision_for_recall() -> None:
     doc = _doc(["met", "gaby", "today"])
     probs = _probs([{"O": 0.95, "B-person": 0.05}, {"O": 0.6, "B-person": 0.4}, {"O": 0.9, "B-location": 0.1}])
     assert _decoder().spans(doc, probs, 1.0) == []
     assert [(s.text, s.label_) for s in _decoder().spans(doc, probs, 2.0)] == [("gaby", "person")]
 
 
-def test_bio_decoding_adjacent_entities_split_on_a_begin_tag() -> None:
+def test_ner_bio_decoding_adjacent_entities_split_on_a_begin_tag() -> None:
     doc = _doc(["Obama", "Trump"])
     probs = _probs([{"B-person": 0.9, "O": 0.1}, {"B-person": 0.8, "I-person": 0.1, "O": 0.1}])
     assert [s.text for s in _decoder().spans(doc, probs, 1.0)] == ["Obama", "Trump"]
     assert _decoder().spans(_doc([]), np.zeros((0, 5), dtype=np.float32), 1.0) == []
+
+
+def test_ner_bio_decoding_keeps_sequences_valid() -> None:
+    # A lone I- tag may not open an entity, nor continue one of another type: the best valid
+    # sequence decides (here "York" joins the location "New York" rather than becoming a person).
+    doc = _doc(["in", "New", "York"])
+    probs = _probs([{"O": 0.9, "I-person": 0.1}, {"B-location": 0.6, "O": 0.4}, {"I-person": 0.5, "I-location": 0.4, "O": 0.1}])
+    assert [(s.text, s.label_) for s in _decoder().spans(doc, probs, 1.0)] == [("New York", "location")]
+    lone = _probs([{"O": 0.4, "I-person": 0.6}, {"O": 1.0}, {"O": 1.0}])
+    assert _decoder().spans(doc, lone, 1.0) == []
+
+
+def test_ner_bio_decoding_inside_bias_lets_a_name_run_on() -> None:
+    doc = _doc(["Pope", "Benedict", "said"])
+    probs = _probs([{"B-person": 0.7, "O": 0.3}, {"I-person": 0.4, "O": 0.6}, {"O": 1.0}])
+    assert [s.text for s in _decoder().spans(doc, probs, 1.0)] == ["Pope"]
+    assert [s.text for s in _decoder().spans(doc, probs, 1.0, inside_bias=2.0)] == ["Pope Benedict"]
+
+
+def test_ner_bio_decoding_a_batch_matches_one_document_at_a_time() -> None:
+    rng = np.random.default_rng(0)
+    decoder = _decoder()
+    probs = [rng.dirichlet(np.ones(5), size=n).astype(np.float32) for n in (0, 1, 7, 3, 12)]
+    logs = [np.log(p) for p in probs]
+    together = decoder.paths(logs, 1.5, 2.0)
+    assert [list(p) for p in together] == [list(decoder.paths([p], 1.5, 2.0)[0]) for p in logs]
+    assert [len(p) for p in together] == [0, 1, 7, 3, 12]
+
+
+def test_ner_the_shipped_taggers_logits_become_log_probabilities() -> None:
+    """spaCy's tagger skips its softmax when predicting; biases read its outputs as probabilities
+    only after the decoder normalises them (raw logits merged "London to New York" into one place)."""
+    from earful.enrichment.ner import EntityRecogniser
+
+    decoder = EntityRecogniser("builtin").tagger
+    assert decoder is not None and decoder.logits
+    logits = np.array([[2.0, -1.0, 0.5, 0.0, 3.0], [0.0, 0.0, 0.0, 0.0, 0.0]])
+    expected = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    assert np.allclose(decoder.log_probs(logits), expected)
+    assert not _decoder().logits  # a tagger without that flag gives probabilities
 
 
 # --- metrics ----------------------------------------------------------------------------------
