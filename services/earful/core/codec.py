@@ -324,7 +324,6 @@ class EmbeddingEncoder:
         return buf.getvalue()
 
 
-
 def _zigzag_varint(value: Any, limits: tuple[int, int]) -> bytes:
     """An Avro int/long as written on the wire (zig-zag, then base-128 varint)."""
     if not isinstance(value, int) or isinstance(value, bool) or not limits[0] <= value <= limits[1]:

@@ -282,8 +282,8 @@ async def drain_messages(consumer: Any, fetcher: Any) -> None:
     runs in place first: one that finishes without suspending (the stream's buffer has room, flow is
     not suspended) needs no task at all; one that suspends is finished under the same `wait_first`
     as in Faust, so a rebalance (suspend_flow) still interrupts it, and while flow is suspended
-    records go through Faust's own path. Everything else (read offsets,
-    gaps, commit_every, the yield to the loop every few records) is as in Faust.
+    records go through Faust's own path. Everything else (read offsets, gaps, commit_every, the
+    yield to the loop every few records) is as in Faust.
     """
     callback = consumer.callback
     getmany = consumer.getmany

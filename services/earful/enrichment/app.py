@@ -71,23 +71,23 @@ def build(settings: Settings, processor: EnrichmentProcessor | None = None) -> A
             MODEL_SECONDS.inc(time.perf_counter() - started)
 
     async def enrich_chunk(loop: asyncio.AbstractEventLoop, chunk: list[tuple[Any, dict[str, Any]]]) -> list[Enriched]:
-        """(event, raw record, enriched record) triples; a model failure on the chunk is retried record by record, and a
-        record that still fails is dead-lettered, so one bad mention never stops the stream."""
+        """(event, raw record, enriched record) triples; a model failure on the chunk is retried record
+        by record, and a record that still fails is dead-lettered, so one bad mention never stops the stream."""
         try:
             enriched = await loop.run_in_executor(executor, run_models, [r for _, r in chunk])
             return [(event, record, out) for (event, record), out in zip(chunk, enriched)]
         except Exception:
             log.exception("chunk enrichment failed; retrying records one by one")
-        pairs = []
+        results = []
         for event, record in chunk:
             try:
                 (out,) = await loop.run_in_executor(executor, run_models, [record])
-                pairs.append((event, record, out))
+                results.append((event, record, out))
             except Exception as exc:
                 await dead_letters.send_event(event, ProcessingError(f"enrichment failed: {exc!r}"))
-        return pairs
+        return results
 
-    async def publish(pairs: list[Enriched]) -> tuple[list[Any], int]:
+    async def publish(results: list[Enriched]) -> tuple[list[Any], int]:
         """Encode and hand the enriched records to the app's producer; returns the delivery futures
         and how many records they carry.
 
@@ -95,7 +95,7 @@ def build(settings: Settings, processor: EnrichmentProcessor | None = None) -> A
         are already bytes, and Faust's per-record channel and future machinery was a large share of
         the service's own cost."""
         records = []
-        for event, record, out in pairs:
+        for event, record, out in results:
             if settings.enrich_drop_unmatched and not out["watchlist_ids"]:
                 MESSAGES.labels(SERVICE, RAW, "dropped_unmatched").inc()
                 continue
@@ -123,11 +123,11 @@ def build(settings: Settings, processor: EnrichmentProcessor | None = None) -> A
             enriching = [asyncio.ensure_future(enrich_chunk(loop, chunk)) for chunk in chunks]
             try:
                 for running in enriching:
-                    pairs = await running
+                    results = await running
                     if previous is not None:
                         await previous
                         previous = None
-                    futures, count = await publish(pairs)
+                    futures, count = await publish(results)
                     deliveries += futures
                     sent += count
             finally:
