@@ -283,7 +283,7 @@ class EmbeddingEncoder:
 
     def __init__(self, outer: AvroCodec, inner: AvroCodec) -> None:
         self.outer = outer
-        self.inner = inner
+        self._inner_header = SINGLE_OBJECT_MAGIC + inner.schema.fingerprint_bytes
         fields = outer.schema.raw.get("fields", [])
         if len(fields) < 2 or fields[0]["type"] not in ("int", "long") or not isinstance(fields[1]["type"], dict):
             raise SchemaError(f"{outer.schema.name} does not start with an int and a record field")
@@ -303,14 +303,11 @@ class EmbeddingEncoder:
     def encode(self, record: dict[str, Any], inner_record: dict[str, Any], inner_bytes: bytes | None) -> bytes:
         """`record` as `outer.encode` would write it; `inner_bytes` are the framed bytes `inner_record`
         was decoded from (None: not known)."""
-        if not inner_bytes or record.get(self.inner_field) is not inner_record:
+        # Only single-object bytes name their writer schema here; registry-framed ones are encoded.
+        if (not inner_bytes or record.get(self.inner_field) is not inner_record
+                or inner_bytes[:10] != self._inner_header):
             return self.outer.encode(record)
-        if inner_bytes[:2] == SINGLE_OBJECT_MAGIC:
-            if inner_bytes[2:10] != self.inner.schema.fingerprint_bytes:
-                return self.outer.encode(record)
-            body = memoryview(inner_bytes)[10:]
-        else:
-            return self.outer.encode(record)  # registry-framed: the writer schema may differ; encode
+        body = memoryview(inner_bytes)[10:]
         buf = io.BytesIO()
         buf.write(self.outer.header())
         try:

@@ -98,6 +98,9 @@ def make_consumer(settings: Settings, group_id: str, *topics: str, **overrides: 
     return AIOKafkaConsumer(*topics, **kwargs)
 
 
+_PARTITIONER = DefaultPartitioner()  # what AIOKafkaProducer.send uses for keyed records
+
+
 async def send_keyed_batches(producer: AIOKafkaProducer, topic: str,
                              records: Sequence[tuple[bytes | None, bytes]]) -> list[asyncio.Future[Any]]:
     """Hand `(key, value)` records to the producer as record batches, one or a few per partition;
@@ -125,9 +128,6 @@ async def send_keyed_batches(producer: AIOKafkaProducer, topic: str,
                     raise BrokerError(f"a record of {len(value)} bytes does not fit in a batch for {topic}")
         deliveries.append(await producer.send_batch(batch, topic, partition=partition))
     return deliveries
-
-
-_PARTITIONER = DefaultPartitioner()
 
 
 class LagReporter:

@@ -92,6 +92,11 @@ class EntityRecogniser:
 _IMPOSSIBLE = -1e9  # the log-score of a forbidden tag or transition (finite, so sums stay exact)
 
 
+def _log(probabilities: np.ndarray) -> np.ndarray:
+    """Log-probabilities, a probability of 0 as a very unlikely tag rather than -inf."""
+    return np.log(np.maximum(probabilities, 1e-30))
+
+
 class BioTagDecoder:
     """Entity spans from a token tagger's B-/I-<type>/O probabilities.
 
@@ -136,12 +141,12 @@ class BioTagDecoder:
     def spans(self, doc: Any, probs: np.ndarray, entity_bias: float | None = None,
               inside_bias: float | None = None) -> list[Any]:
         """The entity spans of one document from its (tokens × labels) tag probabilities."""
-        return self._spans(doc, self.paths([np.log(np.maximum(probs, 1e-30))], entity_bias, inside_bias)[0])
+        return self._spans(doc, self.paths([_log(probs)], entity_bias, inside_bias)[0])
 
     def log_probs(self, outputs: np.ndarray) -> np.ndarray:
         """The tagger's outputs (logits or probabilities) as log-probabilities."""
         if not self.logits:
-            return np.log(np.maximum(outputs, 1e-30))
+            return _log(outputs)
         shifted = outputs - outputs.max(axis=1, keepdims=True)
         return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
 
