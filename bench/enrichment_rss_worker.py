@@ -20,7 +20,7 @@ def main() -> int:
 
     from earful.core.settings import Settings
     from earful.enrichment.processor import EnrichmentProcessor
-    from earful.ingest.model import MentionIn, to_record
+    from earful.core.mention import MentionIn, to_record
     from earful.sample.generator import read_stream
 
     settings = Settings()

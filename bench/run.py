@@ -159,7 +159,7 @@ def sample_mentions(limit: int | None = None) -> list[dict[str, Any]]:
 
 
 def raw_records(mentions: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
-    from earful.ingest.model import MentionIn, to_record
+    from earful.core.mention import MentionIn, to_record
 
     return [to_record(MentionIn.model_validate(m), now) for m in mentions]
 
@@ -541,7 +541,7 @@ def bench_watchlists(ctx: Context) -> Result:
 
 def storage_rows(ctx: Context) -> list[tuple[Any, ...]]:
     """20,000 distinct mention rows: 1,000 sample mentions enriched for real, source_id varied."""
-    from earful.ingest.model import mention_id
+    from earful.core.mention import mention_id
     from earful.storage.writer import mention_row
 
     now = datetime.now(timezone.utc)
@@ -564,7 +564,7 @@ async def _storage_runs(url: str, rows: list[tuple[Any, ...]]) -> tuple[list[flo
     import asyncpg
 
     from earful.core.settings import Settings
-    from earful.storage.migrate import migrate
+    from earful.core.migrate import migrate
     from earful.storage.writer import BrandHandles, WriterState, write_batch
     from earful.watchlists import WatchlistSet
 
@@ -627,7 +627,8 @@ async def _storage_runs(url: str, rows: list[tuple[Any, ...]]) -> tuple[list[flo
 
 
 def bench_storage(ctx: Context) -> Result:
-    from earful.stack.postgres import drop_database, ensure_database, find_postgres, with_database
+    from earful.core.db import drop_database, ensure_database, with_database
+    from earful.stack.postgres import find_postgres
 
     name = f"earful_bench_{uuid.uuid4().hex[:10]}"
 
@@ -754,7 +755,8 @@ def _api_requests(rng: random.Random, watchlists: list[str], now: datetime) -> d
 def bench_api(ctx: Context) -> Result:
     import httpx
 
-    from earful.stack.postgres import drop_database, ensure_database, find_postgres, with_database
+    from earful.core.db import drop_database, ensure_database, with_database
+    from earful.stack.postgres import find_postgres
     from earful.storage.seed import seed, seed_marker, seed_watchlists, write_watchlists_yaml
 
     name = os.environ.get("EARFUL_BENCH_API_DATABASE", "earful_bench_api")
@@ -1128,7 +1130,8 @@ def bench_alerting(ctx: Context) -> Result:
     from earful.core.settings import Settings
     from earful.core.topics import create_topics
     from earful.stack.broker import LocalBroker, free_port
-    from earful.stack.postgres import drop_database, ensure_database, find_postgres, with_database
+    from earful.core.db import drop_database, ensure_database, with_database
+    from earful.stack.postgres import find_postgres
     from earful.stack.processes import ServiceProcess, service_env
     from earful.stack.receiver import WebhookReceiver
 
@@ -1225,7 +1228,8 @@ async def _resources_run(work: Path, database: str) -> dict[str, dict[str, float
     from earful.sample.generator import read_stream
     from earful.stack.broker import LocalBroker, free_port
     from earful.stack.demo import count_stored
-    from earful.stack.postgres import drop_database, ensure_database, find_postgres, with_database
+    from earful.core.db import drop_database, ensure_database, with_database
+    from earful.stack.postgres import find_postgres
     from earful.stack.processes import Pipeline
     from earful.stack.receiver import WebhookReceiver
     from earful.core.http import HttpServer

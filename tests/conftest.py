@@ -30,7 +30,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
 
 @pytest.fixture(scope="module")
 async def pg_url() -> AsyncIterator[str]:
-    from earful.stack.postgres import drop_database, ensure_database, find_postgres, with_database
+    from earful.core.db import drop_database, ensure_database, with_database
+    from earful.stack.postgres import find_postgres
 
     name = f"earful_t_{uuid.uuid4().hex[:10]}"
     handle = await find_postgres(name, os.environ.get("EARFUL_DATABASE_URL"), REPO / ".earful" / "postgres",

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from earful.core.http import HttpServer
 from earful.core.kafka import Codecs
 from earful.core.settings import Settings
-from earful.ingest.model import mention_id
+from earful.core.mention import mention_id
 from earful.stack.broker import free_port
 from earful.stack.processes import ServiceProcess, service_env
 from earful.stack.receiver import WebhookReceiver

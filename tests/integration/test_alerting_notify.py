@@ -26,7 +26,7 @@ from earful.alerting.dispatch import Dispatcher
 from earful.alerting.routing import DEFAULT_INHIBIT, NotifyConfig, Receiver, Route, TargetPolicy
 from earful.alerting.store import AlertStore, reset_local_state
 from earful.core.http import HttpServer
-from earful.storage.migrate import migrate
+from earful.core.migrate import migrate
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 2, 7, 30, tzinfo=timezone.utc)

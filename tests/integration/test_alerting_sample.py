@@ -14,7 +14,7 @@ from earful.alerting.rules import RuleDefaults
 from earful.alerting.watch import RuleBook
 from earful.core.settings import Settings
 from earful.enrichment.processor import EnrichmentProcessor
-from earful.ingest.model import MentionIn, to_record
+from earful.core.mention import MentionIn, to_record
 from earful.sample.generator import read_meta, read_stream
 from earful.watchlists import WatchlistSet
 

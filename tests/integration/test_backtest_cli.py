@@ -16,7 +16,7 @@ import pytest
 
 from earful.alerting.backtest import infer_bucket_s, parse_duration_s, parse_time, read_series
 from earful.core.errors import ValidationError
-from earful.storage.migrate import migrate
+from earful.core.migrate import migrate
 from earful.storage.writer import mention_row, write_batch
 from tests.support import enriched_record, raw_record
 

@@ -22,7 +22,7 @@ from earful.core.topics import RAW
 from earful.ingest.connectors.bluesky import BlueskyConnector
 from earful.ingest.connectors.feeds import FeedConfig, FeedPoller
 from earful.ingest.connectors.mastodon import MastodonConnector, MastodonStream
-from earful.ingest.model import MentionIn, mention_id, to_record
+from earful.core.mention import MentionIn, mention_id, to_record
 from earful.ingest.publisher import Dedup, Publisher
 from earful.watchlists import WatchlistSet
 from tests.protocol_servers import FeedDoc, FeedServer, JetstreamServer, MastodonServer, make_status

@@ -12,7 +12,7 @@ import pytest
 
 from earful.core.settings import Settings
 from earful.core.topics import RAW
-from earful.ingest.model import mention_id
+from earful.core.mention import mention_id
 from earful.stack.broker import free_port
 from earful.stack.processes import ServiceProcess, service_env
 from tests.support import codecs, consume_all

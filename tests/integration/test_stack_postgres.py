@@ -12,14 +12,8 @@ import pytest
 
 from earful.core.errors import StorageError
 from earful.stack import postgres
-from earful.stack.postgres import (
-    drop_database,
-    embedded_available,
-    ensure_database,
-    find_postgres,
-    start_embedded,
-    with_database,
-)
+from earful.core.db import drop_database, ensure_database, with_database
+from earful.stack.postgres import embedded_available, find_postgres, start_embedded
 
 pytestmark = pytest.mark.integration
 

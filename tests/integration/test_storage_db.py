@@ -18,9 +18,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from earful.stack.postgres import drop_database, ensure_database, with_database
+from earful.core.db import drop_database, ensure_database, with_database
 from earful.storage.erasure import erase_author
-from earful.storage.migrate import MIGRATIONS_DIR, migrate, migration_files
+from earful.core.migrate import MIGRATIONS_DIR, migrate, migration_files
 from earful.storage.retention import apply_retention, create_partitions_ahead
 from earful.storage.writer import BrandHandles, WriterState, alert_row, existing_partitions, mention_row, write_batch
 from earful.watchlists import Watchlist

@@ -15,7 +15,7 @@ from earful.enrichment.ner import SPACY_TO_EARFUL, WNUT_TYPES
 from earful.enrichment.processor import EnrichmentProcessor
 from earful.enrichment.sentiment import LABELS
 from earful.enrichment.rules import RISK_RULES_VERSION, risk_tags, social_entities
-from earful.ingest.model import MentionIn, to_record
+from earful.core.mention import MentionIn, to_record
 from earful.watchlists import Watchlist, WatchlistSet
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"

@@ -17,7 +17,7 @@ from earful.ingest.connectors.feeds import FeedConfig, item_to_mention, load_fee
 from earful.ingest.connectors.mastodon import SseParser, status_mentions
 from earful.ingest.connectors.replay import MentionFile, parse_mapping, parse_time
 from earful.ingest.limits import RateLimiter, retry_after_header
-from earful.ingest.model import MentionIn
+from earful.core.mention import MentionIn
 from earful.ingest.publisher import Dedup, observation_key
 from earful.ingest.state import StateFile, state_name
 from earful.ingest.text import html_to_text

@@ -97,7 +97,7 @@ def test_mentions_follow_the_contract(default_run) -> None:
 
 
 def test_mentions_pass_the_ingest_model(default_run) -> None:
-    model = pytest.importorskip("earful.ingest.model")
+    model = pytest.importorskip("earful.core.mention")
     batch = model.MentionBatch.model_validate({"mentions": [x["mention"] for x in default_run[0]]})
     assert len(batch.mentions) == len(default_run[0])
 

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 
 from earful.storage.api import TEXT_SEARCH_CONFIGS, decode_cursor, encode_cursor, rollup_parts, tsquery_sql, window
 from earful.storage.export import safe_cell, to_csv
-from earful.storage.migrate import MIGRATIONS_DIR
+from earful.core.migrate import MIGRATIONS_DIR
 from earful.storage.writer import BrandHandles, author_hash
 from earful.watchlists import Watchlist
 

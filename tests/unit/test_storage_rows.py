@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from earful.core.errors import StorageError
-from earful.storage.migrate import migration_files
+from earful.core.migrate import migration_files
 from earful.storage.writer import ALERT_COLUMNS, MENTION_COLUMNS, alert_row, facets, mention_row
 
 

@@ -80,7 +80,7 @@ class Postgres(mode.Service):
         self.ready = asyncio.Event()
 
     async def on_start(self) -> None:
-        from earful.storage.migrate import migrate
+        from earful.core.migrate import migrate
 
         url = self.settings.database_url.get_secret_value()
         delay = 0.5

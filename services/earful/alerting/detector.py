@@ -57,6 +57,7 @@ from earful.alerting.rules import (
 )
 from earful.alerting.stats import MAD_TO_SD, log_binomial_tail, log_poisson_cdf, log_poisson_tail, mad, median, poisson_tail
 from earful.core.settings import drop_window_buckets_max
+from earful.core.vocabulary import ALERTING_RISK_TAGS
 
 __all__ = ["DetectorConfig", "Mention", "Decision", "fingerprint", "new_state", "observe", "observe_counts", "tick",
            "poisson_tail", "log_poisson_tail", "MAX_SAMPLES"]
@@ -81,7 +82,7 @@ class DetectorConfig:
     lateness_buckets: int = 30
     seasonal_weeks: int = 2
     peak_half_life_s: int = 172800
-    risk_tags: frozenset[str] = frozenset({"legal_privacy", "regulatory"})
+    risk_tags: frozenset[str] = frozenset(ALERTING_RISK_TAGS)
     max_posts: int = 50  # posts tracked per watchlist for viral_post (the state is written on every mention)
     max_questions: int = 300  # open questions tracked per watchlist (the oldest; newer ones wait for room)
 

@@ -16,6 +16,7 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from earful.core.errors import ConfigError
+from earful.core.vocabulary import ALERTING_RISK_TAGS, RISK_TAGS
 
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
 REPO_DIR = PACKAGE_DIR.parents[1]
@@ -217,7 +218,7 @@ class Settings(BaseSettings):
     alert_negative_max_p_value: float = Field(1e-4, gt=0, lt=1, description="negative_surge: binomial tail probability below which the share is a surge.")
     alert_negative_window_buckets: int = Field(6, ge=1, description="negative_surge: buckets the negative share is measured over.")
     alert_risk_tags: CommaList = Field(
-        ("legal_privacy", "regulatory"), description="risk_mention: risk tags that alert (enrichment tags: legal_privacy, regulatory, operational, reputational)."
+        ALERTING_RISK_TAGS, description=f"risk_mention: risk tags that alert (enrichment tags: {', '.join(RISK_TAGS)})."
     )
     alert_risk_min_reach: int = Field(10000, ge=0, description="risk_mention: followers an author needs for a risk-tagged mention to alert.")
     alert_risk_min_count: int = Field(1, ge=1, description="risk_mention: risk-tagged mentions (within the quiet period) before the alert fires.")

@@ -25,7 +25,7 @@ from earful.core.errors import ValidationError
 from earful.core.kafka import utc_now
 from earful.core.settings import Settings
 from earful.enrichment.processor import EnrichmentProcessor
-from earful.ingest.model import AuthorIn, MentionIn, check_text, format_problems, to_record
+from earful.core.mention import AuthorIn, MentionIn, check_text, format_problems, to_record
 
 PROGRESS_EVERY_S = 2.0
 

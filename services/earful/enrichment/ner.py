@@ -23,9 +23,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from earful.core.errors import ConfigError
+from earful.core.vocabulary import NER_ENTITY_TYPES
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "models" / "ner-wnut17"
-WNUT_TYPES = ("person", "location", "corporation", "product", "creative-work", "group")
+WNUT_TYPES = NER_ENTITY_TYPES
 
 # spaCy (OntoNotes) labels → the WNUT-17 types Earful reports; other labels are dropped.
 SPACY_TO_EARFUL = {

@@ -10,12 +10,13 @@ from collections.abc import Callable
 from earful.core.health import Health, tcp_check
 from earful.core.http import HttpServer
 from earful.core.kafka import Codecs, start_producer
+from earful.core.retry import Backoff, wait_or_stop
 from earful.core.runtime import run_service, wait_for_shutdown
 from earful.core.settings import Settings
 from earful.core.topics import RAW, create_topics
 from earful.ingest.app import build_app
 from earful.ingest.connectors.base import Connector
-from earful.ingest.publisher import Dedup, Publisher
+from earful.ingest.publisher import Dedup, Publisher, record_error
 from earful.watchlists import WatchlistSet
 from earful.watchlists.live import WatchlistStore, seed_from_folder
 
@@ -101,9 +102,7 @@ async def serve(settings: Settings) -> None:
 
 async def _supervise(connector: Connector, stop: asyncio.Event) -> None:
     """Run a connector; an unexpected crash is logged and the connector restarted (the others go on)."""
-    from earful.ingest.publisher import backoff_delay, record_error, wait_or_stop
-
-    attempt = 0
+    backoff = Backoff(1.0, 60.0)
     while not stop.is_set():
         try:
             await connector.run(stop)
@@ -111,10 +110,9 @@ async def _supervise(connector: Connector, stop: asyncio.Event) -> None:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a connector bug must not take the push API down
-            attempt += 1
             record_error(connector.name, "crash")
             log.exception("connector crashed; restarting", extra={"connector": connector.name, "error": repr(exc)[:300]})
-            if await wait_or_stop(stop, backoff_delay(attempt, 1.0, 60.0)):
+            if await wait_or_stop(stop, backoff.next_delay()):
                 return
 
 

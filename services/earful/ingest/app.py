@@ -30,7 +30,7 @@ from earful.core.kafka import utc_now
 from earful.core.metrics import LATENCY_BUCKETS
 from earful.core.settings import Settings
 from earful.ingest.limits import RateLimiter, retry_after_header
-from earful.ingest.model import MentionBatch, check_limits, format_problems, to_record
+from earful.core.mention import MentionBatch, check_limits, format_problems, to_record
 from earful.ingest.publisher import FETCHED, Publisher
 
 log = logging.getLogger(__name__)

@@ -10,15 +10,13 @@ so a failed publish never hides the retry.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
-import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -27,10 +25,10 @@ from prometheus_client import Counter, Gauge
 from earful.core.codec import AvroCodec
 from earful.core.errors import BackpressureError, BrokerError, EncodeError
 from earful.core.metrics import ERRORS
+from earful.core.retry import Backoff, wait_or_stop
 from earful.core.topics import RAW
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 CONNECTORS = ("push", "feed", "mastodon", "bluesky", "replay")
 
@@ -178,17 +176,16 @@ class Publisher:
         Raises asyncio.CancelledError if `stop` is set before the records are acknowledged (the
         connector then keeps its cursor where it was, so nothing is skipped).
         """
-        attempt = 0
+        backoff = Backoff(0.5, max_backoff_s)
         while True:
             try:
                 return await self.publish(records, connector, wait=True)
             except EncodeError:
                 records = self._encodable(records, connector)  # drop only the record(s) that cannot be encoded
             except BrokerError as exc:
-                attempt += 1
-                delay = backoff_delay(attempt, 0.5, max_backoff_s)
+                delay = backoff.next_delay()
                 log.warning("publish failed; retrying", extra={"connector": connector, "error": str(exc)[:300],
-                                                                "attempt": attempt, "retry_in_s": round(delay, 2)})
+                                                                "attempt": backoff.attempt, "retry_in_s": round(delay, 2)})
                 if await wait_or_stop(stop, delay):
                     raise asyncio.CancelledError("stopped before the broker acknowledged") from exc
 
@@ -234,36 +231,3 @@ class Publisher:
             self._in_flight -= n
             IN_FLIGHT.set(self._in_flight)
             self._capacity.notify_all()
-
-
-def backoff_delay(attempt: int, base_s: float, max_s: float) -> float:
-    """Exponential backoff with full jitter: uniform(0.5, 1) × min(max, base × 2^(attempt-1))."""
-    return min(max_s, base_s * 2 ** min(attempt - 1, 30)) * random.uniform(0.5, 1.0)
-
-
-async def wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
-    """Sleep up to `seconds`; True if `stop` was set meanwhile (the caller should return)."""
-    if seconds <= 0:
-        return stop.is_set()
-    try:
-        await asyncio.wait_for(stop.wait(), seconds)
-    except asyncio.TimeoutError:
-        return False
-    return True
-
-
-async def unless_stopped(coro: Awaitable[T], stop: asyncio.Event) -> T | None:
-    """Await `coro` unless `stop` is set first, then cancel it and return None (for reads that may block for long)."""
-    work = asyncio.ensure_future(coro)
-    stopper = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({work, stopper}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopper.cancel()
-    if work.done():
-        return work.result()
-    work.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await work
-    return None
-

@@ -66,7 +66,7 @@ async def count_stored(url: str, mention_ids: list[str]) -> int:
 async def _fresh_alert_state(url: str) -> None:
     """The broker starts empty, so alerting does too: forget a previous local stack's alert state."""
     from earful.alerting.store import reset_local_state
-    from earful.storage.migrate import migrate
+    from earful.core.migrate import migrate
 
     conn = await asyncpg.connect(url)
     try:

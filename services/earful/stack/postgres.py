@@ -38,11 +38,11 @@ from urllib.parse import quote, unquote, urlsplit
 
 import asyncpg
 
+from earful.core.db import PROBE_TIMEOUT_S, check_name, connect, database_of, ensure_database, redact, with_database
 from earful.core.errors import StorageError
 
 logger = logging.getLogger("earful.stack.postgres")
 
-PROBE_TIMEOUT_S = 2.0
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 LOCAL_HOST = "127.0.0.1"
@@ -54,7 +54,6 @@ SERVICE_ACCOUNT = "earful-postgres"
 SUPERUSER = "postgres"
 STATE_FILE = "earful-stack.json"
 SERVER_LOG = "server.log"
-_DB_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes on Linux, 104 on macOS; keep a margin
 
 
@@ -79,138 +78,13 @@ class PostgresHandle:
         return f"PostgresHandle(url={redact(self.url)!r}, origin={self.origin!r})"
 
 
-# --------------------------------------------------------------------------- URLs and databases
-
-
-def _check_name(database: str) -> str:
-    if not isinstance(database, str) or not _DB_NAME.fullmatch(database):
-        raise StorageError(
-            f"invalid database name {database!r}: use lower-case letters, digits and _ "
-            "(starting with a letter or _, at most 63 characters)"
-        )
-    return database
-
-
-def _quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _split(url: str) -> tuple[str, str, str, str, str]:
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgresql", "postgres"):
-        raise StorageError(f"not a PostgreSQL URL (postgresql://...): {redact(url)}")
-    return parts.scheme, parts.netloc, parts.path, parts.query, parts.fragment
-
-
-def _join(scheme: str, netloc: str, path: str, query: str, fragment: str) -> str:
-    # urlunsplit drops the `//` of an empty host (postgresql:///db?host=/tmp), which changes the meaning
-    url = f"{scheme}://{netloc}{path}"
-    if query:
-        url += f"?{query}"
-    if fragment:
-        url += f"#{fragment}"
-    return url
-
-
-def database_of(url: str) -> str:
-    """The database named in a PostgreSQL URL ('' when it names none)."""
-    return unquote(_split(url)[2].lstrip("/"))
-
-
-def with_database(url: str, database: str) -> str:
-    """The same server, credentials and socket directory (query string kept), another database."""
-    scheme, netloc, _, query, fragment = _split(url)
-    return _join(scheme, netloc, "/" + quote(_check_name(database)), query, fragment)
-
-
-def redact(url: str) -> str:
-    """`url` with its password hidden, for logs and error messages."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable URL>"
-    if parts.password is None:
-        return url
-    userinfo, _, hostinfo = parts.netloc.rpartition("@")
-    user = userinfo.split(":", 1)[0]
-    return _join(parts.scheme, f"{user}:***@{hostinfo}", parts.path, parts.query, parts.fragment)
-
-
-def _reason(exc: BaseException) -> str:
-    """One short line saying why a connection failed."""
-    if isinstance(exc, TimeoutError):
-        return f"no answer within {PROBE_TIMEOUT_S:g} s"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused (nothing listening)"
-    if isinstance(exc, FileNotFoundError):
-        return "no server socket there"
-    if isinstance(exc, (asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)):
-        return f"authentication failed: {exc}"
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
-async def _connect(url: str, timeout: float = PROBE_TIMEOUT_S) -> asyncpg.Connection:
-    """A connection, or StorageError saying why not; a missing database is passed on as is."""
-    try:
-        return await asyncpg.connect(url, timeout=timeout)
-    except asyncpg.InvalidCatalogNameError:
-        raise
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError, ValueError) as exc:
-        raise StorageError(_reason(exc)) from exc
-
-
-async def _maintenance(url: str) -> asyncpg.Connection:
-    """A connection to the server's maintenance database ('postgres', else 'template1')."""
-    try:
-        return await _connect(with_database(url, "postgres"))
-    except asyncpg.InvalidCatalogNameError:
-        pass
-    try:
-        return await _connect(with_database(url, "template1"))
-    except asyncpg.InvalidCatalogNameError as exc:
-        raise StorageError(f"no maintenance database ('postgres' or 'template1') on {redact(url)}") from exc
-
-
-async def ensure_database(url: str) -> None:
-    """Create the database named in `url` if it is missing, so a fresh server needs no manual step."""
-    name = _check_name(database_of(url))
-    try:
-        conn = await _maintenance(url)
-    except StorageError as exc:
-        raise StorageError(f"cannot reach {redact(url)} to create database {name}: {exc}") from exc
-    try:
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            with contextlib.suppress(asyncpg.DuplicateDatabaseError):  # created meanwhile by someone else
-                await conn.execute(f"CREATE DATABASE {_quote_ident(name)}")
-    except asyncpg.PostgresError as exc:
-        raise StorageError(f"cannot create database {name} on {redact(url)}: {exc}") from exc
-    finally:
-        await conn.close()
-
-
-async def drop_database(url: str) -> None:
-    """Drop the database named in `url` (tests, cleanup); the server's own databases are refused."""
-    name = database_of(url)
-    if name == "postgres" or name.startswith("template"):
-        raise StorageError(f"refusing to drop the server's own database {name!r}")
-    _check_name(name)
-    try:
-        conn = await _maintenance(url)
-    except StorageError as exc:
-        raise StorageError(f"cannot reach {redact(url)} to drop database {name}: {exc}") from exc
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {_quote_ident(name)} WITH (FORCE)")
-    except asyncpg.PostgresError as exc:
-        raise StorageError(f"cannot drop database {name} on {redact(url)}: {exc}") from exc
-    finally:
-        await conn.close()
+# --------------------------------------------------------------------------- reaching
 
 
 async def _reach(url: str) -> None:
     """Connect to the database of `url`, creating it when the server says it is missing."""
     try:
-        conn = await _connect(url)
+        conn = await connect(url)
     except asyncpg.InvalidCatalogNameError:
         await ensure_database(url)
         return
@@ -246,7 +120,7 @@ async def find_postgres(
         log(f"using the configured PostgreSQL {redact(url)}")
         return PostgresHandle(url, "configured")
 
-    _check_name(database)
+    check_name(database)
     tried: list[str] = []
     tcp = f"{LOCAL_HOST}:{LOCAL_PORT}"
     candidates: list[tuple[str, str, str, Path | None]] = [
@@ -353,7 +227,7 @@ async def start_embedded(data_dir: Path, database: str = "earful", log: Callable
     An existing data folder is reused, and a server already running on it is used as it is (and
     left running by `stop()`).
     """
-    _check_name(database)
+    check_name(database)
     bin_dir = embedded_bin_dir()
     data_dir = data_dir.expanduser().resolve()
     began = time.monotonic()
@@ -631,7 +505,7 @@ async def _spawn(bin_dir: Path, data_dir: Path, account: _Account | None, port: 
             raise StorageError(f"embedded PostgreSQL exited with code {popen.returncode} during start-up; "
                                f"{log_path} says:\n{tail}")
         try:
-            conn = await _connect(url, timeout=1.0)
+            conn = await connect(url, timeout=1.0)
         except (StorageError, asyncpg.PostgresError) as exc:
             if isinstance(exc.__cause__, asyncpg.InvalidAuthorizationSpecificationError):
                 await server.stop()

@@ -131,7 +131,7 @@ async def replay_to_kafka(lines: Iterable[dict[str, Any]], settings: Settings, c
     """Produce `lines` straight to the raw topic with the ingest publisher (dedup, acks=all, retries)."""
     from earful.core.kafka import Codecs, start_producer
     from earful.ingest.__main__ import build_publisher
-    from earful.ingest.model import MentionIn, to_record
+    from earful.core.mention import MentionIn, to_record
     from earful.ingest.publisher import FETCHED
 
     stats = ReplayStats()

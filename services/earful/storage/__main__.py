@@ -9,6 +9,7 @@ import asyncpg
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from earful.core.db import open_pool
 from earful.core.errors import BrokerError, EarfulError, StorageError
 from earful.core.health import Health, tcp_check
 from earful.core.http import HttpServer
@@ -18,7 +19,6 @@ from earful.core.settings import Settings
 from earful.core.topics import ALERTS, ENRICHED, create_topics
 from earful.storage.api import build_api
 from earful.storage.consumer import StorageConsumer
-from earful.storage.migrate import migrate
 from earful.storage.retention import create_partitions_ahead
 from earful.watchlists.registry import WatchlistRegistry
 
@@ -36,21 +36,6 @@ class LogAssignments(ConsumerRebalanceListener):
         log.info("partitions assigned", extra={"partitions": sorted(f"{tp.topic}:{tp.partition}" for tp in assigned)})
 
 
-async def open_pool(settings: Settings, *, max_size: int = 4, migrate_first: bool = True,
-                    server_settings: dict[str, str] | None = None, command_timeout: float | None = 60) -> asyncpg.Pool:
-    """A connection pool, with the migrations applied."""
-    dsn = settings.database_url.get_secret_value()
-    try:
-        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=max_size, command_timeout=command_timeout,
-                                         server_settings=server_settings)
-    except (OSError, asyncpg.PostgresError) as exc:
-        raise StorageError(f"cannot connect to PostgreSQL (EARFUL_DATABASE_URL): {exc}") from exc
-    if migrate_first:
-        async with pool.acquire() as conn:
-            await migrate(conn)
-    return pool
-
-
 API_SERVER_SETTINGS = {
     # JIT compilation costs more than it saves on queries of a few milliseconds.
     "jit": "off",
@@ -63,7 +48,8 @@ API_SERVER_SETTINGS = {
 
 async def open_api_pool(settings: Settings) -> asyncpg.Pool:
     """The query API's pool: each statement bounded in time and planned for its own parameters."""
-    return await open_pool(settings, max_size=6, migrate_first=False, command_timeout=None, server_settings={
+    return await open_pool(settings.database_url.get_secret_value(), max_size=6, migrate_first=False,
+                           command_timeout=None, server_settings={
         **API_SERVER_SETTINGS, "statement_timeout": str(int(settings.api_query_timeout_s * 1000))})
 
 
@@ -86,7 +72,7 @@ async def maintain_partitions(pool: asyncpg.Pool, settings: Settings, stopping: 
 async def serve(settings: Settings) -> None:
     codecs = Codecs(settings)
     await create_topics(settings)
-    pool = await open_pool(settings, max_size=settings.storage_write_concurrency + 2)
+    pool = await open_pool(settings.database_url.get_secret_value(), max_size=settings.storage_write_concurrency + 2)
     api_pool = await open_api_pool(settings)
     health = Health("storage")
     health.add_check("kafka", tcp_check(settings.kafka_bootstrap, 9092))
@@ -153,7 +139,7 @@ async def serve(settings: Settings) -> None:
 
 
 async def migrate_only(settings: Settings) -> None:
-    pool = await open_pool(settings)
+    pool = await open_pool(settings.database_url.get_secret_value())
     await pool.close()
 
 

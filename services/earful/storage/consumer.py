@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections import deque
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from prometheus_client import Counter
 
 from earful.core.errors import DecodeError, StorageError
 from earful.core.kafka import Codecs, DeadLetters, LagReporter
+from earful.core.retry import Backoff, wait_or_stop
 from earful.core.metrics import BATCH_SECONDS, ERRORS, MESSAGES, PIPELINE_LATENCY
 from earful.core.topics import ALERTS, ENRICHED
 from earful.storage.writer import BrandHandles, WriteResult, WriterState, alert_row, mention_row, write_batch
@@ -182,7 +182,7 @@ class StorageConsumer:
 
     async def _write_until_durable(self, mentions: list[tuple[Any, Any]], alerts: list[tuple[Any, Any]]) -> bool:
         """Write the batch, retrying outages; rows PostgreSQL refuses go to the DLQ one by one."""
-        delay = 0.5
+        backoff = Backoff(0.5, 30.0)
         while True:
             try:
                 async with self.pool.acquire() as conn:
@@ -195,12 +195,10 @@ class StorageConsumer:
             except _DB_ERRORS as exc:
                 ERRORS.labels(SERVICE, StorageError.kind).inc()
                 DB_RETRIES.inc()
+                delay = backoff.next_delay()
                 log.error("database write failed; retrying the same batch", extra={"error": repr(exc), "delay_s": round(delay, 2)})
-                try:
-                    await asyncio.wait_for(self.stopping.wait(), delay * random.uniform(0.8, 1.2))
+                if await wait_or_stop(self.stopping, delay):
                     return False
-                except asyncio.TimeoutError:
-                    delay = min(delay * 2, 30.0)
 
     async def _write_one_by_one(self, conn: asyncpg.Connection, mentions: list[tuple[Any, Any]],
                                 alerts: list[tuple[Any, Any]]) -> None:

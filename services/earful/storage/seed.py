@@ -36,7 +36,7 @@ import asyncpg
 import yaml
 
 from earful.core.errors import StorageError
-from earful.storage.migrate import migrate
+from earful.core.migrate import migrate
 from earful.storage.writer import MENTION_COLUMNS, facets
 
 UTC = timezone.utc

@@ -13,7 +13,7 @@ import asyncpg
 from earful.core.errors import StorageError
 from earful.core.settings import Settings
 from earful.storage.erasure import check_author, erase_author
-from earful.storage.migrate import migrate
+from earful.core.migrate import migrate
 from earful.storage.retention import apply_retention
 
 
@@ -31,7 +31,7 @@ async def _connect(url: str) -> asyncpg.Connection:
 
 
 async def _seed(args: argparse.Namespace, settings: Settings) -> int:
-    from earful.stack.postgres import ensure_database, redact, with_database
+    from earful.core.db import ensure_database, redact, with_database
     from earful.storage.seed import seed
 
     url = settings.database_url.get_secret_value()

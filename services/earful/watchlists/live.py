@@ -31,6 +31,7 @@ from prometheus_client import Counter, Gauge
 from earful.core.codec import AvroCodec
 from earful.core.errors import BrokerError, CodecError, ConfigError, ValidationError
 from earful.core.kafka import Codecs
+from earful.core.retry import Backoff
 from earful.core.metrics import ERRORS
 from earful.core.settings import Settings
 from earful.core.topics import WATCHLISTS
@@ -223,17 +224,17 @@ class WatchlistStore:
 
     async def _follow(self) -> None:
         assert self._consumer is not None
-        failures = 0
+        backoff = Backoff(1.0, 10.0)
         while not self._stopping:
             try:
                 batches = await self._consumer.getmany(timeout_ms=1000)
-                failures = 0
+                backoff.reset()
             except KafkaError as exc:
-                failures += 1
                 ERRORS.labels(self.service, BrokerError.kind).inc()
+                delay = backoff.next_delay()
                 log.warning("reading %s failed; retrying", WATCHLISTS,
-                            extra={"service": self.service, "error": str(exc), "attempt": failures})
-                await asyncio.sleep(min(10.0, 0.5 * 2 ** min(failures, 5)))
+                            extra={"service": self.service, "error": str(exc), "attempt": backoff.attempt})
+                await asyncio.sleep(delay)
                 continue
             records = [msg for msgs in batches.values() for msg in msgs]
             changes = self.apply(records) if records else []

@@ -11,8 +11,9 @@ from typing import Any
 import pydantic
 
 from earful.core.errors import SourceError, ValidationError
-from earful.ingest.model import MAX_CLOCK_SKEW, MentionIn, format_problems, to_record
-from earful.ingest.publisher import FETCHED, Publisher, backoff_delay, record_error, wait_or_stop
+from earful.core.mention import MAX_CLOCK_SKEW, MentionIn, format_problems, to_record
+from earful.core.retry import backoff_delay, wait_or_stop
+from earful.ingest.publisher import FETCHED, Publisher, record_error
 
 log = logging.getLogger(__name__)
 

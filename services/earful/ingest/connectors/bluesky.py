@@ -23,7 +23,8 @@ import aiohttp
 from earful.core.errors import SourceError
 from earful.core.settings import Settings
 from earful.ingest.connectors.base import Connector
-from earful.ingest.publisher import Publisher, backoff_delay
+from earful.core.retry import backoff_delay
+from earful.ingest.publisher import Publisher
 from earful.ingest.state import StateFile, state_name
 from earful.watchlists import WatchlistSet
 

@@ -30,7 +30,8 @@ from earful.core.errors import ConfigError, SourceError
 from earful.core.http import parse_retry_after
 from earful.core.settings import Settings
 from earful.ingest.connectors.base import Connector
-from earful.ingest.publisher import Publisher, wait_or_stop
+from earful.core.retry import wait_or_stop
+from earful.ingest.publisher import Publisher
 from earful.ingest.state import StateFile, state_name
 from earful.ingest.text import html_to_text
 

@@ -25,7 +25,8 @@ from earful.core.errors import SourceError
 from earful.core.http import parse_retry_after
 from earful.core.settings import Settings
 from earful.ingest.connectors.base import Connector
-from earful.ingest.publisher import Publisher, backoff_delay, unless_stopped
+from earful.core.retry import backoff_delay, unless_stopped
+from earful.ingest.publisher import Publisher
 from earful.ingest.state import StateFile, state_name
 from earful.ingest.text import html_to_text
 

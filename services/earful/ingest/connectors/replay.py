@@ -34,7 +34,7 @@ from typing import IO, Any
 import pydantic
 
 from earful.core.errors import ValidationError
-from earful.ingest.model import MentionIn, format_problems
+from earful.core.mention import MentionIn, format_problems
 
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "source": ("source", "platform", "network", "pagetype", "sourcetype", "contentsource", "site", "domain"),

@@ -12,7 +12,7 @@ import pydantic
 import pytest
 
 from earful.core.codec import AvroCodec, SchemaStore
-from earful.ingest.model import (
+from earful.core.mention import (
     MAX_CLOCK_SKEW,
     MentionBatch,
     MentionIn,
