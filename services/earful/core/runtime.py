@@ -7,6 +7,8 @@ import logging
 import signal
 from collections.abc import Awaitable, Callable
 
+from earful.core.errors import EarfulError
+
 log = logging.getLogger(__name__)
 
 
@@ -23,10 +25,16 @@ async def wait_for_shutdown() -> signal.Signals:
             loop.remove_signal_handler(sig)
 
 
+def stopped_by(stop: asyncio.Event) -> bool:
+    """While a CancelledError is handled: whether it came from `stop` being set (earful.core.retry
+    gives up then, and the caller returns as from a clean stop) rather than from this task being
+    cancelled, which must go on up."""
+    task = asyncio.current_task()
+    return stop.is_set() and (task is None or task.cancelling() == 0)
+
+
 def run_service(name: str, main: Callable[[], Awaitable[None]]) -> int:
     """Run `main` to completion and turn known failures into an exit code and one log line."""
-    from earful.core.errors import EarfulError
-
     try:
         asyncio.run(main())
     except EarfulError as exc:

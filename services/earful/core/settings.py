@@ -8,6 +8,7 @@ as unset (the default applies), so deployments can list every setting, optional 
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from urllib.parse import urlsplit
 from typing import Annotated, Literal
@@ -335,8 +336,6 @@ class Settings(BaseSettings):
     @field_validator("webhook_allowed_networks")
     @classmethod
     def _valid_networks(cls, networks: tuple[str, ...]) -> tuple[str, ...]:
-        import ipaddress
-
         for net in networks:
             try:
                 ipaddress.ip_network(net, strict=False)

@@ -1,11 +1,14 @@
-"""`earful enrichment`: read settings, load the models, build the Faust app, run until SIGTERM."""
+"""`earful enrichment`: read settings, load the models, build the Faust app, run until SIGTERM.
+
+What runs is `EnrichmentService` (earful.enrichment.app): its agent is
+`earful.enrichment.agents.BatchEnricher`, its models `earful.enrichment.processor`.
+"""
 
 from __future__ import annotations
 
-from earful.core.faust_service import run_faust_service
 from earful.core.settings import Settings
-from earful.enrichment.app import build
+from earful.enrichment.app import EnrichmentService
 
 
 def main(settings: Settings) -> int:
-    return run_faust_service(build(settings), settings, "enrichment")
+    return EnrichmentService.build(settings).run()

@@ -24,7 +24,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
+from spacy.scorer import Scorer
+from spacy.tokens import Doc
+from spacy.training import Example
+
 from earful.core.errors import ValidationError
+from earful.enrichment.language import MIN_CONFIDENCE, LanguageDetector
+from earful.enrichment.ner import EntityRecogniser
+from earful.enrichment.rules import RISK_RULES_VERSION, risk_tags
+from earful.enrichment.sentiment import load_backend
 from earful.enrichment.training import (UMSAB_LANGUAGES, conll_docs, dedup_key, read_conll, read_split,
                                         say, sentiment_root, umsab_training_set, wnut_root)
 
@@ -83,10 +91,6 @@ def evaluate_sentiment(data: Path, backend: Any) -> dict[str, Any]:
 
 
 def evaluate_ner(data: Path, recogniser: Any) -> dict[str, Any]:
-    from spacy.scorer import Scorer
-    from spacy.tokens import Doc
-    from spacy.training import Example
-
     gold = conll_docs(recogniser.nlp, read_conll(wnut_root(data) / "emerging.dev.conll"))
     started = time.perf_counter()
     predicted = recogniser.docs([Doc(recogniser.nlp.vocab, words=[t.text for t in g]) for g in gold], batch_size=256)
@@ -177,25 +181,15 @@ def evaluate_all(data: Path, only: set[str], settings: Any) -> dict[str, Any]:
     """Each requested figure, loading only the models it needs."""
     out: dict[str, Any] = {}
     if "sentiment" in only:
-        from earful.enrichment.sentiment import load_backend
-
         say("evaluating sentiment...")
         out["sentiment"] = evaluate_sentiment(data, load_backend(settings.sentiment_model, settings.sentiment_languages))
     if "ner" in only:
-        from earful.enrichment.ner import EntityRecogniser
-
         say("evaluating NER...")
         out["ner"] = evaluate_ner(data, EntityRecogniser(settings.spacy_model))
     if "language" in only:
-        from earful.enrichment.language import LanguageDetector
-
         say("evaluating language identification (about a minute)...")
-        from earful.enrichment.language import MIN_CONFIDENCE
-
         detector = LanguageDetector()
         out["language"] = evaluate_language(data, lambda text: detector.vote(text)[:2], detector.name, MIN_CONFIDENCE)
     if "risk" in only:
-        from earful.enrichment.rules import RISK_RULES_VERSION, risk_tags
-
         out["risk"] = {"model": RISK_RULES_VERSION, **evaluate_risk(risk_tags)}
     return out

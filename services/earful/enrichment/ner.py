@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import spacy
+from spacy.tokens import Span
 
 from earful.core.errors import ConfigError
 from earful.core.vocabulary import NER_ENTITY_TYPES
@@ -46,8 +48,6 @@ class EntityRecogniser:
     """A loaded spaCy NER pipeline; `entities(texts)` returns Earful-typed spans per text."""
 
     def __init__(self, spec: str = "builtin") -> None:
-        import spacy
-
         target: str | Path = BUILTIN_DIR if spec in ("", "builtin") else spec
         try:
             self.nlp = spacy.load(target, exclude=_NOT_NER)
@@ -180,8 +180,6 @@ class BioTagDecoder:
         return [path[d, :len(p)] for d, p in enumerate(log_probs)]
 
     def _spans(self, doc: Any, path: np.ndarray) -> list[Any]:
-        from spacy.tokens import Span
-
         out = []
         inside = self.is_inside[path]
         for start in np.flatnonzero(self.is_begin[path]).tolist():

@@ -13,23 +13,21 @@ per text.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from earful.core.settings import Settings
 from earful.enrichment.language import LanguageDecision, LanguageDetector
 from earful.enrichment.ner import SPACY_TO_EARFUL, EntityRecogniser
 from earful.enrichment.rules import RISK_RULES_VERSION, risk_tags, social_entities
 from earful.enrichment.sentiment import SentimentBackend, SentimentResult, load_backend
 from earful.watchlists import Match, WatchlistSet, WatchlistSource
 
-if TYPE_CHECKING:
-    from earful.core.settings import Settings
-
 __all__ = ["EnrichmentProcessor", "SPACY_TO_EARFUL", "NER_LANGUAGES"]
 
 NER_LANGUAGES = frozenset({"en"})
 
 
-def load_watchlists(settings: "Settings") -> WatchlistSet:
+def load_watchlists(settings: Settings) -> WatchlistSet:
     """The watchlists of the folder (the batch command, tests); the service hands in a live store."""
     return WatchlistSet.from_file(settings.watchlists_dir)
 
@@ -48,7 +46,7 @@ class EnrichmentProcessor:
         self.sentiment_backend: SentimentBackend = load_backend(sentiment_model, sentiment_languages)
 
     @classmethod
-    def from_settings(cls, settings: "Settings", watchlists: WatchlistSource | None = None) -> "EnrichmentProcessor":
+    def from_settings(cls, settings: Settings, watchlists: WatchlistSource | None = None) -> "EnrichmentProcessor":
         """The processor the settings describe (watchlists: the folder's, unless a live store is given)."""
         return cls(watchlists if watchlists is not None else load_watchlists(settings), settings.spacy_model,
                    settings.sentiment_model, settings.sentiment_languages)

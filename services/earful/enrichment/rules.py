@@ -9,7 +9,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from earful.core.errors import ConfigError
+from earful.core.vocabulary import SYNTAX_ENTITY_TYPES, TAGS
+
 RISK_RULES_VERSION = "earful-risk-rules@2"
+#: The one tag found from a sentence's shape (a question asked) rather than from a term list.
+QUESTION_TAG = "customer_question"
 
 SOCIAL_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("url", re.compile(r"https?://[^\s<>\"]+[^\s<>\".,;:!?)\]]")),
@@ -168,6 +173,19 @@ _NOT_A_QUESTION = re.compile(
     r"what a|what is going on|datenschutz\?)"
 )
 
+
+def _check_vocabulary() -> None:
+    """The rules produce exactly the vocabulary's tags and syntax entity types (earful.core.vocabulary),
+    so a tag added to one and not the other stops the service at start-up, not a consumer later."""
+    tags = set(RISK_PATTERNS) | {QUESTION_TAG}
+    if tags != set(TAGS):
+        raise ConfigError(f"risk rules and vocabulary disagree on tags: {sorted(tags ^ set(TAGS))}")
+    types = {etype for etype, _ in SOCIAL_PATTERNS}
+    if types != set(SYNTAX_ENTITY_TYPES):
+        raise ConfigError(f"social patterns and vocabulary disagree on entity types: {sorted(types ^ set(SYNTAX_ENTITY_TYPES))}")
+
+
+_check_vocabulary()
 _RISK_REGEX: dict[str, re.Pattern[str]] = {
     tag: re.compile(r"(?<![\w#@$])(?:" + "|".join(sorted(set(patterns), key=len, reverse=True)) + r")(?![\w])",
                     re.IGNORECASE)
@@ -197,7 +215,7 @@ def risk_tags(text: str) -> list[dict[str, Any]]:
             tags.append({"tag": tag, "evidence": m.group(0), "start": m.start(), "end": m.end()})
     question = _question_span(text)
     if question:
-        tags.append({"tag": "customer_question", **question})
+        tags.append({"tag": QUESTION_TAG, **question})
     return tags
 
 

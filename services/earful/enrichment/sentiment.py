@@ -28,6 +28,11 @@ from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 import numpy as np
+import vaderSentiment
+from scipy import sparse
+from sklearn.feature_extraction.text import HashingVectorizer
+from sklearn.preprocessing import normalize
+from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from earful.core.errors import ConfigError
 
@@ -84,9 +89,6 @@ class Featurizer:
     def __init__(self, n_features: int, idf: np.ndarray | None = None, lexicon_scale: float = 1.0,
                  english_lexicon_scale: float = 1.0, language_copies: Sequence[str] = (),
                  copy_scale: float = 1.0, english_word_lexicon: bool = False) -> None:
-        from sklearn.feature_extraction.text import HashingVectorizer
-        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
         self.n_features = n_features
         self.words = HashingVectorizer(n_features=n_features, ngram_range=(1, 2), token_pattern=TOKEN_PATTERN,
                                        alternate_sign=False, norm=None, lowercase=False)
@@ -111,8 +113,6 @@ class Featurizer:
                 + (len(WORD_LEXICON_FEATURES) if self.english_word_lexicon else 0))
 
     def sparse_counts(self, texts: Sequence[str]) -> Any:
-        from scipy import sparse
-
         norm = [normalise(t) for t in texts]
         x = sparse.hstack([self.words.transform(norm), self.chars.transform(norm)], format="csr", dtype=np.float32)
         np.log1p(x.data, out=x.data)
@@ -151,9 +151,6 @@ class Featurizer:
         return np.asarray(rows, dtype=np.float32).reshape(len(rows), len(WORD_LEXICON_FEATURES))
 
     def transform(self, texts: Sequence[str], langs: Sequence[str]) -> Any:
-        from scipy import sparse
-        from sklearn.preprocessing import normalize
-
         if self.idf is None:
             raise ConfigError("the sentiment featurizer has no idf vector (train it first)")
         x = self.sparse_counts(texts)
@@ -191,10 +188,6 @@ _NEGATION_SCALAR = -0.74  # VADER's N_SCALAR
 def _emoji_scores() -> dict[str, float]:
     """Emoji → sentiment in [-1, 1] from VADER's emoji lexicon (emoji → English description),
     scored with VADER's word lexicon: a language-independent signal."""
-    import vaderSentiment
-
-    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
     path = Path(vaderSentiment.__file__).parent / "emoji_utf8_lexicon.txt"
     analyzer = SentimentIntensityAnalyzer()
     out = {}
@@ -260,7 +253,7 @@ class HuggingFaceSentiment:
     negative, neutral, positive (the convention of the TweetEval / XLM-T models)."""
 
     def __init__(self, model_dir: Path, languages: frozenset[str] | None = None, max_length: int = 128) -> None:
-        try:
+        try:  # the optional `hf` extra: only a Hugging Face model directory needs it
             import torch
             from transformers import AutoModelForSequenceClassification, AutoTokenizer
         except ImportError as exc:

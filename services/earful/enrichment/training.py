@@ -9,6 +9,7 @@ for choosing the best checkpoint (the WNUT-17 dev split is only used by `earful 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import shutil
@@ -20,9 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import spacy
+from sklearn.feature_extraction.text import TfidfTransformer
+from sklearn.linear_model import LogisticRegression
+from spacy.cli.train import train as spacy_train
+from spacy.scorer import Scorer
+from spacy.tokens import Doc, DocBin
+from spacy.training import Example, biluo_tags_to_spans, iob_to_biluo
 
 from earful.core.errors import ValidationError
-from earful.enrichment.ner import WNUT_TYPES
+from earful.enrichment.ner import WNUT_TYPES, EntityRecogniser
 from earful.enrichment.sentiment import LABELS, Featurizer
 
 # UMSAB folder name → ISO 639-1 (Hindi in UMSAB is mostly romanised).
@@ -101,9 +109,6 @@ def umsab_training_set(data: Path) -> tuple[list[str], list[int], list[str], dic
 
 def train_sentiment(data: Path, out_dir: Path, **overrides: Any) -> dict[str, Any]:
     """Train the linear sentiment model on UMSAB train and write model.json + weights.npz."""
-    from sklearn.feature_extraction.text import TfidfTransformer
-    from sklearn.linear_model import LogisticRegression
-
     params = {**SENTIMENT_DEFAULTS, **overrides}
     texts, labels, langs, info = umsab_training_set(data)
     say(f"training sentiment on {info['examples']} tweets ({info['dropped_as_in_validation']} dropped: also in a "
@@ -148,8 +153,6 @@ def train_sentiment(data: Path, out_dir: Path, **overrides: Any) -> dict[str, An
 
 
 def _digest(path: Path) -> str:
-    import hashlib
-
     return hashlib.sha256(path.read_bytes()).hexdigest()[:8]
 
 
@@ -180,9 +183,6 @@ def read_conll(path: Path) -> list[list[tuple[str, str]]]:
 
 
 def conll_docs(nlp: Any, sentences: list[list[tuple[str, str]]]) -> list[Any]:
-    from spacy.tokens import Doc
-    from spacy.training import biluo_tags_to_spans, iob_to_biluo
-
     docs = []
     for sentence in sentences:
         doc = Doc(nlp.vocab, words=[w for w, _ in sentence])
@@ -207,7 +207,6 @@ def init_tok2vec_from_ner(model: str) -> Any:
     """spaCy `after_init` callback: start the tagger's token encoder from the weights of the named
     pipeline's NER encoder (en_core_web_sm, trained on OntoNotes: names, places, organisations),
     which has the same architecture, instead of from random weights; training then adapts it."""
-    import spacy
 
     def copy_weights(nlp: Any) -> Any:
         source = spacy.load(model, exclude=[name for name in spacy.load(model).pipe_names if name != "ner"])
@@ -220,8 +219,6 @@ def init_tok2vec_from_ner(model: str) -> Any:
 
 
 def _register_callbacks() -> None:
-    import spacy
-
     if "earful.init_tok2vec_from_ner.v1" not in spacy.registry.callbacks.get_all():
         spacy.registry.callbacks("earful.init_tok2vec_from_ner.v1", func=init_tok2vec_from_ner)
 
@@ -232,8 +229,6 @@ INSIDE_BIASES = (1.0, 1.5, 2.0, 3.0, 4.0)
 
 def average_weights(model: Any, others: list[Any]) -> None:
     """Set every parameter of the thinc `model` to its mean over `model` and `others` (same architecture)."""
-    import numpy as np
-
     for nodes in zip(model.walk(), *(other.walk() for other in others)):
         for name in nodes[0].param_names:
             if nodes[0].has_param(name):
@@ -253,14 +248,6 @@ def train_ner(data: Path, out_dir: Path, max_steps: int = 2400, seeds: int = 5) 
 
     The biases are chosen on the held-out sentences as written and lower-cased (the mean F1 of both):
     social text is often all lower case, and biases that only suit well-cased tweets lose names."""
-    import spacy
-    from spacy.cli.train import train as spacy_train
-    from spacy.scorer import Scorer
-    from spacy.tokens import Doc, DocBin
-    from spacy.training import Example
-
-    from earful.enrichment.ner import EntityRecogniser
-
     _register_callbacks()
     root = wnut_root(data)
     sentences = read_conll(root / "wnut17train.conll")

@@ -1,4 +1,9 @@
-"""`earful ingest`: read settings, build the producer, the push API and the enabled connectors, run until SIGTERM."""
+"""`earful ingest`: read settings, build the producer, the push API and the enabled connectors, run until SIGTERM.
+
+`serve` is the whole composition: the push API is `earful.ingest.app`, every connector publishes
+through `earful.ingest.publisher.Publisher`, and each connector is one module of
+`earful.ingest.connectors`, run under `_supervise`.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +12,20 @@ import contextlib
 import logging
 from collections.abc import Callable
 
+from aiokafka import AIOKafkaProducer
+
 from earful.core.health import Health, tcp_check
 from earful.core.http import HttpServer
 from earful.core.kafka import Codecs, start_producer
-from earful.core.retry import Backoff, wait_or_stop
-from earful.core.runtime import run_service, wait_for_shutdown
+from earful.core.retry import Backoff, retry
+from earful.core.runtime import run_service, stopped_by, wait_for_shutdown
 from earful.core.settings import Settings
 from earful.core.topics import RAW, create_topics
 from earful.ingest.app import build_app
 from earful.ingest.connectors.base import Connector
+from earful.ingest.connectors.bluesky import BlueskyConnector
+from earful.ingest.connectors.feeds import FeedPoller, load_feeds
+from earful.ingest.connectors.mastodon import MastodonConnector, configured_streams
 from earful.ingest.publisher import Dedup, Publisher, record_error
 from earful.watchlists import WatchlistSet
 from earful.watchlists.live import WatchlistStore, seed_from_folder
@@ -28,10 +38,6 @@ def build_connectors(settings: Settings, publisher: Publisher,
                      watchlists: Callable[[], WatchlistSet] | None = None) -> list[Connector]:
     """Every connector the settings enable (the push API is always on). `watchlists` gives the set in
     force now (the Bluesky filter asks for it on every post); required when Bluesky is enabled."""
-    from earful.ingest.connectors.bluesky import BlueskyConnector
-    from earful.ingest.connectors.feeds import FeedPoller, load_feeds
-    from earful.ingest.connectors.mastodon import MastodonConnector, configured_streams
-
     connectors: list[Connector] = []
     feeds = load_feeds(settings)
     if feeds:
@@ -47,12 +53,14 @@ def build_connectors(settings: Settings, publisher: Publisher,
 
 
 def build_publisher(settings: Settings, producer: object, codecs: Codecs) -> Publisher:
+    """The one publisher every connector and the push API hand their records to."""
     return Publisher(producer, codecs.for_topic(RAW), settings.ingest_publish_timeout_s,  # type: ignore[arg-type]
                      max_in_flight=settings.ingest_max_in_flight,
                      dedup=Dedup(settings.ingest_dedup_entries, settings.ingest_dedup_ttl_s))
 
 
 async def serve(settings: Settings) -> None:
+    """Run the push API and the connectors until SIGTERM, then finish what is in flight and flush."""
     health = Health("ingest")
     health.add_check("kafka", tcp_check(settings.kafka_bootstrap, 9092))
     codecs = Codecs(settings)
@@ -84,36 +92,46 @@ async def serve(settings: Settings) -> None:
             await asyncio.wait(tasks, timeout=settings.ingest_publish_timeout_s + 5)
     finally:
         stop.set()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await _cancel(tasks)
         if store is not None:
             await store.stop()
-        # Flush what is still buffered. Every request and connector batch has been answered or given up
-        # by now, so nothing left in the buffer was promised to anyone: with the broker gone, do not
-        # wait for the producer's own request timeout.
-        try:
-            await asyncio.wait_for(producer.stop(), SHUTDOWN_FLUSH_S)
-        except asyncio.TimeoutError:
-            log.warning("broker unreachable at shutdown; unacknowledged records dropped (their senders got a 503)")
+        await _flush(producer)
+
+
+async def _cancel(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel the connectors still running and wait until each has ended (they were asked to stop)."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+
+
+async def _flush(producer: AIOKafkaProducer) -> None:
+    """Flush what is still buffered. Every request and connector batch has been answered or given up
+    by now, so nothing left in the buffer was promised to anyone: with the broker gone, do not wait
+    for the producer's own request timeout."""
+    try:
+        await asyncio.wait_for(producer.stop(), SHUTDOWN_FLUSH_S)
+    except asyncio.TimeoutError:
+        log.warning("broker unreachable at shutdown; unacknowledged records dropped (their senders got a 503)")
 
 
 async def _supervise(connector: Connector, stop: asyncio.Event) -> None:
     """Run a connector; an unexpected crash is logged and the connector restarted (the others go on)."""
-    backoff = Backoff(1.0, 60.0)
-    while not stop.is_set():
-        try:
-            await connector.run(stop)
-            return
-        except asyncio.CancelledError:
+
+    def crashed(exc: BaseException, delay: float) -> None:  # a connector bug must not take the push API down
+        record_error(connector.name, "crash")
+        log.exception("connector crashed; restarting", extra={"connector": connector.name, "error": repr(exc)[:300]})
+
+    if stop.is_set():
+        return
+    try:
+        await retry(lambda: connector.run(stop), retry_on=(Exception,), backoff=Backoff(1.0, 60.0), stop=stop,
+                    on_retry=crashed)
+    except asyncio.CancelledError:
+        if not stopped_by(stop):
             raise
-        except Exception as exc:  # a connector bug must not take the push API down
-            record_error(connector.name, "crash")
-            log.exception("connector crashed; restarting", extra={"connector": connector.name, "error": repr(exc)[:300]})
-            if await wait_or_stop(stop, backoff.next_delay()):
-                return
 
 
 def main(settings: Settings) -> int:

@@ -25,7 +25,7 @@ from prometheus_client import Counter, Gauge
 from earful.core.codec import AvroCodec
 from earful.core.errors import BackpressureError, BrokerError, EncodeError
 from earful.core.metrics import ERRORS
-from earful.core.retry import Backoff, wait_or_stop
+from earful.core.retry import Backoff, retry
 from earful.core.topics import RAW
 
 log = logging.getLogger(__name__)
@@ -177,17 +177,20 @@ class Publisher:
         connector then keeps its cursor where it was, so nothing is skipped).
         """
         backoff = Backoff(0.5, max_backoff_s)
-        while True:
+
+        async def attempt() -> PublishResult:
+            nonlocal records
             try:
                 return await self.publish(records, connector, wait=True)
             except EncodeError:
                 records = self._encodable(records, connector)  # drop only the record(s) that cannot be encoded
-            except BrokerError as exc:
-                delay = backoff.next_delay()
-                log.warning("publish failed; retrying", extra={"connector": connector, "error": str(exc)[:300],
-                                                                "attempt": backoff.attempt, "retry_in_s": round(delay, 2)})
-                if await wait_or_stop(stop, delay):
-                    raise asyncio.CancelledError("stopped before the broker acknowledged") from exc
+                return await self.publish(records, connector, wait=True)
+
+        def failed(exc: BaseException, delay: float) -> None:
+            log.warning("publish failed; retrying", extra={"connector": connector, "error": str(exc)[:300],
+                                                            "attempt": backoff.attempt, "retry_in_s": round(delay, 2)})
+
+        return await retry(attempt, retry_on=(BrokerError,), backoff=backoff, stop=stop, on_retry=failed)
 
     def _encodable(self, records: list[dict[str, Any]], connector: str) -> list[dict[str, Any]]:
         good = []

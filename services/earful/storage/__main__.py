@@ -1,19 +1,27 @@
-"""`earful storage`: migrate, then consume enriched mentions and alerts into PostgreSQL and serve the API."""
+"""`earful storage`: migrate, then consume enriched mentions and alerts into PostgreSQL and serve the API.
+
+`StorageService.open` is the whole composition: the consume loop is
+`earful.storage.consumer.StorageConsumer` (writing through `earful.storage.writer`), the query API
+`earful.storage.api`, the watchlist CRUD API `earful.watchlists.registry`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
 
 import asyncpg
-from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from earful.core.db import open_pool
-from earful.core.errors import BrokerError, EarfulError, StorageError
+from earful.core.errors import BrokerError, StorageError
 from earful.core.health import Health, tcp_check
 from earful.core.http import HttpServer
 from earful.core.kafka import Codecs, DeadLetters, make_consumer, make_producer
+from earful.core.retry import wait_or_stop
 from earful.core.runtime import run_service, wait_for_shutdown
 from earful.core.settings import Settings
 from earful.core.topics import ALERTS, ENRICHED, create_topics
@@ -63,82 +71,104 @@ async def maintain_partitions(pool: asyncpg.Pool, settings: Settings, stopping: 
                 log.info("created mention partitions ahead", extra={"partitions": created})
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
             log.warning("could not create partitions ahead; retrying later", extra={"error": repr(exc)})
-        try:
-            await asyncio.wait_for(stopping.wait(), MAINTENANCE_INTERVAL_S)
-        except asyncio.TimeoutError:
-            pass
+        if await wait_or_stop(stopping, MAINTENANCE_INTERVAL_S):
+            return
 
 
-async def serve(settings: Settings) -> None:
-    codecs = Codecs(settings)
-    await create_topics(settings)
-    pool = await open_pool(settings.database_url.get_secret_value(), max_size=settings.storage_write_concurrency + 2)
-    api_pool = await open_api_pool(settings)
-    health = Health("storage")
-    health.add_check("kafka", tcp_check(settings.kafka_bootstrap, 9092))
-
-    async def db_check() -> None:
-        await pool.fetchval("SELECT 1")
-
-    health.add_check("postgres", db_check)
+async def start_kafka(settings: Settings, stack: AsyncExitStack) -> tuple[AIOKafkaProducer, AIOKafkaConsumer]:
+    """The dead-letter producer and the consumer of enriched mentions and alerts, started (stopped by `stack`)."""
     producer = make_producer(settings, "earful-storage-dlq")
     consumer = make_consumer(settings, "earful-storage")
+    stack.push_async_callback(producer.stop)
+    stack.push_async_callback(consumer.stop)
     try:
         await producer.start()
         await consumer.start()
         consumer.subscribe([ENRICHED, ALERTS], listener=LogAssignments())
     except KafkaError as exc:
-        await consumer.stop()
-        await producer.stop()
         raise BrokerError(f"cannot connect to Kafka at {settings.kafka_bootstrap}: {exc}") from exc
-    # Publishes the seed folder, serves /v1/watchlists, and is the set in force (handles, names, SLAs).
-    registry = WatchlistRegistry.for_settings(settings)
-    try:
+    return producer, consumer
+
+
+@dataclass
+class StorageService:
+    """What `earful storage` runs: the consume loop (`worker`) and the query API (`server`)."""
+
+    settings: Settings
+    health: Health
+    pool: asyncpg.Pool
+    worker: StorageConsumer
+    server: HttpServer
+
+    @classmethod
+    async def open(cls, settings: Settings, stack: AsyncExitStack) -> "StorageService":
+        """Migrate, connect and start every part in order; `stack` closes them in reverse."""
+        codecs = Codecs(settings)
+        await create_topics(settings)
+        pool = await open_pool(settings.database_url.get_secret_value(), max_size=settings.storage_write_concurrency + 2)
+        stack.push_async_callback(pool.close)
+        api_pool = await open_api_pool(settings)
+        stack.push_async_callback(api_pool.close)
+        health = Health("storage")
+        health.add_check("kafka", tcp_check(settings.kafka_bootstrap, 9092))
+
+        async def db_check() -> None:
+            await pool.fetchval("SELECT 1")
+
+        health.add_check("postgres", db_check)
+        producer, consumer = await start_kafka(settings, stack)
+        # Publishes the seed folder, serves /v1/watchlists, and is the set in force (handles, names, SLAs).
+        registry = WatchlistRegistry.for_settings(settings)
+        stack.push_async_callback(registry.stop)
         await registry.start()
-    except EarfulError:
-        await registry.stop()
-        await consumer.stop()
-        await producer.stop()
-        await api_pool.close()
-        await pool.close()
-        raise
-    health.add_check("watchlists", registry.store.check)
-    worker = StorageConsumer(consumer, pool, codecs, DeadLetters(producer, codecs, "storage"),
-                             settings.storage_batch_size, settings.storage_batch_timeout_s,
-                             watchlists=registry.store.current,
-                             retention_days=settings.storage_retention_days or None,
-                             write_concurrency=settings.storage_write_concurrency)
-    api = build_api(api_pool, health, settings.api_key_set(), registry.store.current)
-    api.include_router(registry.router(settings.api_key_set()))
-    server = HttpServer(api, settings.http_host, settings.port_for("storage"))
-    await server.start()
-    health.started = True
-    log.info("storage running", extra={"url": f"http://{settings.http_host}:{server.port}"})
-    run_task = asyncio.create_task(worker.run())
-    maintenance = asyncio.create_task(maintain_partitions(pool, settings, worker.stopping))
-    stop_task = asyncio.create_task(wait_for_shutdown())
-    try:
-        done, _ = await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-        if run_task in done:
-            run_task.result()  # the consume loop died: surface why
-            raise StorageError("the consume loop ended without a shutdown signal")
-        log.info("shutting down", extra={"signal": stop_task.result().name})
-        health.started = False
-        worker.stopping.set()
-        await run_task  # finishes the batch in hand: write, commit
-    finally:
-        stop_task.cancel()
-        worker.stopping.set()
-        await maintenance
-        await server.stop()
-        await registry.stop()
-        await consumer.stop()
-        await producer.stop()
-        await api_pool.close()
-        await pool.close()
+        health.add_check("watchlists", registry.store.check)
+        worker = StorageConsumer(consumer, pool, codecs, DeadLetters(producer, codecs, "storage"),
+                                 settings.storage_batch_size, settings.storage_batch_timeout_s,
+                                 watchlists=registry.store.current,
+                                 retention_days=settings.storage_retention_days or None,
+                                 write_concurrency=settings.storage_write_concurrency)
+        api = build_api(api_pool, health, settings.api_key_set(), registry.store.current)
+        api.include_router(registry.router(settings.api_key_set()))
+        server = HttpServer(api, settings.http_host, settings.port_for("storage"))
+        await server.start()
+        stack.push_async_callback(server.stop)
+        return cls(settings, health, pool, worker, server)
+
+    async def run(self) -> None:
+        """Consume (and keep partitions ahead) until SIGTERM; the batch in hand is written and
+        committed on the way out. A consume loop that ends on its own is raised."""
+        self.health.started = True
+        log.info("storage running", extra={"url": f"http://{self.settings.http_host}:{self.server.port}"})
+        worker = self.worker
+        run_task = asyncio.create_task(worker.run())
+        maintenance = asyncio.create_task(maintain_partitions(self.pool, self.settings, worker.stopping))
+        stop_task = asyncio.create_task(wait_for_shutdown())
+        try:
+            done, _ = await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+            if run_task in done:
+                run_task.result()  # the consume loop died: surface why
+                raise StorageError("the consume loop ended without a shutdown signal")
+            log.info("shutting down", extra={"signal": stop_task.result().name})
+            self.health.started = False
+            worker.stopping.set()
+            await run_task  # finishes the batch in hand: write, commit
+        finally:
+            worker.stopping.set()
+            stop_task.cancel()
+            if not run_task.done():  # only when leaving on an error: the batch in hand stays uncommitted
+                run_task.cancel()
+            await asyncio.gather(run_task, maintenance, stop_task, return_exceptions=True)
+
+
+async def serve(settings: Settings) -> None:
+    """Run the storage service until SIGTERM, then close every part it opened."""
+    async with AsyncExitStack() as stack:
+        service = await StorageService.open(settings, stack)
+        await service.run()
 
 
 async def migrate_only(settings: Settings) -> None:
+    """Apply the migrations and stop (`earful migrate`)."""
     pool = await open_pool(settings.database_url.get_secret_value())
     await pool.close()
 

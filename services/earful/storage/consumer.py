@@ -26,8 +26,9 @@ from prometheus_client import Counter
 
 from earful.core.errors import DecodeError, StorageError
 from earful.core.kafka import Codecs, DeadLetters, LagReporter
-from earful.core.retry import Backoff, wait_or_stop
 from earful.core.metrics import BATCH_SECONDS, ERRORS, MESSAGES, PIPELINE_LATENCY
+from earful.core.retry import Backoff, retry
+from earful.core.runtime import stopped_by
 from earful.core.topics import ALERTS, ENRICHED
 from earful.storage.writer import BrandHandles, WriteResult, WriterState, alert_row, mention_row, write_batch
 from earful.watchlists import WatchlistSet
@@ -54,6 +55,8 @@ class Prepared:
 
 
 class StorageConsumer:
+    """The consume loop of the storage service: batches from Kafka into PostgreSQL, then their offsets."""
+
     def __init__(
         self,
         consumer: AIOKafkaConsumer,
@@ -181,24 +184,30 @@ class StorageConsumer:
                                  retention_days=self.retention_days)
 
     async def _write_until_durable(self, mentions: list[tuple[Any, Any]], alerts: list[tuple[Any, Any]]) -> bool:
-        """Write the batch, retrying outages; rows PostgreSQL refuses go to the DLQ one by one."""
-        backoff = Backoff(0.5, 30.0)
-        while True:
+        """Write the batch, retrying outages; False if the service began stopping during one."""
+
+        def failed(exc: BaseException, delay: float) -> None:
+            ERRORS.labels(SERVICE, StorageError.kind).inc()
+            DB_RETRIES.inc()
+            log.error("database write failed; retrying the same batch", extra={"error": repr(exc), "delay_s": round(delay, 2)})
+
+        try:
+            await retry(lambda: self._write_once(mentions, alerts), retry_on=_DB_ERRORS, backoff=Backoff(0.5, 30.0),
+                        stop=self.stopping, on_retry=failed)
+        except asyncio.CancelledError:
+            if stopped_by(self.stopping):
+                return False
+            raise
+        return True
+
+    async def _write_once(self, mentions: list[tuple[Any, Any]], alerts: list[tuple[Any, Any]]) -> None:
+        """One attempt at the batch in one transaction; rows PostgreSQL refuses go to the DLQ one by one."""
+        async with self.pool.acquire() as conn:
             try:
-                async with self.pool.acquire() as conn:
-                    try:
-                        self._count(await self._write(conn, [r for _, r in mentions], [r for _, r in alerts]))
-                    except _POISON_ERRORS as exc:
-                        log.warning("batch refused by PostgreSQL; writing rows one by one", extra={"error": repr(exc)})
-                        await self._write_one_by_one(conn, mentions, alerts)
-                return True
-            except _DB_ERRORS as exc:
-                ERRORS.labels(SERVICE, StorageError.kind).inc()
-                DB_RETRIES.inc()
-                delay = backoff.next_delay()
-                log.error("database write failed; retrying the same batch", extra={"error": repr(exc), "delay_s": round(delay, 2)})
-                if await wait_or_stop(self.stopping, delay):
-                    return False
+                self._count(await self._write(conn, [r for _, r in mentions], [r for _, r in alerts]))
+            except _POISON_ERRORS as exc:
+                log.warning("batch refused by PostgreSQL; writing rows one by one", extra={"error": repr(exc)})
+                await self._write_one_by_one(conn, mentions, alerts)
 
     async def _write_one_by_one(self, conn: asyncpg.Connection, mentions: list[tuple[Any, Any]],
                                 alerts: list[tuple[Any, Any]]) -> None:

@@ -19,11 +19,12 @@ import asyncio
 import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import mode
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
@@ -31,8 +32,8 @@ from prometheus_client import Counter, Gauge
 from earful.core.codec import AvroCodec
 from earful.core.errors import BrokerError, CodecError, ConfigError, ValidationError
 from earful.core.kafka import Codecs
-from earful.core.retry import Backoff
 from earful.core.metrics import ERRORS
+from earful.core.retry import Backoff, retry
 from earful.core.settings import Settings
 from earful.core.topics import WATCHLISTS
 from earful.watchlists.files import load_partial
@@ -70,7 +71,7 @@ class Change:
     new: Watchlist | None
 
 
-ChangeCallback = Callable[[list[Change], WatchlistSet], "Awaitable[None] | None"]
+ChangeCallback = Callable[[list[Change], WatchlistSet], Awaitable[None] | None]
 
 
 def seed_from_folder(settings: Settings, service: str) -> WatchlistSet:
@@ -223,19 +224,19 @@ class WatchlistStore:
             await asyncio.sleep(0.2)
 
     async def _follow(self) -> None:
-        assert self._consumer is not None
+        """Apply the topic's records as they come until stopped; read failures are retried with backoff."""
+        consumer = self._consumer
+        assert consumer is not None
         backoff = Backoff(1.0, 10.0)
+
+        def read_failed(exc: BaseException, delay: float) -> None:
+            ERRORS.labels(self.service, BrokerError.kind).inc()
+            log.warning("reading %s failed; retrying", WATCHLISTS,
+                        extra={"service": self.service, "error": str(exc), "attempt": backoff.attempt})
+
         while not self._stopping:
-            try:
-                batches = await self._consumer.getmany(timeout_ms=1000)
-                backoff.reset()
-            except KafkaError as exc:
-                ERRORS.labels(self.service, BrokerError.kind).inc()
-                delay = backoff.next_delay()
-                log.warning("reading %s failed; retrying", WATCHLISTS,
-                            extra={"service": self.service, "error": str(exc), "attempt": backoff.attempt})
-                await asyncio.sleep(delay)
-                continue
+            batches = await retry(lambda: consumer.getmany(timeout_ms=1000), retry_on=(KafkaError,),
+                                  backoff=backoff, on_retry=read_failed)
             records = [msg for msgs in batches.values() for msg in msgs]
             changes = self.apply(records) if records else []
             async with self._progress:
@@ -333,8 +334,6 @@ def live_watchlists(app: Any, settings: Settings, health: Any, service: str) -> 
     This is the one seam a Faust service needs: hold the returned store and call `current()`
     (or `get(id)`) whenever a mention is processed.
     """
-    import mode
-
     store = WatchlistStore(settings, seed=seed_from_folder(settings, service), service=service)
 
     class WatchlistsService(mode.Service):  # type: ignore[misc]

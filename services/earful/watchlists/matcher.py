@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from earful.watchlists.files import load_watchlists
 from earful.watchlists.model import Watchlist
 from earful.watchlists.query import Doc
 
@@ -176,6 +177,4 @@ class WatchlistSet:
     @classmethod
     def from_file(cls, path: Path) -> "WatchlistSet":
         """Load and validate a folder of watchlist YAML files, or one file with a `watchlists:` list."""
-        from earful.watchlists.files import load_watchlists
-
         return cls(load_watchlists(path))

@@ -12,7 +12,7 @@ import pydantic
 
 from earful.core.errors import SourceError, ValidationError
 from earful.core.mention import MAX_CLOCK_SKEW, MentionIn, format_problems, to_record
-from earful.core.retry import backoff_delay, wait_or_stop
+from earful.core.retry import Backoff, wait_or_stop
 from earful.ingest.publisher import FETCHED, Publisher, record_error
 
 log = logging.getLogger(__name__)
@@ -43,19 +43,19 @@ class Connector:
         A SourceError is counted and logged, and the next call waits with exponential backoff (or
         as long as the source asked with Retry-After, if longer); a success resets the backoff.
         """
-        errors = 0
+        backoff = Backoff(backoff_base_s, backoff_max_s)
         while not stop.is_set():
             try:
                 pause = await once()
                 if pause is None:
                     return
-                errors = 0
+                backoff.reset()
             except SourceError as exc:
-                errors += 1
+                delay = backoff.next_delay()
                 self.error(SourceError.kind)
                 log.warning("source failed; backing off", extra={"connector": self.name, "source": where,
-                                                                  "error": str(exc)[:300], "errors_in_a_row": errors})
-                pause = max(exc.retry_after_s, backoff_delay(errors, backoff_base_s, backoff_max_s))
+                                                                  "error": str(exc)[:300], "errors_in_a_row": backoff.attempt})
+                pause = max(exc.retry_after_s, delay)
             except asyncio.CancelledError:
                 if stop.is_set():  # cancelled while publishing on the way out: state was not saved, nothing is lost
                     return
