@@ -31,7 +31,7 @@ from earful.core.metrics import LATENCY_BUCKETS
 from earful.core.settings import Settings
 from earful.ingest.limits import RateLimiter, retry_after_header
 from earful.core.mention import MentionBatch, check_limits, format_problems, to_record
-from earful.ingest.publisher import FETCHED, Publisher
+from earful.ingest.publisher import FETCHED, Publisher, PublishResult
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,18 @@ def _guarded_route(guard: _Guard) -> type[APIRoute]:
     return GuardedRoute
 
 
+_ERROR = {"model": ErrorBody}
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {**_ERROR, "description": "Body is not JSON"},
+    401: {**_ERROR, "description": "Missing or unknown API key"},
+    413: {**_ERROR, "description": "Body larger than EARFUL_INGEST_MAX_BODY_BYTES, or more mentions than EARFUL_INGEST_MAX_BATCH"},
+    415: {**_ERROR, "description": "Content-Type is not application/json"},
+    422: {**_ERROR, "description": "Invalid mentions (each problem named by path)"},
+    429: {**_ERROR, "description": "Rate limit of this API key exceeded; see Retry-After"},
+    503: {**_ERROR, "description": "Kafka slow or unavailable; nothing was accepted, retry after Retry-After"},
+}
+
+
 def build_app(settings: Settings, publisher: Publisher, health: Health) -> FastAPI:
     """The ingest FastAPI app (its OpenAPI document is served at /openapi.json)."""
     app = FastAPI(
@@ -133,12 +145,13 @@ def build_app(settings: Settings, publisher: Publisher, health: Health) -> FastA
         description="Push mentions into Earful. A 202 means every mention in the batch is durably in Kafka.",
     )
     add_ops_routes(app, health)
-    keys = ApiKeys(settings.ingest_api_key_map())
-    limiter = RateLimiter(settings.ingest_rate_limit_per_s,
-                          settings.ingest_rate_limit_burst or max(settings.ingest_rate_limit_per_s, settings.ingest_max_batch))
-    guard = _Guard(settings, keys)
-    api_key_doc = APIKeyHeader(name="X-API-Key", auto_error=False,
-                               description="Required when EARFUL_INGEST_API_KEYS is set (or Authorization: Bearer <key>).")
+    _add_error_handlers(app)
+    app.include_router(_push_router(settings, publisher))
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """Errors FastAPI raises itself, in the documented ErrorBody shape."""
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -154,21 +167,37 @@ def build_app(settings: Settings, publisher: Publisher, health: Health) -> FastA
             return _error(400, "bad_json", "request body is not valid JSON", [{"path": "(body)", "message": message}])
         return _error(422, "invalid", "invalid mentions", format_problems(errors))
 
-    error = {"model": ErrorBody}
-    responses: dict[int | str, dict[str, Any]] = {
-        400: {**error, "description": "Body is not JSON"},
-        401: {**error, "description": "Missing or unknown API key"},
-        413: {**error, "description": "Body larger than EARFUL_INGEST_MAX_BODY_BYTES, or more mentions than EARFUL_INGEST_MAX_BATCH"},
-        415: {**error, "description": "Content-Type is not application/json"},
-        422: {**error, "description": "Invalid mentions (each problem named by path)"},
-        429: {**error, "description": "Rate limit of this API key exceeded; see Retry-After"},
-        503: {**error, "description": "Kafka slow or unavailable; nothing was accepted, retry after Retry-After"},
-    }
 
+async def _publish(publisher: Publisher, limiter: RateLimiter, client: str, records: list[dict[str, Any]],
+                   connector: str) -> PublishResult | JSONResponse:
+    """The broker's acknowledgement of `records`, or the refusal to answer; a batch the broker could
+    not take gives its mentions back to the client's rate budget, since nothing was accepted."""
+    try:
+        return await publisher.publish(records, connector)
+    except EncodeError as exc:  # validation should have caught it; still a client problem, not a 500
+        return _error(422, "invalid", "invalid mentions", [{"path": "mentions", "message": str(exc)}])
+    except BackpressureError as exc:
+        limiter.give_back(client, len(records))
+        return _error(503, "backpressure", f"ingest is busy ({exc}); nothing was accepted, retry later",
+                      headers={"Retry-After": "1"})
+    except BrokerError as exc:
+        limiter.give_back(client, len(records))
+        log.error("publish failed", extra={"error": str(exc), "count": len(records)})
+        return _error(503, "broker_unavailable", "Kafka is unavailable; nothing was accepted, retry later",
+                      headers={"Retry-After": str(BROKER_RETRY_AFTER_S)})
+
+
+def _push_router(settings: Settings, publisher: Publisher) -> APIRouter:
+    """POST /v1/mentions, behind the guard (key, content type, size) and the per-key rate limit."""
+    limiter = RateLimiter(settings.ingest_rate_limit_per_s,
+                          settings.ingest_rate_limit_burst or max(settings.ingest_rate_limit_per_s, settings.ingest_max_batch))
+    guard = _Guard(settings, ApiKeys(settings.ingest_api_key_map()))
+    api_key_doc = APIKeyHeader(name="X-API-Key", auto_error=False,
+                               description="Required when EARFUL_INGEST_API_KEYS is set (or Authorization: Bearer <key>).")
     router = APIRouter(route_class=_guarded_route(guard))
 
     @router.post("/v1/mentions", status_code=202, summary="Accept a batch of mentions.", response_model=AcceptedBody,
-                 responses=responses)
+                 responses=RESPONSES)
     async def post_mentions(
         batch: MentionBatch,
         request: Request,
@@ -188,19 +217,9 @@ def build_app(settings: Settings, publisher: Publisher, health: Health) -> FastA
             return _error(429, "rate_limited", f"rate limit of {settings.ingest_rate_limit_per_s:g} mentions/s exceeded; "
                           f"retry in {wait:.1f}s", headers={"Retry-After": retry_after_header(wait)})
         records = [to_record(m, now, connector=connector) for m in batch.mentions]
-        try:
-            result = await publisher.publish(records, connector)
-        except EncodeError as exc:  # validation should have caught it; still a client problem, not a 500
-            return _error(422, "invalid", "invalid mentions", [{"path": "mentions", "message": str(exc)}])
-        except BackpressureError as exc:
-            limiter.give_back(request.state.client, len(records))
-            return _error(503, "backpressure", f"ingest is busy ({exc}); nothing was accepted, retry later",
-                          headers={"Retry-After": "1"})
-        except BrokerError as exc:
-            limiter.give_back(request.state.client, len(records))
-            log.error("publish failed", extra={"error": str(exc), "count": len(records)})
-            return _error(503, "broker_unavailable", "Kafka is unavailable; nothing was accepted, retry later",
-                          headers={"Retry-After": str(BROKER_RETRY_AFTER_S)})
+        result = await _publish(publisher, limiter, request.state.client, records, connector)
+        if isinstance(result, JSONResponse):
+            return result
         for r in records:
             ACCEPTED.labels(r["source"]).inc()
         PUBLISH_SECONDS.observe(time.perf_counter() - started)
@@ -210,5 +229,4 @@ def build_app(settings: Settings, publisher: Publisher, health: Health) -> FastA
             status_code=202,
         )
 
-    app.include_router(router)
-    return app
+    return router

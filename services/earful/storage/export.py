@@ -35,6 +35,7 @@ def safe_cell(value: Any) -> Any:
 
 
 def to_csv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:
+    """`rows` as CSV text with a header line: text quoted, numbers bare, so a reader can tell them apart."""
     out = io.StringIO()
     writer = csv.writer(out, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\r\n")
     writer.writerow(columns)
@@ -44,5 +45,6 @@ def to_csv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str]) -> str:
 
 
 def csv_response(rows: Iterable[Mapping[str, Any]], columns: Sequence[str], filename: str) -> Response:
+    """A download of `rows` as `filename`.csv."""
     return Response(to_csv(rows, columns), media_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="{filename}.csv"'})

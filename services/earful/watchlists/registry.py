@@ -262,6 +262,14 @@ def build_router(registry: WatchlistRegistry, api_keys: frozenset[str]) -> APIRo
     """/v1/watchlists: list, read, create, replace, delete, validate, and try a query on a text."""
     router = APIRouter(prefix="/v1/watchlists", tags=["watchlists"], dependencies=[Depends(api_key_guard(api_keys))])
     id_param = PathParam(pattern=ID_PATTERN, description="Watchlist id.")
+    _add_reads(router, registry, id_param)
+    _add_writes(router, registry, api_keys, id_param)
+    _add_checks(router)
+    return router
+
+
+def _add_reads(router: APIRouter, registry: WatchlistRegistry, id_param: Any) -> None:
+    """GET the whole set, and one watchlist with its revision as ETag."""
     folder = registry.folder
 
     @router.get("", summary="Every watchlist in force.", response_model=WatchlistList)
@@ -277,6 +285,11 @@ def build_router(registry: WatchlistRegistry, api_keys: frozenset[str]) -> APIRo
             raise HTTPException(404, f"no watchlist {watchlist_id!r}")
         response.headers["ETag"] = f'"{p.watchlist.revision}"'
         return _out(p, folder)
+
+
+def _add_writes(router: APIRouter, registry: WatchlistRegistry, api_keys: frozenset[str], id_param: Any) -> None:
+    """POST (create only), PUT (create or replace, conditional on If-Match / If-None-Match) and DELETE."""
+    folder = registry.folder
 
     @router.post("", status_code=201, response_model=WatchlistOut, summary="Create a watchlist (409 if the id exists).",
                  responses={409: {"description": "The id exists."}, 503: {"description": "Kafka unreachable."}})
@@ -325,6 +338,26 @@ def build_router(registry: WatchlistRegistry, api_keys: frozenset[str]) -> APIRo
             raise HTTPException(404, f"no watchlist {watchlist_id!r}")
         return Response(status_code=204)
 
+
+def try_query(body: QueryTest) -> QueryTestResult:
+    """Whether `body.query` matches `body.text`, and where; a query that does not compile is a 422
+    naming its position."""
+    try:
+        compiled = compile_query(body.query)
+    except QueryError as exc:
+        raise HTTPException(422, [{"loc": ["body", "query"], "msg": exc.message, "type": "query_error",
+                                   "position": exc.position, "column": exc.position + 1}]) from exc
+    doc = Doc(body.text, lang=body.lang, source=body.source, author=body.author, country=body.country, url=body.url)
+    matched = compiled.matches(doc)
+    spans = compiled.spans(doc) if matched else []
+    return QueryTestResult(matches=matched, parsed=compiled.explain(),
+                           spans=[SpanOut(start=s.start, end=s.end, term=s.term, text=body.text[s.start:s.end])
+                                  for s in spans])
+
+
+def _add_checks(router: APIRouter) -> None:
+    """Checks that publish nothing: validate a watchlist, try a query on a text."""
+
     @router.post("/_validate", summary="Check a watchlist without publishing it (422 lists every problem).")
     async def validate_watchlist(spec: WatchlistSpec = Body(...)) -> dict[str, Any]:
         w = spec.to_watchlist()
@@ -332,16 +365,4 @@ def build_router(registry: WatchlistRegistry, api_keys: frozenset[str]) -> APIRo
 
     @router.post("/_test", response_model=QueryTestResult, summary="Try a query on one mention text.")
     async def test_query(body: QueryTest) -> QueryTestResult:
-        try:
-            compiled = compile_query(body.query)
-        except QueryError as exc:
-            raise HTTPException(422, [{"loc": ["body", "query"], "msg": exc.message, "type": "query_error",
-                                       "position": exc.position, "column": exc.position + 1}]) from exc
-        doc = Doc(body.text, lang=body.lang, source=body.source, author=body.author, country=body.country, url=body.url)
-        matched = compiled.matches(doc)
-        spans = compiled.spans(doc) if matched else []
-        return QueryTestResult(matches=matched, parsed=compiled.explain(),
-                               spans=[SpanOut(start=s.start, end=s.end, term=s.term, text=body.text[s.start:s.end])
-                                      for s in spans])
-
-    return router
+        return try_query(body)
