@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from earful.core.errors import ValidationError
 from earful.watchlists import Watchlist, WatchlistSet
-from earful.watchlists.query import Doc, QueryError, compile_query, compile_tree, parse, render
+from earful.watchlists.query import Doc, QueryError, _occurrences, compile_query, compile_tree, parse, render
 from earful.watchlists.text import tokens
 
 
@@ -329,3 +329,62 @@ def test_keys_are_the_folded_tokens_whatever_the_text(text: str) -> None:
     for t in tokens(text):
         if t.key is not None:
             assert t.key == fold(text[t.start:t.end]), (text, t)
+
+
+# --- hostile queries: bounded work whatever the text ------------------------------------------
+
+
+def _brute_near(positions_a: list[int], positions_b: list[int], distance: int, ordered: bool) -> bool:
+    """Reference: some pair of single-token occurrences within `distance` words (in order if asked)."""
+    return any(0 <= b - a - 1 <= distance or (not ordered and 0 <= a - b - 1 <= distance)
+               for a in positions_a for b in positions_b)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.sampled_from(["x", "y", "z"]), min_size=1, max_size=40), st.integers(0, 4), st.booleans())
+def test_near_agrees_with_a_brute_force_reference(words: list[str], distance: int, ordered: bool) -> None:
+    op = "ONEAR" if ordered else "NEAR"
+    query = compile_tree(parse(f"x {op}/{distance} y"), "", allow_broad=True)
+    xs = [i for i, w in enumerate(words) if w == "x"]
+    ys = [i for i, w in enumerate(words) if w == "y"]
+    assert query.matches(Doc(" ".join(words))) == _brute_near(xs, ys, distance, ordered)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from(["a", "b"]), min_size=1, max_size=30), st.integers(0, 3))
+def test_chained_near_agrees_with_a_brute_force_reference(words: list[str], distance: int) -> None:
+    """a NEAR/d b NEAR/d a: some b with an a on one side within d and an a ... (chained by intervals)."""
+    query = compile_tree(parse(f"a NEAR/{distance} b NEAR/{distance} a"), "", allow_broad=True)
+
+    def occurrences(pattern: list[str]) -> set[tuple[int, int]]:
+        """Intervals of every occurrence of the chain, by exhaustive search (small inputs only)."""
+        found: set[tuple[int, int]] = {(i, i) for i, w in enumerate(words) if w == pattern[0]}
+        for term in pattern[1:]:
+            nxt = set()
+            for lo, hi in found:
+                for j, w in enumerate(words):
+                    if w == term and (0 <= j - hi - 1 <= distance or 0 <= lo - j - 1 <= distance):
+                        nxt.add((min(lo, j), max(hi, j)))
+            found = nxt
+        return found
+
+    assert query.matches(Doc(" ".join(words))) == bool(occurrences(["a", "b", "a"]))
+
+
+def test_chained_near_keeps_at_most_one_occurrence_per_token() -> None:
+    """`a NEAR/100 a NEAR/100 a` on a text of one repeated word: every combination grew exponentially."""
+    tree = parse(" NEAR/100 ".join(["a"] * 8))
+    doc = Doc(" ".join(["a"] * 2000))
+    found = _occurrences(tree)(doc)
+    assert 0 < len(found) <= 2 * 2000
+    assert compile_tree(tree, "", allow_broad=True).matches(doc)
+
+
+@pytest.mark.parametrize(("query", "fragment"), [
+    (" NEAR/5 ".join(["a"] * 10), "NEAR/ONEAR operators"),
+    ("NOT " * 65 + "a", "NOTs in a row"),
+    ("(" * 70 + "a" + ")" * 70, "nested parentheses"),
+])
+def test_query_complexity_is_bounded_at_validation(query: str, fragment: str) -> None:
+    with pytest.raises(QueryError, match=fragment):
+        compile_query(query)

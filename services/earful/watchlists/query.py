@@ -21,7 +21,9 @@ set of *trigger* keys, at least one of which occurs in any text it matches, whic
 
 from __future__ import annotations
 
+import bisect
 import functools
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +36,8 @@ FIELDS = ("site", "lang", "source", "author", "country")
 MAX_DISTANCE = 100
 MIN_WILDCARD_PREFIX = 3
 MAX_DEPTH = 64
+MAX_NEAR = 8
+MAX_HIGHLIGHTED = 1000  # occurrences of one query part highlighted per mention
 MAX_QUERY_CHARS = 20_000
 
 
@@ -333,11 +337,15 @@ class _Parser:
         return left
 
     def unary(self, after: _Lexeme | None) -> Node:
-        lex = self.peek()
-        if lex.kind == "NOT":
-            self.take()
-            return Not(self.unary(lex), lex.pos)
-        return self.primary(after)
+        nots: list[_Lexeme] = []
+        while self.peek().kind == "NOT":  # a loop, not recursion: a long NOT chain must not overflow the stack
+            nots.append(self.take())
+            if len(nots) > MAX_DEPTH:
+                raise self.error(f"more than {MAX_DEPTH} NOTs in a row", nots[-1])
+        node = self.primary(nots[-1] if nots else after)
+        for lex in reversed(nots):
+            node = Not(node, lex.pos)
+        return node
 
     def primary(self, after: _Lexeme | None) -> Node:
         lex = self.take()
@@ -385,7 +393,33 @@ def parse(query: str) -> Node:
         raise QueryError(f"the query is longer than {MAX_QUERY_CHARS} characters", MAX_QUERY_CHARS, query)
     if not query.strip():
         raise QueryError("the query is empty: say what to listen for, e.g. \"Acme Air\" OR #AcmeAir", 0, query)
-    return _Parser(query).parse()
+    tree = _Parser(query).parse()
+    check_complexity(tree, query)
+    return tree
+
+
+def check_complexity(tree: Node, query: str) -> None:
+    """Refuse trees deeper than MAX_DEPTH or with more than MAX_NEAR proximity operators.
+
+    Evaluation is linear in the text per operator, but every operator costs a pass: these bounds
+    keep one query's work per mention small and every recursive walk of the tree far from
+    Python's stack limit, whatever a client sends.
+    """
+    nears = 0
+    stack: list[tuple[Node, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise QueryError(f"the query nests more than {MAX_DEPTH} operators deep", node.pos, query)
+        if isinstance(node, Near):
+            nears += 1
+            if nears > MAX_NEAR:
+                raise QueryError(f"more than {MAX_NEAR} NEAR/ONEAR operators in one query", node.pos, query)
+            stack += [(node.left, depth + 1), (node.right, depth + 1)]
+        elif isinstance(node, (And, Or)):
+            stack += [(c, depth + 1) for c in node.children]
+        elif isinstance(node, Not):
+            stack.append((node.child, depth + 1))
 
 
 # --- normal form, breadth check, triggers ----------------------------------------------------
@@ -554,8 +588,26 @@ class Doc:
         return [k for k in self._stems.get(prefix_key(prefix), ()) if k.startswith(prefix)]
 
 
-# An occurrence: (first position, last position, spans of the leaves that make it up).
-Occurrence = tuple[int, int, tuple[tuple[int, int, str], ...]]
+# An occurrence: (first position, last position, spans of the leaves that make it up). The spans
+# are a tree: a leaf's is ((start, end, term),), a proximity match's is (left spans, right spans),
+# so combining two occurrences costs the same however deep the query nests (`leaf_spans`
+# flattens it, only for the few occurrences that are highlighted).
+LeafSpan = tuple[int, int, str]
+SpanTree = tuple[Any, ...]
+Occurrence = tuple[int, int, SpanTree]
+
+
+def leaf_spans(tree: SpanTree) -> list[LeafSpan]:
+    """The (start, end, term) spans of a span tree, left to right."""
+    out: list[LeafSpan] = []
+    stack: list[Any] = [tree]
+    while stack:
+        node = stack.pop()
+        if len(node) == 3 and isinstance(node[0], int):
+            out.append(node)
+        else:
+            stack.extend(reversed(node))
+    return out
 Truth = Callable[[Doc], bool]
 Occurrences = Callable[[Doc], list[Occurrence]]
 
@@ -603,20 +655,53 @@ def _occurrences(node: Node) -> Occurrences:
     left, right, distance, ordered = _occurrences(node.left), _occurrences(node.right), node.distance, node.ordered
 
     def occ(doc: Doc) -> list[Occurrence]:
-        a_list = left(doc)
+        a_list = minimal_occurrences(left(doc))
         if not a_list:
             return []
-        b_list = right(doc)
+        b_list = minimal_occurrences(right(doc))
+        if not b_list:
+            return []
+        b_starts = [b[0] for b in b_list]
+        b_ends = [b[1] for b in b_list]
         out: list[Occurrence] = []
         for a0, a1, a_parts in a_list:
-            for b0, b1, b_parts in b_list:
-                if a1 < b0 and b0 - a1 - 1 <= distance:
-                    out.append((a0, b1, a_parts + b_parts))
-                elif not ordered and b1 < a0 and a0 - b1 - 1 <= distance:
-                    out.append((b0, a1, b_parts + a_parts))
+            # The nearest right-hand occurrence after this one (the smallest start is also the
+            # smallest end: the list is minimal), and, unordered, the nearest one before it.
+            i = bisect.bisect_right(b_starts, a1)
+            if i < len(b_list) and b_starts[i] - a1 - 1 <= distance:
+                out.append((a0, b_ends[i], (a_parts, b_list[i][2])))
+            if not ordered:
+                j = bisect.bisect_left(b_ends, a0) - 1
+                if j >= 0 and a0 - b_ends[j] - 1 <= distance:
+                    out.append((b_starts[j], a1, (b_list[j][2], a_parts)))
         return out
 
     return occ
+
+
+_START, _END = operator.itemgetter(0), operator.itemgetter(1)
+
+
+def minimal_occurrences(occurrences: list[Occurrence]) -> list[Occurrence]:
+    """The occurrences that contain no other one, sorted by position (starts and ends both rise).
+
+    A proximity test only ever needs these: an occurrence inside another is at least as near to
+    anything on either side, so keeping the outer one adds no match. This keeps every NEAR/ONEAR
+    step linear in the number of tokens (after a sort) however the operators are chained; keeping
+    every combination instead grew exponentially with repeated terms.
+    """
+    if len(occurrences) < 2:
+        return occurrences
+    ordered = sorted(occurrences, key=_END, reverse=True)
+    ordered.sort(key=_START)  # stable: by start, then the longest first
+    kept: list[Occurrence] = []
+    smallest_end_after = None
+    for occ in reversed(ordered):
+        if smallest_end_after is None or occ[1] < smallest_end_after:
+            kept.append(occ)
+            smallest_end_after = occ[1]
+    kept.reverse()
+    return kept
 
 
 def _site_truth(node: Site) -> Truth:
@@ -733,8 +818,8 @@ class CompiledQuery:
         found: set[tuple[int, int, str]] = set()
         for kind, unit in self._units:
             if kind == "occ":
-                for _, _, parts in unit(doc):
-                    found.update(parts)
+                for _, _, parts in unit(doc)[:MAX_HIGHLIGHTED]:
+                    found.update(leaf_spans(parts))
             else:
                 site, _ = unit
                 for h, p, start, end in doc.urls:
