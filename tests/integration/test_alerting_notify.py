@@ -20,11 +20,12 @@ import pytest
 from fastapi import FastAPI, Request as HttpRequest, Response
 
 from earful.alerting.api import build_router
-from earful.alerting.delivery import CircuitBreaker, Deliverer, Outcome, make_client
-from earful.alerting.detector import fingerprint
-from earful.alerting.dispatch import Dispatcher
-from earful.alerting.routing import DEFAULT_INHIBIT, NotifyConfig, Receiver, Route, TargetPolicy
-from earful.alerting.store import AlertStore, reset_local_state
+from earful.alerting.detection import fingerprint
+from earful.alerting.notification.delivery import CircuitBreaker, Deliverer, Outcome, make_client
+from earful.alerting.notification.dispatcher import Dispatcher
+from earful.alerting.notification.routing import DEFAULT_INHIBIT, NotifyConfig, Receiver, Route
+from earful.alerting.notification.store import AlertStore, reset_local_state
+from earful.alerting.notification.targets import TargetPolicy
 from earful.core.http import HttpServer
 from earful.core.migrate import migrate
 

@@ -8,14 +8,13 @@ from datetime import datetime, timezone
 
 import pytest
 
-from earful.alerting.app import mention_of
-from earful.alerting.detector import DetectorConfig, new_state, observe
-from earful.alerting.rules import RuleDefaults
-from earful.alerting.watch import RuleBook
+from earful.alerting.detection import DetectorConfig, mention_of, new_state, observe
+from earful.alerting.detection.rulebook import RuleBook
+from earful.alerting.detection.rules import RuleDefaults
 from earful.core.settings import Settings
 from earful.enrichment.processor import EnrichmentProcessor
 from earful.core.mention import MentionIn, to_record
-from earful.sample.generator import read_meta, read_stream
+from earful_dev.sample.generator import read_meta, read_stream
 from earful.watchlists import WatchlistSet
 
 pytestmark = pytest.mark.integration

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 import asyncpg
 import pytest
 
-from earful.alerting.backtest import infer_bucket_s, parse_duration_s, parse_time, read_series
+from earful.alerting.detection.backtest import infer_bucket_s, parse_duration_s, parse_time, read_series
 from earful.core.errors import ValidationError
 from earful.core.migrate import migrate
 from earful.storage.writer import mention_row, write_batch

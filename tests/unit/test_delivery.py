@@ -20,9 +20,17 @@ import pytest
 from fastapi import FastAPI, Request as HttpRequest, Response
 from prometheus_client import REGISTRY
 
-from earful.alerting.delivery import RETRYABLE, CircuitBreaker, Deliverer, Outcome, make_client, retry_after_s
-from earful.alerting.receivers import Request, sign, signed_headers
-from earful.alerting.routing import Receiver, TargetPolicy
+from earful.alerting.notification.delivery import (
+    RETRYABLE,
+    CircuitBreaker,
+    Deliverer,
+    Outcome,
+    make_client,
+    retry_after_s,
+)
+from earful.alerting.notification.receivers import Request, sign, signed_headers
+from earful.alerting.notification.routing import Receiver
+from earful.alerting.notification.targets import TargetPolicy
 from earful.core.http import HttpServer
 
 SECRET = "whsec-test-0123456789"
@@ -61,7 +69,7 @@ class Hooks:
             plan = self.plans.get(name) or [Step()]
             step = plan[min(len(requests) - 1, len(plan) - 1)]
             if step.delay_s:
-                await asyncio.sleep(step.delay_s)
+                await asyncio.sleep(step.delay_s)  # not a wait: a receiver that is slow to answer, as scripted
             return Response(status_code=step.status, headers=step.headers)
 
 

@@ -18,21 +18,21 @@ from typing import Any
 
 import pytest
 
-from earful.alerting.detector import (
+from earful.alerting.detection import (
     MAX_SAMPLES,
     Decision,
     DetectorConfig,
+    DetectorState,
     Mention,
     fingerprint,
     new_state,
     observe,
     observe_counts,
-    poisson_tail,
     tick,
     upgrade_state,
 )
-from earful.alerting.rules import RuleDefaults, WatchlistRules, rules_for
-from earful.alerting.stats import log_binomial_tail, mad, median
+from earful.alerting.detection.rules import RuleDefaults, WatchlistRules, rules_for
+from earful.alerting.detection.stats import log_binomial_tail, mad, median, poisson_tail
 from earful.core.settings import Settings
 from earful.watchlists import AlertRule, Watchlist
 
@@ -57,8 +57,8 @@ def wl_rules(*rules: AlertRule, wid: str = WID, handles: tuple[str, ...] = (), s
 VOLUME = wl_rules()
 
 
-def run(events: list[Event], state: dict[str, Any] | None = None, rules: WatchlistRules = VOLUME,
-        cfg: DetectorConfig = CFG) -> tuple[list[tuple[int, Decision]], dict[str, Any]]:
+def run(events: list[Event], state: DetectorState | None = None, rules: WatchlistRules = VOLUME,
+        cfg: DetectorConfig = CFG) -> tuple[list[tuple[int, Decision]], DetectorState]:
     """Feed events in order; return (index of the causing event, decision) pairs and the state."""
     state = new_state() if state is None else state
     out = []
@@ -122,7 +122,7 @@ def _returns_within(code: str, timeout_s: float = 3.0) -> str:
 
 
 def test_poisson_tail_terminates_for_huge_counts() -> None:
-    out = _returns_within("from earful.alerting.detector import poisson_tail; print(poisson_tail(250, 2.0))")
+    out = _returns_within("from earful.alerting.detection.stats import poisson_tail; print(poisson_tail(250, 2.0))")
     assert float(out) < 1e-300
 
 
@@ -497,10 +497,30 @@ def test_an_older_state_layout_is_upgraded_keeping_its_counts() -> None:
     assert upgrade_state(None) == new_state()
 
 
+def test_a_version_2_state_is_upgraded_without_losing_its_episodes() -> None:
+    """Layout 2 ("v": 2, peakw and drop_at only once used) is what a running service holds before an upgrade."""
+    b = CFG.warmup_buckets
+    events = steady(b) + [(T0 + b * BUCKET_MS + k * 100, T0 + b * BUCKET_MS + k * 100 + 500, f"x{k}") for k in range(40)]
+    decisions, state = run(events)
+    fired = [d for _, d in decisions]
+    assert [d.status for d in fired] == ["firing"]
+    stored = json.loads(json.dumps(state))  # as the changelog holds it
+    stored["v"] = 2
+    for key in ("version", "peakw", "drop_at"):
+        del stored[key]
+    upgraded = upgrade_state(stored)
+    assert upgraded is stored and upgraded["version"] == 3 and "v" not in upgraded
+    assert upgraded["peakw"] is None and upgraded["drop_at"] is None
+    assert upgraded["episodes"] == state["episodes"] and upgraded["counts"] == state["counts"]
+    resolved = tick(upgraded, VOLUME, CFG, T0 + 3600_000)
+    assert [d.status for d in resolved] == ["resolved"] and resolved[0].alert_id == fired[0].alert_id
+    assert upgrade_state(upgraded) is upgraded
+
+
 def test_a_viral_burst_does_not_hang_the_detector() -> None:
     code = (
-        "from earful.alerting.detector import DetectorConfig, Mention, new_state, observe\n"
-        "from earful.alerting.rules import RuleDefaults, rules_for\n"
+        "from earful.alerting.detection import DetectorConfig, Mention, new_state, observe\n"
+        "from earful.alerting.detection.rules import RuleDefaults, rules_for\n"
         "from earful.core.settings import Settings\n"
         "from earful.watchlists import Watchlist\n"
         "r = rules_for(Watchlist('w', 'w', 'brand', ('w',)), RuleDefaults.from_settings(Settings()))\n"
@@ -569,7 +589,7 @@ def _mentions(n: int, start_ms: int, spacing_ms: int, negative_every: int, prefi
 
 
 def _feed(mentions: list[Mention], rules: WatchlistRules, cfg: DetectorConfig = CFG,
-          state: dict[str, Any] | None = None) -> list[Decision]:
+          state: DetectorState | None = None) -> list[Decision]:
     state = new_state() if state is None else state
     out: list[Decision] = []
     for m in mentions:
@@ -700,7 +720,7 @@ def test_a_rule_removed_while_firing_is_resolved() -> None:
 DROP = wl_rules(AlertRule("volume_drop", cooldown_s=0))
 
 
-def _silence(state: dict[str, Any], last_wall: int, buckets: int, rules: WatchlistRules = DROP) -> list[tuple[int, Decision]]:
+def _silence(state: DetectorState, last_wall: int, buckets: int, rules: WatchlistRules = DROP) -> list[tuple[int, Decision]]:
     """Let `buckets` buckets of wall time pass with no mention, a timer tick per bucket."""
     out = []
     for b in range(1, buckets + 1):

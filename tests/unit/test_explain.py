@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from earful.alerting.detector import Decision
+from earful.alerting.detection import Decision
 from earful.alerting.events import alert_record, dashboard_link, event_json
 from earful.alerting.explain import Evidence, Post, terms_of
 

@@ -8,20 +8,20 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from earful.alerting.detector import fingerprint
-from earful.alerting.dispatch import in_quiet_hours
-from earful.alerting.notify import (
+from earful.alerting.detection import fingerprint
+from earful.alerting.notification.grouping import (
     Alert,
     Matcher,
     NflogEntry,
     Silence,
     after_send,
     idempotency_key,
+    in_quiet_hours,
     next_flush_after_change,
     parse_matchers,
     plan,
 )
-from earful.alerting.routing import DEFAULT_INHIBIT, InhibitRule, Route
+from earful.alerting.notification.routing import DEFAULT_INHIBIT, InhibitRule, Route
 from earful.watchlists import QuietHours
 
 T = datetime(2026, 11, 2, 7, 30, tzinfo=timezone.utc)

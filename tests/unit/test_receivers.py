@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from earful.alerting.detector import fingerprint
-from earful.alerting.notify import Alert, Plan
-from earful.alerting.receivers import (
+from earful.alerting.detection import fingerprint
+from earful.alerting.detection.rules import RuleDefaults, rules_for
+from earful.alerting.notification.grouping import Alert, Plan
+from earful.alerting.notification.receivers import (
     ZERO_TIME,
     build_request,
     escape_slack,
@@ -22,8 +23,7 @@ from earful.alerting.receivers import (
     slack_body,
     webhook_body,
 )
-from earful.alerting.routing import DEFAULT_INHIBIT, Receiver, load_notify_config
-from earful.alerting.rules import RuleDefaults, rules_for
+from earful.alerting.notification.routing import DEFAULT_INHIBIT, Receiver, load_notify_config
 from earful.core.errors import ConfigError
 from earful.core.settings import Settings
 from earful.watchlists import AlertRule, QuietHours, Watchlist

@@ -13,11 +13,20 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from earful.alerting.events import to_json
-from earful.alerting.notify import Alert, inhibited_by, parse_matchers, silenced_by
-from earful.alerting.routing import NotifyConfig
-from earful.alerting.store import AlertStore
+from earful.alerting.notification.grouping import (
+    Alert,
+    Clock,
+    Matcher,
+    Silence,
+    inhibited_by,
+    parse_matchers,
+    silenced_by,
+)
+from earful.alerting.notification.routing import NotifyConfig
+from earful.alerting.notification.store import AlertStore
 
-Clock = Callable[[], datetime]
+#: The store, or None while PostgreSQL is not connected yet (the API answers 503 meanwhile).
+StoreLookup = Callable[[], "AlertStore | None"]
 
 
 class MatcherIn(BaseModel):
@@ -41,55 +50,79 @@ class AckIn(BaseModel):
     comment: str = Field("", max_length=2000)
 
 
-def _silence_json(s: Any, now: datetime) -> dict[str, Any]:
+def _silence_json(s: Silence, now: datetime) -> dict[str, Any]:
     state = "active" if s.active(now) else ("pending" if now < s.starts_at else "expired")
     return {"id": s.id, "matchers": [m.__dict__ for m in s.matchers], "starts_at": to_json(s.starts_at),
             "ends_at": to_json(s.ends_at), "created_by": s.created_by, "comment": s.comment, "state": state}
 
 
-def build_router(store: AlertStore, config: NotifyConfig, api_keys: frozenset[str], clock: Clock,
+def build_router(store: AlertStore | StoreLookup, config: NotifyConfig, api_keys: frozenset[str], clock: Clock,
                  changed: Callable[[], Any]) -> APIRouter:
-    """The routes; `changed()` is called after anything that may change what is notified."""
+    """The routes; `changed()` is called after anything that may change what is notified.
+
+    `store` is the store itself, or a lookup returning None until PostgreSQL is connected.
+    """
+    lookup: StoreLookup = store if callable(store) else (lambda: store)
+
+    def current() -> AlertStore:
+        found = lookup()
+        if found is None:
+            raise HTTPException(status_code=503, detail="PostgreSQL not connected yet")
+        return found
 
     async def require_key(request: Request) -> None:
         if api_keys and request.headers.get("X-API-Key") not in api_keys:
             raise HTTPException(status_code=401, detail="missing or wrong X-API-Key header")
 
     router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], tags=["alerting"])
+    _alert_routes(router, current, config, clock, changed)
+    _silence_routes(router, current, clock, changed)
 
-    async def describe(alerts: list[Alert]) -> list[dict[str, Any]]:
-        now = clock()
-        silences = await store.silences(now)
-        firing = await store.firing()
-        out = []
-        for a in alerts:
-            out.append({
-                "fingerprint": a.fingerprint, "alert_id": a.alert_id, "status": a.status, "labels": dict(a.labels),
-                "summary": a.event.get("summary"), "starts_at": to_json(a.starts_at), "ends_at": to_json(a.ends_at),
-                "group_key": a.group_key, "receivers": list(a.receivers), "acked_by": a.acked_by,
-                "silenced_by": silenced_by(a, silences, now) if a.firing else None,
-                "inhibited_by": inhibited_by(a, firing, config.inhibit_rules) if a.firing else None,
-                "annotations": a.event.get("annotations") or {},
-            })
-        return out
+    @router.get("/notifications", summary="The notification log, newest first.")
+    async def notifications(group_key: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
+        return {"notifications": [to_json(n) for n in await current().notifications(group_key, limit)]}
+
+    return router
+
+
+async def _describe(store: AlertStore, config: NotifyConfig, alerts: list[Alert], now: datetime) -> list[dict[str, Any]]:
+    """Alerts as the API shows them, with what mutes each (silence, inhibition) now."""
+    silences = await store.silences(now)
+    firing = await store.firing()
+    return [{
+        "fingerprint": a.fingerprint, "alert_id": a.alert_id, "status": a.status, "labels": dict(a.labels),
+        "summary": a.event.get("summary"), "starts_at": to_json(a.starts_at), "ends_at": to_json(a.ends_at),
+        "group_key": a.group_key, "receivers": list(a.receivers), "acked_by": a.acked_by,
+        "silenced_by": silenced_by(a, silences, now) if a.firing else None,
+        "inhibited_by": inhibited_by(a, firing, config.inhibit_rules) if a.firing else None,
+        "annotations": a.event.get("annotations") or {},
+    } for a in alerts]
+
+
+def _alert_routes(router: APIRouter, current: Callable[[], AlertStore], config: NotifyConfig, clock: Clock,
+                  changed: Callable[[], Any]) -> None:
+    """/alerts: current alerts, one alert with its notifications, acknowledgements."""
 
     @router.get("/alerts", summary="Current alerts (one per fingerprint), newest change first.")
     async def alerts(status: str | None = Query(None, pattern="^(firing|resolved)$"),
                      limit: int = Query(100, ge=1, le=500)) -> dict[str, Any]:
-        return {"alerts": await describe(await store.alerts(status, limit))}
+        store = current()
+        return {"alerts": await _describe(store, config, await store.alerts(status, limit), clock())}
 
     @router.get("/alerts/{key}", summary="One alert (by fingerprint or alert id) with its group's notifications.")
     async def alert(key: str) -> dict[str, Any]:
+        store = current()
         found = await store.alert(key)
         if found is None:
             raise HTTPException(status_code=404, detail=f"no alert {key}")
-        (described,) = await describe([found])
+        (described,) = await _describe(store, config, [found], clock())
         described["event"] = found.event
         described["notifications"] = [to_json(n) for n in await store.notifications(found.group_key, limit=50)]
         return described
 
     @router.post("/alerts/{key}/ack", summary="Acknowledge a firing alert: no repeat notifications until it resolves.")
     async def ack(key: str, body: AckIn) -> dict[str, Any]:
+        store = current()
         found = await store.alert(key)
         if found is None:
             raise HTTPException(status_code=404, detail=f"no alert {key}")
@@ -99,50 +132,56 @@ def build_router(store: AlertStore, config: NotifyConfig, api_keys: frozenset[st
         changed()
         return {"alert_id": found.alert_id, "acked_by": body.by}
 
+
+def _silence_routes(router: APIRouter, current: Callable[[], AlertStore], clock: Clock,
+                    changed: Callable[[], Any]) -> None:
+    """/silences: list, create, read and expire silences."""
+
     @router.get("/silences", summary="Silences (active and pending; expired=true for all).")
     async def silences(expired: bool = False) -> dict[str, Any]:
         now = clock()
-        return {"silences": [_silence_json(s, now) for s in await store.silences(now, include_expired=expired)]}
+        return {"silences": [_silence_json(s, now) for s in await current().silences(now, include_expired=expired)]}
 
     @router.post("/silences", status_code=201, summary="Create a silence.")
     async def create_silence(body: SilenceIn) -> dict[str, Any]:
         now = clock()
-        try:
-            matchers = parse_matchers([m.model_dump() for m in body.matchers])
-        except ValueError as exc:
-            raise HTTPException(status_code=422, detail=str(exc)) from exc
-        starts = (body.starts_at or now).astimezone(timezone.utc)
-        if body.ends_at is not None and body.duration_s is not None:
-            raise HTTPException(status_code=422, detail="give ends_at or duration_s, not both")
-        if body.ends_at is None and body.duration_s is None:
-            raise HTTPException(status_code=422, detail="give ends_at or duration_s")
-        ends = body.ends_at.astimezone(timezone.utc) if body.ends_at else starts + timedelta(seconds=body.duration_s or 0)
-        if ends <= starts or ends <= now:
-            raise HTTPException(status_code=422, detail="the silence must end after it starts and in the future")
-        silence = await store.add_silence(matchers, starts, ends, body.created_by, body.comment, now)
+        matchers, starts, ends = _silence_window(body, now)
+        silence = await current().add_silence(matchers, starts, ends, body.created_by, body.comment, now)
         changed()
         return _silence_json(silence, now)
 
     @router.get("/silences/{silence_id}", summary="One silence.")
     async def get_silence(silence_id: str) -> dict[str, Any]:
-        found = await _silence_or_404(store, silence_id)
+        found = await _silence_or_404(current(), silence_id)
         return _silence_json(found, clock())
 
     @router.delete("/silences/{silence_id}", status_code=204, summary="Expire a silence now.")
     async def expire(silence_id: str) -> Response:
+        store = current()
         await _silence_or_404(store, silence_id)
         await store.expire_silence(silence_id, clock())
         changed()
         return Response(status_code=204)
 
-    @router.get("/notifications", summary="The notification log, newest first.")
-    async def notifications(group_key: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
-        return {"notifications": [to_json(n) for n in await store.notifications(group_key, limit)]}
 
-    return router
+def _silence_window(body: SilenceIn, now: datetime) -> tuple[tuple[Matcher, ...], datetime, datetime]:
+    """The new silence's matchers, start and end, checked (422 when they make no sense)."""
+    try:
+        matchers = parse_matchers([m.model_dump() for m in body.matchers])
+    except ValueError as exc:
+        raise HTTPException(status_code=422, detail=str(exc)) from exc
+    starts = (body.starts_at or now).astimezone(timezone.utc)
+    if body.ends_at is not None and body.duration_s is not None:
+        raise HTTPException(status_code=422, detail="give ends_at or duration_s, not both")
+    if body.ends_at is None and body.duration_s is None:
+        raise HTTPException(status_code=422, detail="give ends_at or duration_s")
+    ends = body.ends_at.astimezone(timezone.utc) if body.ends_at else starts + timedelta(seconds=body.duration_s or 0)
+    if ends <= starts or ends <= now:
+        raise HTTPException(status_code=422, detail="the silence must end after it starts and in the future")
+    return matchers, starts, ends
 
 
-async def _silence_or_404(store: AlertStore, silence_id: str) -> Any:
+async def _silence_or_404(store: AlertStore, silence_id: str) -> Silence:
     try:
         found = await store.silence(silence_id)
     except ValueError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from earful.alerting.detector import Decision
+from earful.alerting.detection.model import Decision
 
 
 def dashboard_link(base: str | None, watchlist_id: str) -> str | None:

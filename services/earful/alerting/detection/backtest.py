@@ -13,6 +13,7 @@ Settings (`EARFUL_ALERT_*`) apply exactly as in the service; only the bucket len
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 import re
@@ -24,9 +25,22 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import IO, Any
 
-from earful.alerting.detector import Decision, DetectorConfig, Mention, new_state, observe, observe_counts, tick
-from earful.alerting.rules import DEFAULT_SEVERITY, RULES, THRESHOLDS, VOLUME_DROP, VOLUME_SPIKE, RuleDefaults, WatchlistRules, rules_for
-from earful.core.errors import ValidationError
+import asyncpg
+
+from earful.alerting.detection.detector import observe, observe_counts, tick
+from earful.alerting.detection.model import Decision, DetectorConfig, Mention
+from earful.alerting.detection.rules import (
+    DEFAULT_SEVERITY,
+    RULES,
+    THRESHOLDS,
+    VOLUME_DROP,
+    VOLUME_SPIKE,
+    RuleDefaults,
+    WatchlistRules,
+    rules_for,
+)
+from earful.alerting.detection.state import new_state
+from earful.core.errors import StorageError, ValidationError
 from earful.core.settings import Settings
 from earful.watchlists import AlertRule, Watchlist, WatchlistSet
 
@@ -70,7 +84,9 @@ def read_series(path: Path) -> tuple[list[str], list[datetime], list[float]]:
     """(timestamps as written, parsed times, values) of a `timestamp,value` CSV, checked line by line."""
     if not path.is_file():
         raise ValidationError(f"{path}: no such file")
-    raw, times, values = [], [], []
+    raw: list[str] = []
+    times: list[datetime] = []
+    values: list[float] = []
     with path.open(newline="", encoding="utf-8") as f:
         reader = csv.DictReader(f)
         if not reader.fieldnames or not {"timestamp", "value"} <= set(reader.fieldnames):
@@ -204,10 +220,7 @@ def decision_line(d: Decision) -> dict[str, Any]:
 
 
 async def load_history(settings: Settings, watchlist: Watchlist, start: datetime, end: datetime) -> list[Mention]:
-    import asyncpg
-
-    from earful.core.errors import StorageError
-
+    """The stored mentions of `watchlist` (matched, or written by its own handles) in [start, end)."""
     try:
         conn = await asyncpg.connect(settings.database_url.get_secret_value(), timeout=10)
     except (OSError, asyncpg.PostgresError) as exc:
@@ -223,8 +236,6 @@ async def load_history(settings: Settings, watchlist: Watchlist, start: datetime
 
 def history_backtest(args: Any, out: IO[str], settings: Settings) -> tuple[int, int]:
     """Run the stored-history form; returns (mentions replayed, decisions written)."""
-    import asyncio
-
     start, end = parse_time(args.start, "--from"), parse_time(args.end, "--to")
     if end <= start:
         raise ValidationError("--to must be after --from")

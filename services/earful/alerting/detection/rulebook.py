@@ -6,7 +6,7 @@ The service hands in the live store fed by `earful.watchlists.v1` (backtests and
 
 from __future__ import annotations
 
-from earful.alerting.rules import RuleConfig, RuleDefaults, WatchlistRules, rules_for
+from earful.alerting.detection.rules import RuleConfig, RuleDefaults, WatchlistRules, rules_for
 from earful.watchlists import Watchlist, WatchlistSet, WatchlistSource
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -26,10 +25,12 @@ import httpcore
 import httpx
 from prometheus_client import Counter, Gauge, Histogram
 
-from earful.alerting.receivers import Request
-from earful.alerting.routing import Receiver, TargetPolicy, TargetRefused
+from earful.alerting.notification.receivers import Request
+from earful.alerting.notification.routing import NotifyConfig, Receiver
+from earful.alerting.notification.targets import TargetPolicy, TargetRefused
 from earful.core.http import parse_retry_after
 from earful.core.metrics import LATENCY_BUCKETS
+from earful.core.retry import FULL_JITTER, backoff_delay
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +153,8 @@ class Deliverer:
         self.sleep = sleep
 
     def _backoff(self, attempt: int) -> float:
-        return random.uniform(0.0, min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1)))
+        """Exponential backoff with full jitter (many notifications retrying at once spread out)."""
+        return backoff_delay(attempt, self.base_delay_s, self.max_delay_s, FULL_JITTER)
 
     async def send(self, request: Request) -> Outcome:
         started = time.perf_counter()
@@ -204,3 +206,13 @@ class Deliverer:
                 await self.sleep(delay)
         DELIVERIES.labels(name, "dead_lettered").inc()
         return Outcome(False, self.max_attempts, reason, status)
+
+
+def deliverers_for(config: NotifyConfig, client: httpx.AsyncClient, settings: Any) -> dict[str, Deliverer]:
+    """One deliverer (with its own circuit) per configured receiver, with the service's retry settings."""
+    return {
+        name: Deliverer(r, client, max_attempts=settings.webhook_max_attempts, base_delay_s=settings.webhook_retry_base_s,
+                        max_delay_s=settings.webhook_retry_max_s,
+                        circuit=CircuitBreaker(name, settings.webhook_circuit_failures, settings.webhook_circuit_open_s))
+        for name, r in config.receivers.items()
+    }

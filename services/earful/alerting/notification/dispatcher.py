@@ -1,4 +1,4 @@
-"""Flushing notification groups: due groups → one queue per receiver → plan → deliver → record.
+"""The dispatcher: due groups → one queue per receiver → plan → deliver → record.
 
 The dispatcher claims the groups that are due (PostgreSQL decides, so several replicas never
 flush one group twice) and hands each (group, receiver) to that receiver's queue. A receiver's
@@ -12,17 +12,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from datetime import datetime, time as dtime, timedelta, timezone
-from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import datetime, timedelta
 
 from prometheus_client import Counter
 
-from earful.alerting.delivery import Deliverer, Outcome
-from earful.alerting.notify import Alert, Plan, after_send, idempotency_key, plan
-from earful.alerting.receivers import build_request
-from earful.alerting.routing import NotifyConfig, Receiver
-from earful.alerting.store import AlertStore
+from earful.alerting.notification.delivery import Deliverer, Outcome
+from earful.alerting.notification.grouping import (
+    Alert,
+    Clock,
+    NflogEntry,
+    Plan,
+    after_send,
+    idempotency_key,
+    in_quiet_hours,
+    plan,
+    utc_now,
+)
+from earful.alerting.notification.receivers import Request, build_request
+from earful.alerting.notification.routing import NotifyConfig, Receiver, Route
+from earful.alerting.notification.store import AlertStore
 from earful.watchlists import QuietHours
 
 log = logging.getLogger(__name__)
@@ -31,31 +39,14 @@ DECISIONS = Counter("earful_alert_notify_decisions_total", "Notification decisio
                     ["receiver", "reason"])
 WORKERS_PER_RECEIVER = 4
 
-Clock = Callable[[], datetime]
 QuietLookup = Callable[[Alert], QuietHours | None]
 DeadLetter = Callable[[str, Receiver, bytes, Outcome], Awaitable[None]]
-
-
-def utc_now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def in_quiet_hours(quiet: QuietHours | None, severity: str, now: datetime) -> bool:
-    """Whether a non-critical notification falls in the rule's daily quiet hours (local time)."""
-    if quiet is None or severity == "critical":
-        return False
-    try:
-        local = now.astimezone(ZoneInfo(quiet.timezone)).time()
-        start, end = dtime.fromisoformat(quiet.start), dtime.fromisoformat(quiet.end)
-    except (ZoneInfoNotFoundError, ValueError):
-        return False  # a bad quiet-hours definition never swallows alerts
-    return start <= local < end if start <= end else (local >= start or local < end)
 
 
 class ReceiverQueue:
     """Pending groups of one receiver, worked on by a few tasks, never one group twice at once."""
 
-    def __init__(self, work: Callable[[str], Awaitable[None]], workers: int = WORKERS_PER_RECEIVER) -> None:
+    def __init__(self, work: Callable[[str], Awaitable[object]], workers: int = WORKERS_PER_RECEIVER) -> None:
         self.work = work
         self.pending: dict[str, None] = {}
         self.running: set[str] = set()
@@ -120,7 +111,7 @@ class Dispatcher:
 
     def queue(self, receiver: str) -> ReceiverQueue:
         if receiver not in self.queues:
-            self.queues[receiver] = ReceiverQueue(lambda key, r=receiver: self.notify(r, key))
+            self.queues[receiver] = ReceiverQueue(lambda key: self.notify(receiver, key))
         return self.queues[receiver]
 
     def wake_at(self, when: datetime) -> None:
@@ -183,40 +174,34 @@ class Dispatcher:
         group_labels = {name: alerts[0].labels.get(name, "") for name in route.group_by}
         request = build_request(decided, receiver, group_key, group_labels,
                                 idempotency_key(receiver_name, group_key, seq, decided.alerts), self.external_url)
+        await self._deliver(deliverer, receiver, group_key, route, entry, decided, request)
+        return decided
+
+    async def _deliver(self, deliverer: Deliverer, receiver: Receiver, group_key: str, route: Route,
+                       entry: NflogEntry | None, decided: Plan, request: Request) -> None:
+        """Send, then record the outcome: the receiver's log entry once delivered, a dead letter once given up."""
         outcome = await deliverer.send(request)
         done = self.clock()
-        row = {"group_key": group_key, "receiver": receiver_name, "receiver_kind": receiver.kind, "status": decided.status,
+        row = {"group_key": group_key, "receiver": receiver.name, "receiver_kind": receiver.kind, "status": decided.status,
                "alert_ids": [a.alert_id for a in decided.alerts], "fingerprints": [a.fingerprint for a in decided.alerts],
                "attempts": outcome.attempts, "outcome": outcome.outcome, "http_status": outcome.http_status,
                "error": None if outcome.delivered else outcome.reason[:1000], "sent_at": done}
         if outcome.delivered:
-            await self.store.delivered(group_key, receiver_name, after_send(entry, decided, done), row)
-            log.info("notification delivered", extra={"group_key": group_key, "receiver": receiver_name,
+            await self.store.delivered(group_key, receiver.name, after_send(entry, decided, done), row)
+            log.info("notification delivered", extra={"group_key": group_key, "receiver": receiver.name,
                                                       "reason": decided.reason, "status": decided.status,
                                                       "alerts": len(decided.alerts), "attempts": outcome.attempts})
-            return decided
+            return
         await self.store.log(row)
-        log.error("notification not delivered", extra={"group_key": group_key, "receiver": receiver_name,
+        log.error("notification not delivered", extra={"group_key": group_key, "receiver": receiver.name,
                                                        "outcome": outcome.outcome, "error": outcome.reason[:300]})
         if outcome.outcome == "dead_lettered":
             if self.dead_letter is not None:
                 await self.dead_letter(group_key, receiver, request.body, outcome)
             await self.store.schedule(group_key, done + timedelta(seconds=route.group_interval_s))  # try again later
-        return decided
 
     async def stop(self) -> None:
         for t in self._timers:
             t.cancel()
         for q in self.queues.values():
             await q.stop()
-
-
-def deliverers_for(config: NotifyConfig, client: Any, settings: Any) -> dict[str, Deliverer]:
-    from earful.alerting.delivery import CircuitBreaker
-
-    return {
-        name: Deliverer(r, client, max_attempts=settings.webhook_max_attempts, base_delay_s=settings.webhook_retry_base_s,
-                        max_delay_s=settings.webhook_retry_max_s,
-                        circuit=CircuitBreaker(name, settings.webhook_circuit_failures, settings.webhook_circuit_open_s))
-        for name, r in config.receivers.items()
-    }

@@ -1,4 +1,4 @@
-"""The notification pipeline's decisions, as pure functions with the clock passed in.
+"""Grouping: the notification pipeline's decisions, as pure functions with the clock passed in.
 
 Modelled on Alertmanager's notify pipeline: a group's alerts go through the inhibit, silence,
 quiet-hours and acknowledgement stages (each mute carries a named reason), then the dedup stage
@@ -18,13 +18,23 @@ Group timing (group_wait / group_interval) is in `next_flush_after_change`.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, time as dtime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from earful.alerting.routing import InhibitRule, Route
+from earful.alerting.notification.routing import InhibitRule, Route
+from earful.watchlists import QuietHours
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The real clock (tests pass their own `Clock`)."""
+    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
@@ -118,6 +128,18 @@ def silenced_by(alert: Alert, silences: Iterable[Silence], now: datetime) -> str
     return None
 
 
+def in_quiet_hours(quiet: QuietHours | None, severity: str, now: datetime) -> bool:
+    """Whether a non-critical notification falls in the rule's daily quiet hours (local time)."""
+    if quiet is None or severity == "critical":
+        return False
+    try:
+        local = now.astimezone(ZoneInfo(quiet.timezone)).time()
+        start, end = dtime.fromisoformat(quiet.start), dtime.fromisoformat(quiet.end)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False  # a bad quiet-hours definition never swallows alerts
+    return start <= local < end if start <= end else (local >= start or local < end)
+
+
 def mute_reason(alert: Alert, *, now: datetime, silences: Iterable[Silence], inhibit_rules: Sequence[InhibitRule],
                 firing_alerts: Iterable[Alert], in_quiet_hours: Callable[[Alert, datetime], bool]) -> str | None:
     """Why a firing alert is not notified now (inhibit → silence → quiet hours), or None."""
@@ -197,8 +219,6 @@ def next_flush_after_change(last_flush_at: datetime | None, scheduled: datetime 
 
 def idempotency_key(receiver: str, group_key: str, seq: int, alerts: Sequence[Alert]) -> str:
     """Same notification (same receiver, group, sequence number and alert states) → same key."""
-    import hashlib
-
     content = "|".join([receiver, group_key, str(seq)] + sorted(f"{a.alert_id}:{a.status}" for a in alerts))
     return hashlib.sha256(content.encode()).hexdigest()[:32]
 

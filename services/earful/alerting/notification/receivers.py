@@ -23,8 +23,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from earful.alerting.notify import Alert, Plan
-from earful.alerting.routing import Receiver
+from earful.alerting.notification.grouping import Alert, Plan
+from earful.alerting.notification.routing import Receiver
 
 USER_AGENT = "earful-alerting/2"
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt of a firing alert

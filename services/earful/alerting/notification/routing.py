@@ -28,11 +28,9 @@ Secrets (webhook keys, routing keys, Slack URLs) can come from environment varia
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import re
-import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -40,6 +38,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from earful.alerting.notification.targets import TargetPolicy
 from earful.core.errors import ConfigError
 
 KINDS = ("webhook", "slack", "pagerduty")
@@ -120,60 +119,6 @@ class NotifyConfig:
         return key if route is self.default else f"{route.name}/{key}"
 
 
-# --- SSRF guard --------------------------------------------------------------------------------
-
-
-class TargetPolicy:
-    """Refuses targets on private, loopback, link-local and other non-public addresses, unless an
-    allow-listed network contains them. Checked on the address actually connected to."""
-
-    def __init__(self, allowed_networks: tuple[str, ...] = ()) -> None:
-        self.allowed = tuple(ipaddress.ip_network(n, strict=False) for n in allowed_networks)
-
-    def refusal(self, address: str) -> str | None:
-        """Why `address` (an IP) is refused, or None if it may be contacted."""
-        try:
-            ip = ipaddress.ip_address(address.split("%")[0])
-        except ValueError:
-            return f"{address!r} is not an IP address"
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-        if any(ip in net for net in self.allowed):
-            return None
-        for kind in ("loopback", "link_local", "private", "multicast", "reserved", "unspecified"):
-            if getattr(ip, f"is_{kind}"):
-                return f"{ip} is a {kind.replace('_', '-')} address (allow it with EARFUL_WEBHOOK_ALLOWED_NETWORKS)"
-        if not ip.is_global:
-            return f"{ip} is not a public address (allow it with EARFUL_WEBHOOK_ALLOWED_NETWORKS)"
-        return None
-
-    def check_literal(self, url: str) -> str | None:
-        """A refusal for URLs whose host is a literal IP address (hostnames are checked on connect)."""
-        host = urlsplit(url).hostname or ""
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            return None if host not in ("localhost",) else self.refusal("127.0.0.1")
-        return self.refusal(host)
-
-    async def resolve(self, host: str, port: int) -> list[str]:
-        """The addresses of `host`, all of which must pass (one refused address refuses the host)."""
-        import asyncio
-
-        loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        addresses = list(dict.fromkeys(info[4][0] for info in infos))
-        for address in addresses:
-            reason = self.refusal(address)
-            if reason:
-                raise TargetRefused(f"{host}: {reason}")
-        return addresses
-
-
-class TargetRefused(OSError):
-    """A webhook target resolved to an address the SSRF guard refuses."""
-
-
 # --- loading -----------------------------------------------------------------------------------
 
 
@@ -230,67 +175,22 @@ def _route(entry: Mapping[str, Any], name: str, parent: Route | None, settings: 
     )
 
 
+_RECEIVER_KEYS = frozenset({"name", "kind", "url", "url_env", "secret", "secret_env", "routing_key", "routing_key_env",
+                            "send_resolved", "max_alerts"})
+
+
 def load_notify_config(settings: Any) -> NotifyConfig:
     """The receivers and routes from the receivers file and EARFUL_WEBHOOK_URLS; bad config → ConfigError."""
     policy = TargetPolicy(settings.webhook_allowed_networks)
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-    receivers: dict[str, Receiver] = {}
-    urls = settings.webhook_urls
-    for i, url in enumerate(urls):
-        name = "webhook" if len(urls) == 1 else f"webhook-{i + 1}"
-        receivers[name] = Receiver(name, "webhook", _check_url(url, "EARFUL_WEBHOOK_URLS", policy), secret=secret)
+    receivers = _env_receivers(settings.webhook_urls, secret, policy)
     env_receivers = tuple(receivers)
-    doc: dict[str, Any] = {}
     path: Path | None = settings.alert_receivers_file
-    if path is not None:
-        try:
-            doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"cannot read receivers file {path}: {exc}") from exc
-        if not isinstance(doc, dict):
-            raise ConfigError(f"{path}: expected a mapping with receivers:, route:, inhibit_rules:")
-        unknown = set(doc) - {"receivers", "route", "inhibit_rules"}
-        if unknown:
-            raise ConfigError(f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}")
+    doc = _read_receivers_file(path) if path is not None else {}
     for i, entry in enumerate(doc.get("receivers") or []):
-        where = f"{path}: receivers[{i}]"
-        if not isinstance(entry, dict):
-            raise ConfigError(f"{where}: expected a mapping")
-        name, kind = str(entry.get("name", "")), entry.get("kind")
-        if not _NAME.match(name):
-            raise ConfigError(f"{where}: name {name!r} must match {_NAME.pattern}")
-        if name in receivers:
-            raise ConfigError(f"{where}: receiver {name} defined twice")
-        if kind not in KINDS:
-            raise ConfigError(f"{where} ({name}): kind {kind!r} is not one of {', '.join(KINDS)}")
-        unknown = set(entry) - {"name", "kind", "url", "url_env", "secret", "secret_env", "routing_key",
-                                "routing_key_env", "send_resolved", "max_alerts"}
-        if unknown:
-            raise ConfigError(f"{where} ({name}): unknown key(s) {', '.join(sorted(unknown))}")
-        url = _secret(entry, "url", where) or (PAGERDUTY_EVENTS_URL if kind == "pagerduty" else None)
-        if not url:
-            raise ConfigError(f"{where} ({name}): needs url (or url_env)")
-        routing_key = _secret(entry, "routing_key", where)
-        if kind == "pagerduty" and not routing_key:
-            raise ConfigError(f"{where} ({name}): a pagerduty receiver needs routing_key (or routing_key_env)")
-        max_alerts = entry.get("max_alerts", 0)
-        if not isinstance(max_alerts, int) or max_alerts < 0:
-            raise ConfigError(f"{where} ({name}): max_alerts must be an integer ≥ 0")
-        receivers[name] = Receiver(name, kind, _check_url(url, where, policy),
-                                   secret=_secret(entry, "secret", where) or (secret if kind == "webhook" else None),
-                                   routing_key=routing_key, send_resolved=bool(entry.get("send_resolved", True)),
-                                   max_alerts=max_alerts)
-    route_doc = doc.get("route") or {}
-    if not isinstance(route_doc, dict):
-        raise ConfigError(f"{path}: route must be a mapping")
-    default = _route(route_doc, "default", None, settings, f"{path}: route")
-    if not default.receivers:
-        default = replace(default, receivers=env_receivers)
-    routes = []
-    for i, sub in enumerate(route_doc.get("routes") or []):
-        if not isinstance(sub, dict):
-            raise ConfigError(f"{path}: route.routes[{i}]: expected a mapping")
-        routes.append(_route(sub, str(sub.get("name") or f"route-{i + 1}"), default, settings, f"{path}: route.routes[{i}]"))
+        receiver = _receiver(entry, f"{path}: receivers[{i}]", receivers, secret, policy)
+        receivers[receiver.name] = receiver
+    default, routes = _routes(doc.get("route") or {}, path, settings, env_receivers)
     for r in (default, *routes):
         missing = [n for n in r.receivers if n not in receivers]
         if missing:
@@ -301,3 +201,72 @@ def load_notify_config(settings: Any) -> NotifyConfig:
                     tuple(str(x) for x in e.get("equal") or ()))
         for e in (doc.get("inhibit_rules") or []))
     return NotifyConfig(receivers, default, tuple(routes), inhibit)
+
+
+def _env_receivers(urls: Sequence[str], secret: str | None, policy: TargetPolicy) -> dict[str, Receiver]:
+    """One generic webhook receiver per URL of EARFUL_WEBHOOK_URLS."""
+    receivers: dict[str, Receiver] = {}
+    for i, url in enumerate(urls):
+        name = "webhook" if len(urls) == 1 else f"webhook-{i + 1}"
+        receivers[name] = Receiver(name, "webhook", _check_url(url, "EARFUL_WEBHOOK_URLS", policy), secret=secret)
+    return receivers
+
+
+def _read_receivers_file(path: Path) -> dict[str, Any]:
+    """The receivers file as a mapping with receivers:, route:, inhibit_rules: (nothing else)."""
+    try:
+        doc = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read receivers file {path}: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: expected a mapping with receivers:, route:, inhibit_rules:")
+    unknown = set(doc) - {"receivers", "route", "inhibit_rules"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key(s) {', '.join(sorted(unknown))}")
+    return doc
+
+
+def _receiver(entry: Any, where: str, taken: Mapping[str, Receiver], default_secret: str | None,
+              policy: TargetPolicy) -> Receiver:
+    """One receiver of the file, checked (name, kind, keys, URL, secrets); `taken`: those defined before."""
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: expected a mapping")
+    name, kind = str(entry.get("name", "")), entry.get("kind")
+    if not _NAME.match(name):
+        raise ConfigError(f"{where}: name {name!r} must match {_NAME.pattern}")
+    if name in taken:
+        raise ConfigError(f"{where}: receiver {name} defined twice")
+    if kind not in KINDS:
+        raise ConfigError(f"{where} ({name}): kind {kind!r} is not one of {', '.join(KINDS)}")
+    unknown = set(entry) - _RECEIVER_KEYS
+    if unknown:
+        raise ConfigError(f"{where} ({name}): unknown key(s) {', '.join(sorted(unknown))}")
+    url = _secret(entry, "url", where) or (PAGERDUTY_EVENTS_URL if kind == "pagerduty" else None)
+    if not url:
+        raise ConfigError(f"{where} ({name}): needs url (or url_env)")
+    routing_key = _secret(entry, "routing_key", where)
+    if kind == "pagerduty" and not routing_key:
+        raise ConfigError(f"{where} ({name}): a pagerduty receiver needs routing_key (or routing_key_env)")
+    max_alerts = entry.get("max_alerts", 0)
+    if not isinstance(max_alerts, int) or max_alerts < 0:
+        raise ConfigError(f"{where} ({name}): max_alerts must be an integer ≥ 0")
+    return Receiver(name, kind, _check_url(url, where, policy),
+                    secret=_secret(entry, "secret", where) or (default_secret if kind == "webhook" else None),
+                    routing_key=routing_key, send_resolved=bool(entry.get("send_resolved", True)),
+                    max_alerts=max_alerts)
+
+
+def _routes(route_doc: Any, path: Path | None, settings: Any,
+            env_receivers: tuple[str, ...]) -> tuple[Route, list[Route]]:
+    """The default route (receiving EARFUL_WEBHOOK_URLS' receivers unless it names its own) and its sub-routes."""
+    if not isinstance(route_doc, dict):
+        raise ConfigError(f"{path}: route must be a mapping")
+    default = _route(route_doc, "default", None, settings, f"{path}: route")
+    if not default.receivers:
+        default = replace(default, receivers=env_receivers)
+    routes = []
+    for i, sub in enumerate(route_doc.get("routes") or []):
+        if not isinstance(sub, dict):
+            raise ConfigError(f"{path}: route.routes[{i}]: expected a mapping")
+        routes.append(_route(sub, str(sub.get("name") or f"route-{i + 1}"), default, settings, f"{path}: route.routes[{i}]"))
+    return default, routes

@@ -1,4 +1,4 @@
-"""Alerting's PostgreSQL state (migration 020): alert states, groups, the notification log,
+"""The store: alerting's PostgreSQL state (migration 020): alert states, groups, the notification log,
 silences and acknowledgements. Every write is idempotent, so a re-delivered alert event or a
 notification retried after a restart changes nothing twice.
 """
@@ -13,8 +13,8 @@ from typing import Any
 
 import asyncpg
 
-from earful.alerting.notify import Alert, Matcher, NflogEntry, Silence
-from earful.alerting.routing import Route
+from earful.alerting.notification.grouping import Alert, Matcher, NflogEntry, Silence, next_flush_after_change
+from earful.alerting.notification.routing import Route
 
 
 def _alert(row: asyncpg.Record) -> Alert:
@@ -64,8 +64,6 @@ class AlertStore:
                 return None
             row = await conn.fetchrow("SELECT next_flush_at, last_flush_at FROM alert_groups WHERE group_key = $1 FOR UPDATE",
                                       group_key)
-            from earful.alerting.notify import next_flush_after_change
-
             due = next_flush_after_change(row["last_flush_at"] if row else None, row["next_flush_at"] if row else None,
                                           now, route)
             await conn.execute(

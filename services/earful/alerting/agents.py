@@ -1,0 +1,200 @@
+"""The alerting stream processors (Faust agents), in the order a mention travels:
+
+1. ``fan_out``: enriched mentions → one record per watchlist on the internal
+   ``earful.alerting.by-watchlist.v1`` topic, keyed by watchlist id (matched watchlists, plus the
+   watchlists whose own handle wrote the mention: its replies answer customer questions), so
+   each watchlist's state lives in exactly one partition (and one worker).
+2. ``detect``: runs the detector on every record; state sits in a changelogged Faust table, so a
+   restart resumes where it left off; ``let_time_pass`` (a timer) lets time pass for silent
+   watchlists. Decisions become AlertEvents (with their explanation and group key) on
+   ``earful.alerts.v1``.
+3. ``deliver``: every alert event → PostgreSQL (alert state, notification group); the
+   dispatcher flushes due groups to the receivers (see `earful.alerting.notification`).
+
+Offsets of ``earful.alerts.v1`` are acknowledged only after the event is in PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime
+from typing import Any, Protocol
+
+import asyncpg
+import faust
+from aiokafka.partitioner import DefaultPartitioner
+from prometheus_client import Counter
+
+from earful.alerting import SERVICE
+from earful.alerting.detection import Decision, DetectorConfig, mention_of, observe, tick, upgrade_state
+from earful.alerting.detection.rulebook import RuleBook
+from earful.alerting.events import alert_record, dashboard_link, event_json
+from earful.alerting.explain import Evidence, post_of
+from earful.alerting.notification.grouping import utc_now
+from earful.alerting.notification.routing import NotifyConfig
+from earful.alerting.notification.store import AlertStore
+from earful.core.errors import StorageError
+from earful.core.faust_service import FaustDeadLetters
+from earful.core.kafka import Codecs, millis_now
+from earful.core.metrics import ERRORS, MESSAGES, PIPELINE_LATENCY
+from earful.core.retry import Backoff, retry
+from earful.core.settings import Settings
+from earful.core.topics import ALERTING_BY_WATCHLIST, ALERTS, ENRICHED, TopicSpec, load_topics, partitions_for
+
+log = logging.getLogger(__name__)
+
+DECISIONS = Counter("earful_alert_decisions_total", "Alert state changes decided, by rule and status.", ["rule", "status"])
+
+
+class AlertIntake(Protocol):
+    """Where `deliver` hands alert events (the service's NotificationRuntime)."""
+
+    ready: asyncio.Event  # set once `store` can be used
+    store: AlertStore | None
+
+    def wake_at(self, due: datetime) -> None: ...
+
+
+class AlertingAgents:
+    """The topics, the detector's table and the agents over them, registered with the Faust app."""
+
+    def __init__(self, app: faust.App, settings: Settings, codecs: Codecs, *, rulebook: RuleBook,
+                 notify_config: NotifyConfig, dead_letters: FaustDeadLetters, notifications: AlertIntake) -> None:
+        self.app = app
+        self.settings = settings
+        self.rulebook = rulebook
+        self.notify_config = notify_config
+        self.dead_letters = dead_letters
+        self.notifications = notifications
+        self.detector = DetectorConfig.from_settings(settings)
+        # Evidence for explanations: the buckets that can still fire (the lateness window) and the trailing minute.
+        self.evidence = Evidence(horizon_ms=(self.detector.lateness_buckets + 1) * self.detector.bucket_ms
+                                 + settings.alert_window_s * 1000, max_posts=1000)
+        self.enriched_codec, self.alert_codec = codecs.for_topic(ENRICHED), codecs.for_topic(ALERTS)
+        specs = load_topics(settings.schema_dir)
+        self.enriched, self.by_watchlist, self.alerts = (_topic(app, specs, settings, n)
+                                                         for n in (ENRICHED, ALERTING_BY_WATCHLIST, ALERTS))
+        self.partitions = partitions_for(specs[ALERTING_BY_WATCHLIST], settings)
+        self.state = detector_table(app, self.partitions)
+        self._partitioner = DefaultPartitioner()
+        app.agent(self.enriched)(self.fan_out)
+        app.agent(self.by_watchlist)(self.detect)
+        app.timer(interval=settings.alert_tick_s)(self.let_time_pass)
+        app.agent(self.alerts)(self.deliver)
+
+    async def fan_out(self, stream: Any) -> None:
+        """Enriched mentions → one record per live watchlist it concerns, keyed by watchlist id."""
+        async for event in stream.events():
+            record = await self.dead_letters.decode(event, self.enriched_codec)
+            if record is None:
+                continue
+            handle = (record["mention"].get("author") or {}).get("handle")
+            wanted = dict.fromkeys([*record["watchlist_ids"], *self.rulebook.watchlists_of_handle(handle)])
+            targets = [wid for wid in wanted if self.rulebook.live(wid)]  # a deleted watchlist stops counting at once
+            # Queued, not awaited one by one (a broker round trip per mention would cap the rate):
+            # Faust flushes the producer before it commits the source offsets, so nothing is lost.
+            for wid in targets:
+                await self.by_watchlist.send(key=wid.encode(), value=event.message.value)
+            MESSAGES.labels(SERVICE, ENRICHED, "fanned_out" if targets else "no_watchlist").inc()
+
+    async def detect(self, stream: Any) -> None:
+        """Each watchlist's mentions through the detector; its decisions published as alert events."""
+        async for event in stream.events():
+            record = await self.dead_letters.decode(event, self.enriched_codec)
+            if record is None:
+                continue
+            wid = event.message.key.decode()
+            mention = mention_of(record, wid)
+            if mention.matched:
+                self.evidence.add(wid, post_of(record))
+            state = upgrade_state(self.state.get(event.message.key))
+            decisions = observe(state, self.rulebook.rules(wid), mention, self.detector, wall_ms=millis_now())
+            self.state[event.message.key] = state
+            await self._publish(decisions, wid)
+            PIPELINE_LATENCY.labels(SERVICE).observe(max(0.0, time.time() - mention.received_ms / 1000))
+
+    async def let_time_pass(self) -> None:
+        """Time-based decisions for this worker's watchlists (silent ones resolve, questions go overdue)."""
+        assigned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == ALERTING_BY_WATCHLIST}
+        if not assigned:
+            return
+        all_partitions = list(range(self.partitions))
+        now_ms = millis_now()
+        for key in list(self.state.keys()):
+            if self._partitioner(key, all_partitions, all_partitions) not in assigned:
+                continue
+            state = upgrade_state(self.state.get(key))
+            decisions = tick(state, self.rulebook.rules(key.decode()), self.detector, now_ms)
+            if decisions:
+                self.state[key] = state
+                await self._publish(decisions, key.decode())
+
+    async def deliver(self, stream: Any) -> None:
+        """Every alert event into PostgreSQL (the offset is acknowledged only once it is there)."""
+        async for event in stream.events():
+            alert = await self.dead_letters.decode(event, self.alert_codec)
+            if alert is None:
+                continue
+            await self.notifications.ready.wait()
+            due = await self._record(event_json(alert))
+            if due is not None:
+                self.notifications.wake_at(due)
+            MESSAGES.labels(SERVICE, ALERTS, "recorded" if due else "unchanged").inc()
+
+    async def _record(self, doc: dict[str, Any]) -> datetime | None:
+        """Record an alert event in its notification group, retrying while PostgreSQL is away."""
+        labels = doc["labels"]
+        rule_cfg = self.rulebook.rule(labels.get("watchlist", doc["watchlist_id"]), doc["rule"])
+        receivers = self.notify_config.receivers_for(labels, rule_cfg.receivers if rule_cfg else ())
+        group_key = doc.get("group_key") or self.notify_config.group_key(labels)
+        route = self.notify_config.route_for(labels)
+        store = self.notifications.store
+        assert store is not None, "recorded only once the notification side is ready"
+        due: datetime | None = await retry(lambda: store.record(doc, group_key, receivers, route, utc_now()),
+                                           retry_on=(OSError, asyncpg.PostgresError),
+                                           backoff=Backoff(base_s=0.5, max_s=10.0), on_retry=_record_retrying)
+        return due
+
+    async def _publish(self, decisions: list[Decision], wid: str) -> None:
+        """Decisions → AlertEvents on earful.alerts.v1 (firing ones explained by the evidence)."""
+        now_ms = millis_now()
+        link = dashboard_link(self.settings.alert_dashboard_url, wid)
+        for d in decisions:
+            explanation = None
+            if d.status == "firing" and d.window is not None:
+                explanation = self.evidence.explain(wid, d.window[0], d.window[1], link)
+            rule_cfg = self.rulebook.rule(wid, d.rule)
+            record = alert_record(d, bucket_s=self.detector.bucket_s, detected_at_ms=now_ms,
+                                  group_key=self.notify_config.group_key(d.labels), explanation=explanation,
+                                  dashboard_url=link)
+            await (await self.alerts.send(key=d.fingerprint.encode(), value=self.alert_codec.encode(record)))
+            DECISIONS.labels(d.rule, d.status).inc()
+            log.warning("alert %s", d.status, extra={"watchlist": wid, "rule": d.rule, "alert_id": d.alert_id,
+                                                     "summary": d.summary, "severity": d.labels.get("severity"),
+                                                     "receivers": list(rule_cfg.receivers) if rule_cfg else []})
+
+
+def _record_retrying(exc: BaseException, delay: float) -> None:
+    ERRORS.labels(SERVICE, StorageError.kind).inc()
+    log.warning("cannot record alert; retrying", extra={"error": str(exc)[:300], "delay_s": round(delay, 2)})
+
+
+def _topic(app: faust.App, specs: dict[str, TopicSpec], settings: Settings, name: str) -> Any:
+    """A topic of raw bytes (the codecs decode), with its declared partitions."""
+    return app.topic(name, key_serializer="raw", value_serializer="raw", internal=False,
+                     partitions=partitions_for(specs[name], settings))
+
+
+def detector_table(app: faust.App, partitions: int) -> Any:
+    """The detector's state per watchlist: a changelogged table (topic earful-alerting-detector-changelog).
+
+    key_type (not only the schema) sets the key serializer recovery uses: raw keys, JSON values
+    (a value_type of dict would be taken for a Faust model and fail to decode on recovery). The
+    timer writes too, so the partition is the key's hash (use_partitioner).
+    """
+    return app.Table(
+        "detector", partitions=partitions, use_partitioner=True,
+        key_type=bytes, schema=faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="json"),
+    )
