@@ -336,13 +336,11 @@ def test_the_api_is_described_in_openapi() -> None:
     assert body["required"] == ["id"] and "query" in body["properties"] and body["additionalProperties"] is False
 
 
-def _readme_blocks() -> list[tuple[str, str]]:
-    """(language, body) of every fenced code block of the README's watchlist section."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
-    start = readme.index("## Watchlists and the query language")
-    section = readme[start:readme.index("\n## ", start + 10)]
+def _query_doc_blocks() -> list[tuple[str, str]]:
+    """(language, body) of every fenced code block of docs/query-language.md."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "query-language.md").read_text(encoding="utf-8")
     blocks, lang, body = [], None, []
-    for line in section.splitlines():
+    for line in doc.splitlines():
         if line.startswith("```"):
             if lang is None:
                 lang, body = line[3:].strip(), []
@@ -354,12 +352,12 @@ def _readme_blocks() -> list[tuple[str, str]]:
     return blocks
 
 
-def test_the_readme_query_examples_compile_and_do_what_they_say() -> None:
+def test_the_documented_query_examples_compile_and_do_what_they_say() -> None:
     import re
 
     from earful.watchlists import compile_query
 
-    queries = [re.split(r"\s{2,}# ", line)[0].strip() for lang, block in _readme_blocks() if not lang
+    queries = [re.split(r"\s{2,}# ", line)[0].strip() for lang, block in _query_doc_blocks() if not lang
                for line in block.splitlines() if line.strip()]
     assert len(queries) >= 5
     for query in queries:
@@ -372,8 +370,8 @@ def test_the_readme_query_examples_compile_and_do_what_they_say() -> None:
         assert not compile_query(apple).matches(Doc(text, lang="en")), text
 
 
-def test_the_readme_yaml_example_is_a_valid_watchlist(tmp_path: Path) -> None:
-    (block,) = [body for lang, body in _readme_blocks() if lang == "yaml"]
+def test_the_documented_yaml_example_is_a_valid_watchlist(tmp_path: Path) -> None:
+    (block,) = [body for lang, body in _query_doc_blocks() if lang == "yaml"]
     folder = _folder(tmp_path, {"acme-air.yaml": block})
     (w,) = load_watchlists(folder)
     assert w.rule("volume_spike") is not None and w.response_sla_s == 1800
