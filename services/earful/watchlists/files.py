@@ -23,7 +23,7 @@ from earful.watchlists.model import Watchlist, parse_watchlist, to_document
 log = logging.getLogger(__name__)
 SUFFIXES = (".yaml", ".yml")
 HEADER = ("# Watchlist managed as a file and through the watchlist API (/v1/watchlists). Earful publishes\n"
-          "# the watchlists of this folder when the storage service starts; see the README.\n")
+          "# the watchlists of this folder when the storage service starts; see docs/query-language.md.\n")
 
 
 class _StrictLoader(yaml.SafeLoader):

@@ -185,7 +185,7 @@ class WatchlistSpec(BaseModel):
     name: str | None = Field(None, min_length=1, max_length=200, description="Display name; default: the id.")
     kind: Literal[KINDS] = Field("brand", description="brand, competitor, campaign or topic.")  # type: ignore[valid-type]
     owner_team: str | None = Field(None, min_length=1, max_length=200, description="The team that owns it.")
-    query: str | None = Field(None, description="What to listen for, in Earful's query language (see the README).")
+    query: str | None = Field(None, description="What to listen for, in Earful's query language (see docs/query-language.md).")
     terms: list[str] | None = Field(None, description="Shorthand for a query matching any of these terms/phrases.")
     handles: list[str] = Field(default_factory=list, description="The brand's own accounts (without @).")
     response_sla_s: int | None = Field(None, gt=0, description="Seconds within which questions should get a reply.")
@@ -257,7 +257,7 @@ def describe_errors(exc: PydanticValidationError) -> list[str]:
             loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
         message = err["msg"]
         if err["type"] == "extra_forbidden":
-            message = "unknown key (check the spelling; see the README for the keys a watchlist has)"
+            message = "unknown key (check the spelling; see docs/query-language.md for the keys a watchlist has)"
         elif err["type"] == "missing":
             message = "required"
         lines.append(f"{loc}: {message}" if loc else message)

@@ -1,6 +1,6 @@
 """The watchlist query language: parse, check, compile once, evaluate per mention.
 
-Grammar (highest precedence first; see the README section "Watchlist queries"):
+Grammar (highest precedence first; see docs/query-language.md):
 
     query    := or_expr
     or_expr  := and_expr ("OR" and_expr)*
