@@ -7,6 +7,7 @@ triggered it; they are deliberately transparent (a brand team can read why a tag
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from earful.core.errors import ConfigError
@@ -219,11 +220,28 @@ def risk_tags(text: str) -> list[dict[str, Any]]:
     return tags
 
 
+# Sentence ends: a run of question marks closes a question, any other end closes a sentence.
+_SENTENCE_END = re.compile(r"\?+|[.!\n]")
+
+
+def _questions(text: str) -> Iterator[tuple[int, int]]:
+    """(start, end) of every sentence that ends in question marks, in one left-to-right pass.
+
+    The pattern `[^.!?\n]*\?+` said the same but was retried from every position of a text with
+    no sentence end: quadratic, 1.8 s of CPU for 20,000 characters.
+    """
+    start = 0
+    for end in _SENTENCE_END.finditer(text):
+        if end.group(0)[0] == "?":
+            yield start, end.end()
+        start = end.end()
+
+
 def _question_span(text: str) -> dict[str, Any] | None:
-    for sentence in re.finditer(r"[^.!?\n]*\?+", text):
-        chunk = sentence.group(0)
+    for begin, finish in _questions(text):
+        chunk = text[begin:finish]
         stripped = chunk.lstrip()
-        offset = sentence.start() + len(chunk) - len(stripped)
+        offset = begin + len(chunk) - len(stripped)
         if _NOT_A_QUESTION.search(stripped):
             continue
         # Skip leading @handles ("@AcmeAir how do I ...?") and an opening ¿ before the question word.
@@ -233,5 +251,5 @@ def _question_span(text: str) -> dict[str, Any] | None:
             continue
         addressed = stripped.startswith("@") or "¿" in stripped
         if _QUESTION_START.match(body) or _QUESTION_INSIDE.search(body) or (addressed and len(body.split()) >= 3):
-            return {"evidence": stripped, "start": offset, "end": sentence.end()}
+            return {"evidence": stripped, "start": offset, "end": finish}
     return None
