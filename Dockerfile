@@ -42,7 +42,8 @@ RUN python -m venv --without-pip /opt/venv \
  && rm -rf /opt/nlp/bin
 
 # 2. Earful itself (only this layer rebuilds after a code change), byte-compiled ahead of time
-#    because the root filesystem is read-only at run time.
+#    because the root filesystem is read-only at run time. The development package (dev/: local
+#    stack, sample stream, seeder) and its wheels are never installed here.
 COPY pyproject.toml README.md ./
 COPY services ./services
 RUN pip --python /opt/venv/bin/python install --no-deps . \
@@ -72,7 +73,7 @@ COPY deploy/docker/healthcheck.py /app/healthcheck.py
 WORKDIR /app
 
 # Fail the build, not the first deploy, if a service's imports or the CLI are broken.
-RUN python -c "import earful.ingest.__main__, earful.alerting.__main__, earful.storage.__main__, earful.stack.receiver" \
+RUN python -c "import earful.ingest.__main__, earful.alerting.__main__, earful.storage.__main__, earful.webhook_receiver, earful.replay" \
  && earful --help > /dev/null \
  && earful topics list > /dev/null
 

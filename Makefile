@@ -5,24 +5,32 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 HF_STAMP := $(VENV)/.installed-hf
 
-.PHONY: install install-hf lock run demo test test-unit test-integration test-e2e bench bench-enrichment bench-demo clean help
+# One target per benchmark module in bench/benchmarks/ (enrichment_service.py -> bench-enrichment-service).
+BENCH_MODULES := $(filter-out __init__ common,$(basename $(notdir $(wildcard bench/benchmarks/*.py))))
+BENCH_TARGETS := $(addprefix bench-,$(subst _,-,$(BENCH_MODULES)))
+
+.PHONY: install install-hf lock run demo test test-unit test-integration test-e2e bench $(BENCH_TARGETS) clean help
 
 help:
 	@echo "make run    - start the local stack, replay the sample crisis, keep running (Ctrl-C stops)"
 	@echo "make demo   - the same, headless; last line is a JSON summary"
 	@echo "make test   - the whole test suite (unit, integration, end-to-end)"
 	@echo "make bench  - every benchmark; last line is a JSON summary"
+	@echo "make bench-NAME - one of them: $(BENCH_TARGETS)"
 
 # Every package version is pinned in deploy/requirements/*.txt (the images install exactly these).
 LOCKS       := deploy/requirements/core.txt deploy/requirements/nlp.txt deploy/requirements/dev.txt
 CONSTRAINTS := $(foreach f,$(LOCKS),-c $(f))
+# The development package (local stack, sample generator, seeder, benchmark helpers) and its
+# local-only wheels: installed here, never in an image.
+DEV_PACKAGE := ./dev
 
-$(STAMP): pyproject.toml $(LOCKS)
+$(STAMP): pyproject.toml dev/pyproject.toml $(LOCKS)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Earful needs Python 3.11 (set PYTHON=python3.11)")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing Earful and its dependencies into $(VENV) (first run takes a few minutes)..."
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]' $(CONSTRAINTS) \
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]' -e $(DEV_PACKAGE) $(CONSTRAINTS) \
 	  || { echo "install failed; if pyproject.toml's dependencies changed, run 'make lock' first" >&2; exit 1; }
 	@touch $(STAMP)
 
@@ -31,7 +39,7 @@ install: $(STAMP)
 # After changing a dependency in pyproject.toml: install without the old pins, then pin the result.
 lock:
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,hf]'
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,hf]' -e $(DEV_PACKAGE)
 	@$(BIN)/python deploy/lock.py
 	@touch $(STAMP) $(HF_STAMP)
 
@@ -65,8 +73,9 @@ test-e2e: install
 bench: install
 	@$(BIN)/python bench/run.py
 
-bench-%: install
+# A static pattern rule, so these phony targets still get a recipe.
+$(BENCH_TARGETS): bench-%: install
 	@$(BIN)/python bench/run.py $*
 
 clean:
-	rm -rf .earful build *.egg-info
+	rm -rf .earful build *.egg-info services/*.egg-info dev/*.egg-info

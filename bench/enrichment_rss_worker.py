@@ -21,7 +21,7 @@ def main() -> int:
     from earful.core.settings import Settings
     from earful.enrichment.processor import EnrichmentProcessor
     from earful.core.mention import MentionIn, to_record
-    from earful.sample.generator import read_stream
+    from earful_dev.sample.generator import read_stream
 
     settings = Settings()
     now = datetime.now(timezone.utc)

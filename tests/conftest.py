@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from earful.core.settings import Settings
-from earful.stack.broker import LocalBroker
+from earful_dev.stack.broker import LocalBroker
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalBroker]:
 @pytest.fixture(scope="module")
 async def pg_url() -> AsyncIterator[str]:
     from earful.core.db import drop_database, ensure_database, with_database
-    from earful.stack.postgres import find_postgres
+    from earful_dev.stack.postgres import find_postgres
 
     name = f"earful_t_{uuid.uuid4().hex[:10]}"
     handle = await find_postgres(name, os.environ.get("EARFUL_DATABASE_URL"), REPO / ".earful" / "postgres",

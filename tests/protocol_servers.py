@@ -19,7 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
-from earful.stack.broker import free_port
+from earful_dev.stack.broker import free_port
+from tests.support import eventually
 
 
 class _Server:
@@ -161,11 +162,9 @@ class MastodonServer(_Server):
             await queue.put(None)
 
     async def wait_for_streams(self, count: int, timeout_s: float = 20.0) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while self.stream_connections < count or len(self._queues) < 1:
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"{self.stream_connections} stream connections, wanted {count}")
-            await asyncio.sleep(0.05)
+        """Until `count` stream connections were made in all and one is open (so `push()` reaches it)."""
+        if not await eventually(lambda: self.stream_connections >= count and bool(self._queues), timeout_s, 0.05):
+            raise TimeoutError(f"{self.stream_connections} stream connections, wanted {count}")
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):

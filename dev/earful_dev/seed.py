@@ -20,23 +20,28 @@ It refuses a database that already holds mentions, so it cannot mix made-up rows
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import hashlib
 import json
 import math
 import random
+import sys
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, time as clock_time, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import yaml
 
+from earful.core.db import ensure_database, redact, with_database
 from earful.core.errors import StorageError
 from earful.core.migrate import migrate
+from earful.core.settings import Settings
 from earful.storage.writer import MENTION_COLUMNS, facets
 
 UTC = timezone.utc
@@ -361,3 +366,25 @@ async def seed_marker(conn: asyncpg.Connection) -> dict[str, Any] | None:
         return json.loads(comment)["earful_seed"] if comment else None
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+async def _seed_from_args(args: argparse.Namespace, settings: Settings) -> int:
+    url = settings.database_url.get_secret_value()
+    if args.database:
+        url = with_database(url, args.database)
+        await ensure_database(url)
+    end = datetime.combine(args.end, clock_time(12), tzinfo=timezone.utc) if args.end else None
+    _say(f"seeding {args.mentions:,} mentions over {args.days} days, {args.watchlists} watchlists into {redact(url)}")
+    summary = await seed(url, mentions=args.mentions, days=args.days, watchlists=args.watchlists, seed_value=args.seed,
+                         end=end, watchlists_out=args.watchlists_out, progress=_say)
+    print(json.dumps(summary))
+    return 0
+
+
+def seed_command(args: argparse.Namespace, settings: Settings) -> int:
+    """`earful storage seed` (its options are declared with the other storage actions in earful.cli)."""
+    return asyncio.run(_seed_from_args(args, settings))

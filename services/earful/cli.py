@@ -1,19 +1,49 @@
-"""The `earful` command: one subcommand per service, plus tools for operators and developers."""
+"""The `earful` command: one subcommand per service, plus tools for operators and developers.
+
+The development commands (`run`, `demo`, `broker`, `sample generate`, `storage seed`, and `replay`
+without a file) come from the separate `earful-dev` package, which the container images do not
+ship: they import it only when they run, and say how to install it when it is missing.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import sys
 from datetime import date
 from pathlib import Path
+from types import ModuleType
 
 from earful.core.errors import EarfulError
 from earful.core.logs import setup_logging
 from earful.core.settings import Settings, load_settings, settings_markdown
 
 SERVICES = ("ingest", "enrichment", "alerting", "storage")
+
+
+class DevToolsMissing(EarfulError):
+    """A development command ran where the earful-dev package is not installed (e.g. in an image)."""
+
+    kind = "dev_tools_missing"
+
+
+def dev_module(name: str, command: str) -> ModuleType:
+    """`earful_dev.<name>`, or a DevToolsMissing that says how to get it.
+
+    Imported here, on use, not at the top: the images lack earful-dev and every other command must
+    still work there.
+    """
+    try:
+        return importlib.import_module(f"earful_dev.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] != "earful_dev":
+            raise
+        raise DevToolsMissing(
+            f"`earful {command}` is a development command and needs the earful-dev package, which the container "
+            "images do not ship. In a clone of the repository run `make install` (or pip install -e ./dev)."
+        ) from exc
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -142,9 +172,12 @@ def _storage_actions(storage: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["sample", "generate"]:
-        from earful.sample.generator import main as generate_main
-
-        return generate_main(argv[2:])
+        try:
+            generator = dev_module("sample.generator", "sample generate")
+        except DevToolsMissing as exc:
+            print(f"earful sample: {exc}", file=sys.stderr)
+            return 1
+        return int(generator.main(argv[2:]))
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
@@ -171,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "storage" and getattr(args, "storage_command", None):
+        if args.storage_command == "seed":
+            return int(dev_module("seed", "storage seed").seed_command(args, settings))
         from earful.storage.tools import run_tool
 
         return run_tool(args, settings)
@@ -212,29 +247,38 @@ def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
     if args.command == "models":
         return _models(args, settings)
     if args.command == "backtest":
-        from earful.alerting.backtest import backtest_cli
+        from earful.alerting.detection.backtest import backtest_cli
 
         return backtest_cli(args, settings)
     if args.command == "replay":
-        from earful.stack.replay import replay_cli
+        from earful.replay import replay_cli
 
         batch = args.batch if args.batch is not None else (500 if args.to_kafka else 100)
-        return replay_cli(args.file, args.ingest_url, args.speed, batch, settings=settings, to_kafka=args.to_kafka,
+        path = args.file or _bundled_sample()
+        return replay_cli(path, args.ingest_url, args.speed, batch, settings=settings, to_kafka=args.to_kafka,
                           fmt=args.fmt, source=args.source, mapping=args.mapping, progress=not args.no_progress)
     if args.command == "webhook-receiver":
-        from earful.stack.receiver import run_receiver
+        from earful.webhook_receiver import run_receiver
 
         return run_receiver(args.host, args.port, args.out, args.secret)
     if args.command == "broker":
-        from earful.stack.broker import run_broker_foreground
-
-        return run_broker_foreground(args.port)
+        return int(dev_module("stack.broker", "broker").run_broker_foreground(args.port))
     if args.command in ("run", "demo"):
-        from earful.stack.demo import run_demo
-
+        run_demo = dev_module("stack.demo", args.command).run_demo
         return run_demo(settings, headless=args.command == "demo", speed=args.speed, work_dir=args.work_dir,
                         timeout_s=args.timeout)
     raise AssertionError(args.command)
+
+
+def _bundled_sample() -> Path:
+    """The sample stream `earful replay` sends when given no file (it ships with earful-dev)."""
+    try:
+        generator = dev_module("sample.generator", "replay")
+    except DevToolsMissing as exc:
+        raise DevToolsMissing("no FILE given, and the bundled sample stream comes with the earful-dev package, which "
+                              "the container images do not ship: name the file to replay (mount it into the container), "
+                              "or in a clone of the repository run `make install`.") from exc
+    return Path(generator.PACKAGE_DIR) / generator.STREAM_FILE
 
 
 def _models(args: argparse.Namespace, settings: Settings) -> int:

@@ -1,10 +1,13 @@
-"""Replay recorded mentions into the pipeline, as fast as possible or paced by their event time.
+"""`earful replay`: recorded mentions into the pipeline, as fast as possible or paced by their event time.
 
 Two ways in: through an ingest API (`replay`, what `make run` / `make demo` use; each batch is
 retried until ingest accepts it: 503, 429 and connection errors back off and retry, nothing is
 dropped; a 4xx is reported with ingest's message and counted as rejected), or straight to the
 broker (`replay_to_kafka`, for backfills: the ingest service's own publisher with dedup and
 acks=all, records marked ``connector=replay`` and the file's content type).
+
+It sits beside the CLI rather than inside a service because it drives ingest from outside: the
+images run it (`docker compose --profile demo up replay`), and the local stack replays with it.
 """
 
 from __future__ import annotations
@@ -194,19 +197,18 @@ class _Progress:
             self.bar.close()
 
 
-def replay_cli(path: Path | None, ingest_url: str, speed: float, batch_size: int, *, settings: Settings | None = None,
+def replay_cli(path: Path, ingest_url: str, speed: float, batch_size: int, *, settings: Settings | None = None,
                to_kafka: bool = False, fmt: str = "auto", source: str = "import", mapping: list[str] | None = None,
                progress: bool = True) -> int:
-    """`earful replay`: a JSONL/CSV file (default: the bundled sample) into an ingest API or straight to Kafka."""
+    """`earful replay`: a JSONL/CSV file into an ingest API or straight to Kafka."""
     from earful.ingest.connectors.replay import MentionFile, parse_mapping
-    from earful.sample.generator import PACKAGE_DIR, STREAM_FILE
 
     if speed < 0:
         raise ValidationError(f"--speed {speed:g}: must be 0 (as fast as possible) or more (1 = original speed)")
     if batch_size < 1:
         raise ValidationError(f"--batch {batch_size}: must be at least 1")
     settings = settings or Settings()
-    reader = MentionFile(path or PACKAGE_DIR / STREAM_FILE, fmt, source, parse_mapping(mapping or []),
+    reader = MentionFile(path, fmt, source, parse_mapping(mapping or []),
                          settings.ingest_max_text_chars)
     bar = _Progress(reader.size, reader.path.name, progress)
 

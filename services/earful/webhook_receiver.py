@@ -1,4 +1,7 @@
-"""A webhook receiver for local stacks: records every notification POSTed to it (and verifies signatures).
+"""`earful webhook-receiver`: records every notification POSTed to it (and verifies signatures).
+
+The sink of local stacks, of the compose file's `webhook-sink` and of the tests; it sits beside
+the CLI, not in the alerting service, which only sends to it.
 
 Notifications have Alertmanager's webhook shape (`status`, `groupKey`, `alerts[]`, each alert
 with `labels`, `annotations` and the Earful alert event under `earful`).
@@ -18,7 +21,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from earful.alerting.receivers import sign
+from earful.alerting.notification.receivers import sign
 from earful.core.http import HttpServer
 from earful.core.runtime import wait_for_shutdown
 

@@ -148,7 +148,7 @@ def test_env_names_and_values_are_valid() -> None:
 def test_webhook_sink_is_reachable_and_verifies_signatures() -> None:
     """The sink must listen beyond its own loopback, on the path alerting posts to, with the secret
     alerting signs with (it listened on 127.0.0.1 and alerting posted to a path it does not serve)."""
-    from earful.stack.receiver import WebhookReceiver
+    from earful.webhook_receiver import WebhookReceiver
 
     s = services()
     command = s["webhook-sink"]["command"]
@@ -184,6 +184,16 @@ def test_replay_profile_targets_ingest() -> None:
     assert replay["profiles"] == ["demo"]
     args = dict(zip(replay["command"][1::2], replay["command"][2::2]))
     assert replay["command"][0] == "replay" and args["--ingest-url"] == "http://ingest:8080"
+
+
+def test_replay_profile_mounts_the_sample_it_replays() -> None:
+    """The image has no sample stream (it ships with the development package): the file named last
+    in the command is mounted from the clone."""
+    replay = services()["replay"]
+    path = replay["command"][-1]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in replay.get("volumes", [])}
+    assert path in mounts, f"{path} is not mounted"
+    assert (REPO / mounts[path]).is_file() and mounts[path].endswith(".jsonl.gz")
 
 
 # Variables the code reads outside the settings class, and why they need no deployment entry.

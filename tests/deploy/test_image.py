@@ -28,8 +28,8 @@ HEALTHCHECK = DEPLOY / "docker" / "healthcheck.py"
 IMAGE_COMMANDS = {
     "earful": {"ingest": "earful.ingest.__main__", "alerting": "earful.alerting.__main__",
                "storage": "earful.storage.__main__", "migrate": "earful.storage.__main__",
-               "topics": "earful.core.topics", "webhook-receiver": "earful.stack.receiver",
-               "replay": "earful.stack.replay", "settings": "earful.core.settings"},
+               "topics": "earful.core.topics", "webhook-receiver": "earful.webhook_receiver",
+               "replay": "earful.replay", "settings": "earful.core.settings"},
     "earful-nlp": {"enrichment": "earful.enrichment.__main__", "enrich": "earful.enrichment.batch"},
 }
 
@@ -159,14 +159,58 @@ def test_lock_files_pin_what_pyproject_pins() -> None:
     import tomllib
 
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    dev_project = tomllib.loads((REPO / "dev" / "pyproject.toml").read_text())["project"]
     lock = lock_module()
     pins = {**lock.read("core"), **lock.read("nlp"), **lock.read("dev")}
     declared = list(project["dependencies"]) + [d for extra in lock.DEV_EXTRAS for d in project["optional-dependencies"][extra]]
+    declared += dev_project["dependencies"]
     for line in declared:
         req = Requirement(line)
         name = lock.canonical(req.name)
         assert name in pins, f"{name} is a dependency but in no lock file"
         assert Version(pins[name]) in req.specifier, f"{name}: locked {pins[name]}, pyproject wants {req.specifier}"
+
+
+def test_local_stack_wheels_stay_out_of_the_images() -> None:
+    """The local stack's wheels (an in-memory broker, an embedded PostgreSQL) are dependencies of
+    the development package only: not of `earful`, not in the images' lock files."""
+    import tomllib
+
+    lock = lock_module()
+    runtime = {lock.canonical(Requirement(d).name)
+               for d in tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]}
+    development = {lock.canonical(Requirement(d).name)
+                   for d in tomllib.loads((REPO / "dev" / "pyproject.toml").read_text())["project"]["dependencies"]}
+    assert lock.LOCAL_ROOTS <= development and not lock.LOCAL_ROOTS & runtime
+    for group in ("core", "nlp"):
+        assert not lock.LOCAL_ROOTS & set(lock.read(group)), f"deploy/requirements/{group}.txt lists a local-only wheel"
+    assert lock.LOCAL_ROOTS <= set(lock.read("dev"))
+
+
+def test_the_runtime_package_never_imports_the_development_package() -> None:
+    """`earful_dev` is not in the images: nothing under services/ imports it (the CLI loads it by
+    name, on use, only for the development commands)."""
+    import ast
+
+    found = []
+    for path in sorted((SERVICES_DIR / "earful").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [f"{path.relative_to(REPO)}:{node.lineno}" for n in names if n.split(".")[0] == "earful_dev"]
+    assert found == []
+
+
+@pytest.mark.parametrize("argv", [["demo"], ["broker"], ["sample", "generate"], ["storage", "seed"], ["replay"]])
+def test_development_commands_without_the_development_package_fail_with_one_clear_line(argv: list[str]) -> None:
+    """As in the images: the command says what is missing and how to get it, no traceback."""
+    code = f"import sys; sys.modules['earful_dev'] = None\nfrom earful.cli import main\nsys.exit(main({argv!r}))"
+    env = {**os.environ, "PYTHONPATH": str(SERVICES_DIR)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env,
+                            check=False, stdin=subprocess.DEVNULL)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "earful-dev" in result.stderr and "make install" in result.stderr
 
 
 def test_locked_versions_satisfy_each_other() -> None:
@@ -270,7 +314,7 @@ def test_healthcheck_passes_on_200_and_fails_otherwise(http_port: int) -> None:
     assert run_healthcheck(port=http_port).returncode == 0
     not_ready = run_healthcheck("/readyz", port=http_port)
     assert not_ready.returncode == 1 and "503" in not_ready.stderr
-    from earful.stack.broker import free_port
+    from earful_dev.stack.broker import free_port
 
     down = run_healthcheck(port=free_port())
     assert down.returncode == 1 and "unhealthy" in down.stderr

@@ -202,7 +202,7 @@ def quantity(value: Any) -> float:
 
 def test_resources_cover_the_measured_peaks() -> None:
     """Memory limits leave at least 2x the peak RSS measured by `make bench-resources`
-    (bench/README.md); requests cover the peak itself. Update both together."""
+    (docs/performance.md); requests cover the peak itself. Update both together."""
     measured_peak_mib = {"ingest": 85, "enrichment": 398, "alerting": 94, "storage": 88, "migrate": 79, "topic-init": 39}
     for workload in workloads(render("base")):
         (container,) = pod_spec(workload)["containers"]

@@ -15,12 +15,12 @@ import pytest
 
 from earful.core.http import HttpServer
 from earful.core.topics import ENRICHED
-from earful.sample.generator import generate
-from earful.stack.broker import free_port
-from earful.stack.processes import Pipeline, ServiceProcess, service_env
-from earful.stack.receiver import WebhookReceiver
-from earful.stack.replay import replay
-from tests.support import codecs, consume_all, eventually
+from earful_dev.sample.generator import generate
+from earful_dev.stack.broker import free_port
+from earful_dev.stack.processes import Pipeline, ServiceProcess, service_env
+from earful.webhook_receiver import WebhookReceiver
+from earful.replay import replay
+from tests.support import codecs, committed_to_end, consume_all, eventually
 
 pytestmark = pytest.mark.e2e
 
@@ -75,7 +75,7 @@ async def test_crisis_is_alerted_and_every_mention_stored_once(stack, pg_url, se
     assert {codec.decode(m.value)["mention"]["mention_id"] for m in enriched} == distinct
 
 
-async def test_storage_killed_mid_stream_loses_and_duplicates_nothing(stack, pg_url) -> None:
+async def test_storage_killed_mid_stream_loses_and_duplicates_nothing(stack, pg_url, settings) -> None:
     pipeline, _, env, log_dir = stack
     before = await stored(pg_url)
     lines, _ = generate(seed=12, start=datetime(2026, 11, 3, 9, 0, tzinfo=timezone.utc), hours=1.0,
@@ -92,7 +92,9 @@ async def test_storage_killed_mid_stream_loses_and_duplicates_nothing(stack, pg_
     await asyncio.to_thread(restarted.wait_ready, 60)
     expected = before + len(set(stats.mention_ids))
     assert await eventually(lambda: _equals(pg_url, expected), timeout_s=120), restarted.log_tail()
-    await asyncio.sleep(2)  # any re-delivered batch has landed by now; it must not add rows
+    # Once storage has committed every enriched record, any re-delivered batch has landed; it must not add rows.
+    assert await eventually(lambda: committed_to_end(settings, "earful-storage", ENRICHED), timeout_s=60), \
+        restarted.log_tail()
     assert await stored(pg_url) == expected
     assert await stored(pg_url, "SELECT count(*) FROM (SELECT source, source_id FROM mentions GROUP BY 1, 2) d") == expected
     assert await stored(pg_url, "SELECT sum(mentions) FROM mention_rollups_minute") == \

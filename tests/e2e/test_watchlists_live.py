@@ -15,7 +15,7 @@ import asyncpg
 import httpx
 import pytest
 
-from earful.stack.processes import Pipeline
+from earful_dev.stack.processes import Pipeline
 from tests.support import eventually, webhook_receiver
 
 pytestmark = pytest.mark.e2e

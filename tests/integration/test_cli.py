@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from earful.stack.broker import free_port
+from earful_dev.stack.broker import free_port
+from tests.support import wait_until
 
 pytestmark = pytest.mark.integration
 SERVICES = str(Path(__file__).resolve().parents[2] / "services")
@@ -108,19 +109,15 @@ def test_models_evaluate_refuses_bad_arguments(env: dict[str, str], tmp_path: Pa
 
 
 def test_webhook_receiver_prints_and_verifies(env: dict[str, str]) -> None:
-    from earful.alerting.receivers import sign
+    from earful.alerting.notification.receivers import sign
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "earful", "webhook-receiver", "--port", str(port), "--secret", "s3"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         url = f"http://127.0.0.1:{port}/alerts"
-        for _ in range(100):
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/healthz")
-                break
-            except httpx.HTTPError:
-                time.sleep(0.1)
+        wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200, timeout_s=30,
+                   message="the webhook receiver never answered /healthz")
         body = json.dumps({"version": "4", "status": "firing", "alerts": [
             {"status": "firing", "labels": {"watchlist": "acme-air"}, "annotations": {"summary": "acme-air: 30 mentions"}}]}).encode()
         ts = str(int(time.time()))

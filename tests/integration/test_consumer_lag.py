@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from aiokafka import TopicPartition
 
 from earful.core.kafka import LagReporter, make_consumer
 from earful.core.metrics import CONSUMER_LAG
 from earful.core.topics import DLQ
-from tests.support import produce
+from tests.support import eventually, produce
 
 pytestmark = pytest.mark.integration
 
@@ -44,9 +42,8 @@ async def test_lag_follows_the_position_and_forgets_revoked_partitions(settings)
         assert lag(DLQ, 0) == 0
 
         consumer.unsubscribe()  # as after a rebalance that took the partition away
-        await asyncio.sleep(0)
+        assert await eventually(lambda: TopicPartition(DLQ, 0) not in consumer.assignment(), timeout_s=10)
         await reporter.report()
         assert lag(DLQ, 0) is None, "a partition this consumer no longer owns must not keep reporting lag"
-        assert TopicPartition(DLQ, 0) not in consumer.assignment()
     finally:
         await consumer.stop()

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from earful.core.topics import ENRICHED, RAW
-from earful.stack.processes import ServiceProcess
+from earful_dev.stack.processes import ServiceProcess
 from tests.support import codecs, consume_all, eventually, produce, raw_record, service_process
 
 pytestmark = pytest.mark.integration

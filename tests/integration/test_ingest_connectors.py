@@ -121,7 +121,10 @@ async def test_feeds_publish_each_item_once_with_conditional_get_and_survive_a_r
         new_id = mention_id("news", "https://travel-daily.example/?p=48300")
         async with Running(FeedPoller(publisher, s, feeds)):
             await raw_records(settings, {new_id}, expect=1)
-            await asyncio.sleep(1.0)  # several more polls
+            polled = {name: len(server.requests[name]) for name in ("rss", "atom", "json")}
+            # Two more polls of each feed answered (a feed's next request comes after its last answer is handled).
+            assert await eventually(lambda: all(len(server.requests[n]) >= polled[n] + 3 for n in polled), 15), \
+                {n: server.statuses(n) for n in polled}
         again = await raw_records(settings, ids | {new_id}, expect=7)
         assert sorted(r["mention_id"] for r in again) == sorted(ids | {new_id})  # nothing re-emitted
     finally:
@@ -194,7 +197,7 @@ async def test_mastodon_streams_backfills_after_a_disconnect_and_resumes_after_r
         # A restart resumes after the newest status: nothing is produced twice.
         async with Running(MastodonConnector(publisher, s, [stream])):
             await server.wait_for_streams(3)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # not a wait: the restarted connector runs a while, and must emit nothing again
         assert server.backfill_requests[-1]["min_id"] == str(base + 7)
         records = await raw_records(settings, ids(1, 2, 3, 4, 6, 7) | {boost_id}, expect=7)
         assert len(records) == 7, sorted(r["source_id"] for r in records)  # the boosted post 1 deduplicated

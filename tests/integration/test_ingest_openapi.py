@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from earful.stack.broker import free_port
-from earful.stack.processes import ServiceProcess, service_env
+from earful_dev.stack.broker import free_port
+from earful_dev.stack.processes import ServiceProcess, service_env
 
 pytestmark = pytest.mark.integration
 API_KEY = "schemathesis-key"

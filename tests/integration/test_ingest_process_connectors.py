@@ -14,8 +14,8 @@ import pytest
 from earful.core.settings import Settings
 from earful.core.topics import RAW
 from earful.core.mention import mention_id
-from earful.stack.broker import free_port
-from earful.stack.processes import ServiceProcess, service_env
+from earful_dev.stack.broker import free_port
+from earful_dev.stack.processes import ServiceProcess, service_env
 from tests.protocol_servers import FeedDoc, FeedServer, JetstreamServer
 from tests.support import codecs, consume_all, eventually
 

@@ -13,9 +13,9 @@ import pytest
 from earful.core.settings import Settings
 from earful.core.topics import RAW
 from earful.core.mention import mention_id
-from earful.stack.broker import free_port
-from earful.stack.processes import ServiceProcess, service_env
-from tests.support import codecs, consume_all
+from earful_dev.stack.broker import free_port
+from earful_dev.stack.processes import ServiceProcess, service_env
+from tests.support import codecs, consume_all, eventually
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +108,7 @@ def test_sigterm_exits_zero(base_env: dict[str, str], tmp_path: Path) -> None:
 
 def test_broker_outage_is_a_503_not_a_silent_loss(base_env: dict[str, str], tmp_path: Path) -> None:
     """With the broker gone, ingest answers 503 (retry later) within its publish timeout."""
-    from earful.stack.broker import LocalBroker
+    from earful_dev.stack.broker import LocalBroker
 
     own_broker = LocalBroker.start()
     env = {**base_env, "EARFUL_KAFKA_BOOTSTRAP": own_broker.bootstrap, "EARFUL_INGEST_PUBLISH_TIMEOUT_S": "3"}
@@ -250,7 +250,7 @@ async def test_broker_stopped_and_restarted_nothing_accepted_is_lost(base_env: d
     the check covers what was accepted after the restart.)
     """
     from earful.core.topics import create_topics
-    from earful.stack.broker import LocalBroker
+    from earful_dev.stack.broker import LocalBroker
 
     own = LocalBroker.start(log_path=tmp_path / "broker.log")
     env = {**base_env, "EARFUL_KAFKA_BOOTSTRAP": own.bootstrap, "EARFUL_INGEST_PUBLISH_TIMEOUT_S": "2",
@@ -259,6 +259,8 @@ async def test_broker_stopped_and_restarted_nothing_accepted_is_lost(base_env: d
     svc = ServiceProcess("ingest", port, service_env(env, "ingest", port), tmp_path / "ingest.log")
     accepted: dict[str, float] = {}  # mention id → when its 202 came
     refused: list[tuple[int, str, str]] = []
+    stopped: list[bool] = []  # set when the broker has been stopped
+    refused_since_stop: set[int] = set()  # clients whose request in flight at the stop has finished
     restarted_at: list[float] = []
     stop = asyncio.Event()
 
@@ -273,30 +275,38 @@ async def test_broker_stopped_and_restarted_nothing_accepted_is_lost(base_env: d
                         resp = await http.post("/v1/mentions", json=body)
                     except httpx.TransportError as exc:  # a dropped connection: retry like any client would
                         refused.append((0, "", repr(exc)))
-                        await asyncio.sleep(0.2)
+                        if stopped:
+                            refused_since_stop.add(n)
+                        await asyncio.sleep(0.2)  # not a wait: the client's pause before it retries
                         continue
                     if resp.status_code == 202:
                         now = time.monotonic()
                         accepted.update((mid, now) for mid in resp.json()["mention_ids"])
                         break
                     refused.append((resp.status_code, resp.headers.get("Retry-After", ""), resp.json()["error"]))
-                    await asyncio.sleep(0.2)
-                await asyncio.sleep(0.02)
+                    if stopped:
+                        refused_since_stop.add(n)
+                    await asyncio.sleep(0.2)  # not a wait: the client's pause before it retries
+                await asyncio.sleep(0.02)  # not a wait: the client's pace between two batches
 
     try:
         svc.start()
         svc.wait_ready(60)
         clients = [asyncio.create_task(client(n)) for n in range(4)]
-        await asyncio.sleep(1.5)
+        assert await eventually(lambda: len(accepted) >= 4 * 30, timeout_s=60), svc.log_tail()
         own.stop()
-        await asyncio.sleep(1.0)  # requests the broker answered before it went away may still complete
+        stopped.append(True)
+        # Requests the broker answered before it went away may still complete: once every client has
+        # been refused since the stop, none of those is left.
+        assert await eventually(lambda: len(refused_since_stop) == 4, timeout_s=60), svc.log_tail()
         before_outage = len(accepted)
-        await asyncio.sleep(3)
+        await asyncio.sleep(3)  # not a wait: the outage lasts a while, and nothing may be accepted during it
         during = len(accepted) - before_outage
         own = LocalBroker.start(port=own.port, log_path=tmp_path / "broker2.log")
         await create_topics(Settings(kafka_bootstrap=own.bootstrap))
         restarted_at.append(time.monotonic())
-        await asyncio.sleep(6)
+        assert await eventually(lambda: _accepted_since(accepted, restarted_at[0] + 1.0) >= 30, timeout_s=60), \
+            svc.log_tail()
         stop.set()
         await asyncio.wait_for(asyncio.gather(*clients), 60)
 
@@ -317,3 +327,7 @@ async def test_broker_stopped_and_restarted_nothing_accepted_is_lost(base_env: d
         stop.set()
         svc.stop()
         own.stop()
+
+
+def _accepted_since(accepted: dict[str, float], since: float) -> int:
+    return sum(1 for at in accepted.values() if at >= since)

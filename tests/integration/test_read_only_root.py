@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from earful.core.topics import ENRICHED, RAW
-from earful.stack.broker import free_port
-from earful.stack.processes import ServiceProcess, service_env
+from earful_dev.stack.broker import free_port
+from earful_dev.stack.processes import ServiceProcess, service_env
 from tests.support import codecs, consume_all, produce, raw_record
 
 pytestmark = pytest.mark.integration

@@ -11,9 +11,9 @@ import asyncpg
 import pytest
 
 from earful.core.errors import StorageError
-from earful.stack import postgres
+from earful_dev.stack import postgres
 from earful.core.db import drop_database, ensure_database, with_database
-from earful.stack.postgres import embedded_available, find_postgres, start_embedded
+from earful_dev.stack.postgres import embedded_available, find_postgres, start_embedded
 
 pytestmark = pytest.mark.integration
 

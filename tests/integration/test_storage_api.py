@@ -15,9 +15,9 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings as hsettings
 
-from earful.stack.broker import free_port
-from earful.stack.processes import ServiceProcess, service_env
-from earful.storage.seed import seed
+from earful_dev.stack.broker import free_port
+from earful_dev.stack.processes import ServiceProcess, service_env
+from earful_dev.seed import seed
 
 pytestmark = pytest.mark.integration
 UTC = timezone.utc

@@ -24,6 +24,7 @@ from earful.core.migrate import MIGRATIONS_DIR, migrate, migration_files
 from earful.storage.retention import apply_retention, create_partitions_ahead
 from earful.storage.writer import BrandHandles, WriterState, alert_row, existing_partitions, mention_row, write_batch
 from earful.watchlists import Watchlist
+from tests.support import example, eventually
 
 pytestmark = pytest.mark.integration
 UTC = timezone.utc
@@ -38,24 +39,25 @@ def enriched(source_id: str, created: datetime, *, watchlists: tuple[str, ...] =
              entities: list[dict[str, Any]] | None = None, risks: tuple[str, ...] = (), reply_to: str | None = None,
              likes: int = 0, observed: datetime | None = None, lang: str = "en", source: str = "twitter",
              followers: int | None = 100) -> dict[str, Any]:
-    raw = {
-        "schema_version": 2, "mention_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{source}/{source_id}")),
-        "source": source, "source_id": source_id, "url": None,
+    """The schema's first enriched example, changed in what these tests vary."""
+    record = example("enriched_mention/v2/01_english_complaint")
+    record["mention"].update({
+        "mention_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{source}/{source_id}")), "source": source,
+        "source_id": source_id, "url": None,
         "author": {"id": author_id or f"id-{handle}", "handle": handle, "display_name": handle.title(), "followers": followers},
         "text": text, "lang": lang, "created_at": created, "received_at": created + timedelta(seconds=1),
-        "in_reply_to": reply_to, "reposted_from": None,
+        "in_reply_to": reply_to, "reposted_from": None, "country": None,
         "engagement": {"likes": likes, "reposts": 0, "replies": 0, "observed_at": observed},
-        "title": None, "country": None, "connector": "push", "content_type": "application/json", "fetched_at": None,
-    }
-    return {
-        "schema_version": 2, "mention": raw, "language": {"code": lang, "confidence": 0.99},
+    })
+    record.update({
+        "language": {"code": lang, "confidence": 0.99},
         "entities": entities if entities is not None else [{"text": "#AcmeAir", "type": "hashtag", "start": 0, "end": 8, "origin": "rules"}],
         "sentiment": {"label": sentiment, "score": 0.0, "reason": None if sentiment else "unsupported_language:de", "probabilities": None},
         "risks": [{"tag": r, "evidence": "x", "start": 0, "end": 1} for r in risks], "watchlist_ids": list(watchlists),
         "matches": [{"watchlist_id": w, "start": 0, "end": 4, "term": "Acme Air"} for w in watchlists],
-        "models": {"language": "t", "ner": "t", "sentiment": "t", "risk": "t", "watchlists": "t"},
         "enriched_at": created + timedelta(seconds=2),
-    }
+    })
+    return record
 
 
 def rows(*records: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -253,7 +255,7 @@ async def test_killed_between_insert_and_commit_leaves_nothing(db: Any) -> None:
 
         async def stall(self, *args, **kwargs):  # the alerts come after the mentions, inside the transaction
             print("inserted", flush=True)
-            await asyncio.sleep(3600)
+            await asyncio.sleep(3600)  # not a wait: holds the transaction open until the test kills this process
 
         asyncpg.Connection.executemany = stall
         async def main():
@@ -275,10 +277,12 @@ async def test_killed_between_insert_and_commit_leaves_nothing(db: Any) -> None:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == -signal.SIGKILL
-    for _ in range(50):  # the server notices the dead connection and rolls back
-        if not await val(conn, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"):
-            break
-        await asyncio.sleep(0.1)
+    other_sessions = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+
+    async def rolled_back() -> bool:  # the server notices the dead connection and rolls back
+        return not await val(conn, other_sessions)
+
+    assert await eventually(rolled_back, timeout_s=30, interval_s=0.1), "the killed writer's session is still open"
     assert await val(conn, "SELECT count(*) FROM mentions") == 0
     assert await val(conn, "SELECT count(*) FROM mention_keys") == 0
     assert await val(conn, "SELECT count(*) FROM mention_rollups_minute") == 0

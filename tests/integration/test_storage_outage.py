@@ -5,7 +5,6 @@ Uses the embedded PostgreSQL server, the only one a test may stop and restart.
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta, timezone
 
 import asyncpg
@@ -13,10 +12,10 @@ import httpx
 import pytest
 
 from earful.core.topics import ENRICHED
-from earful.stack.broker import free_port
-from earful.stack.postgres import embedded_available, start_embedded
-from earful.stack.processes import ServiceProcess, service_env
-from tests.support import codecs, enriched_record, eventually, produce, raw_record
+from earful_dev.stack.broker import free_port
+from earful_dev.stack.postgres import embedded_available, start_embedded
+from earful_dev.stack.processes import ServiceProcess, service_env
+from tests.support import codecs, enriched_record, eventually, produce, raw_record, scraped
 
 pytestmark = [
     pytest.mark.integration,
@@ -56,7 +55,9 @@ async def test_writer_waits_out_a_database_outage(base_env, settings, tmp_path) 
 
         await pg.stop()
         await produce(settings, ENRICHED, _batch(settings, "during", 30))
-        await asyncio.sleep(4)  # the writer meets the outage and backs off
+        # The writer meets the outage, backs off and tries the same batch again.
+        assert await eventually(lambda: scraped(svc.url + "/metrics", "earful_storage_write_retries_total") >= 2,
+                                timeout_s=60), svc.log_tail()
         assert svc.alive(), svc.log_tail()
         assert httpx.get(svc.url + "/readyz", timeout=10).status_code == 503
         assert httpx.get(svc.url + "/healthz").status_code == 200

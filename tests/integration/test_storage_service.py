@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from earful.core.topics import ALERTS, DLQ, ENRICHED
-from earful.stack.broker import free_port
-from earful.stack.processes import ServiceProcess, service_env
+from earful_dev.stack.broker import free_port
+from earful_dev.stack.processes import ServiceProcess, service_env
 from tests.support import codecs, consume_all, enriched_record, eventually, produce, raw_record
 
 pytestmark = pytest.mark.integration

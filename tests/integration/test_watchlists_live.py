@@ -19,7 +19,7 @@ from earful.core.errors import BrokerError
 from earful.core.kafka import Codecs
 from earful.core.settings import Settings
 from earful.core.topics import WATCHLISTS, create_topics
-from earful.stack.broker import LocalBroker, free_port
+from earful_dev.stack.broker import LocalBroker, free_port
 from earful.watchlists.files import WatchlistFolder, load_watchlists
 from earful.watchlists.live import UPDATES, WatchlistStore, seed_from_folder
 from earful.watchlists.model import to_record

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import struct
-from datetime import datetime, timezone
+from datetime import timezone
 from pathlib import Path
 
 import fastavro
@@ -24,6 +24,7 @@ from earful.core.errors import CodecError, DecodeError, EncodeError, RegistryErr
 from earful.core.kafka import Codecs
 from earful.core.settings import Settings
 from earful.core.topics import ALERTS, DLQ, ENRICHED, RAW
+from tests.support import example
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = REPO / "schemas"
@@ -265,102 +266,16 @@ def test_int_out_of_range_raises_encode_error(tiny_codec: AvroCodec) -> None:
 # --- realistic records through the per-topic codecs -----------------------------------------
 
 
-def _ts(*args: int) -> datetime:
-    return datetime(*args, tzinfo=timezone.utc)
-
-
-RAW_RECORD = {
-    "schema_version": 2,
-    "mention_id": "9ec6ba32-ba62-5d3f-ba26-c2229307cfa0",
-    "source": "twitter",
-    "source_id": "1900413877765287936",
-    "url": "https://twitter.com/jdoe/status/1900413877765287936",
-    "author": {"id": "81234567", "handle": "jdoe", "display_name": "Jane Doe ✈️", "followers": 1843},
-    "text": "@AcmeAir my flight to Zürich was cancelled again. Worst airline ever. #AcmeAir",
-    "lang": "en",
-    "created_at": _ts(2025, 3, 14, 9, 29, 58),
-    "received_at": _ts(2025, 3, 14, 9, 30, 1, 412000),
-    "in_reply_to": None,
-    "reposted_from": None,
-    "engagement": {"likes": 12, "reposts": 3, "replies": 4, "observed_at": _ts(2025, 3, 14, 9, 30, 0, 907000)},
-    "title": None,
-    "country": "CH",
-    "connector": "push",
-    "content_type": "application/json",
-    "fetched_at": None,
-}
-ENRICHED_RECORD = {
-    "schema_version": 2,
-    "mention": RAW_RECORD,
-    "language": {"code": "en", "confidence": 0.75},
-    "entities": [
-        {"text": "@AcmeAir", "type": "mention", "start": 0, "end": 8, "origin": "rules"},
-        {"text": "Zürich", "type": "location", "start": 22, "end": 28, "origin": "spacy:en_core_web_sm@3.8.0"},
-    ],
-    "sentiment": {"label": "negative", "score": -0.5, "reason": None,
-                  "probabilities": {"negative": 0.75, "neutral": 0.125, "positive": 0.125}},
-    "risks": [{"tag": "operational", "evidence": "cancelled", "start": 33, "end": 42}],
-    "watchlist_ids": ["acme-air"],
-    "matches": [{"watchlist_id": "acme-air", "start": 0, "end": 8, "term": "@AcmeAir"}],
-    "models": {"language": "py3langid@0.4.0", "ner": "spacy:en_core_web_sm@3.8.0", "sentiment": "vader@3.3.2",
-               "risk": "earful-risk-rules@1", "watchlists": "earful-terms@0123456789ab"},
-    "enriched_at": _ts(2025, 3, 14, 9, 30, 1, 530000),
-}
-GERMAN_ENRICHED_RECORD = {
-    **ENRICHED_RECORD,
-    "mention": {**RAW_RECORD, "text": "Globex ist schon wieder down", "lang": None, "url": None,
-                "author": {"id": None, "handle": None, "display_name": None, "followers": None}},
-    "language": {"code": "de", "confidence": 0.9375},
-    "entities": [],
-    "sentiment": {"label": None, "score": 0.0, "reason": "unsupported_language:de", "probabilities": None},
-    "watchlist_ids": [],
-    "matches": [],
-}
-ALERT_RECORD = {
-    "schema_version": 2,
-    "alert_id": "25395b3dfe0ccc60-1741944600000",
-    "fingerprint": "25395b3dfe0ccc60",
-    "status": "firing",
-    "rule": "volume_spike",
-    "watchlist_id": "acme-air",
-    "severity": "critical",
-    "labels": {"watchlist": "acme-air", "rule": "volume_spike", "severity": "critical"},
-    "summary": "acme-air: 27 mentions in 10s, 14x the usual 2.0",
-    "observed": 27.0,
-    "baseline": 2.0,
-    "score": 20.7457,
-    "bucket_seconds": 10,
-    "starts_at": _ts(2025, 3, 14, 9, 30),
-    "ends_at": None,
-    "detected_at": _ts(2025, 3, 14, 9, 30, 4, 220000),
-    "sample_mention_ids": ["9ec6ba32-ba62-5d3f-ba26-c2229307cfa0"],
-    "first_received_at": _ts(2025, 3, 14, 9, 30, 1, 412000),
-    "annotations": {"dashboard_url": "https://earful.example.com/#watchlist=acme-air"},
-    "group_key": "watchlist=acme-air",
-    "explanation": {
-        "top_posts": [{"mention_id": "9ec6ba32-ba62-5d3f-ba26-c2229307cfa0", "source": "twitter", "url": None,
-                       "author_handle": "jdoe", "reach": 1843, "text": "@AcmeAir my flight to Zürich was cancelled again.",
-                       "created_at": _ts(2025, 3, 14, 9, 29, 58)}],
-        "top_terms": [{"term": "cancelled", "count": 19}],
-        "sources": {"twitter": 27}, "languages": {"en": 25, "de": 2}, "sentiment": {"negative": 22, "neutral": 5},
-        "window_start": _ts(2025, 3, 14, 9, 30), "window_end": _ts(2025, 3, 14, 9, 30, 10), "dashboard_url": None,
-    },
-}
-RESOLVED_RECORD = {**ALERT_RECORD, "status": "resolved", "ends_at": _ts(2025, 3, 14, 9, 33), "score": 0.0,
-                   "sample_mention_ids": [], "first_received_at": None,
-                   "annotations": {}, "group_key": None, "explanation": None}
-DEAD_LETTER_RECORD = {
-    "schema_version": 1,
-    "service": "enrichment",
-    "topic": RAW,
-    "partition": 3,
-    "offset": 48213,
-    "key": b"9ec6ba32-ba62-5d3f-ba26-c2229307cfa0",
-    "value": b"\x7b\xff\x00\xc3\x02garbage",
-    "error_kind": "decode_error",
-    "error_message": "unknown framing byte 0x7b",
-    "failed_at": _ts(2025, 3, 14, 9, 31, 0, 517000),
-}
+RAW_RECORD = example("raw_mention/v2/01_twitter_complaint")
+ENRICHED_RECORD = example("enriched_mention/v2/01_english_complaint")
+# The enriched mention's scores are Avro floats (32 bits): for the round trip to compare with ==,
+# this record holds values a float keeps exactly.
+ENRICHED_RECORD["sentiment"].update(score=-0.875, probabilities={"negative": 0.875, "neutral": 0.0625, "positive": 0.0625})
+GERMAN_ENRICHED_RECORD = example("enriched_mention/v2/02_german_unsupported_sentiment")
+ALERT_RECORD = example("alert_event/v2/01_firing")
+RESOLVED_RECORD = example("alert_event/v2/02_resolved")
+DEAD_LETTER_RECORD = example("dead_letter/v1/01_decode_error_garbage_value")
+NULLS_DEAD_LETTER_RECORD = example("dead_letter/v1/02_null_key_and_value")
 
 ROUND_TRIPS = [
     (RAW, RAW_RECORD, "earful.v1.RawMention"),
@@ -369,7 +284,7 @@ ROUND_TRIPS = [
     (ALERTS, ALERT_RECORD, "earful.v1.AlertEvent"),
     (ALERTS, RESOLVED_RECORD, "earful.v1.AlertEvent"),
     (DLQ, DEAD_LETTER_RECORD, "earful.v1.DeadLetter"),
-    (DLQ, {**DEAD_LETTER_RECORD, "key": None, "value": None}, "earful.v1.DeadLetter"),
+    (DLQ, NULLS_DEAD_LETTER_RECORD, "earful.v1.DeadLetter"),
 ]
 
 
@@ -403,19 +318,11 @@ def test_aware_timestamps_keep_their_instant(clean_env: None) -> None:
 
     codec = Codecs(Settings()).for_topic(RAW)
     cet = timezone(timedelta(hours=1))
-    record = {**RAW_RECORD, "created_at": datetime(2025, 3, 14, 10, 29, 58, tzinfo=cet)}
-    assert codec.decode(codec.encode(record))["created_at"] == _ts(2025, 3, 14, 9, 29, 58)
+    record = {**RAW_RECORD, "created_at": RAW_RECORD["created_at"].astimezone(cet)}
+    assert codec.decode(codec.encode(record))["created_at"] == RAW_RECORD["created_at"]
 
 
 # --- EmbeddingEncoder: the raw mention's bytes copied into the enriched record ---------------------
-
-def _example(schema: str, version: str, name: str) -> dict:
-    """An example record (Avro JSON encoding) read with the schema of its version."""
-    parsed = fastavro.parse_schema(json.loads((SCHEMAS / "history" / schema / f"{version}.avsc").read_text()))
-    with (SCHEMAS / "examples" / schema / version / name).open() as fo:
-        (record,) = list(fastavro.json_reader(fo, parsed))
-    return record
-
 
 @pytest.fixture
 def embedding(clean_env: None) -> tuple[EmbeddingEncoder, AvroCodec, AvroCodec]:
@@ -429,9 +336,9 @@ def embedding(clean_env: None) -> tuple[EmbeddingEncoder, AvroCodec, AvroCodec]:
 def test_embedding_writes_the_bytes_a_full_encode_writes(embedding, raw_name: str, enriched_name: str,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     encoder, raw, enriched = embedding
-    raw_bytes = raw.encode(_example("raw_mention", "v2", raw_name))
+    raw_bytes = raw.encode(example(f"raw_mention/v2/{raw_name}"))
     mention = raw.decode(raw_bytes)
-    record = {**_example("enriched_mention", "v2", enriched_name), "mention": mention}
+    record = {**example(f"enriched_mention/v2/{enriched_name}"), "mention": mention}
     expected = enriched.encode(record)
     monkeypatch.setattr(enriched, "encode", lambda record: pytest.fail("encoded in full instead of copying"))
     spliced = encoder.encode(record, mention, raw_bytes)
@@ -441,14 +348,14 @@ def test_embedding_writes_the_bytes_a_full_encode_writes(embedding, raw_name: st
 
 def test_embedding_falls_back_to_a_full_encode_when_the_bytes_cannot_be_copied(embedding) -> None:
     encoder, raw, enriched = embedding
-    record_v1 = _example("raw_mention", "v1", "01_twitter_complaint.json")
+    record_v1 = example("raw_mention/v1/01_twitter_complaint")
     old_schema = AvroSchema.from_file(SCHEMAS / "history" / "raw_mention" / "v1.avsc")
     old_bytes = AvroCodec(old_schema, raw.store).encode(record_v1)  # written with an older schema
     mention = raw.decode(old_bytes)
-    record = {**_example("enriched_mention", "v2", "01_english_complaint.json"), "mention": mention}
+    record = {**example("enriched_mention/v2/01_english_complaint"), "mention": mention}
     assert encoder.encode(record, mention, old_bytes) == enriched.encode(record)
     # The record no longer holds the decoded dict: its mention is encoded, not copied.
-    new_bytes = raw.encode(_example("raw_mention", "v2", "01_twitter_complaint.json"))
+    new_bytes = raw.encode(example("raw_mention/v2/01_twitter_complaint"))
     decoded = raw.decode(new_bytes)
     changed = {**decoded, "text": "edited after decoding"}
     record = {**record, "mention": changed}
@@ -459,9 +366,9 @@ def test_embedding_falls_back_to_a_full_encode_when_the_bytes_cannot_be_copied(e
 
 def test_embedding_checks_the_rest_as_a_full_encode_does(embedding) -> None:
     encoder, raw, _ = embedding
-    raw_bytes = raw.encode(_example("raw_mention", "v2", "01_twitter_complaint.json"))
+    raw_bytes = raw.encode(example("raw_mention/v2/01_twitter_complaint"))
     mention = raw.decode(raw_bytes)
-    good = {**_example("enriched_mention", "v2", "01_english_complaint.json"), "mention": mention}
+    good = {**example("enriched_mention/v2/01_english_complaint"), "mention": mention}
     with pytest.raises(EncodeError, match="EnrichedMention"):
         encoder.encode({**good, "sentiment": {"label": "furious"}}, mention, raw_bytes)
     with pytest.raises(EncodeError, match="EnrichedMention"):

@@ -54,14 +54,14 @@ def test_cancelling_the_rest_cancels_the_delivery() -> None:
 
         async def deliver() -> None:
             try:
-                await asyncio.sleep(10)
+                await asyncio.sleep(10)  # not a wait: a delivery that is still running when it is cancelled
             except asyncio.CancelledError:
                 steps.append("cancelled")
                 raise
 
         rest = start_eagerly(deliver())
         task = asyncio.ensure_future(rest)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0)  # one turn of the loop: the task takes its first step, awaiting the delivery
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -73,7 +73,7 @@ def test_cancelling_the_rest_cancels_the_delivery() -> None:
 def test_errors_after_a_suspension_reach_the_awaiter() -> None:
     async def main() -> None:
         async def deliver() -> None:
-            await asyncio.sleep(0)
+            await asyncio.sleep(0)  # not a wait: the suspension the error must come after
             raise KeyError("late")
 
         rest = start_eagerly(deliver())

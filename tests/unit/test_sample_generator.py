@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from earful.sample import generator as g
+from earful_dev.sample import generator as g
 
 SMALL = {"hours": 3.0, "crisis_at_hours": 2.5, "rate_scale": 0.15}
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -73,7 +73,7 @@ def test_mentions_follow_the_contract(default_run) -> None:
     assert meta["count"] == len(lines)
     assert meta["seed"] == 7 and meta["start"].startswith("2026-11-02T00:00:00") and meta["end"].startswith("2026-11-02T08:00:00")
     assert meta["watchlists"] == ["acme-air", "globex", "initech", "skyjet"]
-    assert meta["generator"] == "earful.sample.generator" and meta["version"] == 1
+    assert meta["generator"] == "earful_dev.sample.generator" and meta["version"] == 1
     assert 2000 <= len(lines) <= 4000
     keys = ["source", "source_id", "text", "created_at", "url", "lang", "author", "in_reply_to", "reposted_from", "engagement"]
     for line in lines:
@@ -226,6 +226,15 @@ def test_generate_rejects_bad_arguments() -> None:
                    {"start": datetime(2026, 11, 2)}):
         with pytest.raises(ValueError):
             g.generate(**kwargs)
+
+
+def test_words_and_templates_are_data_files() -> None:
+    """The generator's text lives in text/*.yaml, every language with posts and crisis texts."""
+    for name in ("vocabulary.yaml", "posts.yaml", "crisis.yaml"):
+        assert (g.TEXT_DIR / name).is_file(), name
+    assert set(g._SOCIAL) == set(g._CRISIS) == set(g._CHATTER) == set(g.LANGS)
+    assert None in g._HASHTAGS and None in g._SUBREDDITS  # null keys: posts that name no brand
+    assert "{bn}" in g._CRISIS_ORIGIN and len(g._CRISIS_STATEMENTS) == 2
 
 
 def test_watchlists_file() -> None:

@@ -13,71 +13,16 @@ import pytest
 from earful.core.errors import StorageError
 from earful.core.migrate import migration_files
 from earful.storage.writer import ALERT_COLUMNS, MENTION_COLUMNS, alert_row, facets, mention_row
+from tests.support import example
 
 
 def _ts(*args: int) -> datetime:
     return datetime(*args, tzinfo=timezone.utc)
 
 
-RAW = {
-    "schema_version": 1,
-    "mention_id": "9ec6ba32-ba62-5d3f-ba26-c2229307cfa0",
-    "source": "twitter",
-    "source_id": "1900413877765287936",
-    "url": "https://twitter.com/jdoe/status/1900413877765287936",
-    "author": {"id": "81234567", "handle": "jdoe", "display_name": "Jane Doe", "followers": 1843},
-    "text": "@AcmeAir my flight to Zürich was cancelled. #AcmeAir",
-    "lang": "en",
-    "created_at": _ts(2025, 3, 14, 9, 29, 58),
-    "received_at": _ts(2025, 3, 14, 9, 30, 1, 412000),
-    "in_reply_to": "1900413000000000000",
-    "reposted_from": None,
-    "engagement": {"likes": 12, "reposts": 3, "replies": 4},
-}
-ENRICHED = {
-    "schema_version": 1,
-    "mention": RAW,
-    "language": {"code": "en", "confidence": 0.96875},
-    "entities": [
-        {"text": "@AcmeAir", "type": "mention", "start": 0, "end": 8, "origin": "rules"},
-        {"text": "Zürich", "type": "location", "start": 22, "end": 28, "origin": "spacy:en_core_web_sm@3.8.0"},
-    ],
-    "sentiment": {"label": "negative", "score": -0.5, "reason": None},
-    "risks": [{"tag": "operational", "evidence": "cancelled", "start": 33, "end": 42}],
-    "watchlist_ids": ["acme-air", "skyjet"],
-    "matches": [{"watchlist_id": "acme-air", "start": 0, "end": 8}],
-    "models": {"language": "py3langid@0.4.0", "ner": "spacy:en_core_web_sm@3.8.0", "sentiment": "vader@3.3.2",
-               "risk": "earful-risk-rules@1", "watchlists": "earful-terms@0123456789ab"},
-    "enriched_at": _ts(2025, 3, 14, 9, 30, 1, 530000),
-}
-ALERT = {
-    "schema_version": 2,
-    "annotations": {"runbook_url": "https://runbooks.example/volume"},
-    "group_key": "acme-air",
-    "explanation": {"top_posts": [{"mention_id": "9ec6ba32-ba62-5d3f-ba26-c2229307cfa0", "source": "twitter", "url": None,
-                                   "author_handle": "jdoe", "reach": 1843, "text": "cancelled",
-                                   "created_at": _ts(2025, 3, 14, 9, 29, 58)}],
-                    "top_terms": [{"term": "cancelled", "count": 20}], "sources": {"twitter": 27}, "languages": {"en": 27},
-                    "sentiment": {"negative": 27}, "window_start": _ts(2025, 3, 14, 9, 30), "window_end": None,
-                    "dashboard_url": None},
-    "alert_id": "25395b3dfe0ccc60-1741944600000",
-    "fingerprint": "25395b3dfe0ccc60",
-    "status": "firing",
-    "rule": "volume_spike",
-    "watchlist_id": "acme-air",
-    "severity": "critical",
-    "labels": {"watchlist": "acme-air", "rule": "volume_spike", "severity": "critical"},
-    "summary": "acme-air: 27 mentions in 10s, 14x the usual 2.0",
-    "observed": 27.0,
-    "baseline": 2.0,
-    "score": 20.7457,
-    "bucket_seconds": 10,
-    "starts_at": _ts(2025, 3, 14, 9, 30),
-    "ends_at": None,
-    "detected_at": _ts(2025, 3, 14, 9, 30, 4, 220000),
-    "sample_mention_ids": ["9ec6ba32-ba62-5d3f-ba26-c2229307cfa0"],
-    "first_received_at": _ts(2025, 3, 14, 9, 30, 1, 412000),
-}
+ENRICHED = example("enriched_mention/v1/01_english_complaint")  # v1: the later columns get their defaults
+RAW = ENRICHED["mention"]
+ALERT = example("alert_event/v2/01_firing")
 
 
 def _table_columns(table: str) -> list[str]:
@@ -106,28 +51,28 @@ def test_mention_row_matches_the_columns() -> None:
         "mention_id": "9ec6ba32-ba62-5d3f-ba26-c2229307cfa0",
         "source": "twitter",
         "source_id": "1900413877765287936",
-        "url": "https://twitter.com/jdoe/status/1900413877765287936",
+        "url": "https://twitter.com/jdoe_travels/status/1900413877765287936",
         "author_id": "81234567",
-        "author_handle": "jdoe",
-        "author_name": "Jane Doe",
+        "author_handle": "jdoe_travels",
+        "author_name": "Jane Doe \u2708\ufe0f",
         "author_followers": 1843,
         "text": RAW["text"],
         "declared_lang": "en",
         "lang": "en",
-        "lang_confidence": 0.96875,
-        "created_at": RAW["created_at"],
-        "received_at": RAW["received_at"],
-        "enriched_at": ENRICHED["enriched_at"],
-        "in_reply_to": "1900413000000000000",
+        "lang_confidence": 0.9906359314918518,
+        "created_at": _ts(2025, 3, 14, 9, 29, 58),
+        "received_at": _ts(2025, 3, 14, 9, 30, 1, 412000),
+        "enriched_at": _ts(2025, 3, 14, 9, 33, 42, 31000),
+        "in_reply_to": None,
         "reposted_from": None,
         "likes": 12,
         "reposts": 3,
         "replies": 4,
         "sentiment": "negative",
-        "sentiment_score": -0.5,
+        "sentiment_score": -0.7269,
         "sentiment_reason": None,
         "sentiment_probabilities": None,
-        "watchlist_ids": ["acme-air", "skyjet"],
+        "watchlist_ids": ["acme-air"],
         "entities": got["entities"],
         "risks": got["risks"],
         "matches": got["matches"],
@@ -138,30 +83,23 @@ def test_mention_row_matches_the_columns() -> None:
         "content_type": "unknown",
         "fetched_at": None,
         "engagement_observed_at": None,
-        "facets": ["w:acme-air", "w:skyjet", "e:@acmeair", "e:zürich", "r:operational"],
+        "facets": ["w:acme-air", "e:@acmeair", "e:boston", "e:denver", "e:#acmeair", "e:https://example.com/status/1",
+                   "r:operational", "r:reputational", "r:complaint"],
     }
     for col in ("entities", "risks", "matches", "models"):
         assert isinstance(got[col], str)
         assert json.loads(got[col]) == ENRICHED[col]
-    assert "Zürich" in got["entities"]  # stored as text, not \u escapes
+    zurich = {**ENRICHED, "entities": [{"text": "Zürich", "type": "location", "start": 0, "end": 6, "origin": "rules"}]}
+    assert "Zürich" in dict(zip(MENTION_COLUMNS, mention_row(zurich)))["entities"]  # stored as text, not \u escapes
 
 
 def test_mention_row_with_nulls_and_unsupported_language() -> None:
-    german = {
-        **ENRICHED,
-        "mention": {**RAW, "url": None, "lang": None, "in_reply_to": None,
-                    "author": {"id": None, "handle": None, "display_name": None, "followers": None},
-                    "engagement": {"likes": 0, "reposts": 0, "replies": 0}},
-        "language": {"code": "de", "confidence": 0.99},
-        "sentiment": {"label": None, "score": 0.0, "reason": "unsupported_language:de"},
-        "watchlist_ids": [],
-        "entities": [],
-        "risks": [],
-        "matches": [],
-    }
+    german = {**example("enriched_mention/v1/02_german_unsupported_sentiment"),
+              "watchlist_ids": [], "entities": [], "risks": [], "matches": []}
     got = dict(zip(MENTION_COLUMNS, mention_row(german)))
     assert (got["url"], got["declared_lang"], got["author_id"], got["author_handle"]) == (None, None, None, None)
     assert (got["lang"], got["sentiment"], got["sentiment_reason"]) == ("de", None, "unsupported_language:de")
+    assert (got["in_reply_to"], got["reposted_from"]) == (None, "113998190412345678")
     assert got["watchlist_ids"] == [] and got["entities"] == "[]"
 
 
@@ -172,20 +110,16 @@ def test_mention_row_copies_the_watchlist_ids() -> None:
 
 
 def test_mention_row_of_a_v2_record() -> None:
-    observed = _ts(2025, 3, 14, 9, 45)
-    v2 = {**ENRICHED, "schema_version": 2,
-          "mention": {**RAW, "schema_version": 2, "title": "Flight cancelled", "country": "CH", "connector": "feed",
-                      "content_type": "application/rss+xml", "fetched_at": _ts(2025, 3, 14, 9, 30),
-                      "engagement": {"likes": 40, "reposts": 5, "replies": 9, "observed_at": observed}},
-          "sentiment": {"label": "negative", "score": -0.5, "reason": None,
-                        "probabilities": {"negative": 0.75, "neutral": 0.125, "positive": 0.125}},
-          "matches": [{"watchlist_id": "acme-air", "start": 0, "end": 8, "term": "@AcmeAir"}]}
+    v2 = example("enriched_mention/v2/01_english_complaint")
+    v2["mention"].update(title="Flight cancelled", connector="feed", content_type="application/rss+xml",
+                         fetched_at=_ts(2025, 3, 14, 9, 30))
     got = dict(zip(MENTION_COLUMNS, mention_row(v2)))
     assert (got["title"], got["country"], got["connector"], got["content_type"]) == \
-        ("Flight cancelled", "CH", "feed", "application/rss+xml")
-    assert got["fetched_at"] == _ts(2025, 3, 14, 9, 30) and got["engagement_observed_at"] == observed
-    assert (got["likes"], got["reposts"], got["replies"]) == (40, 5, 9)
-    assert json.loads(got["sentiment_probabilities"]) == {"negative": 0.75, "neutral": 0.125, "positive": 0.125}
+        ("Flight cancelled", "US", "feed", "application/rss+xml")
+    assert got["fetched_at"] == _ts(2025, 3, 14, 9, 30)
+    assert got["engagement_observed_at"] == _ts(2025, 3, 14, 9, 29, 58, 412000)
+    assert (got["likes"], got["reposts"], got["replies"]) == (12, 3, 4)
+    assert json.loads(got["sentiment_probabilities"]) == {"negative": 0.91, "neutral": 0.07, "positive": 0.02}
     assert json.loads(got["matches"])[0]["term"] == "@AcmeAir"
 
 
@@ -207,8 +141,7 @@ def test_mention_columns_exist_in_the_table() -> None:
 
 @pytest.mark.parametrize(
     "alert",
-    [ALERT, {**ALERT, "status": "resolved", "ends_at": _ts(2025, 3, 14, 9, 33), "score": 0.0,
-             "sample_mention_ids": [], "first_received_at": None, "explanation": None, "group_key": None}],
+    [ALERT, example("alert_event/v2/02_resolved")],
     ids=["firing", "resolved"],
 )
 def test_alert_row_matches_the_columns(alert: dict[str, Any]) -> None:

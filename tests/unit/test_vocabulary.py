@@ -10,7 +10,7 @@ from earful.core import vocabulary
 from earful.core.settings import Settings
 from earful.enrichment.ner import WNUT_TYPES
 from earful.enrichment.rules import RISK_PATTERNS
-from earful.storage.seed import RISKS
+from earful_dev.seed import RISKS
 
 SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "enriched_mention.avsc"
 

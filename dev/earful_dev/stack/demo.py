@@ -23,12 +23,12 @@ from earful.core.errors import EarfulError
 from earful.core.http import HttpServer
 from earful.core.settings import Settings
 from earful.core.topics import create_topics
-from earful.sample.generator import read_meta, read_stream
-from earful.stack.broker import LocalBroker, free_port
-from earful.stack.postgres import find_postgres
-from earful.stack.processes import Pipeline, StackError
-from earful.stack.receiver import WebhookReceiver
-from earful.stack.replay import replay
+from earful.replay import replay
+from earful.webhook_receiver import WebhookReceiver
+from earful_dev.sample.generator import read_meta, read_stream
+from earful_dev.stack.broker import LocalBroker, free_port
+from earful_dev.stack.postgres import find_postgres
+from earful_dev.stack.processes import Pipeline, StackError
 
 DEFAULT_SPEED = 600.0  # 8 h of sample history in ~48 s
 
@@ -65,7 +65,7 @@ async def count_stored(url: str, mention_ids: list[str]) -> int:
 
 async def _fresh_alert_state(url: str) -> None:
     """The broker starts empty, so alerting does too: forget a previous local stack's alert state."""
-    from earful.alerting.store import reset_local_state
+    from earful.alerting.notification.store import reset_local_state
     from earful.core.migrate import migrate
 
     conn = await asyncpg.connect(url)

@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import pwd
-import re
 import secrets
 import signal
 import socket
@@ -34,14 +33,13 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
 
 import asyncpg
 
-from earful.core.db import PROBE_TIMEOUT_S, check_name, connect, database_of, ensure_database, redact, with_database
+from earful.core.db import check_name, connect, database_of, ensure_database, redact, with_database
 from earful.core.errors import StorageError
 
-logger = logging.getLogger("earful.stack.postgres")
+logger = logging.getLogger("earful_dev.stack.postgres")
 
 START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import httpx
 
+import earful
 from earful.core.errors import EarfulError
 from earful.core.settings import SERVICE_PORTS
-from earful.stack.broker import free_port, terminate
+from earful_dev.stack.broker import free_port, terminate
 
 SERVICES = ("storage", "enrichment", "alerting", "ingest")
 
@@ -84,7 +85,7 @@ def service_env(base: dict[str, str], name: str, port: int) -> dict[str, str]:
     env = dict(base)
     env["EARFUL_HTTP_PORT"] = str(port)
     env.setdefault("EARFUL_HTTP_HOST", "127.0.0.1")
-    src = str(Path(__file__).resolve().parents[2])  # services/: works without an install too
+    src = str(Path(earful.__file__).resolve().parents[1])  # services/ in a clone: works without an install too
     env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 

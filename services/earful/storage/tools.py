@@ -1,4 +1,4 @@
-"""`earful storage seed|retention|erase`: the storage maintenance commands."""
+"""`earful storage retention|erase`: the storage maintenance commands (`storage seed` is in earful-dev)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import json
 import sys
-from datetime import datetime, time, timezone
 
 import asyncpg
 
@@ -28,22 +27,6 @@ async def _connect(url: str) -> asyncpg.Connection:
         raise StorageError(f"cannot connect to PostgreSQL (EARFUL_DATABASE_URL): {exc}") from exc
     await migrate(conn)
     return conn
-
-
-async def _seed(args: argparse.Namespace, settings: Settings) -> int:
-    from earful.core.db import ensure_database, redact, with_database
-    from earful.storage.seed import seed
-
-    url = settings.database_url.get_secret_value()
-    if args.database:
-        url = with_database(url, args.database)
-        await ensure_database(url)
-    end = datetime.combine(args.end, time(12), tzinfo=timezone.utc) if args.end else None
-    _say(f"seeding {args.mentions:,} mentions over {args.days} days, {args.watchlists} watchlists into {redact(url)}")
-    summary = await seed(url, mentions=args.mentions, days=args.days, watchlists=args.watchlists, seed_value=args.seed,
-                         end=end, watchlists_out=args.watchlists_out, progress=_say)
-    print(json.dumps(summary))
-    return 0
 
 
 async def _retention(args: argparse.Namespace, settings: Settings) -> int:
@@ -81,5 +64,5 @@ async def _erase(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_tool(args: argparse.Namespace, settings: Settings) -> int:
-    action = {"seed": _seed, "retention": _retention, "erase": _erase}[args.storage_command]
+    action = {"retention": _retention, "erase": _erase}[args.storage_command]
     return asyncio.run(action(args, settings))
