@@ -4,19 +4,22 @@ the labelled risk/intent set, and the training data readers."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from earful.core.errors import ValidationError
 from earful.enrichment.batch import parse_line
 from earful.enrichment.evaluation import RISK_SET, evaluate_risk, macro_f1, macro_recall
 from earful.enrichment.language import clean_for_detection
 from earful.enrichment.ner import BioTagDecoder
-from earful.enrichment.rules import risk_tags
+from earful.enrichment.rules import _questions, risk_tags
 from earful.enrichment.sentiment import normalise
 from earful.enrichment.training import dedup_key, read_conll, read_split, umsab_training_set
 
@@ -250,3 +253,11 @@ def test_training_data_problems_are_validation_errors(tmp_path: Path) -> None:
         read_conll(conll)
     conll.write_text("Paris\tB-location\nis\tO\n\t\nnice\tO\n", encoding="utf-8")
     assert read_conll(conll) == [[("Paris", "B-location"), ("is", "O")], [("nice", "O")]]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet="ab ?.!\n¿", max_size=60))
+def test_question_sentences_are_the_old_patterns_matches(text: str) -> None:
+    """The one-pass sentence splitter finds exactly what `[^.!?\\n]*\\?+` found (that pattern was quadratic)."""
+    old = [(m.start(), m.end()) for m in re.finditer(r"[^.!?\n]*\?+", text)]
+    assert list(_questions(text)) == old
