@@ -18,9 +18,9 @@ def main() -> int:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     batch_size = int(sys.argv[2]) if len(sys.argv) > 2 else 64
 
+    from earful.core.mention import MentionIn, to_record
     from earful.core.settings import Settings
     from earful.enrichment.processor import EnrichmentProcessor
-    from earful.core.mention import MentionIn, to_record
     from earful_dev.sample.generator import read_stream
 
     settings = Settings()

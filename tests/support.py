@@ -23,11 +23,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from earful.core.http import HttpServer
 from earful.core.kafka import Codecs
-from earful.core.settings import Settings
 from earful.core.mention import mention_id
+from earful.core.settings import Settings
+from earful.webhook_receiver import WebhookReceiver
 from earful_dev.stack.broker import free_port
 from earful_dev.stack.processes import ServiceProcess, service_env
-from earful.webhook_receiver import WebhookReceiver
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 

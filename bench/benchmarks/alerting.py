@@ -14,8 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import (POSTGRES_DATA_DIR, Context, Result, fmt_runs, median, sample_mentions, say,
-                               service_base_env)
+from benchmarks.common import POSTGRES_DATA_DIR, Context, Result, fmt_runs, median, sample_mentions, say, service_base_env
 
 NAME = "alerting"
 KEYS = ("alert_latency_p50_s", "alert_latency_max_s", "false_alerts_quiet")

@@ -8,8 +8,18 @@ import sys
 import time
 from datetime import datetime, timezone
 
-from benchmarks.common import (BENCH_DIR, ENRICH_BATCH, ENRICH_RECORDS, Context, Result, median, python_env,
-                               raw_records, sample_mentions, say)
+from benchmarks.common import (
+    BENCH_DIR,
+    ENRICH_BATCH,
+    ENRICH_RECORDS,
+    Context,
+    Result,
+    median,
+    python_env,
+    raw_records,
+    sample_mentions,
+    say,
+)
 
 NAME = "enrichment"
 KEYS = ("enrichment_ceiling_per_s", "enrichment_worker_rss_mib")

@@ -39,4 +39,4 @@ def run(ctx: Context) -> Result:
         "risk_test_macro_recall": round(statistics.fmean(t["recall"] for t in risk_test.values()), 3),
     }
     say("  " + json.dumps(report))
-    return Result(metrics, {k: 1 for k in metrics})
+    return Result(metrics, dict.fromkeys(metrics, 1))

@@ -7,8 +7,17 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
-from benchmarks.common import (ENRICH_BATCH, ENRICH_RECORDS, Context, Result, median, raw_records,
-                               sample_mentions, say, service_on_fresh_broker)
+from benchmarks.common import (
+    ENRICH_BATCH,
+    ENRICH_RECORDS,
+    Context,
+    Result,
+    median,
+    raw_records,
+    sample_mentions,
+    say,
+    service_on_fresh_broker,
+)
 
 NAME = "enrichment-service"
 KEYS = ("enrichment_service_per_s", "enrichment_service_ratio", "enrichment_service_model_busy",

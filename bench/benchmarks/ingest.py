@@ -29,7 +29,7 @@ async def _ingest_run(url: str, bodies: list[tuple[int, bytes]]) -> tuple[int, f
     async def client_loop(client: httpx.AsyncClient) -> None:
         nonlocal accepted
         while pending:
-            count, body = pending.pop()
+            _count, body = pending.pop()
             resp = await client.post("/v1/mentions", content=body, headers=headers)
             if resp.status_code == 202:
                 accepted += int(resp.json()["accepted"])

@@ -57,4 +57,4 @@ def run(ctx: Context) -> Result:
         "nab_detection_delay_h": round(median(delays), 2) if delays else None,
     }
     ctx.extra_versions["nab_corpus"] = f"{corpus.name} ({len(files)} series)"
-    return Result(metrics, {k: 1 for k in metrics})
+    return Result(metrics, dict.fromkeys(metrics, 1))

@@ -8,8 +8,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from benchmarks.common import (ENRICH_BATCH, POSTGRES_DATA_DIR, Context, Result, median, raw_records,
-                               sample_mentions, say)
+from benchmarks.common import ENRICH_BATCH, POSTGRES_DATA_DIR, Context, Result, median, raw_records, sample_mentions, say
 
 NAME = "storage"
 KEYS = ("storage_write_per_s", "storage_rewrite_per_s", "storage_write_concurrency")
@@ -44,8 +43,8 @@ def storage_rows(ctx: Context) -> list[tuple[Any, ...]]:
 async def _storage_runs(url: str, rows: list[tuple[Any, ...]]) -> tuple[list[float], list[float], str, int]:
     import asyncpg
 
-    from earful.core.settings import Settings
     from earful.core.migrate import migrate
+    from earful.core.settings import Settings
     from earful.storage.writer import BrandHandles, WriterState, write_batch
     from earful.watchlists import WatchlistSet
 

@@ -95,7 +95,7 @@ def brand_texts(generated: list[Any], count: int, seed: int = 7) -> list[dict[st
         if rng.random() < 0.5:
             w = rng.choice(generated)
             joined = w.name.replace(" ", "")
-            text = _BUNDLED_BRAND.sub(lambda g: g.group(1) + (joined if g.group(1) else w.name), text)
+            text = _BUNDLED_BRAND.sub(lambda g, w=w, joined=joined: g.group(1) + (joined if g.group(1) else w.name), text)
         out.append({"text": text, "lang": m.get("lang") or "en", "source": m["source"], "url": m.get("url"),
                     "author": (m.get("author") or {}).get("handle")})
     return out
@@ -146,6 +146,6 @@ def run(ctx: Context) -> Result:
             metrics["watchlist_match_us_per_mention"] = round(1e6 / median(walls), 2)
             metrics["watchlist_compile_s"] = round(compile_s, 3)
     metrics["watchlist_match_per_s_by_count"] = scaling
-    runs = {k: WATCHLIST_RUNS for k in metrics}
+    runs = dict.fromkeys(metrics, WATCHLIST_RUNS)
     runs["watchlist_compile_s"] = 1
     return Result(metrics, runs)

@@ -31,7 +31,8 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, datetime, time as clock_time, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+from datetime import time as clock_time
 from pathlib import Path
 from typing import Any
 
@@ -316,7 +317,7 @@ async def seed(url: str, *, mentions: int, days: int, watchlists: int, seed_valu
         marker = json.dumps({"earful_seed": {"mentions": mentions, "days": days, "watchlists": watchlists,
                                              "seed": seed_value, "end": end.isoformat()}})
         await conn.execute(f"COMMENT ON DATABASE \"{await conn.fetchval('SELECT current_database()')}\" IS "
-                           + "'" + marker.replace("'", "''") + "'")
+                            "'" + marker.replace("'", "''") + "'")
     finally:
         await conn.close()
     summary = {"mentions": loaded, "days": days, "watchlists": watchlists, "questions": questions,
@@ -342,7 +343,7 @@ async def _load_day(conn: asyncpg.Connection, day: date, rows: list[tuple[Any, .
 
 async def _alerts(conn: asyncpg.Connection, wls: list[SeedWatchlist], days: list[date], rng: random.Random) -> None:
     rows = []
-    for i in range(len(days) * 6):
+    for _i in range(len(days) * 6):
         w = rng.choice(wls)
         day = rng.choice(days)
         at = datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(seconds=rng.random() * 86400)

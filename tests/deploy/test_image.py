@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from packaging.requirements import Requirement
@@ -282,9 +282,9 @@ def test_enrichment_without_the_nlp_stack_fails_with_one_clear_line() -> None:
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    status = {"/healthz": 200, "/readyz": 503}
+    status: ClassVar[dict[str, int]] = {"/healthz": 200, "/readyz": 503}
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+    def do_GET(self) -> None:
         self.send_response(self.status.get(self.path, 404))
         self.end_headers()
 

@@ -18,10 +18,10 @@ from tests.deploy.crd_schemas import CRD_SCHEMAS, kafka_trigger_problems
 from tests.deploy.support import (
     COMPONENTS,
     EXTERNAL_SECRET,
-    OPTIONAL_SECRET_KEYS,
     IMAGE_OF,
     JOB_ARGS,
     K8S,
+    OPTIONAL_SECRET_KEYS,
     OVERLAYS,
     PER_CONTAINER_SETTINGS,
     REPO,
@@ -255,7 +255,7 @@ def test_empty_value_means_default() -> None:
     from earful.core.settings import Settings
 
     fields = Settings.model_fields
-    env = {k: "" for k in all_settings()}
+    env = dict.fromkeys(all_settings(), "")
     assert settings_error(env) is None
     import os
 

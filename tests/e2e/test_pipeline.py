@@ -15,11 +15,11 @@ import pytest
 
 from earful.core.http import HttpServer
 from earful.core.topics import ENRICHED
+from earful.replay import replay
+from earful.webhook_receiver import WebhookReceiver
 from earful_dev.sample.generator import generate
 from earful_dev.stack.broker import free_port
 from earful_dev.stack.processes import Pipeline, ServiceProcess, service_env
-from earful.webhook_receiver import WebhookReceiver
-from earful.replay import replay
 from tests.support import codecs, committed_to_end, consume_all, eventually
 
 pytestmark = pytest.mark.e2e

@@ -17,7 +17,8 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from fastapi import FastAPI, Request as HttpRequest, Response
+from fastapi import FastAPI, Response
+from fastapi import Request as HttpRequest
 
 from earful.alerting.api import build_router
 from earful.alerting.detection import fingerprint

@@ -9,9 +9,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from earful.core.topics import ENRICHED
+from earful.webhook_receiver import WebhookReceiver
 from earful_dev.stack.broker import free_port
 from earful_dev.stack.processes import ServiceProcess, service_env
-from earful.webhook_receiver import WebhookReceiver
 from tests.support import codecs, enriched_record, eventually, produce, raw_record, webhook_receiver
 
 pytestmark = pytest.mark.integration

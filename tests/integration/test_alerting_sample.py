@@ -11,11 +11,11 @@ import pytest
 from earful.alerting.detection import DetectorConfig, mention_of, new_state, observe
 from earful.alerting.detection.rulebook import RuleBook
 from earful.alerting.detection.rules import RuleDefaults
+from earful.core.mention import MentionIn, to_record
 from earful.core.settings import Settings
 from earful.enrichment.processor import EnrichmentProcessor
-from earful.core.mention import MentionIn, to_record
-from earful_dev.sample.generator import read_meta, read_stream
 from earful.watchlists import WatchlistSet
+from earful_dev.sample.generator import read_meta, read_stream
 
 pytestmark = pytest.mark.integration
 

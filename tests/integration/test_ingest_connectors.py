@@ -17,12 +17,12 @@ import pytest
 from prometheus_client import REGISTRY
 
 from earful.core.kafka import Codecs, make_producer
+from earful.core.mention import MentionIn, mention_id, to_record
 from earful.core.settings import Settings
 from earful.core.topics import RAW
 from earful.ingest.connectors.bluesky import BlueskyConnector
 from earful.ingest.connectors.feeds import FeedConfig, FeedPoller
 from earful.ingest.connectors.mastodon import MastodonConnector, MastodonStream
-from earful.core.mention import MentionIn, mention_id, to_record
 from earful.ingest.publisher import Dedup, Publisher
 from earful.watchlists import WatchlistSet
 from tests.protocol_servers import FeedDoc, FeedServer, JetstreamServer, MastodonServer, make_status
@@ -71,7 +71,7 @@ class Running:
         self.stop = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
-    async def __aenter__(self) -> "Running":
+    async def __aenter__(self) -> Running:
         self.task = asyncio.create_task(self.connector.run(self.stop))
         return self
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from earful.core.mention import mention_id
 from earful.core.settings import Settings
 from earful.core.topics import RAW
-from earful.core.mention import mention_id
 from earful_dev.stack.broker import free_port
 from earful_dev.stack.processes import ServiceProcess, service_env
 from tests.protocol_servers import FeedDoc, FeedServer, JetstreamServer

@@ -10,9 +10,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from earful.core.db import drop_database, ensure_database, with_database
 from earful.core.errors import StorageError
 from earful_dev.stack import postgres
-from earful.core.db import drop_database, ensure_database, with_database
 from earful_dev.stack.postgres import embedded_available, find_postgres, start_embedded
 
 pytestmark = pytest.mark.integration

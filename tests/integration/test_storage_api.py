@@ -13,11 +13,12 @@ import asyncpg
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings as hsettings
+from hypothesis import HealthCheck
+from hypothesis import settings as hsettings
 
+from earful_dev.seed import seed
 from earful_dev.stack.broker import free_port
 from earful_dev.stack.processes import ServiceProcess, service_env
-from earful_dev.seed import seed
 
 pytestmark = pytest.mark.integration
 UTC = timezone.utc

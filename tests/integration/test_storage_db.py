@@ -19,12 +19,12 @@ import asyncpg
 import pytest
 
 from earful.core.db import drop_database, ensure_database, with_database
-from earful.storage.erasure import erase_author
 from earful.core.migrate import MIGRATIONS_DIR, migrate, migration_files
+from earful.storage.erasure import erase_author
 from earful.storage.retention import apply_retention, create_partitions_ahead
 from earful.storage.writer import BrandHandles, WriterState, alert_row, existing_partitions, mention_row, write_batch
 from earful.watchlists import Watchlist
-from tests.support import example, eventually
+from tests.support import eventually, example
 
 pytestmark = pytest.mark.integration
 UTC = timezone.utc
@@ -85,8 +85,8 @@ async def val(conn: asyncpg.Connection, sql: str, *args: Any) -> Any:
 async def assert_rollups_match_recount(conn: asyncpg.Connection) -> None:
     for table in ROLLUPS:
         granularity = table.rsplit("_", 1)[1]
-        for a, b in ((table, f"(SELECT watchlist_id, bucket, sentiment, source, lang, mentions FROM mention_rollups_recount"
-                              f" WHERE granularity = '{granularity}') r"),):
+        for a, b in ((table, (f"(SELECT watchlist_id, bucket, sentiment, source, lang, mentions FROM mention_rollups_recount"
+                              f" WHERE granularity = '{granularity}') r")),):
             diff = await conn.fetch(f"(SELECT watchlist_id, bucket, sentiment, source, lang, mentions FROM {a} EXCEPT SELECT * FROM {b})"
                                     f" UNION ALL (SELECT * FROM {b} EXCEPT SELECT watchlist_id, bucket, sentiment, source, lang, mentions FROM {a})")
             assert not diff, (table, diff[:5])

@@ -19,11 +19,11 @@ from earful.core.errors import BrokerError
 from earful.core.kafka import Codecs
 from earful.core.settings import Settings
 from earful.core.topics import WATCHLISTS, create_topics
-from earful_dev.stack.broker import LocalBroker, free_port
 from earful.watchlists.files import WatchlistFolder, load_watchlists
 from earful.watchlists.live import UPDATES, WatchlistStore, seed_from_folder
 from earful.watchlists.model import to_record
 from earful.watchlists.registry import WatchlistRegistry
+from earful_dev.stack.broker import LocalBroker, free_port
 from tests.support import consume_all, eventually, produce
 
 pytestmark = pytest.mark.integration
@@ -263,7 +263,7 @@ async def test_the_seed_serves_until_the_topic_has_watchlists(settings_: Setting
 async def test_an_unreachable_broker_is_a_clear_error(folder: Path) -> None:
     s = Settings(kafka_bootstrap=f"127.0.0.1:{free_port()}", watchlists_dir=folder)
     store = WatchlistStore(s, service="test")
-    with pytest.raises(BrokerError, match="earful.watchlists.v1"):
+    with pytest.raises(BrokerError, match=r"earful.watchlists.v1"):
         await asyncio.wait_for(store.start(timeout_s=3), 30)
 
 

@@ -237,7 +237,7 @@ def test_truncated_confluent_header_with_registry(tiny_store: SchemaStore) -> No
 def test_corrupt_confluent_body(tiny_store: SchemaStore) -> None:
     schema = tiny_store.current("t")
     codec = AvroCodec(schema, tiny_store, FakeRegistry(schema, 42))
-    with pytest.raises(DecodeError, match="corrupt earful.test.T body"):
+    with pytest.raises(DecodeError, match=r"corrupt earful.test.T body"):
         codec.decode(bytes.fromhex("00 00 00 00 2a 02 0a 68"))
 
 
@@ -252,14 +252,14 @@ def test_corrupt_confluent_body(tiny_store: SchemaStore) -> None:
     ids=["missing-s", "missing-a", "string-for-int", "null-for-string"],
 )
 def test_record_not_fitting_the_schema_raises_encode_error(tiny_codec: AvroCodec, record: dict) -> None:
-    with pytest.raises(EncodeError, match="does not fit earful.test.T") as info:
+    with pytest.raises(EncodeError, match=r"does not fit earful.test.T") as info:
         tiny_codec.encode(record)
     assert isinstance(info.value, CodecError)
     assert info.value.kind == "encode_error"
 
 
 def test_int_out_of_range_raises_encode_error(tiny_codec: AvroCodec) -> None:
-    with pytest.raises(EncodeError, match="does not fit earful.test.T"):
+    with pytest.raises(EncodeError, match=r"does not fit earful.test.T"):
         tiny_codec.encode({"a": 2**40, "s": "hi"})
 
 

@@ -12,12 +12,13 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from email.utils import format_datetime
 from datetime import datetime, timedelta, timezone
+from email.utils import format_datetime
 
 import httpx
 import pytest
-from fastapi import FastAPI, Request as HttpRequest, Response
+from fastapi import FastAPI, Response
+from fastapi import Request as HttpRequest
 from prometheus_client import REGISTRY
 
 from earful.alerting.notification.delivery import (

@@ -5,6 +5,7 @@ arguments; nothing reads the real clock)."""
 from __future__ import annotations
 
 import copy
+import itertools
 import json
 import math
 import os
@@ -108,7 +109,7 @@ def test_poisson_tail_edges_and_monotony() -> None:
     assert poisson_tail(1, 0.0) == 0.0 and poisson_tail(0, 0.0) == 1.0
     assert 0.0 < poisson_tail(150, 2.0) < 1e-200
     tails = [poisson_tail(c, 2.0) for c in range(80)]
-    assert all(a >= b for a, b in zip(tails, tails[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(tails))
 
 
 def _returns_within(code: str, timeout_s: float = 3.0) -> str:
@@ -622,9 +623,9 @@ def test_risk_mention_by_a_large_account_fires_and_resolves_when_quiet() -> None
                   risks=("legal_privacy", "operational"))
     small = replace(big, mention_id="small", followers=120)
     ops = replace(big, mention_id="ops", risks=("operational",))
-    assert _feed(base + [small, ops], RISK) == []
+    assert _feed([*base, small, ops], RISK) == []
     state = new_state()
-    decisions = _feed(base + [big], RISK, state=state)
+    decisions = _feed([*base, big], RISK, state=state)
     assert [(d.status, d.labels.get("risk")) for d in decisions] == [("firing", "legal_privacy")]
     assert decisions[0].sample_mention_ids[-1] == "leak" and "84,213" in decisions[0].summary
     quiet_s = DEFAULTS.thresholds["risk_mention"]["quiet_s"]
@@ -639,7 +640,7 @@ VIRAL = wl_rules(AlertRule("viral_post"))
 
 
 def test_viral_post_from_successive_engagement_observations() -> None:
-    post = dict(source="twitter", source_id="42", author_handle="kat", followers=80_000)
+    post = {"source": "twitter", "source_id": "42", "author_handle": "kat", "followers": 80_000}
     created = T0 + 60_000
     first = Mention("p", created, created + 1000, engagement=50, observed_ms=created + 60_000, **post)
     second = replace(first, engagement=400, observed_ms=created + 300_000, received_ms=created + 300_500)

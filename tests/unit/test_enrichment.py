@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import itertools
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -11,11 +12,11 @@ import pytest
 
 from earful.core.codec import AvroCodec, EmbeddingEncoder, SchemaStore
 from earful.core.errors import ConfigError
+from earful.core.mention import MentionIn, to_record
 from earful.enrichment.ner import SPACY_TO_EARFUL, WNUT_TYPES
 from earful.enrichment.processor import EnrichmentProcessor
-from earful.enrichment.sentiment import LABELS
 from earful.enrichment.rules import RISK_RULES_VERSION, risk_tags, social_entities
-from earful.core.mention import MentionIn, to_record
+from earful.enrichment.sentiment import LABELS
 from earful.watchlists import Watchlist, WatchlistSet
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
@@ -258,7 +259,7 @@ def test_rule_and_model_entities_merge_without_overlap(enriched: list[dict[str, 
     for out in enriched:
         ents = out["entities"]
         assert [e["start"] for e in ents] == sorted(e["start"] for e in ents)
-        for a, b in zip(ents, ents[1:]):
+        for a, b in itertools.pairwise(ents):
             assert a["end"] <= b["start"], (a, b)
         for e in ents:
             assert out["mention"]["text"][e["start"]:e["end"]] == e["text"]

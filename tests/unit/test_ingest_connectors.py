@@ -10,14 +10,14 @@ import pytest
 
 from earful.core.auth import ApiKeys, presented_key
 from earful.core.errors import ConfigError, SourceError, ValidationError
+from earful.core.http import RETRY_AFTER_MAX_S, parse_retry_after
+from earful.core.mention import MentionIn
 from earful.core.settings import Settings
 from earful.ingest.connectors.bluesky import event_mention, subscribe_url
-from earful.core.http import RETRY_AFTER_MAX_S, parse_retry_after
 from earful.ingest.connectors.feeds import FeedConfig, item_to_mention, load_feeds, parse_feed
 from earful.ingest.connectors.mastodon import SseParser, status_mentions
 from earful.ingest.connectors.replay import MentionFile, parse_mapping, parse_time
 from earful.ingest.limits import RateLimiter, retry_after_header
-from earful.core.mention import MentionIn
 from earful.ingest.publisher import Dedup, observation_key
 from earful.ingest.state import StateFile, state_name
 from earful.ingest.text import html_to_text

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-import nab  # noqa: E402
+import nab
 
 T0 = datetime(2015, 3, 1, 0, 0, 0)
 TIMES = [T0 + timedelta(minutes=5 * i) for i in range(20)]

@@ -142,7 +142,7 @@ def test_languages_and_sources(default_run) -> None:
     for line, a in zip(lines, ann):
         if line["mention"]["lang"] is not None:
             assert line["mention"]["lang"] == a["lang"]
-    assert set(x["mention"]["source"] for x in lines) == set(g.SOURCES)
+    assert {x["mention"]["source"] for x in lines} == set(g.SOURCES)
     texts = [x["mention"]["text"] for x in lines]
     assert 1 - len(set(texts)) / len(texts) <= 0.03
     assert any("$ACME" in t for t in texts) and any("#" in t for t in texts)

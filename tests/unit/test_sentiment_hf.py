@@ -88,8 +88,8 @@ def test_a_folder_without_a_model_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_the_processor_records_the_local_model(model_dir: Path) -> None:
-    from earful.enrichment.processor import EnrichmentProcessor
     from earful.core.mention import MentionIn, to_record
+    from earful.enrichment.processor import EnrichmentProcessor
     from earful.watchlists import WatchlistSet
 
     processor = EnrichmentProcessor(WatchlistSet([], revision="empty"), sentiment_model=str(model_dir),

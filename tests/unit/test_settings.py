@@ -57,7 +57,7 @@ def test_alerting_lists_and_allowed_networks(monkeypatch: pytest.MonkeyPatch) ->
     assert s.alert_default_rules == ("volume_spike", "risk_mention")
     assert s.webhook_allowed_networks == ("127.0.0.0/8", "10.1.2.3/32", "fd00::/8")
     monkeypatch.setenv("EARFUL_WEBHOOK_ALLOWED_NETWORKS", "127.0.0.0/8,localhost")
-    with pytest.raises(ConfigError, match="EARFUL_WEBHOOK_ALLOWED_NETWORKS.*'localhost' is not a CIDR network"):
+    with pytest.raises(ConfigError, match=r"EARFUL_WEBHOOK_ALLOWED_NETWORKS.*'localhost' is not a CIDR network"):
         load_settings()
 
 

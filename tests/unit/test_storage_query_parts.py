@@ -12,12 +12,26 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from fastapi.exceptions import RequestValidationError
 
+from earful.core.migrate import MIGRATIONS_DIR
 from earful.storage.api.deps import Output, Page, Period, decode_cursor, encode_cursor, window
 from earful.storage.api.queries import (
-    TEXT_SEARCH_CONFIGS, AlertFilter, MentionFilter, alert_listing, any_of, chunk, entity_candidates, language_alternatives,
-    mention_search, open_questions, rollup_parts, rollup_table, share_of_voice, tsquery_sql, volume_series)
+    TEXT_SEARCH_CONFIGS,
+    AlertFilter,
+    MentionFilter,
+    alert_listing,
+    any_of,
+    chunk,
+    entity_candidates,
+    language_alternatives,
+    mention_search,
+    open_questions,
+    rollup_parts,
+    rollup_table,
+    share_of_voice,
+    tsquery_sql,
+    volume_series,
+)
 from earful.storage.export import safe_cell, to_csv
-from earful.core.migrate import MIGRATIONS_DIR
 from earful.storage.writer import BrandHandles, author_hash
 from earful.watchlists import Watchlist
 

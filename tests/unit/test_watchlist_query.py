@@ -235,8 +235,7 @@ def test_tokens() -> None:
 # --- properties -------------------------------------------------------------------------------
 
 VOCAB = ["acme", "air", "pie", "globex", "late", "refund"]
-LEAVES = VOCAB + ["#acme", "@acme", "$acme", '"acme air"', '"late refund"', "acm*", "refu*", "lang:en", "source:news",
-                  "site:acme.example"]
+LEAVES = [*VOCAB, "#acme", "@acme", "$acme", '"acme air"', '"late refund"', "acm*", "refu*", "lang:en", "source:news", "site:acme.example"]
 
 
 def _query(depth: int) -> st.SearchStrategy[str]:
@@ -244,7 +243,7 @@ def _query(depth: int) -> st.SearchStrategy[str]:
     if depth == 0:
         return leaf
     sub = _query(depth - 1)
-    near_side = st.sampled_from(VOCAB + ['"acme air"', "acm*", "#acme"])
+    near_side = st.sampled_from([*VOCAB, '"acme air"', "acm*", "#acme"])
     return st.one_of(
         leaf,
         st.tuples(sub, sub).map(lambda p: f"({p[0]} AND {p[1]})"),
@@ -257,8 +256,7 @@ def _query(depth: int) -> st.SearchStrategy[str]:
 
 
 QUERIES = _query(3)
-WORDS = st.sampled_from(VOCAB + ["#acme", "@acme", "$acme", "acmes", "refunds", "the", "x", "https://acme.example/a",
-                                 "https://other.example/"])
+WORDS = st.sampled_from([*VOCAB, "#acme", "@acme", "$acme", "acmes", "refunds", "the", "x", "https://acme.example/a", "https://other.example/"])
 SEPARATORS = st.sampled_from([" ", " ", ", ", ". ", "\n", "-", "!"])
 TEXTS = st.lists(st.tuples(WORDS, SEPARATORS), max_size=12).map(lambda ws: "".join(w + s for w, s in ws))
 FIELDS = st.fixed_dictionaries({}, optional={"lang": st.sampled_from(["en", "de"]),
@@ -301,7 +299,7 @@ def test_rendering_is_a_fixed_point(query: str) -> None:
 
 
 @settings(max_examples=500, deadline=None)
-@given(st.lists(st.sampled_from(list('ab #@$*"():/.-NOTANDRE1é') + ["NEAR/2", " OR ", "lang:", "site:", "ß"]),
+@given(st.lists(st.sampled_from([*list('ab #@$*"():/.-NOTANDRE1é'), "NEAR/2", " OR ", "lang:", "site:", "ß"]),
                 max_size=30).map("".join))
 def test_any_input_is_a_query_or_a_query_error(query: str) -> None:
     try:

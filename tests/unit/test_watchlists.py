@@ -99,7 +99,7 @@ def test_records_are_validated() -> None:
     codec = Codecs(Settings()).for_topic(WATCHLISTS)
     w = WatchlistSet.from_file(SAMPLE).watchlists["skyjet"]
     record = dict(to_record(w, datetime.now(timezone.utc), None), query="NOT skyjet")
-    with pytest.raises(ValidationError, match="record 'skyjet'.*query: column 1"):
+    with pytest.raises(ValidationError, match=r"record 'skyjet'.*query: column 1"):
         from_record(codec.decode(codec.encode(record)))
 
 

@@ -327,7 +327,7 @@ def _crisis_shape(minutes: float, duration: float) -> float:
 class _Slots(dict):  # type: ignore[type-arg]
     """Template values, drawn lazily on first use so each template only consumes what it needs."""
 
-    def __init__(self, gen: "_Generator", lang: str, brand: Mapping[str, Any] | None,
+    def __init__(self, gen: _Generator, lang: str, brand: Mapping[str, Any] | None,
                  other: Mapping[str, Any] | None, formal: bool = False, **fixed: str) -> None:
         super().__init__(fixed)
         self.gen, self.lang, self.brand, self.other, self.formal = gen, lang, brand, other, formal
@@ -737,7 +737,7 @@ class _Generator:
         other = self.brands.get(b["competitor"]) if b["competitor"] else None
 
         # A reply to someone's earlier post about the same brand.
-        if source in SOCIAL + ("reddit",) and rng.random() < 0.07:
+        if source in (*SOCIAL, "reddit") and rng.random() < 0.07:
             parent = self._choose_parent(ms, source, lambda r: r["scenario"] == "baseline"
                                          and wid in r["ann"]["watchlists"] and r["ann"]["kind"] not in ("news", "brand_reply"))
             if parent is not None:
@@ -987,14 +987,16 @@ class _Generator:
                 peak = b["peak_per_min"] * weight * self.rate_scale / _MINUTE_MS
                 chatter_weight[region] = chatter_weight.get(region, 0.0) + peak
                 off = _REGIONS[region]["utc_offset"]
-                rate = (lambda t, p=peak, o=off: p * _diurnal(t / _HOUR_MS + o))
+                def rate(t, p=peak, o=off):
+                    return (p * _diurnal(t / _HOUR_MS + o))
                 rng = random.Random(f"{self.seed}/arrivals/{wid}/{region}")
                 events += [(ms, 0, "brand", wid, region) for ms in _thinned(rng, t0, t1, peak, rate)]
         factor = CHATTER_SHARE / (1.0 - CHATTER_SHARE)
         for region, peak in sorted(chatter_weight.items()):
             peak *= factor
             off = _REGIONS[region]["utc_offset"]
-            rate = (lambda t, p=peak, o=off: p * _diurnal(t / _HOUR_MS + o))
+            def rate(t, p=peak, o=off):
+                return (p * _diurnal(t / _HOUR_MS + o))
             rng = random.Random(f"{self.seed}/arrivals/chatter/{region}")
             events += [(ms, 1, "chatter", "", region) for ms in _thinned(rng, t0, t1, peak, rate)]
         if self.crisis_at_ms is not None and CRISIS_WATCHLIST in self.brands:
@@ -1002,7 +1004,8 @@ class _Generator:
             c0 = float(self.crisis_at_ms)
             c1 = min(t1, c0 + self.crisis_minutes * _MINUTE_MS)
             dur = self.crisis_minutes
-            rate = (lambda t: cpeak * _crisis_shape((t - c0) / _MINUTE_MS, dur))
+            def rate(t):
+                return (cpeak * _crisis_shape((t - c0) / _MINUTE_MS, dur))
             rng = random.Random(f"{self.seed}/arrivals/crisis")
             events += [(ms, 2, "crisis", CRISIS_WATCHLIST, "") for ms in _thinned(rng, c0, c1, cpeak, rate)]
             for i, (lo, hi) in enumerate(_STATEMENT_MINUTES):
@@ -1064,8 +1067,8 @@ def generate_annotated(seed: int = DEFAULT_SEED, start: datetime = DEFAULT_START
     if crisis_at_hours is not None and CRISIS_WATCHLIST not in {w["id"] for w in wls}:
         raise ValueError(f"the crisis needs the {CRISIS_WATCHLIST!r} watchlist")
     start_ms = _to_ms(start)
-    end_ms = start_ms + int(round(hours * _HOUR_MS))
-    crisis_ms = None if crisis_at_hours is None else start_ms + int(round(crisis_at_hours * _HOUR_MS))
+    end_ms = start_ms + round(hours * _HOUR_MS)
+    crisis_ms = None if crisis_at_hours is None else start_ms + round(crisis_at_hours * _HOUR_MS)
     gen = _Generator(seed, start_ms, end_ms, crisis_ms, crisis_minutes, rate_scale, wls)
     gen.run()
     lines = [{"mention": r["mention"], "scenario": r["scenario"]} for r in gen.records]

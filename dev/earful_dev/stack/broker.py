@@ -83,7 +83,7 @@ class LocalBroker:
         return f"127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, port: int | None = None, log_path: Path | None = None, timeout_s: float = 20.0) -> "LocalBroker":
+    def start(cls, port: int | None = None, log_path: Path | None = None, timeout_s: float = 20.0) -> LocalBroker:
         port = port or free_port()
         url = f"tcp://127.0.0.1:{port}"
         log = open(log_path, "ab") if log_path else subprocess.DEVNULL
