@@ -3,6 +3,10 @@
 The development commands (`run`, `demo`, `broker`, `sample generate`, `storage seed`, and `replay`
 without a file) come from the separate `earful-dev` package, which the container images do not
 ship: they import it only when they run, and say how to install it when it is missing.
+
+Each command imports the service or tool it runs inside its handler, on purpose: the `earful`
+image has no NLP stack (only `earful-nlp` can import enrichment), and `earful settings` or
+`earful topics list` should not pay for loading spaCy or FastAPI.
 """
 
 from __future__ import annotations
@@ -10,15 +14,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import importlib.metadata
 import json
+import os
 import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from types import ModuleType
+from typing import TypeAlias
 
-from earful.core.errors import EarfulError
+from earful.core.errors import EarfulError, ValidationError
 from earful.core.logs import setup_logging
 from earful.core.settings import Settings, load_settings, settings_markdown
+from earful.watchlists.cli import add_commands as add_watchlist_commands
+from earful.watchlists.cli import run as run_watchlists
 
 SERVICES = ("ingest", "enrichment", "alerting", "storage")
 
@@ -48,7 +58,30 @@ def dev_module(name: str, command: str) -> ModuleType:
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="earful", description="Earful: self-hosted, Kafka-native social listening.")
+    p.add_argument("--version", action="version", version=f"earful {version()}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_services(sub)
+    _add_operations(sub)
+    add_watchlist_commands(sub)
+    _add_models(sub)
+    _add_backtest(sub)
+    _add_replay(sub)
+    _add_dev_tools(sub)
+    return p
+
+
+def version() -> str:
+    """The installed package's version (what `earful --version` prints)."""
+    try:
+        return importlib.metadata.version("earful")
+    except importlib.metadata.PackageNotFoundError:  # running from a source tree that was never installed
+        return "0+unknown"
+
+
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def _add_services(sub: Commands) -> None:
     for name, text in (
         ("ingest", "run the ingest service (HTTP push API → raw topic)"),
         ("enrichment", "run the enrichment service (raw → enriched)"),
@@ -59,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
         if name == "storage":
             _storage_actions(service_parser)
 
+
+def _add_operations(sub: Commands) -> None:
     topics = sub.add_parser("topics", help="declared Kafka topics")
     tsub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
     tsub.add_parser("create", help="create every declared topic (idempotent)")
@@ -74,9 +109,14 @@ def _parser() -> argparse.ArgumentParser:
                         "or the ingest API shape")
     e.add_argument("--out", required=True, type=Path, help="JSONL output: one enriched mention per line")
 
-    from earful.watchlists.cli import add_commands as add_watchlist_commands
+    w = sub.add_parser("webhook-receiver", help="a local webhook sink that prints every alert it receives")
+    w.add_argument("--host", default="127.0.0.1")
+    w.add_argument("--port", type=int, default=9000)
+    w.add_argument("--out", type=Path, help="also append each received alert as a JSON line here")
+    w.add_argument("--secret", help="verify X-Earful-Signature with this HMAC key")
 
-    add_watchlist_commands(sub)
+
+def _add_models(sub: Commands) -> None:
     models = sub.add_parser("models", help="train and evaluate the enrichment models")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
     ts = msub.add_parser("train-sentiment", help="train the sentiment model on UMSAB train (8 languages)")
@@ -89,6 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     ev = msub.add_parser("evaluate", help="print every enrichment accuracy figure as JSON")
     ev.add_argument("--data", required=True, type=Path, help="the evaluation data folder (e.g. ../shared/eval)")
     ev.add_argument("--only", default="sentiment,ner,language,risk", help="comma-separated: sentiment,ner,language,risk")
+
+
+def _add_backtest(sub: Commands) -> None:
     bt = sub.add_parser(
         "backtest", help="run the alert detector over history: a timestamp,value CSV or a watchlist's stored mentions",
         description="Either --csv SERIES.csv (NAB format: timestamp,value) or --watchlist ID --from T --to T "
@@ -107,13 +150,12 @@ def _parser() -> argparse.ArgumentParser:
     bt.add_argument("--cooldown-s", type=int, help="the candidate rule's cooldown")
     bt.add_argument("--warmup", help="history before --from that only trains the baseline (default: 1h or more)")
 
-    sample = sub.add_parser("sample", help="the bundled sample stream")
-    ssub = sample.add_subparsers(dest="sample_command", required=True, metavar="ACTION")
-    ssub.add_parser("generate", help="(re)generate the sample stream", add_help=False)
 
+
+def _add_replay(sub: Commands) -> None:
     r = sub.add_parser("replay", help="replay a JSONL/CSV file of mentions into an ingest API or straight to Kafka",
                        description="Replay a JSONL or CSV file (optionally .gz) of mentions: Earful stream files, bare "
-                       "mentions, or other tools' exports (columns mapped by name; see the README).")
+                       "mentions, or other tools' exports (columns mapped by name; see docs/connectors.md).")
     r.add_argument("file", nargs="?", type=Path, help="a .jsonl, .csv or .tsv file, optionally .gz; default: the bundled sample")
     r.add_argument("--ingest-url", default="http://127.0.0.1:8080", help="ingest base URL (key from EARFUL_INGEST_API_KEYS)")
     r.add_argument("--to-kafka", action="store_true", help="produce straight to the raw topic (EARFUL_KAFKA_BOOTSTRAP) instead")
@@ -126,11 +168,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="read FIELD from COLUMN, e.g. --map text='Full Text' (repeatable)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
 
-    w = sub.add_parser("webhook-receiver", help="a local webhook sink that prints every alert it receives")
-    w.add_argument("--host", default="127.0.0.1")
-    w.add_argument("--port", type=int, default=9000)
-    w.add_argument("--out", type=Path, help="also append each received alert as a JSON line here")
-    w.add_argument("--secret", help="verify X-Earful-Signature with this HMAC key")
+
+
+def _add_dev_tools(sub: Commands) -> None:
+    """The commands of the earful-dev package (see the module docstring)."""
+    sample = sub.add_parser("sample", help="the bundled sample stream")
+    ssub = sample.add_subparsers(dest="sample_command", required=True, metavar="ACTION")
+    ssub.add_parser("generate", help="(re)generate the sample stream", add_help=False)
 
     b = sub.add_parser("broker", help="run the local Kafka-protocol broker (Tansu) in the foreground")
     b.add_argument("--port", type=int, default=9092)
@@ -141,7 +185,6 @@ def _parser() -> argparse.ArgumentParser:
         d.add_argument("--speed", type=float, default=None, help="replay speed-up (event time / wall time)")
         d.add_argument("--work-dir", type=Path, default=Path(".earful"), help="logs, data and state of the local stack")
         d.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds")
-    return p
 
 
 def _storage_actions(storage: argparse.ArgumentParser) -> None:
@@ -200,74 +243,89 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `earful settings | head`: the reader left early, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit flush stays quiet
+        return 0
 
 
 def _dispatch(args: argparse.Namespace, settings: Settings) -> int:
-    if args.command == "storage" and getattr(args, "storage_command", None):
-        if args.storage_command == "seed":
-            return int(dev_module("seed", "storage seed").seed_command(args, settings))
-        from earful.storage.tools import run_tool
+    if args.command in SERVICES and not getattr(args, "storage_command", None):
+        return int(importlib.import_module(f"earful.{args.command}.__main__").main(settings))
+    return _HANDLERS[args.command](args, settings)
 
-        return run_tool(args, settings)
-    if args.command in SERVICES:
-        import importlib
 
-        return importlib.import_module(f"earful.{args.command}.__main__").main(settings)
-    if args.command == "topics":
-        from earful.core.topics import create_topics, load_topics
+def _storage_tool(args: argparse.Namespace, settings: Settings) -> int:
+    if args.storage_command == "seed":
+        return int(dev_module("seed", "storage seed").seed_command(args, settings))
+    from earful.storage.tools import run_tool
 
-        if args.topics_command == "list":
-            specs = load_topics(settings.schema_dir)
-            print(json.dumps([vars(s) for s in specs.values()], indent=2))
-            return 0
-        for name, state in asyncio.run(create_topics(settings)).items():
-            print(f"{state:8} {name}")
+    return run_tool(args, settings)
+
+
+def _topics(args: argparse.Namespace, settings: Settings) -> int:
+    from earful.core.topics import create_topics, load_topics
+
+    if args.topics_command == "list":
+        specs = load_topics(settings.schema_dir)
+        print(json.dumps([vars(s) for s in specs.values()], indent=2))
         return 0
-    if args.command == "migrate":
-        from earful.storage.__main__ import migrate_only
+    for name, state in asyncio.run(create_topics(settings)).items():
+        print(f"{state:8} {name}")
+    return 0
 
-        asyncio.run(migrate_only(settings))
-        print("migrations applied")
-        return 0
-    if args.command == "settings":
-        if args.markdown:
-            print(settings_markdown())
-        else:
-            for key, value in settings.model_dump().items():
-                print(f"EARFUL_{key.upper()}={value}")
-        return 0
-    if args.command == "enrich":
-        from earful.enrichment.batch import enrich_file
 
-        return enrich_file(args.inp, args.out, settings)
-    if args.command == "watchlists":
-        from earful.watchlists.cli import run as run_watchlists
+def _migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from earful.storage.__main__ import migrate_only
 
-        return run_watchlists(args, settings.watchlists_dir)
-    if args.command == "models":
-        return _models(args, settings)
-    if args.command == "backtest":
-        from earful.alerting.detection.backtest import backtest_cli
+    asyncio.run(migrate_only(settings))
+    print("migrations applied")
+    return 0
 
-        return backtest_cli(args, settings)
-    if args.command == "replay":
-        from earful.replay import replay_cli
 
-        batch = args.batch if args.batch is not None else (500 if args.to_kafka else 100)
-        path = args.file or _bundled_sample()
-        return replay_cli(path, args.ingest_url, args.speed, batch, settings=settings, to_kafka=args.to_kafka,
-                          fmt=args.fmt, source=args.source, mapping=args.mapping, progress=not args.no_progress)
-    if args.command == "webhook-receiver":
-        from earful.webhook_receiver import run_receiver
+def _settings(args: argparse.Namespace, settings: Settings) -> int:
+    if args.markdown:
+        print(settings_markdown())
+    else:
+        for key, value in settings.model_dump().items():
+            print(f"EARFUL_{key.upper()}={value}")
+    return 0
 
-        return run_receiver(args.host, args.port, args.out, args.secret)
-    if args.command == "broker":
-        return int(dev_module("stack.broker", "broker").run_broker_foreground(args.port))
-    if args.command in ("run", "demo"):
-        run_demo = dev_module("stack.demo", args.command).run_demo
-        return run_demo(settings, headless=args.command == "demo", speed=args.speed, work_dir=args.work_dir,
-                        timeout_s=args.timeout)
-    raise AssertionError(args.command)
+
+def _enrich(args: argparse.Namespace, settings: Settings) -> int:
+    from earful.enrichment.batch import enrich_file
+
+    return enrich_file(args.inp, args.out, settings)
+
+
+def _backtest(args: argparse.Namespace, settings: Settings) -> int:
+    from earful.alerting.detection.backtest import backtest_cli
+
+    return backtest_cli(args, settings)
+
+
+def _replay(args: argparse.Namespace, settings: Settings) -> int:
+    from earful.replay import replay_cli
+
+    batch = args.batch if args.batch is not None else (500 if args.to_kafka else 100)
+    path = args.file or _bundled_sample()
+    return replay_cli(path, args.ingest_url, args.speed, batch, settings=settings, to_kafka=args.to_kafka,
+                      fmt=args.fmt, source=args.source, mapping=args.mapping, progress=not args.no_progress)
+
+
+def _webhook_receiver(args: argparse.Namespace, settings: Settings) -> int:
+    from earful.webhook_receiver import run_receiver
+
+    return run_receiver(args.host, args.port, args.out, args.secret)
+
+
+def _broker(args: argparse.Namespace, settings: Settings) -> int:
+    return int(dev_module("stack.broker", "broker").run_broker_foreground(args.port))
+
+
+def _stack(args: argparse.Namespace, settings: Settings) -> int:
+    run_demo = dev_module("stack.demo", args.command).run_demo
+    return int(run_demo(settings, headless=args.command == "demo", speed=args.speed, work_dir=args.work_dir,
+                        timeout_s=args.timeout))
 
 
 def _bundled_sample() -> Path:
@@ -282,8 +340,6 @@ def _bundled_sample() -> Path:
 
 
 def _models(args: argparse.Namespace, settings: Settings) -> int:
-    from earful.core.errors import ValidationError
-
     if not args.data.is_dir():
         raise ValidationError(f"--data {args.data}: no such folder")
     if args.models_command == "train-sentiment":
@@ -307,6 +363,14 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
         raise ValidationError(f"--only: unknown {', '.join(sorted(unknown))}; choose from sentiment, ner, language, risk")
     print(json.dumps(evaluate_all(args.data, only, settings), indent=2))
     return 0
+
+
+_HANDLERS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
+    "storage": _storage_tool, "topics": _topics, "migrate": _migrate, "settings": _settings, "enrich": _enrich,
+    "watchlists": lambda args, settings: run_watchlists(args, settings.watchlists_dir), "models": _models,
+    "backtest": _backtest, "replay": _replay, "webhook-receiver": _webhook_receiver, "broker": _broker,
+    "run": _stack, "demo": _stack,
+}
 
 
 if __name__ == "__main__":

@@ -25,7 +25,12 @@ from typing import Any
 import httpx
 
 from earful.core.errors import ValidationError
+from earful.core.kafka import Codecs, start_producer
+from earful.core.mention import MentionIn, to_record
 from earful.core.settings import Settings
+from earful.ingest.__main__ import build_publisher
+from earful.ingest.connectors.replay import MentionFile, parse_mapping
+from earful.ingest.publisher import FETCHED
 
 AcceptHook = Callable[[list[dict[str, Any]], float], None]
 
@@ -132,11 +137,6 @@ async def _post(client: httpx.AsyncClient, batch: list[dict[str, Any]], stats: R
 async def replay_to_kafka(lines: Iterable[dict[str, Any]], settings: Settings, content_type: str, speed: float = 0.0,
                           batch_size: int = 500, on_accepted: AcceptHook | None = None) -> ReplayStats:
     """Produce `lines` straight to the raw topic with the ingest publisher (dedup, acks=all, retries)."""
-    from earful.core.kafka import Codecs, start_producer
-    from earful.ingest.__main__ import build_publisher
-    from earful.core.mention import MentionIn, to_record
-    from earful.ingest.publisher import FETCHED
-
     stats = ReplayStats()
     producer = await start_producer(settings, "earful-replay")
     publisher = build_publisher(settings, producer, Codecs(settings))
@@ -201,8 +201,6 @@ def replay_cli(path: Path, ingest_url: str, speed: float, batch_size: int, *, se
                to_kafka: bool = False, fmt: str = "auto", source: str = "import", mapping: list[str] | None = None,
                progress: bool = True) -> int:
     """`earful replay`: a JSONL/CSV file into an ingest API or straight to Kafka."""
-    from earful.ingest.connectors.replay import MentionFile, parse_mapping
-
     if speed < 0:
         raise ValidationError(f"--speed {speed:g}: must be 0 (as fast as possible) or more (1 = original speed)")
     if batch_size < 1:
