@@ -202,7 +202,7 @@ class AlertingService:
         router = build_router(lambda: self.database.store, self.notify_config, settings.api_key_set(), utc_now,
                               self.notifications.changed)
         attach_ops_server(self.app, settings, self.health, SERVICE, routers=[router])
-        self.app.service(self.notifications)  # type: ignore[arg-type]  # (see above)
+        self.app.service(self.notifications)  # type: ignore[arg-type]  # Faust starts instances as well as classes
         self.agents = AlertingAgents(self.app, settings, codecs, rulebook=self.rulebook, notify_config=self.notify_config,
                                      dead_letters=self.dead_letters, notifications=self.notifications)
 

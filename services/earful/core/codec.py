@@ -20,7 +20,7 @@ import struct
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import fastavro
 import fastavro.schema
@@ -188,7 +188,8 @@ class HttpSchemaRegistry:
             raise RegistryError(f"schema registry {self.url} unreachable: {exc}") from exc
         if resp.status_code >= 400:
             raise RegistryError(f"schema registry {method} {path} -> {resp.status_code}: {resp.text[:200]}")
-        return resp.json()
+        body: dict[str, Any] = resp.json()  # both requests made here are answered with a JSON object
+        return body
 
 
 class AvroCodec:
@@ -245,7 +246,7 @@ class AvroCodec:
             raise DecodeError(f"corrupt {writer.name} body: {exc!r}") from exc
         if body.tell() != len(data):
             raise DecodeError(f"{len(data) - body.tell()} trailing bytes after the {writer.name} record")
-        return record  # type: ignore[return-value]
+        return cast(dict[str, Any], record)  # topic values are Avro records, which read as dicts
 
     def _writer_schema(self, data: bytes) -> AvroSchema:
         if data[:2] == SINGLE_OBJECT_MAGIC:

@@ -15,6 +15,7 @@ import faust
 import mode
 from fastapi import APIRouter
 
+from earful.core.codec import AvroCodec
 from earful.core.errors import DecodeError, EarfulError
 from earful.core.health import Health
 from earful.core.http import HttpServer, ops_app
@@ -47,7 +48,7 @@ def attach_ops_server(app: faust.App, settings: Settings, health: Health, servic
     app.service(OpsServer)
 
     @app.on_partitions_assigned.connect
-    async def _ready(app: Any, *args: Any, **kwargs: Any) -> None:  # first assignment = consuming
+    async def _ready(app: Any, /, *args: Any, **kwargs: Any) -> None:  # first assignment = consuming
         health.started = True
 
 
@@ -61,12 +62,12 @@ class FaustDeadLetters(DeadLetters):
             async def send_and_wait(self, name: str, value: bytes, key: bytes | None = None) -> None:
                 await (await topic.send(key=key, value=value))
 
-        super().__init__(_Producer(), codecs, service)  # type: ignore[arg-type]
+        super().__init__(_Producer(), codecs, service)
 
-    async def decode(self, event: Any, codec: Any) -> dict[str, Any] | None:
+    async def decode(self, event: Any, codec: AvroCodec) -> dict[str, Any] | None:
         """The event's record, or None after dead-lettering it when its bytes do not decode."""
         try:
-            return codec.decode(event.message.value)  # type: ignore[no-any-return]
+            return codec.decode(event.message.value)
         except DecodeError as exc:
             await self.send_event(event, exc)
             return None

@@ -20,7 +20,7 @@ import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Coroutine, Generator, Sequence
+from typing import Any, Coroutine, Generator, Protocol, Sequence, cast
 
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -168,10 +168,16 @@ def utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+class DeadLetterProducer(Protocol):
+    """What DeadLetters sends through: an AIOKafkaProducer, or a Faust app's topic (FaustDeadLetters)."""
+
+    async def send_and_wait(self, topic: str, value: bytes, /, *, key: bytes | None = None) -> object: ...
+
+
 class DeadLetters:
     """Sends records a service gave up on to ``earful.dlq.v1`` with the error and original bytes."""
 
-    def __init__(self, producer: AIOKafkaProducer, codecs: Codecs, service: str) -> None:
+    def __init__(self, producer: DeadLetterProducer, codecs: Codecs, service: str) -> None:
         self.producer = producer
         self.codec = codecs.for_topic(DLQ)
         self.service = service
@@ -344,13 +350,14 @@ class PrometheusMonitor(faust_prometheus.PrometheusMonitor):
 
     def __init__(self, metrics: Any, **kwargs: Any) -> None:
         super().__init__(metrics, **kwargs)
-        self._children: dict[tuple[Any, ...], Any] = {}
+        # Not `_children`: mode.Service keeps the child services it starts and stops there.
+        self._labelled: dict[tuple[Any, ...], Any] = {}
 
     def _child(self, metric: Any, *labels: Any) -> Any:
         key = (id(metric), *labels)
-        child = self._children.get(key)
+        child = self._labelled.get(key)
         if child is None:
-            child = self._children[key] = metric.labels(*labels)
+            child = self._labelled[key] = metric.labels(*labels)
         return child
 
     def on_message_in(self, tp: Any, offset: int, message: Any) -> None:
@@ -366,9 +373,9 @@ class PrometheusMonitor(faust_prometheus.PrometheusMonitor):
         m = self._metrics
         m.total_events.inc()
         m.total_active_events.inc()
-        events = self._children.get(("stream", stream))
+        events = self._labelled.get(("stream", stream))
         if events is None:
-            events = self._children[("stream", stream)] = m.total_events_per_stream.labels(
+            events = self._labelled[("stream", stream)] = m.total_events_per_stream.labels(
                 stream=f"stream.{self._stream_label(stream)}.events")
         events.inc()
         return state
@@ -378,7 +385,7 @@ class PrometheusMonitor(faust_prometheus.PrometheusMonitor):
         self._child(self._metrics.topic_partition_end_offset, tp.topic, tp.partition).set(offset)
 
     def _clear_partition_related_metrics(self) -> None:
-        self._children.clear()
+        self._labelled.clear()
         super()._clear_partition_related_metrics()
 
 
@@ -419,5 +426,6 @@ def faust_app(settings: Settings, app_id: str, **conf: Any) -> EarfulFaustApp:
     # Faust's own sensors (events, commit and send latency, rebalances, table sizes) on the default
     # registry, so they appear on the service's /metrics next to Earful's.
     setup_prometheus_sensors(app, pattern="/faust/metrics", name_prefix=app_id.replace("-", "_"))
-    app.monitor = PrometheusMonitor(metrics=app.monitor._metrics)
+    installed = cast(faust_prometheus.PrometheusMonitor, app.monitor)  # what setup_prometheus_sensors just set
+    app.monitor = PrometheusMonitor(metrics=installed._metrics)
     return app

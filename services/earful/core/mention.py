@@ -7,10 +7,9 @@ problem is reported with its path, e.g. ``mentions[3].created_at``.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any
-
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, field_validator
 
@@ -27,7 +26,10 @@ def _rfc3339(value: Any) -> Any:
     return value
 
 
-def _not_before_1970(value: datetime | None) -> datetime | None:
+_When = TypeVar("_When", datetime, datetime | None)
+
+
+def _not_before_1970(value: _When) -> _When:
     if value is not None and value < EARLIEST:
         raise ValueError(f"{value.isoformat()} is before 1970")
     return value
@@ -99,7 +101,7 @@ class MentionIn(_Strict):
     @field_validator("created_at")
     @classmethod
     def _plausible_time(cls, v: datetime) -> datetime:
-        return _not_before_1970(v)  # type: ignore[return-value]
+        return _not_before_1970(v)
 
     @field_validator("text")
     @classmethod
@@ -164,7 +166,7 @@ def to_record(
     }
 
 
-def format_problems(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
+def format_problems(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, str]]:
     """Pydantic errors → [{path: 'mentions[3].created_at', message: ...}]."""
     out = []
     for err in errors:

@@ -27,7 +27,7 @@ def backoff_delay(attempt: int, base_s: float, max_s: float,
                   jitter: tuple[float, float] = DEFAULT_JITTER) -> float:
     """The delay before retry number `attempt` (1-based): min(max, base × 2^(attempt-1)) × jitter."""
     low, high = jitter
-    return min(max_s, base_s * 2 ** min(max(attempt, 1) - 1, 30)) * random.uniform(low, high)
+    return min(max_s, base_s * 2.0 ** min(max(attempt, 1) - 1, 30)) * random.uniform(low, high)
 
 
 @dataclass

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from earful.core.errors import EarfulError
 
@@ -16,8 +17,13 @@ async def wait_for_shutdown() -> signal.Signals:
     """Block until SIGTERM or SIGINT arrives; return which."""
     loop = asyncio.get_running_loop()
     received: asyncio.Future[signal.Signals] = loop.create_future()
+
+    def deliver(sig: signal.Signals) -> None:
+        if not received.done():
+            received.set_result(sig)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, lambda s=sig: received.done() or received.set_result(s))
+        loop.add_signal_handler(sig, deliver, sig)
     try:
         return await received
     finally:
@@ -33,7 +39,7 @@ def stopped_by(stop: asyncio.Event) -> bool:
     return stop.is_set() and (task is None or task.cancelling() == 0)
 
 
-def run_service(name: str, main: Callable[[], Awaitable[None]]) -> int:
+def run_service(name: str, main: Callable[[], Coroutine[Any, Any, None]]) -> int:
     """Run `main` to completion and turn known failures into an exit code and one log line."""
     try:
         asyncio.run(main())

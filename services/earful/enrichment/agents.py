@@ -16,9 +16,10 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from prometheus_client import Counter, Gauge
 
 from earful.core.codec import AvroCodec, EmbeddingEncoder
@@ -184,7 +185,8 @@ class BatchEnricher:
                 records.append((event.message.key, self.encoder.encode(out, record, event.message.value)))
             except EncodeError as exc:  # a record the schema cannot hold: dead-letter it, keep going
                 await self.dead_letters.send_event(event, ProcessingError(f"enriched record does not encode: {exc}"))
-        return await send_keyed_batches(self.app.producer._ensure_producer(), ENRICHED, records), len(records)
+        producer = cast(faust_aiokafka.Producer, self.app.producer)  # faust_app apps use Faust's aiokafka driver
+        return await send_keyed_batches(producer._ensure_producer(), ENRICHED, records), len(records)
 
 
 def add_enrich_agent(app: faust.App, enricher: BatchEnricher) -> Any:

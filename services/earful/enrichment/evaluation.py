@@ -157,7 +157,9 @@ def evaluate_risk(tagger: Callable[[str], list[dict[str, Any]]], path: Path = RI
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     out: dict[str, Any] = {"mentions": len(rows), "languages": dict(Counter(r["lang"] for r in rows))}
     for split in ("dev", "test", "all"):
-        tp, fp, fn = Counter(), Counter(), Counter()
+        tp: Counter[str] = Counter()
+        fp: Counter[str] = Counter()
+        fn: Counter[str] = Counter()
         for row in rows:
             if split != "all" and row["split"] != split:
                 continue

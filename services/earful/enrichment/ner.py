@@ -22,6 +22,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import spacy
+from spacy.language import Language
 from spacy.tokens import Span
 
 from earful.core.errors import ConfigError
@@ -44,6 +45,12 @@ SPACY_TO_EARFUL = {
 _NOT_NER = ["parser", "lemmatizer", "attribute_ruler", "senter", "morphologizer"]
 
 
+def trained_component(nlp: Language, name: str) -> Any:
+    """A trained pipeline component (the tagger or ner), with its `labels` and `model`. spaCy types
+    components as bare Doc → Doc callables, and its trained ones are Cython classes without types."""
+    return nlp.get_pipe(name)
+
+
 class EntityRecogniser:
     """A loaded spaCy NER pipeline; `entities(texts)` returns Earful-typed spans per text."""
 
@@ -57,13 +64,13 @@ class EntityRecogniser:
         meta = self.nlp.meta
         self.name = f"spacy:{meta['lang']}_{meta['name']}@{meta['version']}"
         self.tagger: BioTagDecoder | None = None
-        if "tagger" in self.nlp.pipe_names and "O" in self.nlp.get_pipe("tagger").labels:
+        if "tagger" in self.nlp.pipe_names and "O" in trained_component(self.nlp, "tagger").labels:
             earful = meta.get("earful", {})
-            self.tagger = BioTagDecoder(self.nlp.get_pipe("tagger"), float(earful.get("entity_bias", 1.0)),
+            self.tagger = BioTagDecoder(trained_component(self.nlp, "tagger"), float(earful.get("entity_bias", 1.0)),
                                         float(earful.get("inside_bias", 1.0)))
             labels = set(self.tagger.types)
         elif "ner" in self.nlp.pipe_names:
-            labels = set(self.nlp.get_pipe("ner").labels)
+            labels = set(trained_component(self.nlp, "ner").labels)
             if "tagger" in self.nlp.pipe_names:  # a part-of-speech tagger: not needed for entities
                 self.nlp.remove_pipe("tagger")
         else:

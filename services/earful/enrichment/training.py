@@ -30,7 +30,7 @@ from spacy.tokens import Doc, DocBin
 from spacy.training import Example, biluo_tags_to_spans, iob_to_biluo
 
 from earful.core.errors import ValidationError
-from earful.enrichment.ner import WNUT_TYPES, EntityRecogniser
+from earful.enrichment.ner import WNUT_TYPES, EntityRecogniser, trained_component
 from earful.enrichment.sentiment import LABELS, Featurizer
 
 # UMSAB folder name → ISO 639-1 (Hindi in UMSAB is mostly romanised).
@@ -165,7 +165,8 @@ def read_conll(path: Path) -> list[list[tuple[str, str]]]:
     """CoNLL (token TAB BIO-tag over the WNUT-17 types, blank line between sentences) → sentences."""
     if not path.is_file():
         raise ValidationError(f"{path} does not exist")
-    sentences, current = [], []
+    sentences: list[list[tuple[str, str]]] = []
+    current: list[tuple[str, str]] = []
     for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             if current:
@@ -210,7 +211,7 @@ def init_tok2vec_from_ner(model: str) -> Any:
 
     def copy_weights(nlp: Any) -> Any:
         source = spacy.load(model, exclude=[name for name in spacy.load(model).pipe_names if name != "ner"])
-        encoder = source.get_pipe("ner").model.get_ref("tok2vec").layers[0]  # without the parser's projection
+        encoder = trained_component(source, "ner").model.get_ref("tok2vec").layers[0]  # without the parser's projection
         nlp.get_pipe("tagger").model.get_ref("tok2vec").from_bytes(encoder.to_bytes())
         say(f"  tagger encoder initialised from {model}'s NER encoder")
         return nlp
@@ -269,7 +270,7 @@ def train_ner(data: Path, out_dir: Path, max_steps: int = 2400, seeds: int = 5) 
             })
         recogniser = EntityRecogniser(str(work / "seed0" / "model-best"))
         assert recogniser.tagger is not None
-        average_weights(recogniser.tagger.tagger.model, [spacy.load(work / f"seed{seed}" / "model-best").get_pipe("tagger").model
+        average_weights(recogniser.tagger.tagger.model, [trained_component(spacy.load(work / f"seed{seed}" / "model-best"), "tagger").model
                                                          for seed in range(1, seeds)])
 
         def held_out_f1(gold: list[Any]) -> float:

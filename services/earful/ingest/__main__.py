@@ -52,9 +52,9 @@ def build_connectors(settings: Settings, publisher: Publisher,
     return connectors
 
 
-def build_publisher(settings: Settings, producer: object, codecs: Codecs) -> Publisher:
+def build_publisher(settings: Settings, producer: AIOKafkaProducer, codecs: Codecs) -> Publisher:
     """The one publisher every connector and the push API hand their records to."""
-    return Publisher(producer, codecs.for_topic(RAW), settings.ingest_publish_timeout_s,  # type: ignore[arg-type]
+    return Publisher(producer, codecs.for_topic(RAW), settings.ingest_publish_timeout_s,
                      max_in_flight=settings.ingest_max_in_flight,
                      dedup=Dedup(settings.ingest_dedup_entries, settings.ingest_dedup_ttl_s))
 

@@ -34,7 +34,7 @@ def _mapping_without_duplicates(loader: _StrictLoader, node: yaml.MappingNode, d
     loader.flatten_mapping(node)
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=deep)
         try:
             duplicate = key in seen
         except TypeError:

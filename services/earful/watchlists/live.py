@@ -336,7 +336,7 @@ def live_watchlists(app: Any, settings: Settings, health: Any, service: str) -> 
     """
     store = WatchlistStore(settings, seed=seed_from_folder(settings, service), service=service)
 
-    class WatchlistsService(mode.Service):  # type: ignore[misc]
+    class WatchlistsService(mode.Service):
         async def on_start(self) -> None:
             await store.start()
 

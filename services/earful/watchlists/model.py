@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
@@ -27,9 +27,12 @@ from earful.core.errors import ValidationError
 from earful.watchlists.query import CompiledQuery, QueryError, compile_query
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
-KINDS = ("brand", "competitor", "campaign", "topic")
-RULES = ("volume_spike", "negative_surge", "risk_mention", "viral_post", "unanswered_question", "volume_drop")
-SEVERITIES = ("info", "warning", "critical")
+Kind = Literal["brand", "competitor", "campaign", "topic"]
+Rule = Literal["volume_spike", "negative_surge", "risk_mention", "viral_post", "unanswered_question", "volume_drop"]
+Severity = Literal["info", "warning", "critical"]
+KINDS: tuple[str, ...] = get_args(Kind)
+RULES: tuple[str, ...] = get_args(Rule)
+SEVERITIES: tuple[str, ...] = get_args(Severity)
 RESERVED_LABELS = ("watchlist", "rule", "severity")
 _ID = re.compile(ID_PATTERN)
 
@@ -155,9 +158,9 @@ class AlertRuleSpec(BaseModel):
     """One alert rule of a watchlist."""
 
     model_config = ConfigDict(extra="forbid")
-    rule: Literal[RULES] = Field(description="Which detector: " + ", ".join(RULES) + ".")  # type: ignore[valid-type]
+    rule: Rule = Field(description="Which detector: " + ", ".join(RULES) + ".")
     enabled: bool = Field(True, description="false keeps the rule written down but never evaluates it.")
-    severity: Literal[SEVERITIES] = Field("warning", description="info, warning or critical.")  # type: ignore[valid-type]
+    severity: Severity = Field("warning", description="info, warning or critical.")
     receivers: list[str] = Field(default_factory=list, description="Receivers notified; empty: the default route's.")
     thresholds: dict[str, float] = Field(default_factory=dict,
                                          description="Rule parameters by name (e.g. min_count, min_ratio).")
@@ -183,7 +186,7 @@ class WatchlistSpec(BaseModel):
     }]})
     id: str = Field(pattern=ID_PATTERN, description="Stable id: lower case a-z, 0-9 and -, at most 64 characters.")
     name: str | None = Field(None, min_length=1, max_length=200, description="Display name; default: the id.")
-    kind: Literal[KINDS] = Field("brand", description="brand, competitor, campaign or topic.")  # type: ignore[valid-type]
+    kind: Kind = Field("brand", description="brand, competitor, campaign or topic.")
     owner_team: str | None = Field(None, min_length=1, max_length=200, description="The team that owns it.")
     query: str | None = Field(None, description="What to listen for, in Earful's query language (see docs/query-language.md).")
     terms: list[str] | None = Field(None, description="Shorthand for a query matching any of these terms/phrases.")

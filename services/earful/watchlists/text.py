@@ -42,7 +42,7 @@ _TOKEN = re.compile(
     rf"|(\$[^\W\d_]\w*(?:\.\w+)?)"  # 4: cashtag ($ACME, $BRK.B)
     rf"|({WORD})"  # 5: word
 )
-_GROUP_KINDS = (None, "url", "hashtag", "handle", "cashtag", "word")
+_GROUP_KINDS = ("", "url", "hashtag", "handle", "cashtag", "word")  # by _TOKEN group number
 _SENTENCE_BREAK = re.compile(r"[.!?;…]\s|[\n\r\u2028\u2029]|[。！？]")
 _URL_TRAILING = ".,;:!?)]}>'\"…"
 
@@ -118,6 +118,7 @@ def index(text: str) -> tuple[list[tuple[str | None, int, int, int, str]], dict[
     for m in _TOKEN.finditer(source):
         start, end = m.span()
         group = m.lastindex
+        assert group is not None  # every alternative of _TOKEN is a group
         if prev_end < 0:
             pos = 0
         elif start == prev_end + 1 and source[prev_end] == " ":
@@ -135,7 +136,7 @@ def index(text: str) -> tuple[list[tuple[str | None, int, int, int, str]], dict[
         if group == 5:
             kind = "word"
         else:
-            kind = _GROUP_KINDS[group]  # type: ignore[index]
+            kind = _GROUP_KINDS[group]
             if start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):
                 out.append((None, start, end, pos, "glued"))  # x#tag, name@host: neither a tag nor a word
                 continue
@@ -145,5 +146,5 @@ def index(text: str) -> tuple[list[tuple[str | None, int, int, int, str]], dict[
             keys[key] = [len(out)]
         else:
             hit.append(len(out))
-        out.append((key, start, end, pos, kind))  # type: ignore[arg-type]
+        out.append((key, start, end, pos, kind))
     return out, keys

@@ -18,6 +18,11 @@ from earful.ingest.publisher import FETCHED, Publisher, record_error
 log = logging.getLogger(__name__)
 
 
+def json_object(value: Any) -> dict[str, Any]:
+    """`value` if it is a JSON object, else an empty one: sources leave out or null optional objects."""
+    return value if isinstance(value, dict) else {}
+
+
 class Connector:
     """A source reader: `run(stop)` until `stop` is set; progress is published through `publisher`."""
 

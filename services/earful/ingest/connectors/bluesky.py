@@ -22,7 +22,7 @@ import aiohttp
 
 from earful.core.errors import SourceError
 from earful.core.settings import Settings
-from earful.ingest.connectors.base import Connector
+from earful.ingest.connectors.base import Connector, json_object
 from earful.core.retry import backoff_delay
 from earful.ingest.publisher import Publisher
 from earful.ingest.state import StateFile, state_name
@@ -63,8 +63,8 @@ def event_mention(event: Any) -> dict[str, Any] | None:
     if not isinstance(text, str):
         raise SourceError(f"post at://{did}/{POST}/{rkey} has no text")
     langs = record.get("langs")
-    reply = record.get("reply") if isinstance(record.get("reply"), dict) else {}
-    parent = reply.get("parent") if isinstance(reply.get("parent"), dict) else {}
+    reply = json_object(record.get("reply"))
+    parent = json_object(reply.get("parent"))
     created = record.get("createdAt")
     if not isinstance(created, str) and isinstance(event.get("time_us"), int):
         created = datetime.fromtimestamp(event["time_us"] / 1e6, timezone.utc).isoformat()

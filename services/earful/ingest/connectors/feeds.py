@@ -134,7 +134,7 @@ def _jsonfeed_items(doc: Any) -> list[dict[str, Any]]:
     if not isinstance(items, list):
         raise SourceError("JSON Feed has no items list")
     feed_lang = doc.get("language")
-    out = []
+    out: list[dict[str, Any]] = []
     for item in items:
         if not isinstance(item, dict):
             out.append({"guid": None})

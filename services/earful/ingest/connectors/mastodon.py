@@ -24,7 +24,7 @@ import httpx
 from earful.core.errors import SourceError
 from earful.core.http import parse_retry_after
 from earful.core.settings import Settings
-from earful.ingest.connectors.base import Connector
+from earful.ingest.connectors.base import Connector, json_object
 from earful.core.retry import backoff_delay, unless_stopped
 from earful.ingest.publisher import Publisher
 from earful.ingest.state import StateFile, state_name
@@ -79,7 +79,7 @@ class SseParser:
 
 
 def _post_mention(post: dict[str, Any], in_reply_to: str | None, reposted_from: str | None) -> dict[str, Any]:
-    account = post.get("account") if isinstance(post.get("account"), dict) else {}
+    account = json_object(post.get("account"))
     content = html_to_text(str(post.get("content") or ""))
     spoiler = str(post.get("spoiler_text") or "").strip()
     followers = account.get("followers_count")

@@ -112,10 +112,10 @@ class ColumnMap:
     default_source: str = "import"
 
     def resolve(self, columns: list[str]) -> dict[str, str]:
-        by_norm = {}
+        by_norm: dict[str, str] = {}
         for column in columns:
             by_norm.setdefault(_norm(column), column)
-        resolved = {}
+        resolved: dict[str, str] = {}
         for fld, aliases in COLUMN_ALIASES.items():
             if fld in self.overrides:
                 wanted = _norm(self.overrides[fld])
@@ -124,43 +124,36 @@ class ColumnMap:
                 resolved[fld] = by_norm[wanted]
                 continue
             for alias in aliases:
-                column = by_norm.get(alias)
-                if column is not None and column not in resolved.values():
-                    resolved[fld] = column
+                found = by_norm.get(alias)
+                if found is not None and found not in resolved.values():
+                    resolved[fld] = found
                     break
         return resolved
 
     def mention(self, row: dict[str, Any], resolved: dict[str, str]) -> dict[str, Any]:
         """A flat row → a mention in the push API's shape (raises ValueError naming the field)."""
-        values = {}
+        values: dict[str, Any] = {}
         for fld, column in resolved.items():
-            value = row.get(column)
-            if value is None or (isinstance(value, str) and not value.strip()):
+            cell = row.get(column)
+            if cell is None or (isinstance(cell, str) and not cell.strip()):
                 continue
-            values[fld] = value
+            values[fld] = cell
         if "text" not in values and "title" not in values:
             raise ValueError("no text (looked for columns " + ", ".join(COLUMN_ALIASES["text"][:4]) + ", ...)")
         if "created_at" not in values:
             raise ValueError("no time (looked for columns " + ", ".join(COLUMN_ALIASES["created_at"][:4]) + ", ...)")
         mention: dict[str, Any] = {"author": {}, "engagement": {}}
-        for fld, value in values.items():
+        for fld, given in values.items():
+            value: int | str | None
             try:
                 if fld in _COUNTS:
-                    value = _count(value)
+                    value = _count(given)
                 elif fld == "created_at":
-                    value = parse_time(value)
+                    value = parse_time(given)
                 else:
-                    value = str(value).strip()
+                    value = self._text(fld, str(given).strip())
             except ValueError as exc:
                 raise ValueError(f"{fld} (column {resolved[fld]!r}): {exc}") from None
-            if fld == "source":
-                value = re.sub(r"[^a-z0-9_.-]+", "-", value.lower()).strip("-.")[:32] or self.default_source
-            elif fld == "lang":
-                value = value.replace("_", "-").split("-")[0].lower()
-            elif fld == "country":
-                value = value.upper() if re.fullmatch(r"[A-Za-z]{2}", value) else None
-            elif fld == "author.handle":
-                value = value.lstrip("@")
             group, _, name = fld.partition(".")
             if name:
                 mention[group][name] = value
@@ -173,6 +166,18 @@ class ColumnMap:
             mention["source_id"] = mention.get("url") or "sha256:" + hashlib.sha256(
                 f"{mention['text']}\x1f{mention['created_at']}".encode()).hexdigest()[:40]
         return mention
+
+    def _text(self, fld: str, text: str) -> str | None:
+        """A text field as the push API accepts it: a source name, a bare language or country code, a handle without @."""
+        if fld == "source":
+            return re.sub(r"[^a-z0-9_.-]+", "-", text.lower()).strip("-.")[:32] or self.default_source
+        if fld == "lang":
+            return text.replace("_", "-").split("-")[0].lower()
+        if fld == "country":
+            return text.upper() if re.fullmatch(r"[A-Za-z]{2}", text) else None
+        if fld == "author.handle":
+            return text.lstrip("@")
+        return text
 
 
 @dataclass
@@ -212,11 +217,11 @@ class MentionFile:
     def content_type(self) -> str:
         return CONTENT_TYPES[self.format]
 
-    def _open(self) -> tuple[IO[bytes], IO[bytes]]:
+    def _open(self) -> tuple[IO[bytes], IO[bytes] | gzip.GzipFile]:
         raw = open(self.path, "rb")
         if raw.read(2) == b"\x1f\x8b":
             raw.seek(0)
-            return raw, gzip.open(raw)  # type: ignore[return-value]
+            return raw, gzip.open(raw)
         raw.seek(0)
         return raw, raw
 

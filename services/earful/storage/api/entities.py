@@ -124,7 +124,7 @@ class EntityListing:
 
 
 async def entity_listing(
-    type: Literal[ENTITY_TYPES] | None = Query(None, description="Only entities of this type in `entities`."),  # type: ignore[valid-type]
+    type: Literal[ENTITY_TYPES] | None = Query(None, description="Only entities of this type in `entities`."),  # type: ignore[valid-type]  # Literal of a tuple built at run time: FastAPI reads the values, mypy cannot
     limit: int = Query(20, ge=1, le=200, description="Items per list."),
 ) -> EntityListing:
     return EntityListing(type, limit)

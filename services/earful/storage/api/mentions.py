@@ -56,7 +56,7 @@ async def search(
     lang: str | None = Query(None, pattern=LANG_PATTERN, description="Detected language (ISO 639-1); also picks the full-text configuration."),
     source: str | None = Query(None, pattern=SOURCE_PATTERN, description="Source, e.g. twitter."),
     sentiment: Sentiment | None = Query(None),
-    risk: Literal[TAGS] | None = Query(None, description="Risk or intent tag."),  # type: ignore[valid-type]
+    risk: Literal[TAGS] | None = Query(None, description="Risk or intent tag."),  # type: ignore[valid-type]  # Literal of a tuple built at run time: FastAPI reads the values, mypy cannot
     entity: str | None = Query(None, min_length=1, max_length=200, description="Entity text (case-insensitive), e.g. #AcmeAir or Zürich."),
     q: str | None = Query(None, min_length=1, max_length=500, description="Full-text query (web search syntax: words, \"phrases\", OR, -word)."),
     sort: Sort = Query("time", description="Newest first, or largest author reach first."),

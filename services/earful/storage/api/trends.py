@@ -56,7 +56,7 @@ class Buckets:
 async def buckets(
     from_: datetime | None = from_query("Start (inclusive; rounded down to the interval). Default: 1 day before `to` (30 days for 1d and 7d intervals)."),
     to: datetime | None = to_query("End (exclusive; rounded up to the interval). Default: now."),
-    interval: Literal[tuple(INTERVALS)] = Query("1h", description="Bucket length."),  # type: ignore[valid-type]
+    interval: Literal[tuple(INTERVALS)] = Query("1h", description="Bucket length."),  # type: ignore[valid-type]  # Literal of a tuple built at run time: FastAPI reads the values, mypy cannot
 ) -> Buckets:
     return Buckets(Period(from_, to), interval)
 
