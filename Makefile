@@ -9,12 +9,12 @@ HF_STAMP := $(VENV)/.installed-hf
 BENCH_MODULES := $(filter-out __init__ common,$(basename $(notdir $(wildcard bench/benchmarks/*.py))))
 BENCH_TARGETS := $(addprefix bench-,$(subst _,-,$(BENCH_MODULES)))
 
-.PHONY: install install-hf lock run demo test test-unit test-integration test-e2e bench $(BENCH_TARGETS) clean help
+.PHONY: install install-hf lock run demo lint test test-unit test-integration test-e2e bench $(BENCH_TARGETS) clean help
 
 help:
 	@echo "make run    - start the local stack, replay the sample crisis, keep running (Ctrl-C stops)"
 	@echo "make demo   - the same, headless; last line is a JSON summary"
-	@echo "make test   - the whole test suite (unit, integration, end-to-end)"
+	@echo "make test   - static checks (make lint) and the whole test suite (unit, integration, end-to-end)"
 	@echo "make bench  - every benchmark; last line is a JSON summary"
 	@echo "make bench-NAME - one of them: $(BENCH_TARGETS)"
 
@@ -58,7 +58,12 @@ run: install
 demo: install
 	@$(BIN)/earful demo
 
-test: install-hf
+# Static checks (configured in pyproject.toml): ruff over all Python, mypy over the runtime package.
+lint: install
+	$(BIN)/ruff check services tests bench dev deploy
+	$(BIN)/mypy
+
+test: install-hf lint
 	$(BIN)/python -m pytest -p no:cacheprovider -q tests
 
 test-unit: install-hf

@@ -90,11 +90,11 @@ class WebhookReceiver:
 
     def alerts_with(self, status: str) -> list[tuple[dict[str, Any], float]]:
         """Each distinct alert (by alert id) received with `status`, first receipt, in order."""
-        seen: dict[str, tuple[dict[str, Any], float]] = {}
+        seen: dict[str | None, tuple[dict[str, Any], float]] = {}
         for r in self.alerts:
             for a in r.alerts:
                 event = a.get("earful") or {}
-                alert_id = event.get("alert_id") or a.get("fingerprint")
+                alert_id: str | None = event.get("alert_id") or a.get("fingerprint")
                 if a.get("status") == status and alert_id not in seen:
                     seen[alert_id] = (a, r.received_at)
         return list(seen.values())

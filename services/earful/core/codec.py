@@ -79,7 +79,7 @@ class AvroSchema:
         return 1
 
     @classmethod
-    def from_file(cls, path: Path) -> "AvroSchema":
+    def from_file(cls, path: Path) -> AvroSchema:
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
             return cls.from_dict(raw, path)
@@ -87,7 +87,7 @@ class AvroSchema:
             raise SchemaError(f"cannot load Avro schema {path}: {exc}") from exc
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any], path: Path = Path("<inline>")) -> "AvroSchema":
+    def from_dict(cls, raw: dict[str, Any], path: Path = Path("<inline>")) -> AvroSchema:
         try:
             parsed = fastavro.parse_schema(raw, named_schemas={})
             canonical = fastavro.schema.to_parsing_canonical_form(raw)
@@ -140,7 +140,9 @@ class SchemaRegistry(Protocol):
 
     def id_for(self, subject: str, schema: AvroSchema) -> int: ...
 
-    def schema_for(self, schema_id: int) -> AvroSchema: ...
+    def schema_for(self, schema_id: int) -> AvroSchema:
+        """DecodeError when no such schema exists, RegistryError when the registry cannot answer."""
+        ...
 
 
 class HttpSchemaRegistry:
@@ -170,14 +172,22 @@ class HttpSchemaRegistry:
             return self._ids[key]
 
     def schema_for(self, schema_id: int) -> AvroSchema:
+        """The writer schema behind `schema_id`. An id the registry does not know, or one naming a
+        schema that is not Avro, is a DecodeError: the bytes are wrong, and asking again will not
+        help. An unreachable or failing registry stays a RegistryError (transient: retry)."""
         with self._lock:
             if schema_id not in self._schemas:
                 body = self._request("GET", f"/schemas/ids/{schema_id}")
+                if body.get("schemaType", "AVRO") != "AVRO":
+                    raise DecodeError(f"schema id {schema_id} is a {body.get('schemaType')} schema, not Avro")
                 try:
                     raw = json.loads(body["schema"])
-                except (KeyError, ValueError) as exc:
+                except (KeyError, TypeError, ValueError) as exc:
                     raise RegistryError(f"registry returned no usable schema for id {schema_id}") from exc
-                self._schemas[schema_id] = AvroSchema.from_dict(raw, Path(f"registry:{schema_id}"))
+                try:
+                    self._schemas[schema_id] = AvroSchema.from_dict(raw, Path(f"registry:{schema_id}"))
+                except SchemaError as exc:
+                    raise DecodeError(f"schema id {schema_id} is not a valid Avro schema: {exc}") from exc
             return self._schemas[schema_id]
 
     def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
@@ -186,10 +196,31 @@ class HttpSchemaRegistry:
             resp = self._client.request(method, self.url + path, headers=headers, **kwargs)
         except httpx.HTTPError as exc:
             raise RegistryError(f"schema registry {self.url} unreachable: {exc}") from exc
+        if resp.status_code == 404 and _error_code(resp) == _SCHEMA_NOT_FOUND:
+            raise DecodeError(f"schema registry {self.url} has no schema {path.rsplit('/', 1)[-1]}")
         if resp.status_code >= 400:
             raise RegistryError(f"schema registry {method} {path} -> {resp.status_code}: {resp.text[:200]}")
-        body: dict[str, Any] = resp.json()  # both requests made here are answered with a JSON object
+        try:
+            body = resp.json()
+        except ValueError as exc:
+            raise RegistryError(f"schema registry {method} {path} answered something other than JSON") from exc
+        if not isinstance(body, dict):
+            raise RegistryError(f"schema registry {method} {path} answered {type(body).__name__}, not an object")
         return body
+
+
+_SCHEMA_NOT_FOUND = 40403  # the Confluent API's error_code for an unknown schema id
+
+
+def _error_code(resp: httpx.Response) -> int | None:
+    """The `error_code` of a registry error answer (None when the body is not one): a plain 404
+    may be a wrong URL, which is an outage to retry, not a verdict on the record."""
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    code = body.get("error_code") if isinstance(body, dict) else None
+    return code if isinstance(code, int) else None
 
 
 class AvroCodec:
@@ -242,8 +273,8 @@ class AvroCodec:
         reader = None if writer.fingerprint == self.schema.fingerprint else self.schema.parsed
         try:
             record = fastavro.schemaless_reader(body, writer.parsed, reader)
-        except Exception as exc:
-            raise DecodeError(f"corrupt {writer.name} body: {exc!r}") from exc
+        except Exception as exc:  # fastavro raises EOFError, IndexError, UnicodeDecodeError, OverflowError...
+            raise DecodeError(f"corrupt {writer.name} body: {_describe(exc)}") from exc
         if body.tell() != len(data):
             raise DecodeError(f"{len(data) - body.tell()} trailing bytes after the {writer.name} record")
         return cast(dict[str, Any], record)  # topic values are Avro records, which read as dicts
@@ -262,11 +293,21 @@ class AvroCodec:
                 raise DecodeError("truncated Confluent header: need 5 bytes")
             if self.registry is None:
                 raise DecodeError("Confluent-framed value but no schema registry configured (EARFUL_SCHEMA_REGISTRY_URL)")
-            # A registry outage raises RegistryError (transient: retry), not DecodeError (DLQ).
+            # A registry outage raises RegistryError (transient: retry), not DecodeError (DLQ);
+            # an id the registry does not know is a DecodeError.
             return self.registry.schema_for(struct.unpack(">I", data[1:5])[0])
         raise DecodeError(
             f"unknown framing byte 0x{data[0]:02x}: expected 0xc3 0x01 (Avro single-object) or 0x00 (Confluent)"
         )
+
+
+def _describe(exc: Exception) -> str:
+    """A short account of a body decoding failure. The repr of a UnicodeDecodeError holds the
+    whole string it failed on, which an adversarial record makes megabytes long."""
+    if isinstance(exc, UnicodeDecodeError):
+        return f"invalid UTF-8 in a string ({exc.reason} at byte {exc.start} of {len(exc.object)})"
+    text = repr(exc)
+    return text if len(text) <= 300 else text[:300] + "…"
 
 
 class EmbeddingEncoder:

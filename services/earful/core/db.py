@@ -87,7 +87,7 @@ def reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-async def connect(url: str, timeout: float = PROBE_TIMEOUT_S) -> asyncpg.Connection:
+async def connect(url: str, timeout: float = PROBE_TIMEOUT_S) -> asyncpg.Connection:  # noqa: ASYNC109 - passed to asyncpg
     """A connection, or StorageError saying why not; a missing database is passed on as is."""
     try:
         return await asyncpg.connect(url, timeout=timeout)

@@ -34,7 +34,7 @@ class Health:
             try:
                 await asyncio.wait_for(check(), self.timeout_s)
                 results[name] = "ok"
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 results[name] = f"timed out after {self.timeout_s:g}s"
             except Exception as exc:  # a readiness probe reports, never raises
                 results[name] = f"{type(exc).__name__}: {exc}"

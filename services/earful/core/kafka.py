@@ -18,9 +18,10 @@ import asyncio
 import logging
 import tempfile
 import time
+from collections.abc import Coroutine, Generator, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Coroutine, Generator, Protocol, Sequence, cast
+from typing import Any, Protocol, cast
 
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -83,17 +84,17 @@ async def start_producer(settings: Settings, client_id: str) -> AIOKafkaProducer
 
 def make_consumer(settings: Settings, group_id: str, *topics: str, **overrides: Any) -> AIOKafkaConsumer:
     """A group consumer with manual commits (commit only after the effect is durable)."""
-    kwargs: dict[str, Any] = dict(
-        bootstrap_servers=settings.kafka_bootstrap,
-        group_id=group_id,
-        client_id=group_id,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        session_timeout_ms=int(settings.kafka_session_timeout_s * 1000),
-        heartbeat_interval_ms=int(settings.kafka_heartbeat_interval_s * 1000),
-        fetch_max_wait_ms=settings.kafka_fetch_max_wait_ms,
-        max_poll_interval_ms=300000,
-    )
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "group_id": group_id,
+        "client_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": int(settings.kafka_session_timeout_s * 1000),
+        "heartbeat_interval_ms": int(settings.kafka_heartbeat_interval_s * 1000),
+        "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
+        "max_poll_interval_ms": 300000,
+    }
     kwargs.update(overrides)
     return AIOKafkaConsumer(*topics, **kwargs)
 

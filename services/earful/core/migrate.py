@@ -8,6 +8,7 @@ content changed is refused: history is never rewritten.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import re
 from pathlib import Path
@@ -38,7 +39,7 @@ def migration_files(directory: Path = MIGRATIONS_DIR) -> list[tuple[int, str, st
     out.sort(key=lambda f: f[0])
     if out and out[0][0] != 1:
         raise StorageError(f"migration {out[0][0]:03d}_{out[0][1]} out of sequence: expected 001")
-    for (previous, _, _), (version, name, _) in zip(out, out[1:]):
+    for (previous, _, _), (version, name, _) in itertools.pairwise(out):
         if version == previous:
             raise StorageError(f"migration {version:03d}_{name} repeats version {version:03d}")
     return out

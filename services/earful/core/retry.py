@@ -55,7 +55,7 @@ async def wait_or_stop(stop: asyncio.Event, seconds: float) -> bool:
         return stop.is_set()
     try:
         await asyncio.wait_for(stop.wait(), seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
     return True
 

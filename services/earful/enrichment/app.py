@@ -37,7 +37,7 @@ class EnrichmentService:
     agent: Any
 
     @classmethod
-    def build(cls, settings: Settings, processor: EnrichmentProcessor | None = None) -> "EnrichmentService":
+    def build(cls, settings: Settings, processor: EnrichmentProcessor | None = None) -> EnrichmentService:
         """Build the app and its agent; the processor (models) is loaded here, once per worker."""
         # The models hold the GIL for most of their time; each wake-up of the event loop (Faust handles
         # every record with several short tasks) takes it from them. A longer switch interval lets the

@@ -14,18 +14,19 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, TextIO
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 from pydantic import ValidationError as PydanticValidationError
 
 from earful.core.errors import ValidationError
 from earful.core.kafka import utc_now
+from earful.core.mention import AuthorIn, MentionIn, check_text, format_problems, to_record
 from earful.core.settings import Settings
 from earful.enrichment.processor import EnrichmentProcessor
-from earful.core.mention import AuthorIn, MentionIn, check_text, format_problems, to_record
 
 PROGRESS_EVERY_S = 2.0
 

@@ -21,8 +21,9 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from spacy.scorer import Scorer
 from spacy.tokens import Doc
@@ -33,8 +34,17 @@ from earful.enrichment.language import MIN_CONFIDENCE, LanguageDetector
 from earful.enrichment.ner import EntityRecogniser
 from earful.enrichment.rules import RISK_RULES_VERSION, risk_tags
 from earful.enrichment.sentiment import load_backend
-from earful.enrichment.training import (UMSAB_LANGUAGES, conll_docs, dedup_key, read_conll, read_split,
-                                        say, sentiment_root, umsab_training_set, wnut_root)
+from earful.enrichment.training import (
+    UMSAB_LANGUAGES,
+    conll_docs,
+    dedup_key,
+    read_conll,
+    read_split,
+    say,
+    sentiment_root,
+    umsab_training_set,
+    wnut_root,
+)
 
 REPO = Path(__file__).resolve().parents[3]
 RISK_SET = REPO / "bench" / "data" / "risk_intent" / "mentions.jsonl"

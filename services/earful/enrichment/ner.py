@@ -17,8 +17,9 @@ OntoNotes labels (PERSON, ORG, GPE, ...) are then mapped to the Earful types.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import spacy
@@ -58,7 +59,7 @@ class EntityRecogniser:
         target: str | Path = BUILTIN_DIR if spec in ("", "builtin") else spec
         try:
             self.nlp = spacy.load(target, exclude=_NOT_NER)
-        except (OSError, IOError) as exc:
+        except OSError as exc:
             raise ConfigError(f"spaCy model {spec!r} is neither installed nor a pipeline directory "
                               f"(EARFUL_SPACY_MODEL): {exc}") from exc
         meta = self.nlp.meta

@@ -22,7 +22,7 @@ from earful.enrichment.rules import RISK_RULES_VERSION, risk_tags, social_entiti
 from earful.enrichment.sentiment import SentimentBackend, SentimentResult, load_backend
 from earful.watchlists import Match, WatchlistSet, WatchlistSource
 
-__all__ = ["EnrichmentProcessor", "SPACY_TO_EARFUL", "NER_LANGUAGES"]
+__all__ = ["NER_LANGUAGES", "SPACY_TO_EARFUL", "EnrichmentProcessor"]
 
 NER_LANGUAGES = frozenset({"en"})
 
@@ -46,7 +46,7 @@ class EnrichmentProcessor:
         self.sentiment_backend: SentimentBackend = load_backend(sentiment_model, sentiment_languages)
 
     @classmethod
-    def from_settings(cls, settings: Settings, watchlists: WatchlistSource | None = None) -> "EnrichmentProcessor":
+    def from_settings(cls, settings: Settings, watchlists: WatchlistSource | None = None) -> EnrichmentProcessor:
         """The processor the settings describe (watchlists: the folder's, unless a live store is given)."""
         return cls(watchlists if watchlists is not None else load_watchlists(settings), settings.spacy_model,
                    settings.sentiment_model, settings.sentiment_languages)

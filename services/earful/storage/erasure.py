@@ -73,12 +73,12 @@ _STATEMENTS = [
         f"WITH p AS ({_PER_WATCHLIST}) SELECT watchlist_id, entity_type, entity_key, count(*) AS n FROM ("
         " SELECT DISTINCT p.watchlist_id, p.mention_id, x ->> 'type' AS entity_type, lower(x ->> 'text') AS entity_key"
         " FROM p, jsonb_array_elements(p.entities) AS x WHERE p.watchlist_id <> '(none)') d GROUP BY 1, 2, 3"),
-    f"DELETE FROM author_totals a USING (SELECT DISTINCT source, coalesce(lower(author_handle), 'id:' || author_id)"
-    f" AS author_key FROM {_ERASED}) e WHERE a.source = e.source AND a.author_key = e.author_key",
+    (f"DELETE FROM author_totals a USING (SELECT DISTINCT source, coalesce(lower(author_handle), 'id:' || author_id)"
+    f" AS author_key FROM {_ERASED}) e WHERE a.source = e.source AND a.author_key = e.author_key"),
     "DELETE FROM author_totals WHERE source = $1 AND author_key IN (lower($2), 'id:' || $2)",
     # The author's own rows go whole (their reach is a maximum, it cannot be decremented).
-    f"DELETE FROM author_rollups_day a USING (SELECT DISTINCT source, coalesce(lower(author_handle), 'id:' || author_id)"
-    f" AS author_key FROM {_ERASED}) e WHERE a.source = e.source AND a.author_key = e.author_key",
+    (f"DELETE FROM author_rollups_day a USING (SELECT DISTINCT source, coalesce(lower(author_handle), 'id:' || author_id)"
+    f" AS author_key FROM {_ERASED}) e WHERE a.source = e.source AND a.author_key = e.author_key"),
     "DELETE FROM author_rollups_day WHERE source = $1 AND author_key IN (lower($2), 'id:' || $2)",
     f"DELETE FROM questions q USING {_ERASED} e WHERE q.source = e.source AND q.source_id = e.source_id",
     f"""WITH gone AS (

@@ -10,9 +10,9 @@ import sys
 import asyncpg
 
 from earful.core.errors import StorageError
+from earful.core.migrate import migrate
 from earful.core.settings import Settings
 from earful.storage.erasure import check_author, erase_author
-from earful.core.migrate import migrate
 from earful.storage.retention import apply_retention
 
 

@@ -13,7 +13,7 @@ from earful.watchlists.files import load_partial
 from earful.watchlists.query import Doc, QueryError, compile_query
 
 
-def add_commands(sub: "argparse._SubParsersAction[argparse.ArgumentParser]") -> None:
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     w = sub.add_parser("watchlists", help="check watchlist files and try queries",
                        description="Check watchlist files and try queries on texts.")
     wsub = w.add_subparsers(dest="watchlists_command", required=True, metavar="ACTION")
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace, default_dir: Path, out: TextIO | None = None, 
 
 def validate(path: Path, out: TextIO, err: TextIO) -> int:
     found, errors = load_partial(path)
-    for w, source in found:
+    for w, _source in found:
         print(f"ok       {w.id:<24} {w.kind:<10} {w.compiled.explain()}", file=out)
     for problem in errors:
         print(problem, file=err)

@@ -169,7 +169,7 @@ class WatchlistStore:
                     raise BrokerError(f"could not read {WATCHLISTS} to its end within {timeout_s:g}s")
                 try:
                     await asyncio.wait_for(self._progress.wait(), remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     pass
         self._caught_up = True
         if self.topic_has_records:
@@ -184,7 +184,7 @@ class WatchlistStore:
             self._task.cancel()
             try:
                 await self._task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping: the reason was logged
+            except (asyncio.CancelledError, Exception):
                 pass
             self._task = None
         if self._consumer is not None:
@@ -208,7 +208,7 @@ class WatchlistStore:
                     return False
                 try:
                     await asyncio.wait_for(self._progress.wait(), remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     return False
         return True
 

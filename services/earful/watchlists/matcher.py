@@ -56,7 +56,7 @@ class WatchlistSource(Protocol):
     """Anything with a current set: a fixed `WatchlistSet`, or a live `WatchlistStore` whose
     set changes while the service runs (take `current()` once per unit of work)."""
 
-    def current(self) -> "WatchlistSet": ...
+    def current(self) -> WatchlistSet: ...
 
 
 class WatchlistSet:
@@ -113,7 +113,7 @@ class WatchlistSet:
     def get(self, watchlist_id: str) -> Watchlist | None:
         return self.watchlists.get(watchlist_id)
 
-    def current(self) -> "WatchlistSet":
+    def current(self) -> WatchlistSet:
         """This set (a fixed set is its own current version; see `WatchlistStore.current`)."""
         return self
 
@@ -175,6 +175,6 @@ class WatchlistSet:
         return sorted({m.watchlist_id for m in matches})
 
     @classmethod
-    def from_file(cls, path: Path) -> "WatchlistSet":
+    def from_file(cls, path: Path) -> WatchlistSet:
         """Load and validate a folder of watchlist YAML files, or one file with a `watchlists:` list."""
         return cls(load_watchlists(path))

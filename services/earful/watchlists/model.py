@@ -228,7 +228,7 @@ class WatchlistSpec(BaseModel):
         return list(dict.fromkeys(terms))
 
     @model_validator(mode="after")
-    def _query(self) -> "WatchlistSpec":
+    def _query(self) -> WatchlistSpec:
         if self.query is not None and self.terms is not None:
             raise PydanticCustomError("query", "give either query or terms, not both", {})
         if self.query is None and self.terms is None:

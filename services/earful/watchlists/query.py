@@ -27,7 +27,7 @@ import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 
 from earful.core.errors import QueryError
 from earful.watchlists.text import SIGILS, fold, index, scan, url_parts
@@ -77,32 +77,32 @@ class Field:
 
 @dataclass(frozen=True)
 class Not:
-    child: "Node"
+    child: Node
     pos: int
 
 
 @dataclass(frozen=True)
 class And:
-    children: tuple["Node", ...]
+    children: tuple[Node, ...]
     pos: int
 
 
 @dataclass(frozen=True)
 class Or:
-    children: tuple["Node", ...]
+    children: tuple[Node, ...]
     pos: int
 
 
 @dataclass(frozen=True)
 class Near:
-    left: "Node"
-    right: "Node"
+    left: Node
+    right: Node
     distance: int
     ordered: bool
     pos: int
 
 
-Node = Union[Words, Site, Field, Not, And, Or, Near]
+Node = Words | Site | Field | Not | And | Or | Near
 
 
 def render(node: Node) -> str:
@@ -549,7 +549,7 @@ class Doc:
     (host, path, start, end) of the links in the text and of the mention's own link.
     """
 
-    __slots__ = ("text", "toks", "keys", "lang", "source", "author", "country", "_url", "_urls", "_stems")
+    __slots__ = ("_stems", "_url", "_urls", "author", "country", "keys", "lang", "source", "text", "toks")
 
     def __init__(self, text: str, *, lang: str | None = None, source: str | None = None, author: str | None = None,
                  country: str | None = None, url: str | None = None) -> None:

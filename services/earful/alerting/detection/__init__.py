@@ -14,5 +14,17 @@ from earful.alerting.detection.detector import observe, observe_counts, tick
 from earful.alerting.detection.model import MAX_SAMPLES, Decision, DetectorConfig, Mention, fingerprint, mention_of
 from earful.alerting.detection.state import DetectorState, new_state, upgrade_state
 
-__all__ = ["DetectorConfig", "Mention", "Decision", "DetectorState", "fingerprint", "mention_of", "new_state",
-           "upgrade_state", "observe", "observe_counts", "tick", "MAX_SAMPLES"]
+__all__ = [
+           "MAX_SAMPLES",
+           "Decision",
+           "DetectorConfig",
+           "DetectorState",
+           "Mention",
+           "fingerprint",
+           "mention_of",
+           "new_state",
+           "observe",
+           "observe_counts",
+           "tick",
+           "upgrade_state",
+]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import itertools
 import json
 import re
 import statistics
@@ -111,8 +112,8 @@ def read_series(path: Path) -> tuple[list[str], list[datetime], list[float]]:
 
 
 def infer_bucket_s(times: list[datetime]) -> int:
-    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:]) if b > a]
-    return max(1, int(round(statistics.median(gaps)))) if gaps else 60
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(times) if b > a]
+    return max(1, round(statistics.median(gaps))) if gaps else 60
 
 
 def backtest_series(raw: list[str], times: list[datetime], values: list[float], rules: WatchlistRules,
@@ -121,7 +122,7 @@ def backtest_series(raw: list[str], times: list[datetime], values: list[float], 
     state = new_state()
     for stamp, t, v in zip(raw, times, values):
         idx = int(t.timestamp()) // cfg.bucket_s
-        for d in observe_counts(state, rules, idx, int(round(v)), cfg):
+        for d in observe_counts(state, rules, idx, round(v), cfg):
             if d.status == "firing":
                 yield {"timestamp": stamp, "rule": d.rule, "score": round(d.score, 4), "observed": d.observed,
                        "baseline": round(d.baseline, 4), "alert_id": d.alert_id, "summary": d.summary}

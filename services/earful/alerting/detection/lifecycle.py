@@ -17,7 +17,7 @@ from earful.alerting.detection.state import DetectorState, Episode
 
 def labels_of(rules: WatchlistRules, rule: RuleConfig, extra: dict[str, str]) -> dict[str, str]:
     """An alert's labels: the watchlist's own, then watchlist, rule and severity, then the rule's."""
-    labels = {k: v for k, v in rules.labels.items()}
+    labels = dict(rules.labels.items())
     labels.update({"watchlist": rules.watchlist_id, "rule": rule.rule, "severity": rule.severity})
     labels.update(extra)
     return labels

@@ -35,7 +35,7 @@ class DetectorConfig:
         return self.bucket_s * 1000
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "DetectorConfig":
+    def from_settings(cls, settings: Any) -> DetectorConfig:
         s = settings
         return cls(bucket_s=s.alert_bucket_s, baseline_buckets=s.alert_baseline_buckets,
                    warmup_buckets=s.alert_warmup_buckets, resolve_buckets=s.alert_resolve_buckets,

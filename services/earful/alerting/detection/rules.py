@@ -111,7 +111,7 @@ class RuleDefaults:
     pending_s: int = 0
 
     @classmethod
-    def from_settings(cls, settings: Any) -> "RuleDefaults":
+    def from_settings(cls, settings: Any) -> RuleDefaults:
         s = settings
         thresholds = {
             VOLUME_SPIKE: {"min_count": float(s.alert_min_count), "min_ratio": s.alert_min_ratio,

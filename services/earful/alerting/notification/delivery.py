@@ -17,17 +17,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpcore
 import httpx
 from prometheus_client import Counter, Gauge, Histogram
 
 from earful.alerting.notification.receivers import Request
 from earful.alerting.notification.routing import NotifyConfig, Receiver
-from earful.alerting.notification.targets import TargetPolicy, TargetRefused
+from earful.alerting.notification.targets import TargetPolicy
+from earful.core.addresses import AddressRefused, guarded_transport
 from earful.core.http import parse_retry_after
 from earful.core.metrics import LATENCY_BUCKETS
 from earful.core.retry import FULL_JITTER, backoff_delay
@@ -97,40 +97,11 @@ class CircuitBreaker:
             CIRCUIT_OPEN.labels(self.name).set(1)
 
 
-class GuardedBackend(httpcore.AsyncNetworkBackend):
-    """httpcore's network backend, connecting only to addresses the policy allows."""
-
-    def __init__(self, policy: TargetPolicy, inner: httpcore.AsyncNetworkBackend | None = None) -> None:
-        self.policy = policy
-        self.inner = inner or httpcore.AnyIOBackend()
-
-    async def connect_tcp(self, host: str, port: int, timeout: float | None = None, local_address: str | None = None,
-                          socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
-        addresses = await self.policy.resolve(host, port)
-        error: Exception | None = None
-        for address in addresses:  # TLS still verifies and sends SNI for `host` (httpcore's start_tls)
-            try:
-                return await self.inner.connect_tcp(address, port, timeout=timeout, local_address=local_address,
-                                                     socket_options=socket_options)
-            except (httpcore.ConnectError, httpcore.ConnectTimeout, OSError) as exc:
-                error = exc
-        raise error or httpcore.ConnectError(f"no address for {host}")
-
-    async def connect_unix_socket(self, path: str, timeout: float | None = None,
-                                  socket_options: Iterable[Any] | None = None) -> httpcore.AsyncNetworkStream:
-        raise TargetRefused("unix sockets are not webhook targets")
-
-    async def sleep(self, seconds: float) -> None:
-        await self.inner.sleep(seconds)
-
-
 def make_client(timeout_s: float, policy: TargetPolicy) -> httpx.AsyncClient:
     """An HTTP client for receivers: SSRF-guarded connections, no proxies from the environment,
     no redirects (a redirect could lead anywhere), and `timeout_s` for connect, read and write."""
-    transport = httpx.AsyncHTTPTransport(trust_env=False)
-    transport._pool._network_backend = GuardedBackend(policy)  # httpx offers no public hook for this
-    return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(timeout_s), follow_redirects=False,
-                             trust_env=False)
+    return httpx.AsyncClient(transport=guarded_transport(policy, trust_env=False), timeout=httpx.Timeout(timeout_s),
+                             follow_redirects=False, trust_env=False)
 
 
 def retry_after_s(resp: httpx.Response) -> float:
@@ -172,7 +143,7 @@ class Deliverer:
             else:
                 try:
                     resp = await self.client.post(self.receiver.url, content=request.body, headers=request.headers)
-                except TargetRefused as exc:
+                except AddressRefused as exc:
                     self.circuit.record(True)  # our refusal, not the receiver's failure
                     ATTEMPTS.labels(name, "refused").inc()
                     DELIVERIES.labels(name, "failed").inc()

@@ -83,7 +83,7 @@ class ReceiverQueue:
                     self.submit(key)
 
     async def idle(self) -> None:
-        while self.pending or self.running:
+        while self.pending or self.running:  # noqa: ASYNC110 - two sets, changed in several places: a poll is simpler than an event per change
             await asyncio.sleep(0.02)
 
     async def stop(self) -> None:
@@ -132,7 +132,7 @@ class Dispatcher:
                 log.warning("flushing notification groups failed; retrying", extra={"error": str(exc)[:300]})
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             self._wake.clear()
 

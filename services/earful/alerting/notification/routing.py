@@ -137,7 +137,7 @@ def _secret(entry: Mapping[str, Any], name: str, where: str) -> str | None:
 def _check_url(url: str, where: str, policy: TargetPolicy) -> str:
     parts = urlsplit(url)
     try:
-        parts.port
+        _ = parts.port  # raises on a malformed port
     except ValueError as exc:
         raise ConfigError(f"{where}: {url!r}: {exc}") from exc
     if parts.scheme not in ("http", "https") or not parts.hostname:
