@@ -207,7 +207,7 @@ def replay_cli(path: Path, ingest_url: str, speed: float, batch_size: int, *, se
         raise ValidationError(f"--batch {batch_size}: must be at least 1")
     settings = settings or Settings()
     reader = MentionFile(path, fmt, source, parse_mapping(mapping or []),
-                         settings.ingest_max_text_chars)
+                         settings.ingest_max_text_chars, settings.storage_retention_days)
     bar = _Progress(reader.size, reader.path.name, progress)
 
     accepted = [0]

@@ -1,10 +1,12 @@
 """Notification delivery on real PostgreSQL and real local HTTP receivers (webhook, Slack,
 PagerDuty-shaped), with an injected clock: grouping, dedup across a restart, resolved, retries,
-dead letters, silences and acknowledgements through the HTTP API, and the notification_log
+dead letters, silences and acknowledgements through the HTTP API (as the service builds it, behind
+the request guard: hostile input, the silence cap, schemathesis), and the notification_log
 contract storage reads."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -17,8 +19,11 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+import schemathesis
 from fastapi import FastAPI, Response
 from fastapi import Request as HttpRequest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 
 from earful.alerting.api import build_router
 from earful.alerting.detection import fingerprint
@@ -27,7 +32,8 @@ from earful.alerting.notification.dispatcher import Dispatcher
 from earful.alerting.notification.routing import DEFAULT_INHIBIT, NotifyConfig, Receiver, Route
 from earful.alerting.notification.store import AlertStore, reset_local_state
 from earful.alerting.notification.targets import TargetPolicy
-from earful.core.http import HttpServer
+from earful.core.health import Health
+from earful.core.http import HttpServer, RequestLimits, ops_app
 from earful.core.migrate import migrate
 
 pytestmark = pytest.mark.integration
@@ -263,11 +269,21 @@ async def test_retries_dead_letters_and_independent_receivers(harness: Harness) 
     assert len(h.hooks.seen["down"]) == 4 and len(h.hooks.seen["ops"]) == 1
 
 
+def alerting_app(h: Harness, keys: frozenset[str] = frozenset({"k1"}), changes: list[int] | None = None,
+                 allowed_hosts: frozenset[str] = frozenset()) -> FastAPI:
+    """The alerting service's app as it builds it: the ops app behind the request guard, and the API."""
+    health = Health("alerting")
+    health.started = True  # as once partitions are assigned
+    app = ops_app(health, "Earful alerting", RequestLimits(1024 * 1024, None if keys else allowed_hosts))
+    noted = changes if changes is not None else []
+    app.include_router(build_router(h.store, h.cfg, keys, h.clock, lambda: noted.append(1), timedelta(days=90)))
+    return app
+
+
 async def test_silences_and_acks_through_the_api(harness: Harness) -> None:
     h = harness
     changes: list[int] = []
-    app = FastAPI()
-    app.include_router(build_router(h.store, h.cfg, frozenset({"k1"}), h.clock, lambda: changes.append(1)))
+    app = alerting_app(h, changes=changes)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://alerting",
                                  headers={"X-API-Key": "k1"}) as api:
         assert (await api.get("/v1/silences", headers={"X-API-Key": "wrong"})).status_code == 401
@@ -330,3 +346,114 @@ async def test_a_second_local_stack_replaying_the_same_sample_alerts_again(harne
     assert await h.record(event()) is not None
     await h.flush(1)
     assert [b["status"] for b in h.hooks.bodies("ops")] == ["firing", "resolved", "firing"]
+
+
+def silence(**overrides: Any) -> dict[str, Any]:
+    return {"matchers": [{"name": "watchlist", "value": "acme-air"}], "created_by": "jane", "comment": "known", **overrides}
+
+
+async def test_a_silence_ends_within_the_cap(harness: Harness) -> None:
+    """A forgotten silence must not mute a watchlist for years: 90 days from now at most."""
+    h = harness
+    iso = lambda t: t.isoformat().replace("+00:00", "Z")  # noqa: E731
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=alerting_app(h)), base_url="http://alerting",
+                                 headers={"X-API-Key": "k1"}) as api:
+        ok = await api.post("/v1/silences", json=silence(ends_at=iso(T0 + timedelta(days=89))))
+        assert ok.status_code == 201, ok.text
+        assert (await api.post("/v1/silences", json=silence(duration_s=90 * 86400))).status_code == 201
+        for body in (silence(ends_at=iso(T0 + timedelta(days=91))), silence(ends_at="9999-12-31T23:59:59Z"),
+                     silence(duration_s=90 * 86400 + 1), silence(duration_s=1e300),
+                     silence(starts_at="9999-12-31T23:59:00Z", duration_s=60),
+                     silence(starts_at=iso(T0 + timedelta(days=89)), duration_s=2 * 86400)):
+            r = await api.post("/v1/silences", json=body)
+            assert r.status_code == 422, (body, r.text)
+            assert r.json()["detail"][0]["loc"][0] == "body" and "90 days" in r.text, r.text
+        huge = await api.post("/v1/silences", content=b'{"matchers": [{"name": "a", "value": "b"}], "created_by": "j",'
+                                                      b' "comment": "c", "duration_s": 1e999}',
+                              headers={"Content-Type": "application/json"})
+        assert huge.status_code == 422, huge.text
+        assert len((await api.get("/v1/silences")).json()["silences"]) == 2
+
+
+async def test_regex_silences_run_in_linear_time_and_refuse_what_re2_cannot(harness: Harness) -> None:
+    h = harness
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=alerting_app(h)), base_url="http://alerting",
+                                 headers={"X-API-Key": "k1"}) as api:
+        for pattern in ("(a)\\1", "(?<=a)b", "(?=x)", "a{2000}"):
+            r = await api.post("/v1/silences", json=silence(matchers=[{"name": "watchlist", "value": pattern, "is_regex": True}],
+                                                            duration_s=60))
+            assert r.status_code == 422 and "regular expression" in r.text, (pattern, r.text)
+        catastrophic = silence(matchers=[{"name": "watchlist", "value": "(a+)+$", "is_regex": True}], duration_s=3600)
+        assert (await api.post("/v1/silences", json=catastrophic)).status_code == 201
+        # Backtracking doubles its work with every "a" (seconds at 20, years at 60); RE2 grows linearly.
+        await h.record(event(wid="a" * 20 + "b"))
+        await h.record(event(wid="a" * 20))
+        await h.flush(1)
+        alerts = {a["labels"]["watchlist"]: a for a in (await api.get("/v1/alerts")).json()["alerts"]}
+        assert alerts["a" * 20]["silenced_by"] and alerts["a" * 20 + "b"]["silenced_by"] is None
+        assert [b["alerts"][0]["labels"]["watchlist"] for b in h.hooks.bodies("ops")] == ["a" * 20 + "b"]
+
+
+async def test_hostile_input_is_a_4xx_never_a_5xx(harness: Harness) -> None:
+    """NUL in every string parameter of every GET endpoint, text PostgreSQL cannot store in bodies, an
+    oversized body."""
+    h = harness
+    await h.record(event())
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=alerting_app(h)), base_url="http://alerting",
+                                 headers={"X-API-Key": "k1"}) as api:
+        doc = (await api.get("/openapi.json")).json()
+        tried = []
+        for path, item in doc["paths"].items():
+            for p in (item.get("get") or {}).get("parameters", []):
+                if p["in"] in ("path", "query") and "string" in json.dumps(p["schema"]):
+                    url = path.format(key="a%00b", silence_id="a%00b") if p["in"] == "path" else path
+                    r = await api.get(url, params={p["name"]: "a\x00b"} if p["in"] == "query" else None)
+                    assert r.status_code == 422, (path, p["name"], r.status_code, r.text)
+                    tried.append((path, p["name"]))
+        assert {("/v1/alerts/{key}", "key"), ("/v1/notifications", "group_key"), ("/v1/silences/{silence_id}", "silence_id"),
+                ("/v1/alerts", "status")} <= set(tried)
+        fp = (await api.get("/v1/alerts")).json()["alerts"][0]["fingerprint"]
+        for raw in (rb'{"by": "jane\u0000", "comment": ""}', rb'{"by": "\udfff"}'):
+            r = await api.post(f"/v1/alerts/{fp}/ack", content=raw, headers={"Content-Type": "application/json"})
+            assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body"], r.text
+        for hostile in ({"comment": "x\x00y"}, {"created_by": "\ud800"}, {"matchers": [{"name": "a\x00", "value": "b"}]}):
+            body = json.dumps(silence(duration_s=60, **hostile)).encode()
+            r = await api.post("/v1/silences", content=body, headers={"Content-Type": "application/json"})
+            assert r.status_code == 422, (hostile, r.text)
+        big = await api.post("/v1/silences", json=silence(duration_s=60, comment="x" * (2 * 1024 * 1024)))
+        assert big.status_code == 413, big.text
+        assert (await api.get("/v1/silences")).json()["silences"] == []
+
+
+async def test_without_keys_the_alerting_api_answers_only_allowed_hosts(harness: Harness) -> None:
+    app = alerting_app(harness, keys=frozenset(), allowed_hosts=frozenset({"alerting.internal"}))
+    for host, status in (("evil.example", 421), ("127.0.0.1:8082", 200), ("localhost", 200), ("alerting.internal", 200)):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{host}") as api:
+            assert (await api.get("/v1/silences")).status_code == status, host
+            assert (await api.get("/healthz")).status_code == 200
+
+
+async def test_alerting_openapi_contract(harness: Harness) -> None:
+    """Schemathesis against the alerting API over real HTTP: every answer documented, never a 5xx."""
+    from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+    port = _free_port()
+    server = HttpServer(alerting_app(harness), "127.0.0.1", port)
+    await server.start()
+
+    def run() -> int:
+        schema = schemathesis.openapi.from_url(f"http://127.0.0.1:{port}/openapi.json")
+        operations = [result.ok() for result in schema.get_all_operations()]
+        for operation in operations:
+            @given(case=operation.as_strategy())
+            @hsettings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None, derandomize=True)
+            def check(case: Any) -> None:
+                case.call_and_validate(headers={"X-API-Key": "k1"}, timeout=30, excluded_checks=[positive_data_acceptance])
+
+            check()
+        return len(operations)
+
+    try:
+        assert await asyncio.to_thread(run) >= 8
+    finally:
+        await server.stop()

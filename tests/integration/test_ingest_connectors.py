@@ -7,13 +7,16 @@ connector on the same state folder) that re-emits nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiohttp import web
 from prometheus_client import REGISTRY
 
 from earful.core.kafka import Codecs, make_producer
@@ -25,6 +28,7 @@ from earful.ingest.connectors.feeds import FeedConfig, FeedPoller
 from earful.ingest.connectors.mastodon import MastodonConnector, MastodonStream
 from earful.ingest.publisher import Dedup, Publisher
 from earful.watchlists import WatchlistSet
+from earful_dev.stack.broker import free_port
 from tests.protocol_servers import FeedDoc, FeedServer, JetstreamServer, MastodonServer, make_status
 from tests.support import consume_all, eventually
 
@@ -282,3 +286,114 @@ async def test_a_record_that_does_not_encode_is_dropped_not_retried_forever(sett
     assert metric("earful_ingest_errors_total", connector="feed", kind="encode_error") == errors_before + 1
     (record,) = await raw_records(settings, {mention_id("rss", "enc-ok"), mention_id("rss", "enc-bad")}, expect=1)
     assert record["source_id"] == "enc-ok"
+
+
+# --- what storage would refuse is skipped and counted, not produced -----------------------------
+
+
+async def test_feed_items_storage_would_refuse_are_skipped_and_counted(settings, publisher, tmp_path) -> None:
+    now = datetime.now(timezone.utc)
+    item = {"content_text": "Acme Air on time", "date_published": (now - timedelta(days=1)).isoformat()}
+    doc = {"version": "https://jsonfeed.org/version/1.1", "title": "t", "items": [
+        {**item, "id": "refuse-ok"},
+        {**item, "id": "refuse-nul-author", "authors": [{"name": "Jane\u0000Doe"}]},
+        {**item, "id": "refuse-nul-url", "url": "https://a.example/x\u0000y"},
+        {**item, "id": "refuse-old", "date_published": (now - timedelta(days=400)).isoformat()},
+    ]}
+    server = FeedServer()
+    server.docs["json"] = FeedDoc(json.dumps(doc).encode(), "application/feed+json")  # NUL as \u0000
+    await server.start()
+    ids = {mention_id("news", f"refuse-{k}") for k in ("ok", "nul-author", "nul-url", "old")}
+    before = metric("earful_ingest_errors_total", connector="feed", kind="validation_error")
+    try:
+        async with Running(FeedPoller(publisher, connector_settings(settings, tmp_path), [FeedConfig(f"{server.url}/json", 0.3, "news")])):
+            (record,) = await raw_records(settings, ids, expect=1)
+            assert await eventually(lambda: _true(304 in server.statuses("json")), 15)
+        assert record["source_id"] == "refuse-ok"
+        assert metric("earful_ingest_errors_total", connector="feed", kind="validation_error") == before + 3
+        assert len(await raw_records(settings, ids, expect=1)) == 1
+    finally:
+        await server.stop()
+
+
+# --- redirects to private addresses (SSRF) ------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def redirecting_to(target: str) -> AsyncIterator[str]:
+    """A local server answering every GET with a 302 to `target` plus the path and query asked for."""
+
+    async def redirect(request: web.Request) -> web.Response:
+        raise web.HTTPFound(target + request.path_qs)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", redirect)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.5)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def _refusals(caplog: pytest.LogCaptureFixture, connector: str) -> list[str]:
+    return [str(getattr(r, "error", "")) for r in caplog.records
+            if getattr(r, "connector", None) == connector and "allow it with EARFUL_INGEST_ALLOWED_NETWORKS" in str(getattr(r, "error", ""))]
+
+
+@pytest.mark.parametrize("where", ["loopback", "link-local"])
+async def test_a_feed_redirected_to_a_private_address_is_refused(settings, publisher, tmp_path, caplog, where: str) -> None:
+    """The configured feed is fetched as given; where its redirect leads must be public (or allowed)."""
+    target = FeedServer()  # a live server on 127.0.0.1: if the redirect were followed, it would be asked
+    target.docs["rss"] = FeedDoc((FIXTURES / "rss2.xml").read_bytes().replace(b"?p=", b"?ssrf="), "application/rss+xml")
+    await target.start()
+    caplog.set_level(logging.WARNING, logger="earful.ingest.connectors.base")
+    try:
+        async with redirecting_to(target.url if where == "loopback" else "http://169.254.169.254") as redirector:
+            async with Running(FeedPoller(publisher, connector_settings(settings, tmp_path), [FeedConfig(f"{redirector}/rss", 0.2, "news")])):
+                assert await eventually(lambda: _true(len(_refusals(caplog, "feed")) >= 2), 15), caplog.text[-2000:]
+        assert f"is a {where} address" in _refusals(caplog, "feed")[0]
+        assert target.requests == {}
+    finally:
+        await target.stop()
+
+
+async def test_a_feed_redirect_into_an_allowed_network_is_followed(settings, publisher, tmp_path) -> None:
+    target = FeedServer()
+    target.docs["rss"] = FeedDoc((FIXTURES / "rss2.xml").read_bytes().replace(b"?p=", b"?allowed="), "application/rss+xml")
+    await target.start()
+    s = connector_settings(settings, tmp_path, ingest_allowed_networks="127.0.0.0/8")
+    try:
+        async with redirecting_to(target.url) as redirector:
+            async with Running(FeedPoller(publisher, s, [FeedConfig(f"{redirector}/rss", 0.3, "news")])):
+                await raw_records(settings, {mention_id("news", "https://travel-daily.example/?allowed=48213")}, expect=1)
+        assert target.statuses("rss")[0] == 200
+    finally:
+        await target.stop()
+
+
+async def test_a_mastodon_instance_redirected_to_a_private_address_is_refused_unless_allowed(
+        settings, publisher, tmp_path, caplog) -> None:
+    server = MastodonServer()
+    server.timeline = [make_status(777000 + i, f"Acme Air redirected {i}", instance="https://m3.example") for i in range(2)]
+    await server.start()
+    caplog.set_level(logging.WARNING, logger="earful.ingest.connectors.base")
+    ids = {mention_id("mastodon", f"https://m3.example/users/janedoe/statuses/{777000 + i}") for i in range(2)}
+    try:
+        for target, kind in ((server.url, "loopback"), ("http://169.254.169.254", "link-local")):
+            async with redirecting_to(target) as redirector:
+                async with Running(MastodonConnector(publisher, connector_settings(settings, tmp_path / "refused"),
+                                                     [MastodonStream(redirector, "search", "Acme")])):
+                    assert await eventually(
+                        lambda kind=kind: _true(any(f"is a {kind} address" in r for r in _refusals(caplog, "mastodon"))),
+                        15), caplog.text[-2000:]
+        assert server.backfill_requests == []
+
+        allowed = connector_settings(settings, tmp_path / "allowed", ingest_allowed_networks="127.0.0.0/8")
+        async with redirecting_to(server.url) as redirector:
+            async with Running(MastodonConnector(publisher, allowed, [MastodonStream(redirector, "search", "Acme")])):
+                await raw_records(settings, ids, expect=2)
+    finally:
+        await server.stop()

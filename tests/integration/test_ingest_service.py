@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -69,6 +70,57 @@ def test_bad_input_gets_4xx_naming_the_problem(ingest: ServiceProcess, body: dic
     resp = httpx.post(ingest.url + "/v1/mentions", json=body)
     assert resp.status_code == status, resp.text
     assert path in [p["path"] for p in resp.json()["problems"]]
+
+
+# Every string field of a mention (each ends in a PostgreSQL text column, which cannot hold NUL).
+_NUL = [("source_id", {"source_id": "m\x001"}), ("text", {"text": "Acme\x00Air"}), ("url", {"url": "https://a.example/\x00"}),
+        ("author.id", {"author": {"id": "u\x001"}}), ("author.handle", {"author": {"handle": "ja\x00ne"}}),
+        ("author.display_name", {"author": {"display_name": "Jane\x00Doe"}}), ("in_reply_to", {"in_reply_to": "m\x000"}),
+        ("reposted_from", {"reposted_from": "m\x000"}), ("title", {"title": "Acme\x00Air"}), ("source", {"source": "mast\x00odon"}),
+        ("lang", {"lang": "e\x00n"}), ("country", {"country": "G\x00B"})]
+
+
+@pytest.mark.parametrize(("path", "over"), _NUL, ids=[p for p, _ in _NUL])
+def test_a_nul_character_in_any_field_is_a_422_naming_it(ingest: ServiceProcess, path: str, over: dict[str, object]) -> None:
+    """Accepted, such a mention would reach storage and end in the dead-letter queue."""
+    resp = httpx.post(ingest.url + "/v1/mentions", json={"mentions": [_mention(900, **over)]})
+    assert resp.status_code == 422, resp.text
+    assert [p["path"] for p in resp.json()["problems"]] == [f"mentions[0].{path}"]
+
+
+def test_times_storage_would_refuse_are_a_422_naming_them(ingest: ServiceProcess) -> None:
+    """Older than the retention period (storage drops it), counts observed in the future (storage keeps
+    the newest observation, so they would never be updated again)."""
+    now = datetime.now(timezone.utc)
+    old = _mention(901, created_at=(now - timedelta(days=396)).isoformat())
+    observed = _mention(902, engagement={"likes": 1, "observed_at": (now + timedelta(hours=1)).isoformat()})
+    far = _mention(903, engagement={"likes": 1, "observed_at": "9999-12-31T23:59:59-01:00"})
+    resp = httpx.post(ingest.url + "/v1/mentions", json={"mentions": [old, observed, far, _mention(904)]})
+    assert resp.status_code == 422, resp.text
+    problems = resp.json()["problems"]
+    assert [p["path"] for p in problems] == ["mentions[0].created_at", "mentions[1].engagement.observed_at",
+                                            "mentions[2].engagement.observed_at"]
+    assert "EARFUL_STORAGE_RETENTION_DAYS" in problems[0]["message"]
+
+
+def test_client_chosen_sources_add_a_bounded_number_of_metric_series(ingest: ServiceProcess) -> None:
+    """A label value taken from the request would add two series per distinct source."""
+
+    def series() -> set[str]:
+        text = httpx.get(ingest.url + "/metrics").text
+        return {line.rsplit(" ", 1)[0] for line in text.splitlines() if line and not line.startswith("#")}
+
+    def push(prefix: str) -> None:
+        mentions = [_mention(i, source=f"{prefix}{i}", source_id=f"{prefix}-{i}") for i in range(1000)]
+        assert httpx.post(ingest.url + "/v1/mentions", json={"mentions": mentions}, timeout=30).status_code == 202
+
+    before = series()
+    push("sa")
+    first = series()
+    push("sb")
+    assert len(first - before) <= 10, sorted(first - before)[:20]
+    assert series() - first == set()
+    assert 'earful_ingest_mentions_total{source="other"}' in first
 
 
 def test_malformed_json_is_a_400(ingest: ServiceProcess) -> None:

@@ -83,6 +83,22 @@ def test_every_endpoint_needs_a_key(api: Any, path: str) -> None:
     assert httpx.get(api.url + "/healthz").status_code == 200  # probes stay open
 
 
+@pytest.mark.parametrize("param", ["key", "api_key"])
+def test_a_key_in_the_url_is_not_accepted(api: Any, param: str) -> None:
+    """A key in the URL ends up in access logs, browser history and Referer headers: only X-API-Key counts."""
+    for path in ("/v1/stats", "/v1/watchlists"):
+        assert httpx.get(api.url + path, params={param: KEY}).status_code == 401
+        assert httpx.get(api.url + path, params={param: KEY}, headers=HEADERS).status_code == 200
+
+
+def test_the_dashboard_keeps_its_key_out_of_the_url(api: Any) -> None:
+    page = httpx.get(api.url + "/", params={"key": KEY})
+    assert page.status_code == 200 and page.headers["referrer-policy"] == "no-referrer"
+    assert "sessionStorage" in page.text and '"X-API-Key"' in page.text
+    assert "location.search).get(" not in page.text  # the page reads no key from its address
+    assert "history.replaceState" in page.text  # and drops one a stale bookmark still carries
+
+
 def test_dashboard_and_openapi(api: Any) -> None:
     page = httpx.get(api.url + "/")
     assert page.status_code == 200 and "/v1/share-of-voice" in page.text
@@ -266,6 +282,93 @@ def test_erasure_over_http(api: Any) -> None:
     assert httpx.delete(f"{api.url}/v1/authors/Not A Source/x", headers=HEADERS).status_code == 422
     blank = httpx.delete(f"{api.url}/v1/authors/twitter/%20%40", headers=HEADERS)
     assert blank.status_code == 422 and blank.json()["detail"][0]["loc"] == ["path", "author"]
+
+
+# --- hostile input -------------------------------------------------------------------------------
+
+
+def _string_params(operation: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, name) of each string (or list of strings) parameter of an OpenAPI operation."""
+    def is_text(schema: dict[str, Any]) -> bool:
+        options = schema.get("anyOf", [schema])
+        return any(o.get("type") == "string" or o.get("items", {}).get("type") == "string" for o in options)
+
+    return [(p["in"], p["name"]) for p in operation.get("parameters", [])
+            if p["in"] in ("path", "query") and is_text(p.get("schema", {}))]
+
+
+def test_nul_in_any_string_parameter_is_a_422_never_a_5xx(api: Any, seeded: dict[str, Any]) -> None:
+    """Every GET endpoint of the OpenAPI document, each string parameter in turn given a NUL."""
+    doc = httpx.get(api.url + "/openapi.json").json()
+    tried = []
+    for path, item in doc["paths"].items():
+        if "get" not in item:
+            continue
+        params = _string_params(item["get"])
+        filled = {n: seeded["watchlist"] if n == "watchlist_id" else "twitter" for where, n in params if where == "path"}
+        for where, name in params:
+            for hostile in ("a\x00b", "\x00"):
+                if where == "path":
+                    url = path.format(**{**filled, name: hostile.replace("\x00", "%00")})
+                    r = httpx.get(api.url + url, headers=HEADERS, timeout=30)
+                else:
+                    r = httpx.get(api.url + path.format(**filled), params={name: hostile}, headers=HEADERS, timeout=30)
+                assert r.status_code == 422, (path, name, r.status_code, r.text[:300])
+                tried.append((path, name))
+    assert len({p for p, _ in tried}) >= 6 and ("/v1/mentions", "q") in tried and ("/v1/mentions", "entity") in tried
+
+
+def test_text_postgresql_cannot_store_is_a_422(api: Any) -> None:
+    for body in (b'{"query": "acme", "text": "a\\u0000b"}', b'{"query": "acme", "text": "\\ud800"}'):
+        r = httpx.post(api.url + "/v1/watchlists/_test", content=body, headers={**HEADERS, "Content-Type": "application/json"})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body"], r.text
+    for raw in ("a%ED%A0%80", "%FF%FE"):  # not UTF-8 (a surrogate's bytes): decoded as U+FFFD
+        assert httpx.get(f"{api.url}/v1/mentions?q={raw}", headers=HEADERS).status_code == 200
+
+
+def test_bodies_are_bounded(api: Any) -> None:
+    """EARFUL_HTTP_MAX_BODY_BYTES (1 MiB by default): by Content-Length, or counted as the bytes arrive."""
+    big = {"query": "acme", "text": "x" * (2 * 1024 * 1024)}
+    r = httpx.post(api.url + "/v1/watchlists/_test", json=big, headers=HEADERS, timeout=30)
+    assert r.status_code == 413 and "1048576" in r.json()["detail"], r.text
+
+    def chunks():
+        yield b'{"query": "acme", "text": "'
+        for _ in range(2048):
+            yield b"x" * 1024
+        yield b'"}'
+
+    r = httpx.post(api.url + "/v1/watchlists/_test", content=chunks(), timeout=30,
+                   headers={**HEADERS, "Content-Type": "application/json"})
+    assert r.status_code == 413, r.text
+    fine = httpx.post(api.url + "/v1/watchlists/_test", json={"query": "acme", "text": "Acme air"}, headers=HEADERS)
+    assert fine.status_code == 200 and fine.json()["matches"]
+
+
+@pytest.fixture(scope="module")
+def keyless_api(base_env: dict[str, str], pg_url: str, seeded: dict[str, Any], api: Any,
+                tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A second storage process on the same data, without API keys (a laptop's local stack)."""
+    port = free_port()
+    env = {**base_env, "EARFUL_DATABASE_URL": pg_url, "EARFUL_WATCHLISTS_DIR": str(seeded["watchlists_file"]),
+           "EARFUL_HTTP_ALLOWED_HOSTS": "dashboard.internal"}
+    svc = ServiceProcess("storage", port, service_env(env, "storage", port), tmp_path_factory.mktemp("open") / "storage.log")
+    svc.start()
+    svc.wait_ready(60)
+    yield svc
+    assert svc.stop() == 0, svc.log_tail()
+
+
+def test_without_keys_only_allowed_hosts_are_answered(keyless_api: Any) -> None:
+    """DNS rebinding: a page on evil.example whose name now resolves to 127.0.0.1 reads the API with
+    Host: evil.example. Without API keys, only loopback names and EARFUL_HTTP_ALLOWED_HOSTS are answered."""
+    url = keyless_api.url
+    for path in ("/v1/stats", "/v1/watchlists", "/", "/openapi.json"):
+        refused = httpx.get(url + path, headers={"Host": "evil.example"})
+        assert refused.status_code == 421, (path, refused.text)
+    assert httpx.get(url + "/healthz", headers={"Host": "10.1.2.3:8083"}).status_code == 200  # probes
+    for host in ("localhost", f"127.0.0.1:{keyless_api.port}", "dashboard.internal"):
+        assert httpx.get(url + "/v1/stats", headers={"Host": host}).status_code == 200, host
 
 
 # --- schemathesis ---------------------------------------------------------------------------------

@@ -22,7 +22,15 @@ from earful.core.db import drop_database, ensure_database, with_database
 from earful.core.migrate import MIGRATIONS_DIR, migrate, migration_files
 from earful.storage.erasure import erase_author
 from earful.storage.retention import apply_retention, create_partitions_ahead
-from earful.storage.writer import BrandHandles, WriterState, alert_row, existing_partitions, mention_row, write_batch
+from earful.storage.writer import (
+    BrandHandles,
+    WriterState,
+    alert_row,
+    existing_partitions,
+    mention_row,
+    nul_columns,
+    write_batch,
+)
 from earful.watchlists import Watchlist
 from tests.support import eventually, example
 
@@ -428,3 +436,21 @@ async def test_concurrent_batches_link_a_question_and_its_reply(db: Any) -> None
         assert await val(conn, "SELECT count(*) FROM questions WHERE source_id LIKE 'cq%' AND first_reply_at IS NULL") == 0
     finally:
         await other.close()
+
+
+async def test_the_rows_nul_columns_flags_are_the_rows_postgresql_refuses(db: Any) -> None:
+    """`nul_columns` (what ingest's model mirrors) says exactly which rows PostgreSQL refuses for a NUL."""
+    conn, _ = db
+    now = datetime.now(UTC)
+    nul_name = enriched("nul-1", now, handle="ja\x00ne")
+    nul_entity = enriched("nul-2", now, entities=[{"text": "#Acme\x00", "type": "hashtag", "start": 0, "end": 6, "origin": "rules"}])
+    nul_id = enriched("nul-3\x00", now)
+    for record, columns in ((nul_name, ["author_id", "author_handle", "author_name"]), (nul_entity, ["entities", "facets"]),
+                            (nul_id, ["source_id"])):
+        (row,) = rows(record)
+        assert nul_columns(row) == columns
+        with pytest.raises((asyncpg.DataError, asyncpg.UntranslatableCharacterError)):
+            await write_batch(conn, [row], [], brands=BRANDS, state=WriterState())
+    (clean,) = rows(enriched("nul-0", now))
+    assert nul_columns(clean) == []
+    assert (await write_batch(conn, [clean], [], brands=BRANDS, state=WriterState())).mentions_inserted == 1

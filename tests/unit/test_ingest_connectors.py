@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
+from earful.core.addresses import AddressPolicy, origin
 from earful.core.auth import ApiKeys, presented_key
 from earful.core.errors import ConfigError, SourceError, ValidationError
 from earful.core.http import RETRY_AFTER_MAX_S, parse_retry_after
 from earful.core.mention import MentionIn
 from earful.core.settings import Settings
+from earful.ingest.app import OTHER_SOURCE, source_label
 from earful.ingest.connectors.bluesky import event_mention, subscribe_url
 from earful.ingest.connectors.feeds import FeedConfig, item_to_mention, load_feeds, parse_feed
 from earful.ingest.connectors.mastodon import SseParser, status_mentions
@@ -271,6 +273,25 @@ def test_replay_file_errors(tmp_path: Path) -> None:
         list(MentionFile(tmp_path / "latin1.jsonl"))
 
 
+def test_replay_lines_storage_would_refuse_are_bad_lines(tmp_path: Path) -> None:
+    """What the push API would refuse with a 422 is a bad line, not a spoiled batch (nor, straight to
+    Kafka, a mention storage drops or dead-letters)."""
+    now = datetime.now(timezone.utc)
+    good = {"source": "twitter", "source_id": "ok", "text": "hi", "created_at": (now - timedelta(days=2)).isoformat()}
+    lines = [good, {**good, "source_id": "old", "created_at": (now - timedelta(days=400)).isoformat()},
+             {**good, "source_id": "nul", "author": {"handle": "ja\x00ne"}},
+             {**good, "source_id": "observed", "engagement": {"observed_at": (now + timedelta(days=1)).isoformat()}},
+             {**good, "source_id": "future", "created_at": (now + timedelta(days=1)).isoformat()}]
+    f = tmp_path / "x.jsonl"
+    f.write_text("\n".join(json.dumps(line) for line in lines))
+    reader = MentionFile(f, retention_days=395)
+    assert [line["mention"]["source_id"] for line in reader] == ["ok"]
+    assert [(p.line, p.message.split(":")[0]) for p in reader.problems] == [
+        (2, "created_at"), (3, "author.handle"), (4, "engagement.observed_at"), (5, "created_at")]
+    assert "retention" in reader.problems[0].message
+    assert [line["mention"]["source_id"] for line in MentionFile(f, retention_days=0)] == ["ok", "old"]
+
+
 @pytest.mark.parametrize(("value", "iso"), [
     ("2026-11-02T08:31:02Z", "2026-11-02T08:31:02+00:00"), ("2026-11-02 08:31:02", "2026-11-02T08:31:02+00:00"),
     ("2026-11-02T09:31:02+01:00", "2026-11-02T09:31:02+01:00"), (1793608262, "2026-11-02T08:31:02+00:00"),
@@ -339,6 +360,25 @@ def test_rate_limiter_forgets_idle_clients() -> None:
     now[0] = 5.0
     r.take("late", 1)
     assert len(r._buckets) == 1
+
+
+def test_the_source_label_takes_values_from_a_fixed_set() -> None:
+    known = frozenset(Settings().ingest_metric_sources)
+    assert source_label("twitter", known) == "twitter" and source_label("mastodon", known) == "mastodon"
+    assert {source_label(f"s{i}", known) for i in range(1000)} == {OTHER_SOURCE}
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    ("https://Mastodon.Social/api", ("mastodon.social", 443)), ("http://127.0.0.1:8089/feed", ("127.0.0.1", 8089)),
+    ("http://[::1]:8080/x", ("::1", 8080)), ("http://bücher.example/", ("xn--bcher-kva.example", 80))])
+def test_the_origin_of_a_configured_url_as_connections_see_it(url: str, expected: tuple[str, int]) -> None:
+    assert origin(url) == expected
+
+
+def test_the_ingest_address_policy_names_its_setting() -> None:
+    policy = AddressPolicy(Settings(ingest_allowed_networks="10.9.0.0/16").ingest_allowed_networks, "EARFUL_INGEST_ALLOWED_NETWORKS")
+    assert policy.refusal("10.9.1.1") is None and policy.refusal("8.8.8.8") is None
+    assert "EARFUL_INGEST_ALLOWED_NETWORKS" in (policy.refusal("169.254.169.254") or "")
 
 
 def test_api_keys() -> None:

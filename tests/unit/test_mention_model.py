@@ -10,10 +10,13 @@ from typing import Any
 
 import pydantic
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from earful.core.codec import AvroCodec, SchemaStore
 from earful.core.mention import (
     MAX_CLOCK_SKEW,
+    RETENTION_MARGIN,
     MentionBatch,
     MentionIn,
     check_limits,
@@ -21,6 +24,8 @@ from earful.core.mention import (
     mention_id,
     to_record,
 )
+from earful.storage.writer import MENTION_COLUMNS, expired, mention_row, nul_columns, retention_horizon
+from tests.support import enriched_record
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 NOW = datetime(2025, 3, 14, 9, 30, 1, 412000, tzinfo=timezone.utc)
@@ -279,3 +284,141 @@ def test_all_limits_reported_together() -> None:
     assert sorted(p["path"] for p in problems) == [
         "mentions", "mentions[0].created_at", "mentions[0].text", "mentions[1].created_at", "mentions[1].text",
     ]
+
+
+# --- what storage would refuse is refused here, with its path ---------------------------------
+
+
+def _string_fields(model: type[pydantic.BaseModel], prefix: str = "") -> list[str]:
+    """Every string field of the model, nested ones as author.handle: all of them reach a text column."""
+    out = []
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        nested = [a for a in (annotation, *getattr(annotation, "__args__", ())) if isinstance(a, type)
+                  and issubclass(a, pydantic.BaseModel)]
+        if nested:
+            out += _string_fields(nested[0], f"{prefix}{name}.")
+        elif annotation is str or str in getattr(annotation, "__args__", ()):
+            out.append(prefix + name)
+    return out
+
+
+STRING_FIELDS = _string_fields(MentionIn)
+
+
+def test_every_string_field_is_covered() -> None:
+    assert {"source_id", "text", "url", "author.id", "author.handle", "author.display_name", "title", "in_reply_to",
+            "reposted_from", "source", "lang", "country"} <= set(STRING_FIELDS)
+
+
+@pytest.mark.parametrize("path", STRING_FIELDS)
+def test_a_nul_character_in_any_string_field_is_refused_with_its_path(path: str) -> None:
+    """PostgreSQL text cannot hold NUL: accepted, such a mention would end in the dead-letter queue."""
+    keys = tuple(path.split("."))
+    current: Any = VALID
+    for key in keys:
+        current = current.get(key) if isinstance(current, dict) else None
+    value = current if isinstance(current, str) else "https://a.example/b" if path == "url" else "ab"
+    mention = _with(keys, value[:1] + "\x00" + value[1:])
+    with pytest.raises(pydantic.ValidationError) as info:
+        MentionBatch.model_validate({"mentions": [VALID, mention]})
+    assert [p["path"] for p in format_problems(info.value.errors())] == [f"mentions[1].{path}"]
+
+
+@pytest.mark.parametrize(
+    ("age", "days", "problem"),
+    [
+        (timedelta(days=30), 395, False),
+        (timedelta(days=394), 395, False),
+        (timedelta(days=395) - RETENTION_MARGIN + timedelta(seconds=1), 395, True),  # would expire on its way to storage
+        (timedelta(days=396), 395, True),
+        (timedelta(days=3650), 395, True),
+        (timedelta(days=3650), 0, False),  # 0: storage keeps everything
+        (timedelta(days=8), 7, True),
+    ],
+    ids=["last-month", "inside", "at-the-edge", "just-outside", "ten-years", "keep-everything", "short-retention"],
+)
+def test_created_at_older_than_the_retention_period_is_refused(age: timedelta, days: int, problem: bool) -> None:
+    m = {**MINIMAL, "created_at": (NOW - age).isoformat()}
+    problems = check_limits(_batch(MINIMAL, m), max_batch=10, max_text_chars=1000, now=NOW, retention_days=days)
+    assert [p["path"] for p in problems] == (["mentions[1].created_at"] if problem else [])
+    if problem:
+        assert "retention" in problems[0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("observed_at", "problem"),
+    [
+        (NOW.isoformat(), False),
+        ((NOW + MAX_CLOCK_SKEW).isoformat(), False),
+        ((NOW + MAX_CLOCK_SKEW + timedelta(seconds=1)).isoformat(), True),
+        ((NOW + timedelta(days=365)).isoformat(), True),
+        ("9999-12-31T23:59:59-01:00", True),  # past the end of datetime in UTC: refused, not a crash
+        ((NOW - timedelta(days=3)).isoformat(), False),
+    ],
+    ids=["now", "at-skew", "beyond-skew", "next-year", "year-9999", "before"],
+)
+def test_engagement_observed_in_the_future_is_refused(observed_at: str, problem: bool) -> None:
+    """Storage keeps the newest observation: counts dated in the future would never be updated again."""
+    m = {**MINIMAL, "engagement": {"likes": 1, "observed_at": observed_at}}
+    problems = check_limits(_batch(MINIMAL, m), max_batch=10, max_text_chars=1000, now=NOW, retention_days=395)
+    assert [p["path"] for p in problems] == (["mentions[1].engagement.observed_at"] if problem else [])
+
+
+_ZONES = st.sampled_from([timezone.utc, timezone(timedelta(hours=14)), timezone(timedelta(hours=-12, minutes=-30))])
+_TIMES = st.datetimes(min_value=datetime(1969, 12, 31), max_value=datetime(9999, 12, 30), timezones=_ZONES)
+_TEXT = st.text(st.characters(codec="utf-8"), max_size=12)
+_OPTIONAL = st.none() | _TEXT
+
+
+@st.composite
+def _pushed(draw: st.DrawFn) -> dict[str, Any]:
+    """A mention as a client might push it, hostile values included (NUL, old and future times)."""
+    recent = st.datetimes(min_value=datetime(2023, 1, 1), max_value=datetime(2025, 3, 15), timezones=_ZONES)
+    author = {k: draw(_OPTIONAL) for k in ("id", "handle", "display_name")}
+    engagement: dict[str, Any] = {"likes": draw(st.integers(0, 10**6))}
+    if draw(st.booleans()):
+        engagement["observed_at"] = draw(recent | _TIMES).isoformat()
+    return {
+        "source": draw(st.sampled_from(["twitter", "news", "x.y-z"])), "source_id": draw(_TEXT), "text": draw(_TEXT),
+        "created_at": draw(recent | _TIMES).isoformat(), "author": author, "engagement": engagement,
+        "url": draw(st.none() | _TEXT.map(lambda t: "https://a.example/" + t)),
+        **{k: draw(_OPTIONAL) for k in ("title", "in_reply_to", "reposted_from")},
+    }
+
+
+_CODEC = AvroCodec(SchemaStore(SCHEMAS).current("raw_mention"), SchemaStore(SCHEMAS))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.filter_too_much, HealthCheck.too_slow])
+@given(pushed=_pushed(), retention_days=st.sampled_from([0, 7, 395]))
+def test_whatever_ingest_accepts_storage_can_write(pushed: dict[str, Any], retention_days: int) -> None:
+    """The ingest model and storage's row checks agree: nothing accepted with a 202 is refused later.
+
+    The record goes the whole way a pushed mention goes, without the services: validated, limited,
+    to_record, Avro on the raw topic, enriched, storage's row, storage's checks (with storage
+    writing it a while after ingest accepted it)."""
+    try:
+        batch = MentionBatch.model_validate({"mentions": [pushed]})
+    except pydantic.ValidationError:
+        return
+    if check_limits(batch, max_batch=10, max_text_chars=1000, now=NOW, retention_days=retention_days):
+        return
+    raw = _CODEC.decode(_CODEC.encode(to_record(batch.mentions[0], NOW)))
+    row = mention_row(enriched_record(raw, ["acme-air"]))
+    assert nul_columns(row) == []
+    written_at = NOW + RETENTION_MARGIN - timedelta(seconds=1)
+    assert not expired(row, retention_horizon(retention_days or None, written_at))
+    observed_at = dict(zip(MENTION_COLUMNS, row))["engagement_observed_at"]
+    assert observed_at - NOW <= MAX_CLOCK_SKEW  # a later observation can still replace it
+
+
+def test_storage_checks_see_what_ingest_refuses() -> None:
+    """The checks the property above relies on do find a NUL (in text and in jsonb) and an old row."""
+    raw = to_record(MentionIn.model_validate(MINIMAL), NOW)
+    enriched = enriched_record({**raw, "author": {**raw["author"], "display_name": "a\x00b"}}, ["acme-air"])
+    enriched["entities"] = [{"text": "x\x00", "type": "org", "start": 0, "end": 2}]
+    row = mention_row(enriched)
+    assert nul_columns(row) == ["author_name", "entities", "facets"]
+    assert expired(row, retention_horizon(7, NOW + timedelta(days=8)))
+    assert not expired(row, retention_horizon(None, NOW + timedelta(days=8000)))

@@ -20,6 +20,7 @@ from earful.alerting.notification.grouping import (
     next_flush_after_change,
     parse_matchers,
     plan,
+    regex,
 )
 from earful.alerting.notification.routing import DEFAULT_INHIBIT, InhibitRule, Route
 from earful.watchlists import QuietHours
@@ -179,6 +180,42 @@ def test_matchers() -> None:
         parse_matchers([{"name": "rule", "value": "(", "is_regex": True}])
     empty = Silence("s", (), T, T + timedelta(hours=1))
     assert not empty.mutes(labels, T)  # a silence without matchers mutes nothing
+
+
+def test_regex_matchers_run_in_a_linear_time_engine() -> None:
+    """`(a+)+$` against 'aaaa...b' backtracks for ages in Python's re; RE2 answers in linear time."""
+    catastrophic = Matcher("watchlist", "(a+)+$", is_regex=True)
+    assert type(regex(catastrophic.value)).__module__ == "re2"
+    assert not catastrophic.matches({"watchlist": "a" * 50_000 + "b"})
+    assert catastrophic.matches({"watchlist": "a" * 50_000})
+    assert Matcher("watchlist", "(a+)+$", is_regex=True, is_equal=False).matches({"watchlist": "a" * 50_000 + "b"})
+
+
+@pytest.mark.parametrize("pattern,value,hit", [
+    ("acme-.*", "acme-air", True), ("acme", "acme-air", False), ("air|acme-air", "acme-air", True),
+    ("acme-(air|rail)", "acme-rail", True), ("[a-z]+-[a-z]{3}", "acme-air", True), (".*", "", True),
+    ("z[üu]rich", "zürich", True), ("zürich|zurich", "zurich", True), ("(?i)ACME-AIR", "acme-air", True),
+    ("acme.air", "acme\nair", False),
+])
+def test_regex_matcher_semantics_are_anchored_like_alertmanager(pattern: str, value: str, hit: bool) -> None:
+    assert Matcher("watchlist", pattern, is_regex=True).matches({"watchlist": value}) is hit
+    assert Matcher("watchlist", pattern, is_regex=True, is_equal=False).matches({"watchlist": value}) is not hit
+
+
+@pytest.mark.parametrize("pattern,why", [
+    ("(a)\\1", "invalid escape sequence"), ("(?=a)b", "invalid perl operator"), ("(", "missing"),
+    ("a{1001}", "repetition"), ("x" * 1001, "longer than"),
+])
+def test_patterns_the_engine_refuses_are_named(pattern: str, why: str) -> None:
+    with pytest.raises(ValueError, match=f"matchers\\[0\\]: .*{why}"):
+        parse_matchers([{"name": "rule", "value": pattern, "is_regex": True}])
+
+
+def test_a_stored_pattern_the_engine_refuses_matches_nothing() -> None:
+    """Silences stored before RE2 may hold a backreference: the notifier never raises over one, and
+    such a matcher (negated or not) matches no alert, so its silence mutes nothing."""
+    assert not Matcher("rule", "(a)\\1", is_regex=True).matches({"rule": "aa"})
+    assert not Matcher("rule", "(a)\\1", is_regex=True, is_equal=False).matches({"rule": "aa"})
 
 
 def test_inhibition_by_a_firing_source_in_the_same_watchlist() -> None:

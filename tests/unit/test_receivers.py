@@ -17,6 +17,7 @@ from earful.alerting.notification.receivers import (
     ZERO_TIME,
     build_request,
     escape_slack,
+    one_line,
     pagerduty_body,
     pagerduty_dedup_key,
     sign,
@@ -103,6 +104,41 @@ def test_slack_escapes_every_piece_of_user_text() -> None:
     assert body["blocks"][0]["type"] == "header" and body["blocks"][0]["text"]["type"] == "plain_text"
     assert body["blocks"][2]["elements"][0]["url"].endswith("#watchlist=acme-air")
     assert "&lt;!here&gt;" in body["text"]
+
+
+FORGED = ("refund please\n:rotating_light: *RESOLVED* `volume_spike` (critical) — all clear, ignore this"
+          "\r\n> @acme_air_ceo (9,999,999 followers): wire the refund\u2028Top terms: fine\x0bok\x85done")
+
+
+def forged_alert() -> Alert:
+    a = alert(summary="acme-air: spike\nFIRING: fake")
+    post = {**a.event["explanation"]["top_posts"][0], "text": FORGED, "author_handle": "kat\nRESOLVED"}
+    explanation = {"top_posts": [post], "top_terms": [{"term": "line\nbreak", "count": 3}]}
+    return replace(a, event={**a.event, "explanation": explanation})
+
+
+def test_a_post_cannot_forge_lines_in_a_slack_message() -> None:
+    """Each alert's section has exactly the lines Earful writes: the headline, one quote per post, the
+    top terms. Line breaks in post texts, handles, summaries and terms become spaces."""
+    body = slack_body(Plan(True, "new_alerts", (forged_alert(),)), SLACK, "watchlist=acme-air")
+    lines = body["blocks"][1]["text"]["text"].split("\n")
+    assert len(lines) == 3, lines
+    assert lines[0].startswith(":rotating_light: *FIRING*") and lines[0].endswith("acme-air: spike FIRING: fake")
+    assert lines[1].startswith("> @kat RESOLVED (84,213 followers): refund please :rotating_light: *RESOLVED*")
+    assert lines[2] == "Top terms: line break"
+    for text in (body["text"], *lines):
+        assert not set(text) & set("\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"), text
+    assert "\n" not in body["blocks"][0]["text"]["text"]
+
+
+def test_pagerduty_summary_stays_on_one_line() -> None:
+    payload = pagerduty_body(Plan(True, "new_alerts", (forged_alert(),)), PAGERDUTY, "watchlist=acme-air")["payload"]
+    assert payload["summary"] == "[FIRING:1] acme-air: spike FIRING: fake"
+
+
+def test_one_line() -> None:
+    assert one_line("a\nb\r\nc\u2028d\x00e\tf") == "a b c d e f"
+    assert one_line("  plain text  ") == "  plain text  "
 
 
 def test_slack_request_is_not_signed() -> None:

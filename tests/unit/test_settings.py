@@ -61,6 +61,24 @@ def test_alerting_lists_and_allowed_networks(monkeypatch: pytest.MonkeyPatch) ->
         load_settings()
 
 
+def test_request_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Settings()
+    assert s.http_max_body_bytes == 1024 * 1024 and s.http_allowed_hosts == ()
+    assert s.alert_silence_max_days == 90
+    monkeypatch.setenv("EARFUL_HTTP_ALLOWED_HOSTS", " storage , Dashboard.Example.com,,")
+    monkeypatch.setenv("EARFUL_HTTP_MAX_BODY_BYTES", "65536")
+    monkeypatch.setenv("EARFUL_ALERT_SILENCE_MAX_DAYS", "7")
+    s = load_settings()
+    assert s.http_allowed_hosts == ("storage", "dashboard.example.com")
+    assert (s.http_max_body_bytes, s.alert_silence_max_days) == (65536, 7)
+    for var, bad in (("EARFUL_HTTP_ALLOWED_HOSTS", "storage:8083"), ("EARFUL_HTTP_ALLOWED_HOSTS", "http://storage"),
+                     ("EARFUL_HTTP_MAX_BODY_BYTES", "10"), ("EARFUL_ALERT_SILENCE_MAX_DAYS", "0")):
+        monkeypatch.setenv(var, bad)
+        with pytest.raises(ConfigError, match=var):
+            load_settings()
+        monkeypatch.delenv(var)
+
+
 def test_settings_are_frozen() -> None:
     s = Settings()
     with pytest.raises(Exception):

@@ -1,6 +1,10 @@
 """The alerting service's HTTP API (on its own port, next to /healthz, /readyz, /metrics):
 current alerts, acknowledgements, silences and the notification log. Everything is persisted in
 PostgreSQL, so it survives restarts and every replica sees the same silences.
+
+Keys are checked by the shared guard (`api_key_guard`: constant time, X-API-Key only); the app
+around the router (`ops_app`) bounds bodies and refuses NUL characters and, without keys, foreign
+Host headers. A silence ends at most `EARFUL_ALERT_SILENCE_MAX_DAYS` from now.
 """
 
 from __future__ import annotations
@@ -9,11 +13,12 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
 from earful.alerting.events import to_json
 from earful.alerting.notification.grouping import (
+    MAX_MATCHER_CHARS,
     Alert,
     Clock,
     Matcher,
@@ -24,14 +29,19 @@ from earful.alerting.notification.grouping import (
 )
 from earful.alerting.notification.routing import NotifyConfig
 from earful.alerting.notification.store import AlertStore
+from earful.core.auth import api_key_guard
+
+DEFAULT_MAX_SILENCE = timedelta(days=90)
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such alert or silence."}}
 
 #: The store, or None while PostgreSQL is not connected yet (the API answers 503 meanwhile).
 StoreLookup = Callable[[], "AlertStore | None"]
 
 
 class MatcherIn(BaseModel):
-    name: str = Field(min_length=1, description="Label name, e.g. watchlist, rule, severity.")
-    value: str = Field(description="Value (or regular expression when is_regex).")
+    name: str = Field(min_length=1, max_length=200, description="Label name, e.g. watchlist, rule, severity.")
+    value: str = Field(max_length=MAX_MATCHER_CHARS, description="Value (or, when is_regex, a regular expression in RE2"
+                       " syntax matching the whole value: no backreferences or lookaround).")
     is_regex: bool = False
     is_equal: bool = Field(True, description="false: the matcher matches when the label does NOT match.")
 
@@ -39,8 +49,9 @@ class MatcherIn(BaseModel):
 class SilenceIn(BaseModel):
     matchers: list[MatcherIn] = Field(min_length=1, description="An alert is silenced when every matcher matches its labels.")
     starts_at: datetime | None = Field(None, description="Default: now.")
-    ends_at: datetime | None = Field(None, description="End of the silence; or give duration_s.")
-    duration_s: float | None = Field(None, gt=0, le=90 * 86400, description="Length of the silence from starts_at.")
+    ends_at: datetime | None = Field(None, description="End of the silence (at most EARFUL_ALERT_SILENCE_MAX_DAYS,"
+                                     " 90 by default, from now); or give duration_s.")
+    duration_s: float | None = Field(None, gt=0, allow_inf_nan=False, description="Length of the silence from starts_at.")
     created_by: str = Field(min_length=1, max_length=200)
     comment: str = Field(min_length=1, max_length=2000, description="Why (shown with the silence).")
 
@@ -57,10 +68,11 @@ def _silence_json(s: Silence, now: datetime) -> dict[str, Any]:
 
 
 def build_router(store: AlertStore | StoreLookup, config: NotifyConfig, api_keys: frozenset[str], clock: Clock,
-                 changed: Callable[[], Any]) -> APIRouter:
+                 changed: Callable[[], Any], max_silence: timedelta = DEFAULT_MAX_SILENCE) -> APIRouter:
     """The routes; `changed()` is called after anything that may change what is notified.
 
-    `store` is the store itself, or a lookup returning None until PostgreSQL is connected.
+    `store` is the store itself, or a lookup returning None until PostgreSQL is connected; a
+    silence may end at most `max_silence` from now.
     """
     lookup: StoreLookup = store if callable(store) else (lambda: store)
 
@@ -70,13 +82,11 @@ def build_router(store: AlertStore | StoreLookup, config: NotifyConfig, api_keys
             raise HTTPException(status_code=503, detail="PostgreSQL not connected yet")
         return found
 
-    async def require_key(request: Request) -> None:
-        if api_keys and request.headers.get("X-API-Key") not in api_keys:
-            raise HTTPException(status_code=401, detail="missing or wrong X-API-Key header")
-
-    router = APIRouter(prefix="/v1", dependencies=[Depends(require_key)], tags=["alerting"])
+    router = APIRouter(prefix="/v1", dependencies=[Depends(api_key_guard(api_keys))], tags=["alerting"],
+                       responses={401: {"description": "Missing or wrong X-API-Key."},
+                                  503: {"description": "PostgreSQL not connected yet."}})
     _alert_routes(router, current, config, clock, changed)
-    _silence_routes(router, current, clock, changed)
+    _silence_routes(router, current, clock, changed, max_silence)
 
     @router.get("/notifications", summary="The notification log, newest first.")
     async def notifications(group_key: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
@@ -109,7 +119,8 @@ def _alert_routes(router: APIRouter, current: Callable[[], AlertStore], config: 
         store = current()
         return {"alerts": await _describe(store, config, await store.alerts(status, limit), clock())}
 
-    @router.get("/alerts/{key}", summary="One alert (by fingerprint or alert id) with its group's notifications.")
+    @router.get("/alerts/{key}", summary="One alert (by fingerprint or alert id) with its group's notifications.",
+                responses=NOT_FOUND)
     async def alert(key: str) -> dict[str, Any]:
         store = current()
         found = await store.alert(key)
@@ -120,7 +131,8 @@ def _alert_routes(router: APIRouter, current: Callable[[], AlertStore], config: 
         described["notifications"] = [to_json(n) for n in await store.notifications(found.group_key, limit=50)]
         return described
 
-    @router.post("/alerts/{key}/ack", summary="Acknowledge a firing alert: no repeat notifications until it resolves.")
+    @router.post("/alerts/{key}/ack", summary="Acknowledge a firing alert: no repeat notifications until it resolves.",
+                 responses={**NOT_FOUND, 409: {"description": "The alert is already resolved."}})
     async def ack(key: str, body: AckIn) -> dict[str, Any]:
         store = current()
         found = await store.alert(key)
@@ -134,7 +146,7 @@ def _alert_routes(router: APIRouter, current: Callable[[], AlertStore], config: 
 
 
 def _silence_routes(router: APIRouter, current: Callable[[], AlertStore], clock: Clock,
-                    changed: Callable[[], Any]) -> None:
+                    changed: Callable[[], Any], max_silence: timedelta) -> None:
     """/silences: list, create, read and expire silences."""
 
     @router.get("/silences", summary="Silences (active and pending; expired=true for all).")
@@ -145,17 +157,17 @@ def _silence_routes(router: APIRouter, current: Callable[[], AlertStore], clock:
     @router.post("/silences", status_code=201, summary="Create a silence.")
     async def create_silence(body: SilenceIn) -> dict[str, Any]:
         now = clock()
-        matchers, starts, ends = _silence_window(body, now)
+        matchers, starts, ends = _silence_window(body, now, max_silence)
         silence = await current().add_silence(matchers, starts, ends, body.created_by, body.comment, now)
         changed()
         return _silence_json(silence, now)
 
-    @router.get("/silences/{silence_id}", summary="One silence.")
+    @router.get("/silences/{silence_id}", summary="One silence.", responses=NOT_FOUND)
     async def get_silence(silence_id: str) -> dict[str, Any]:
         found = await _silence_or_404(current(), silence_id)
         return _silence_json(found, clock())
 
-    @router.delete("/silences/{silence_id}", status_code=204, summary="Expire a silence now.")
+    @router.delete("/silences/{silence_id}", status_code=204, summary="Expire a silence now.", responses=NOT_FOUND)
     async def expire(silence_id: str) -> Response:
         store = current()
         await _silence_or_404(store, silence_id)
@@ -164,21 +176,41 @@ def _silence_routes(router: APIRouter, current: Callable[[], AlertStore], clock:
         return Response(status_code=204)
 
 
-def _silence_window(body: SilenceIn, now: datetime) -> tuple[tuple[Matcher, ...], datetime, datetime]:
-    """The new silence's matchers, start and end, checked (422 when they make no sense)."""
+def _silence_window(body: SilenceIn, now: datetime, max_silence: timedelta) -> tuple[tuple[Matcher, ...], datetime, datetime]:
+    """The new silence's matchers, start and end, checked (422 when they make no sense, or when it
+    would end more than `max_silence` from now: a silence nobody remembers must not mute for years)."""
     try:
         matchers = parse_matchers([m.model_dump() for m in body.matchers])
     except ValueError as exc:
-        raise HTTPException(status_code=422, detail=str(exc)) from exc
-    starts = (body.starts_at or now).astimezone(timezone.utc)
+        raise _invalid("matchers", str(exc)) from exc
     if body.ends_at is not None and body.duration_s is not None:
-        raise HTTPException(status_code=422, detail="give ends_at or duration_s, not both")
+        raise _invalid("ends_at", "give ends_at or duration_s, not both")
     if body.ends_at is None and body.duration_s is None:
-        raise HTTPException(status_code=422, detail="give ends_at or duration_s")
-    ends = body.ends_at.astimezone(timezone.utc) if body.ends_at else starts + timedelta(seconds=body.duration_s or 0)
+        raise _invalid("ends_at", "give ends_at or duration_s")
+    latest = now + max_silence
+    too_long = _invalid("ends_at", f"a silence must end within {_days(max_silence)} from now (EARFUL_ALERT_SILENCE_MAX_DAYS)")
+    try:
+        starts = (body.starts_at or now).astimezone(timezone.utc)
+        if starts > latest or (body.duration_s or 0) > max_silence.total_seconds():
+            raise too_long
+        ends = body.ends_at.astimezone(timezone.utc) if body.ends_at else starts + timedelta(seconds=body.duration_s or 0)
+    except OverflowError as exc:  # a naive time at the edge of the calendar, moved to UTC
+        raise _invalid("starts_at", "starts_at or ends_at is out of range") from exc
     if ends <= starts or ends <= now:
-        raise HTTPException(status_code=422, detail="the silence must end after it starts and in the future")
+        raise _invalid("ends_at", "the silence must end after it starts and in the future")
+    if ends > latest:
+        raise too_long
     return matchers, starts, ends
+
+
+def _invalid(field: str, message: str) -> HTTPException:
+    """A 422 in FastAPI's validation shape (the one the OpenAPI document promises), naming the body field."""
+    return HTTPException(status_code=422, detail=[{"loc": ["body", field], "msg": message, "type": "value_error"}])
+
+
+def _days(span: timedelta) -> str:
+    days = span.total_seconds() / 86400
+    return f"{days:g} day" + ("" if days == 1 else "s")
 
 
 async def _silence_or_404(store: AlertStore, silence_id: str) -> Silence:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -200,7 +200,7 @@ class AlertingService:
         self.notifications = NotificationRuntime(settings, self.notify_config, self.database,
                                                  quiet_hours=self.quiet_hours, dead_letter=self.dead_letter)
         router = build_router(lambda: self.database.store, self.notify_config, settings.api_key_set(), utc_now,
-                              self.notifications.changed)
+                              self.notifications.changed, timedelta(days=settings.alert_silence_max_days))
         attach_ops_server(self.app, settings, self.health, SERVICE, routers=[router])
         self.app.service(self.notifications)  # type: ignore[arg-type]  # Faust starts instances as well as classes
         self.agents = AlertingAgents(self.app, settings, codecs, rulebook=self.rulebook, notify_config=self.notify_config,

@@ -18,7 +18,7 @@ from fastapi import APIRouter
 from earful.core.codec import AvroCodec
 from earful.core.errors import DecodeError, EarfulError
 from earful.core.health import Health
-from earful.core.http import HttpServer, ops_app
+from earful.core.http import HttpServer, RequestLimits, ops_app
 from earful.core.kafka import Codecs, DeadLetters
 from earful.core.metrics import MESSAGES
 from earful.core.settings import Settings
@@ -30,11 +30,12 @@ log = logging.getLogger(__name__)
 def attach_ops_server(app: faust.App, settings: Settings, health: Health, service: str,
                       routers: Sequence[APIRouter] = ()) -> None:
     """Serve /healthz, /readyz and /metrics (and the service's own `routers`) on the service's
-    port for as long as `app` runs."""
+    port for as long as `app` runs, behind the request guard (EARFUL_API_KEYS decides the Host check)."""
+    limits = RequestLimits.from_settings(settings, keys_configured=bool(settings.api_key_set()))
 
     class OpsServer(mode.Service):
         async def on_start(self) -> None:
-            api = ops_app(health, f"Earful {service}")
+            api = ops_app(health, f"Earful {service}", limits)
             for router in routers:
                 api.include_router(router)
             self.http = HttpServer(api, settings.http_host, settings.port_for(service))

@@ -1,30 +1,38 @@
-"""HTTP plumbing shared by the services: ops endpoints and an embeddable uvicorn server.
+"""HTTP plumbing shared by the services: ops endpoints, the request guard and an embeddable
+uvicorn server.
 
 Every service exposes ``/healthz``, ``/readyz`` and ``/metrics``. Ingest and storage add their own
-API routes to the same FastAPI app; enrichment and alerting serve only these. The server runs
-inside the service's own event loop and leaves signal handling to the service, so one SIGTERM
-handler decides the shutdown order (stop taking work, flush, commit, exit 0).
+API routes to the same FastAPI app; alerting adds its API to the ops app, enrichment serves only
+these. Every app is wrapped in the same request guard (`guard_requests`): bounded bodies, a Host
+allow-list while no API keys are set, no NUL characters. The server runs inside the service's own
+event loop and leaves signal handling to the service, so one SIGTERM handler decides the shutdown
+order (stop taking work, flush, commit, exit 0).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import math
+import re
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
 from datetime import timezone
 from email.utils import parsedate_to_datetime
+from urllib.parse import parse_qsl
 
 import uvicorn
-from fastapi import FastAPI, HTTPException, Response, Security
+from fastapi import FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from fastapi.security import APIKeyHeader
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from earful.core.auth import ApiKeys
 from earful.core.health import Health
 from earful.core.metrics import render_latest
-
+from earful.core.settings import Settings
 
 RETRY_AFTER_MAX_S = 3600.0  # a server asking for longer is not taken at its word: an hour at most
 
@@ -71,28 +79,202 @@ def add_ops_routes(app: FastAPI, health: Health) -> None:
         return Response(body, media_type=content_type)
 
 
-def api_key_guard(api_keys: frozenset[str]) -> Callable[..., Awaitable[None]]:
-    """A FastAPI dependency requiring one of `api_keys` in X-API-Key (none configured: open).
-
-    Keys are compared in constant time (`ApiKeys`), and the header is declared as a security
-    scheme, so the OpenAPI document tells clients how to authenticate.
-    """
-    keys = ApiKeys({str(i): key for i, key in enumerate(sorted(api_keys))})
-    header = APIKeyHeader(name="X-API-Key", auto_error=False, description="One of the configured API keys.")
-
-    async def require_key(key: str | None = Security(header)) -> None:
-        if keys.enabled and keys.identify(key) is None:
-            raise HTTPException(status_code=401, detail="missing or wrong X-API-Key header",
-                                headers={"WWW-Authenticate": "X-API-Key"})
-
-    return require_key
-
-
-def ops_app(health: Health, title: str) -> FastAPI:
-    """A FastAPI app with only the ops endpoints (for stream-processing services)."""
+def ops_app(health: Health, title: str, limits: RequestLimits | None = None) -> FastAPI:
+    """A FastAPI app with the ops endpoints (alerting adds its API routes), guarded by `limits`."""
     app = FastAPI(title=title, version="1")
     add_ops_routes(app, health)
+    if limits is not None:
+        guard_requests(app, limits)
     return app
+
+
+# --- the request guard ------------------------------------------------------------------------------
+
+#: Answered whatever the Host: probes and scrapers name the pod's address, and these leak nothing.
+OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+_HOST = re.compile(r"^(?:\[([0-9a-f:.]+)\]|([^:\[\]]*))(?::[0-9]*)?$")
+_ESCAPE = re.compile(rb"\\(?:u([0-9a-fA-F]{4})|.)", re.DOTALL)
+_LONE_SURROGATE = "a lone surrogate escape (\\ud800-\\udfff) is not text"
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """What an API refuses before routing (see `guard_requests`).
+
+    `max_body_bytes` None: the guard leaves the body to the app (ingest bounds it after the key
+    check). `allowed_hosts` None: any Host (the API has keys); else only loopback names and
+    addresses and these names (lower case; '*' for any). `check_json_text`: refuse bodies whose
+    JSON strings hold text PostgreSQL cannot store (NUL, lone surrogates).
+    """
+
+    max_body_bytes: int | None
+    allowed_hosts: frozenset[str] | None = None
+    check_json_text: bool = True
+
+    @classmethod
+    def from_settings(cls, settings: Settings, keys_configured: bool, bound_body: bool = True) -> RequestLimits:
+        """The limits of a service's API: EARFUL_HTTP_MAX_BODY_BYTES (with `bound_body`, checking
+        the JSON text as well) and, while the API has no keys, EARFUL_HTTP_ALLOWED_HOSTS."""
+        hosts = None if keys_configured else frozenset(h.lower() for h in settings.http_allowed_hosts)
+        return cls(settings.http_max_body_bytes if bound_body else None, hosts, bound_body)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A request the guard answers itself: status, a short reason, a sentence, and where (a 422 names it)."""
+
+    status: int
+    reason: str
+    message: str
+    loc: tuple[str, ...] = ()
+
+
+def detail_response(refusal: Refusal) -> Response:
+    """A refusal in FastAPI's own error shape: `detail[]` naming the parameter for a 422, a sentence otherwise."""
+    if refusal.loc:
+        detail: object = [{"loc": list(refusal.loc), "msg": refusal.message, "type": refusal.reason}]
+    else:
+        detail = refusal.message
+    return JSONResponse({"detail": detail}, status_code=refusal.status)
+
+
+def host_name(header: str) -> str | None:
+    """The host of a Host header: lower case, without port, brackets or trailing dot; None when malformed."""
+    found = _HOST.match(header.strip().lower())
+    if found is None:
+        return None
+    return (found.group(1) or found.group(2) or "").rstrip(".") or None
+
+
+def host_allowed(header: str | None, allowed: Collection[str]) -> bool:
+    """Whether a request naming Host `header` may reach an API without keys: loopback names and
+    addresses, the `allowed` names, anything when `allowed` holds '*'. A page whose DNS name was
+    rebound to this machine still sends its own name, so it is refused (DNS rebinding)."""
+    if "*" in allowed:
+        return True
+    name = host_name(header or "")
+    if name is None:
+        return False
+    if name == "localhost" or name.endswith(".localhost") or name in allowed:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def json_text_problem(body: bytes) -> str | None:
+    """Why the strings of a JSON body cannot be stored as text, or None: PostgreSQL text has no NUL
+    character and UTF-8 no lone surrogate, and both can only arrive as escapes (\\u0000, \\ud800)."""
+    high_end = -1  # where the escape of a high surrogate ended, while its low half is due
+    for escape in _ESCAPE.finditer(body):
+        code = int(escape.group(1), 16) if escape.group(1) else None
+        if high_end >= 0:
+            if escape.start() != high_end or code is None or not 0xDC00 <= code <= 0xDFFF:
+                return _LONE_SURROGATE
+            high_end = -1
+        elif code == 0:
+            return "a NUL character (\\u0000) cannot be stored"
+        elif code is not None and 0xD800 <= code <= 0xDBFF:
+            high_end = escape.end()
+        elif code is not None and 0xDC00 <= code <= 0xDFFF:
+            return _LONE_SURROGATE
+    return _LONE_SURROGATE if high_end >= 0 else None
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A `receive` that hands out the messages already read, then the live ones."""
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
+
+
+class RequestGuard:
+    """ASGI middleware refusing, before routing: a Host not allowed (421, only while the API has no
+    keys), NUL characters in the path or query (422), a body over the limit (413, by Content-Length
+    or counted as it arrives) and JSON text PostgreSQL cannot store (422)."""
+
+    def __init__(self, app: ASGIApp, limits: RequestLimits, render: Callable[[Refusal], Response] = detail_response) -> None:
+        self.app = app
+        self.limits = limits
+        self.render = render
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        refusal = self._before_body(scope)
+        if refusal is None and self.limits.max_body_bytes is not None:
+            messages, refusal = await self._read_body(scope, receive, self.limits.max_body_bytes)
+        if refusal is not None:
+            await self.render(refusal)(scope, _replay(messages, receive), send)
+            return
+        await self.app(scope, _replay(messages, receive), send)
+
+    def _before_body(self, scope: Scope) -> Refusal | None:
+        allowed = self.limits.allowed_hosts
+        host = _header(scope, b"host")
+        if allowed is not None and scope["path"] not in OPS_PATHS and not host_allowed(host, allowed):
+            return Refusal(421, "host_not_allowed", f"this service has no API keys, so it answers only requests for "
+                           f"localhost or a host listed in EARFUL_HTTP_ALLOWED_HOSTS, not {(host or '')[:100]!r}")
+        if "\x00" in scope["path"]:
+            return Refusal(422, "value_error", "must not contain NUL characters (%00)", ("path",))
+        for name, value in parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True):
+            if "\x00" in name or "\x00" in value:
+                return Refusal(422, "value_error", "must not contain NUL characters (%00)", ("query", name.replace("\x00", "")))
+        return None
+
+    async def _read_body(self, scope: Scope, receive: Receive, limit: int) -> tuple[list[Message], Refusal | None]:
+        """The request's messages, read up to `limit` bytes (the app gets them replayed), or why not."""
+        too_large = Refusal(413, "too_large", f"the body is larger than {limit} bytes")
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.strip().isdigit() and int(declared) > limit:
+            return [], too_large
+        messages, size = [], 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":  # the client left: the app sees it as it would have
+                return messages, None
+            size += len(message.get("body", b""))
+            if size > limit:
+                return messages, too_large
+            if not message.get("more_body", False):
+                break
+        if self.limits.check_json_text and size:
+            problem = json_text_problem(b"".join(m.get("body", b"") for m in messages))
+            if problem:
+                return messages, Refusal(422, "value_error", problem, ("body",))
+        return messages, None
+
+
+def _text_if_not_finite(value: float) -> float | str:
+    return value if math.isfinite(value) else str(value)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's own 422, but an input JSON cannot carry (1e999 and NaN parse as inf and nan) is
+    echoed as text: encoding it as a number would fail, and the answer become a 500."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    return JSONResponse({"detail": jsonable_encoder(errors, custom_encoder={float: _text_if_not_finite})}, status_code=422)
+
+
+def guard_requests(app: FastAPI, limits: RequestLimits, render: Callable[[Refusal], Response] = detail_response) -> None:
+    """Wrap `app` in the `RequestGuard`; `render` answers a refusal in the app's own error shape.
+    Also answers FastAPI's validation errors safely (an app's own handler, like ingest's, replaces it)."""
+    app.add_middleware(RequestGuard, limits=limits, render=render)
+    app.add_exception_handler(RequestValidationError, _validation_error)
 
 
 class _EmbeddedServer(uvicorn.Server):

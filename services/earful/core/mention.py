@@ -2,6 +2,12 @@
 
 Validation is strict (unknown fields are refused, so a typo never silently drops data) and every
 problem is reported with its path, e.g. ``mentions[3].created_at``.
+
+Whatever storage would refuse later is refused here, so an accepted mention is never lost on the
+way: no string may hold a NUL character (PostgreSQL text cannot), and `check_times` refuses a
+publication time older than the retention period (storage would drop it) and an engagement
+observation time in the future (storage keeps the newest observation, so such counts would never
+be updated again). The push API, the connectors and replay all validate with this module.
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ MENTION_ID_NAMESPACE = uuid.UUID("6f0e4c3a-5d1b-4f5e-9a57-ea7f0c11e0a1")
 MAX_CLOCK_SKEW = timedelta(minutes=10)
 MAX_COUNT = 2**63 - 1  # Avro long
 EARLIEST = datetime(1970, 1, 1, tzinfo=timezone.utc)
+# How long before the storage retention horizon ingest stops accepting: a mention accepted just inside
+# the window must still be inside it when storage writes it, moments later.
+RETENTION_MARGIN = timedelta(hours=1)
 
 
 def _rfc3339(value: Any) -> Any:
@@ -43,6 +52,13 @@ def mention_id(source: str, source_id: str) -> str:
     return str(uuid.uuid5(MENTION_ID_NAMESPACE, f"{source}\x1f{source_id}"))
 
 
+def check_storable(v: str) -> str:
+    """No NUL character: PostgreSQL text cannot hold one, so storage would dead-letter the mention."""
+    if "\x00" in v:
+        raise ValueError("contains a NUL character (U+0000), which storage cannot hold")
+    return v
+
+
 def check_text(v: str) -> str:
     """A mention text must have more than whitespace and no NUL character."""
     if not v.strip():
@@ -54,6 +70,12 @@ def check_text(v: str) -> str:
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    @field_validator("*")
+    @classmethod
+    def _storable(cls, v: Any) -> Any:
+        """Every string field, present and future, ends in a PostgreSQL text column."""
+        return check_storable(v) if isinstance(v, str) else v
 
 
 class AuthorIn(_Strict):
@@ -115,16 +137,37 @@ class MentionBatch(_Strict):
     mentions: list[MentionIn] = Field(..., min_length=1)
 
 
-def check_limits(batch: MentionBatch, max_batch: int, max_text_chars: int, now: datetime) -> list[dict[str, str]]:
-    """Problems the settings-dependent limits find (size, text length, future timestamps)."""
+def check_times(m: MentionIn, now: datetime, retention_days: int = 0) -> list[tuple[str, str]]:
+    """(field path, message) for each time storage would refuse or mishandle.
+
+    A publication time in the future (beyond MAX_CLOCK_SKEW) or before the retention horizon
+    (`retention_days` before now, less RETENTION_MARGIN; 0 = storage keeps everything), and an
+    engagement observation time in the future: storage keeps the newest observation of a mention,
+    so counts dated in the future would never be updated again.
+    """
+    problems = []
+    if m.created_at - now > MAX_CLOCK_SKEW:
+        problems.append(("created_at", f"{m.created_at.isoformat()} is in the future"))
+    elif retention_days and now - m.created_at > timedelta(days=retention_days) - RETENTION_MARGIN:
+        problems.append(("created_at", (f"{m.created_at.isoformat()} is older than the retention period of "
+                                       f"{retention_days} days (EARFUL_STORAGE_RETENTION_DAYS): storage would not keep it")))
+    observed = m.engagement.observed_at
+    if observed is not None and observed - now > MAX_CLOCK_SKEW:
+        problems.append(("engagement.observed_at", f"{observed.isoformat()} is in the future"))
+    return problems
+
+
+def check_limits(batch: MentionBatch, max_batch: int, max_text_chars: int, now: datetime,
+                 retention_days: int = 0) -> list[dict[str, str]]:
+    """Problems the settings-dependent limits find (size, text length, times; see `check_times`)."""
     problems = []
     if len(batch.mentions) > max_batch:
         problems.append({"path": "mentions", "message": f"{len(batch.mentions)} mentions; at most {max_batch} per request"})
     for i, m in enumerate(batch.mentions):
         if len(m.text) > max_text_chars:
             problems.append({"path": f"mentions[{i}].text", "message": f"{len(m.text)} characters; at most {max_text_chars}"})
-        if m.created_at - now > MAX_CLOCK_SKEW:
-            problems.append({"path": f"mentions[{i}].created_at", "message": f"{m.created_at.isoformat()} is in the future"})
+        problems += [{"path": f"mentions[{i}].{path}", "message": message}
+                     for path, message in check_times(m, now, retention_days)]
     return problems
 
 

@@ -9,9 +9,10 @@ as unset (the default applies), so deployments can list every setting, optional 
 from __future__ import annotations
 
 import ipaddress
+import re
 from pathlib import Path
-from urllib.parse import urlsplit
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -30,6 +31,7 @@ def _default_schema_dir() -> Path:
 
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
+_HOST_NAME = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*$")
 
 
 def split_commas(value: object) -> object:
@@ -74,6 +76,15 @@ class Settings(BaseSettings):
     http_port: int | None = Field(
         None, ge=0, le=65535, description="Port of the service's HTTP server. Unset: ingest 8080, enrichment 8081, alerting 8082, storage 8083."
     )
+    http_max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, description="Largest request body the storage, watchlist and alerting APIs accept, in bytes;"
+        " checked before parsing (413 beyond). The push API has its own limit, `EARFUL_INGEST_MAX_BODY_BYTES`."
+    )
+    http_allowed_hosts: CommaList = Field(
+        (), description="While a service's API keys are unset, it answers only requests whose Host header is a loopback"
+        " name or address (localhost, 127.0.0.1, ::1) or one of these host names, comma-separated; others get a 421 (a"
+        " guard against DNS rebinding; /healthz, /readyz and /metrics are always answered). `*`: any host."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Log level.")
     log_format: Literal["json", "text"] = Field("json", description="json: one JSON object per line; text: for humans.")
 
@@ -116,6 +127,16 @@ class Settings(BaseSettings):
     )
     ingest_reconnect_max_s: float = Field(
         300.0, gt=0, description="Longest wait before a connector retries after errors (exponential backoff with jitter up to this)."
+    )
+    ingest_allowed_networks: CommaList = Field(
+        (), description="CIDRs a redirect may lead the feed and Mastodon connectors to although private, loopback or link-local "
+        "(e.g. 10.0.0.0/8). The configured feed and instance URLs are fetched as given; unset: a redirect elsewhere to such an address is refused."
+    )
+    ingest_metric_sources: CommaList = Field(
+        ("twitter", "x", "reddit", "facebook", "instagram", "tiktok", "youtube", "linkedin", "threads", "mastodon", "bluesky",
+         "news", "blog", "rss", "forum", "reviews", "import"),
+        description="Sources counted by name in `earful_ingest_mentions_total{source}`; any other source is counted as `other`, "
+        "so clients cannot add metric series without bound.",
     )
     ingest_feed_urls: CommaList = Field((), description="RSS/Atom/JSON Feed URLs to poll, comma-separated (each with the defaults below).")
     ingest_feeds_file: Path | None = Field(
@@ -247,6 +268,9 @@ class Settings(BaseSettings):
     alert_group_wait_s: float = Field(0.5, ge=0, description="How long a new group waits for more alerts before its first notification.")
     alert_group_interval_s: float = Field(60.0, gt=0, description="How long a group waits before notifying about alerts added to it or resolved.")
     alert_repeat_interval_s: float = Field(14400.0, gt=0, description="How long before a notification for alerts still firing and unacknowledged is sent again.")
+    alert_silence_max_days: float = Field(
+        90.0, gt=0, description="Longest a silence may last: its end at most this many days from now (422 beyond)."
+    )
     alert_dashboard_url: str | None = Field(
         None, description="Base URL of the dashboard; alerts link to <url>#watchlist=<id>. Unset: no link."
     )
@@ -274,7 +298,7 @@ class Settings(BaseSettings):
         2, ge=1, le=8, description="Batches the storage service writes to PostgreSQL at the same time (each in its own transaction; offsets are still committed in order)."
     )
     storage_retention_days: int = Field(
-        395, ge=0, description="Mentions, rollups, questions and alerts older than this many days are dropped by `earful storage retention`, and the writer refuses mentions that old. 0: keep everything."
+        395, ge=0, description="Mentions, rollups, questions and alerts older than this many days are dropped by `earful storage retention`, and the writer refuses mentions that old (so ingest does too: 422, and connectors skip them). 0: keep everything."
     )
     storage_partitions_ahead_days: int = Field(
         7, ge=1, le=366, description="Daily mention partitions the storage service keeps created ahead of today (checked at start-up and hourly)."
@@ -282,7 +306,7 @@ class Settings(BaseSettings):
     api_query_timeout_s: float = Field(10.0, gt=0, description="Longest a query API request may run in PostgreSQL before it is cancelled with a 503.")
 
     @field_validator("ingest_feed_urls", "ingest_mastodon_instances", "ingest_mastodon_hashtags", "ingest_mastodon_search",
-                     mode="before")
+                     "ingest_allowed_networks", "ingest_metric_sources", mode="before")
     @classmethod
     def _split_ingest_lists(cls, value: object) -> object:
         return split_commas(value)
@@ -315,10 +339,24 @@ class Settings(BaseSettings):
         return keys
 
     @field_validator("webhook_urls", "alert_default_rules", "alert_risk_tags", "alert_group_by", "webhook_allowed_networks",
-                     mode="before")
+                     "http_allowed_hosts", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         return split_commas(value)
+
+    @field_validator("http_allowed_hosts")
+    @classmethod
+    def _host_names(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        names = []
+        for host in hosts:
+            name = host.lower().removeprefix("[").removesuffix("]").rstrip(".")
+            try:
+                ipaddress.ip_address(name)
+            except ValueError:
+                if name != "*" and not _HOST_NAME.match(name):
+                    raise ValueError(f"{host!r} is not a host name or address (no scheme, no port), e.g. dashboard.example.com") from None
+            names.append(name)
+        return tuple(names)
 
     @field_validator("webhook_urls")
     @classmethod
@@ -326,14 +364,14 @@ class Settings(BaseSettings):
         for url in urls:
             parts = urlsplit(url)
             try:
-                parts.port  # raises on a malformed port
+                _ = parts.port  # raises on a malformed port
             except ValueError as exc:
                 raise ValueError(f"{url!r}: {exc}") from exc
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"{url!r} is not an http(s) URL")
         return urls
 
-    @field_validator("webhook_allowed_networks")
+    @field_validator("webhook_allowed_networks", "ingest_allowed_networks")
     @classmethod
     def _valid_networks(cls, networks: tuple[str, ...]) -> tuple[str, ...]:
         for net in networks:
@@ -344,7 +382,7 @@ class Settings(BaseSettings):
         return networks
 
     @model_validator(mode="after")
-    def _drop_window_fits(self) -> "Settings":
+    def _drop_window_fits(self) -> Settings:
         longest = drop_window_buckets_max(self.alert_baseline_buckets, self.alert_lateness_buckets, self.alert_warmup_buckets)
         if self.alert_drop_window_s // self.alert_bucket_s > longest:
             raise ValueError(f"EARFUL_ALERT_DROP_WINDOW_S={self.alert_drop_window_s} is longer than the history the detector keeps "

@@ -113,7 +113,7 @@ async def _flush(producer: AIOKafkaProducer) -> None:
     for the producer's own request timeout."""
     try:
         await asyncio.wait_for(producer.stop(), SHUTDOWN_FLUSH_S)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.warning("broker unreachable at shutdown; unacknowledged records dropped (their senders got a 503)")
 
 

@@ -1,16 +1,18 @@
 """The ingest HTTP API: authenticate, bound, validate, assign ids, produce with acks=all, 202 after the ack.
 
-Checks run cheapest first, and the body is never read before the request may send one:
-API key (401) → content type (415) → declared and actual body size (413, counted while the
-bytes arrive) → JSON (400) → fields (422) → batch limits (413/422) → per-key rate (429) →
-room in the in-flight window (503) → broker acknowledgement (503 on failure).
+Checks run cheapest first, and the body is never read before the request may send one: the
+request guard every API shares (earful.core.http: a Host not allowed while no keys are set 421,
+NUL in the path or query 422) → API key (401) → content type (415) → declared and actual body
+size (413, counted while the bytes arrive) → JSON (400) → fields (422) → batch limits (413/422) →
+per-key rate (429) → room in the in-flight window (503) → broker acknowledgement (503 on failure).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections import Counter as Tally
+from collections.abc import Callable, Collection, Coroutine
 from typing import Any, Literal
 
 from fastapi import APIRouter, FastAPI, Header, Request, Response, Security
@@ -18,24 +20,26 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import APIKeyHeader
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from earful.core.auth import ApiKeys, presented_key
 from earful.core.errors import BackpressureError, BrokerError, EncodeError
 from earful.core.health import Health
-from earful.core.http import add_ops_routes
+from earful.core.http import Refusal, RequestLimits, add_ops_routes, guard_requests
 from earful.core.kafka import utc_now
+from earful.core.mention import MentionBatch, check_limits, format_problems, to_record
 from earful.core.metrics import LATENCY_BUCKETS
 from earful.core.settings import Settings
 from earful.ingest.limits import RateLimiter, retry_after_header
-from earful.core.mention import MentionBatch, check_limits, format_problems, to_record
 from earful.ingest.publisher import FETCHED, Publisher, PublishResult
 
 log = logging.getLogger(__name__)
 
-ACCEPTED = Counter("earful_ingest_mentions_total", "Mentions accepted (acknowledged by the broker), by source.", ["source"])
+ACCEPTED = Counter("earful_ingest_mentions_total", "Mentions accepted (acknowledged by the broker), by source "
+                   "(EARFUL_INGEST_METRIC_SOURCES by name, any other as other).", ["source"])
+OTHER_SOURCE = "other"
 REJECTED = Counter("earful_ingest_rejected_requests_total", "Requests refused, by reason.", ["reason"])
 PUBLISH_SECONDS = Histogram(
     "earful_ingest_publish_seconds", "Time from request to broker acknowledgement of the whole batch.", buckets=LATENCY_BUCKETS
@@ -59,6 +63,12 @@ class AcceptedBody(BaseModel):
     duplicates: int = Field(0, description="Of those, exact re-deliveries of a mention already produced (not produced again).")
     mention_ids: list[str] = Field(..., description="The stable id of each mention, in request order.")
     received_at: str = Field(..., description="When ingest accepted the batch (RFC 3339, UTC).")
+
+
+def source_label(source: str, known: Collection[str]) -> str:
+    """The `source` label of a mention: its name if configured, else "other". A label value taken
+    from the request would let one client add series without bound (two per value and counter)."""
+    return source if source in known else OTHER_SOURCE
 
 
 def _error(status: int, reason: str, message: str, problems: list[dict[str, str]] | None = None,
@@ -144,10 +154,19 @@ def build_app(settings: Settings, publisher: Publisher, health: Health) -> FastA
         version="1",
         description="Push mentions into Earful. A 202 means every mention in the batch is durably in Kafka.",
     )
+    # The push route's own guard bounds the body after the key check; mention texts are checked one by one.
+    limits = RequestLimits.from_settings(settings, keys_configured=bool(settings.ingest_api_key_map()), bound_body=False)
+    guard_requests(app, limits, render=_refusal)
     add_ops_routes(app, health)
     _add_error_handlers(app)
     app.include_router(_push_router(settings, publisher))
     return app
+
+
+def _refusal(refusal: Refusal) -> Response:
+    """A refusal of the shared request guard, in the push API's error shape."""
+    where = ".".join(refusal.loc)
+    return _error(refusal.status, refusal.reason, refusal.message, [{"path": where, "message": refusal.message}] if where else None)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -192,6 +211,7 @@ def _push_router(settings: Settings, publisher: Publisher) -> APIRouter:
     limiter = RateLimiter(settings.ingest_rate_limit_per_s,
                           settings.ingest_rate_limit_burst or max(settings.ingest_rate_limit_per_s, settings.ingest_max_batch))
     guard = _Guard(settings, ApiKeys(settings.ingest_api_key_map()))
+    metric_sources = frozenset(settings.ingest_metric_sources)
     api_key_doc = APIKeyHeader(name="X-API-Key", auto_error=False,
                                description="Required when EARFUL_INGEST_API_KEYS is set (or Authorization: Bearer <key>).")
     router = APIRouter(route_class=_guarded_route(guard))
@@ -207,7 +227,8 @@ def _push_router(settings: Settings, publisher: Publisher) -> APIRouter:
     ) -> JSONResponse:
         started = time.perf_counter()
         now = utc_now()
-        problems = check_limits(batch, settings.ingest_max_batch, settings.ingest_max_text_chars, now)
+        problems = check_limits(batch, settings.ingest_max_batch, settings.ingest_max_text_chars, now,
+                                settings.storage_retention_days)
         if problems:
             status = 413 if problems[0]["path"] == "mentions" else 422
             return _error(status, "limits", "invalid mentions", problems)
@@ -220,8 +241,8 @@ def _push_router(settings: Settings, publisher: Publisher) -> APIRouter:
         result = await _publish(publisher, limiter, request.state.client, records, connector)
         if isinstance(result, JSONResponse):
             return result
-        for r in records:
-            ACCEPTED.labels(r["source"]).inc()
+        for label, n in Tally(source_label(r["source"], metric_sources) for r in records).items():
+            ACCEPTED.labels(label).inc(n)
         PUBLISH_SECONDS.observe(time.perf_counter() - started)
         return JSONResponse(
             {"accepted": len(records), "duplicates": result.duplicates, "mention_ids": result.mention_ids,

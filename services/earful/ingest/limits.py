@@ -52,7 +52,7 @@ class RateLimiter:
         full_after = self.burst / self.rate
         while self._buckets:
             oldest = next(iter(self._buckets))
-            tokens, at = self._buckets[oldest]
+            _tokens, at = self._buckets[oldest]
             if len(self._buckets) > self._max_clients or now - at >= full_after:
                 del self._buckets[oldest]
             else:

@@ -212,7 +212,7 @@ class Publisher:
 
         try:
             await asyncio.wait_for(send_all(), self.timeout_s)
-        except (KafkaError, asyncio.TimeoutError) as exc:
+        except (TimeoutError, KafkaError) as exc:
             record_error(connector, BrokerError.kind)
             raise BrokerError(f"broker did not acknowledge the batch: {exc!r}") from exc
 

@@ -19,7 +19,7 @@ from aiokafka.errors import KafkaError
 from earful.core.db import open_pool
 from earful.core.errors import BrokerError, StorageError
 from earful.core.health import Health, tcp_check
-from earful.core.http import HttpServer
+from earful.core.http import HttpServer, RequestLimits
 from earful.core.kafka import Codecs, DeadLetters, make_consumer, make_producer
 from earful.core.retry import wait_or_stop
 from earful.core.runtime import run_service, wait_for_shutdown
@@ -101,7 +101,7 @@ class StorageService:
     server: HttpServer
 
     @classmethod
-    async def open(cls, settings: Settings, stack: AsyncExitStack) -> "StorageService":
+    async def open(cls, settings: Settings, stack: AsyncExitStack) -> StorageService:
         """Migrate, connect and start every part in order; `stack` closes them in reverse."""
         codecs = Codecs(settings)
         await create_topics(settings)
@@ -127,7 +127,8 @@ class StorageService:
                                  watchlists=registry.store.current,
                                  retention_days=settings.storage_retention_days or None,
                                  write_concurrency=settings.storage_write_concurrency)
-        api = build_api(api_pool, health, settings.api_key_set(), registry.store.current)
+        limits = RequestLimits.from_settings(settings, keys_configured=bool(settings.api_key_set()))
+        api = build_api(api_pool, health, settings.api_key_set(), registry.store.current, limits=limits)
         api.include_router(registry.router(settings.api_key_set()))
         server = HttpServer(api, settings.http_host, settings.port_for("storage"))
         await server.start()

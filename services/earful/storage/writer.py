@@ -40,6 +40,7 @@ ALERT_COLUMNS = (
     "sample_mention_ids", "annotations", "group_key", "explanation",
 )
 _JSON_ALERT_COLUMNS = frozenset({"labels", "annotations", "explanation"})
+_JSON_MENTION_COLUMNS = frozenset({"sentiment_probabilities", "entities", "risks", "matches", "models"})
 
 _I = {name: i for i, name in enumerate(MENTION_COLUMNS)}
 _SOURCE, _AUTHOR_ID, _AUTHOR_HANDLE, _CREATED_AT = _I["source"], _I["author_id"], _I["author_handle"], _I["created_at"]
@@ -262,6 +263,36 @@ def utc_day(ts: datetime) -> date:
     return ts.astimezone(timezone.utc).date()
 
 
+def retention_horizon(retention_days: int | None, now: datetime | None = None) -> datetime | None:
+    """The oldest `created_at` the writer keeps, `retention_days` before now; None keeps everything."""
+    if retention_days is None:
+        return None
+    return (now or datetime.now(timezone.utc)) - timedelta(days=retention_days)
+
+
+def expired(row: Sequence[Any], horizon: datetime | None) -> bool:
+    """Is this mention row older than the retention horizon? The writer drops it (and counts it)."""
+    return horizon is not None and row[_CREATED_AT] < horizon
+
+
+def nul_columns(row: Sequence[Any]) -> list[str]:
+    """The columns of a mention row that hold a NUL character, for which PostgreSQL refuses the row
+    (text cannot hold one, jsonb neither as \\u0000), so the consumer dead-letters it. Ingest refuses
+    NUL in every field; only records produced before it did can have one."""
+    return [name for name, value in zip(MENTION_COLUMNS, row)
+            if _has_nul(json.loads(value) if name in _JSON_MENTION_COLUMNS and value is not None else value)]
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 @dataclass(frozen=True)
 class BrandHandles:
     """Which lower-case handles belong to which watchlist (a reply from one answers its questions)."""
@@ -270,7 +301,7 @@ class BrandHandles:
     watchlist_ids: tuple[str, ...] = ()
 
     @classmethod
-    def of(cls, watchlists: Iterable[Any]) -> "BrandHandles":
+    def of(cls, watchlists: Iterable[Any]) -> BrandHandles:
         pairs = sorted({(h.lower(), w.id) for w in watchlists for h in w.handles})
         return cls(tuple(h for h, _ in pairs), tuple(w for _, w in pairs))
 
@@ -352,16 +383,16 @@ async def write_batch(
 ) -> WriteResult:
     """Write one batch in one transaction; see the module docstring for what that means."""
     state = state if state is not None else WriterState()
-    expired = 0
-    if retention_days is not None and mentions:
-        horizon = (now or datetime.now(timezone.utc)) - timedelta(days=retention_days)
-        kept = [r for r in mentions if r[_CREATED_AT] >= horizon]
-        expired, mentions = len(mentions) - len(kept), kept
+    dropped = 0
+    horizon = retention_horizon(retention_days, now)
+    if horizon is not None and mentions:
+        kept = [r for r in mentions if not expired(r, horizon)]
+        dropped, mentions = len(mentions) - len(kept), kept
     for attempt in (1, 2):
         if mentions:
             await ensure_partitions(conn, {utc_day(r[_CREATED_AT]) for r in mentions}, state)
         try:
-            return await _write(conn, mentions, alerts, brands, state, expired)
+            return await _write(conn, mentions, alerts, brands, state, dropped)
         except asyncpg.CheckViolationError as exc:
             # A partition this writer believed in was dropped meanwhile (retention): recreate it.
             if attempt == 2 or not _NO_PARTITION.search(str(exc)):

@@ -20,12 +20,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, Body, Depends, Header, HTTPException, Path as PathParam, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, HTTPException, Request, Response
+from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
+from earful.core.auth import api_key_guard
 from earful.core.errors import BrokerError
-from earful.core.http import api_key_guard
 from earful.core.kafka import make_producer
 from earful.core.settings import Settings
 from earful.core.topics import WATCHLISTS
@@ -62,7 +63,7 @@ class WatchlistRegistry:
         self._lock = asyncio.Lock()
 
     @classmethod
-    def for_settings(cls, settings: Settings, service: str = "storage") -> "WatchlistRegistry":
+    def for_settings(cls, settings: Settings, service: str = "storage") -> WatchlistRegistry:
         return cls(settings, WatchlistStore(settings, service=service), WatchlistFolder(settings.watchlists_dir))
 
     async def start(self) -> dict[str, list[str]]:

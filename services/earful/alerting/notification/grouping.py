@@ -14,22 +14,47 @@ was last told — and decides whether to send, again with a named reason:
   acknowledged alerts were due; ``nothing_firing``: no alert to tell about.
 
 Group timing (group_wait / group_interval) is in `next_flush_after_change`.
+
+Regular-expression matchers (Alertmanager's `=~` and `!~`, anchored at both ends) come from API
+users, so they run in RE2, whose matching time is linear in the label value: no pattern can make
+the notifier backtrack for minutes. RE2 has no backreferences or lookaround; such a pattern is
+refused when the silence is created.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time as dtime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
+from datetime import time as dtime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import re2
 
 from earful.alerting.notification.routing import InhibitRule, Route
 from earful.watchlists import QuietHours
 
 Clock = Callable[[], datetime]
+
+MAX_MATCHER_CHARS = 1000  # a label value or pattern longer than this is no label value
+
+
+def _re2_options() -> re2.Options:
+    options = re2.Options()
+    options.log_errors = False  # a refused pattern is the API's answer, not a line on stderr
+    return options
+
+
+_RE2_OPTIONS = _re2_options()
+
+
+@functools.lru_cache(maxsize=1024)
+def regex(pattern: str) -> Any:
+    """`pattern` compiled by RE2 (linear-time matching); re2.error when RE2 cannot compile it."""
+    return re2.compile(pattern, _RE2_OPTIONS)
 
 
 def utc_now() -> datetime:
@@ -65,9 +90,16 @@ class Matcher:
     is_equal: bool = True
 
     def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether the label matches (a regex the whole value); a stored pattern RE2 cannot compile
+        matches nothing, negated or not, so its silence mutes nothing."""
         actual = labels.get(self.name, "")
-        hit = bool(re.fullmatch(self.value, actual)) if self.is_regex else actual == self.value
-        return hit if self.is_equal else not hit
+        if not self.is_regex:
+            return (actual == self.value) == self.is_equal
+        try:
+            compiled = regex(self.value)
+        except re2.error:
+            return False
+        return (compiled.fullmatch(actual) is not None) == self.is_equal
 
 
 @dataclass(frozen=True)
@@ -219,7 +251,7 @@ def next_flush_after_change(last_flush_at: datetime | None, scheduled: datetime 
 
 def idempotency_key(receiver: str, group_key: str, seq: int, alerts: Sequence[Alert]) -> str:
     """Same notification (same receiver, group, sequence number and alert states) → same key."""
-    content = "|".join([receiver, group_key, str(seq)] + sorted(f"{a.alert_id}:{a.status}" for a in alerts))
+    content = "|".join([receiver, group_key, str(seq), *sorted(f"{a.alert_id}:{a.status}" for a in alerts)])
     return hashlib.sha256(content.encode()).hexdigest()[:32]
 
 
@@ -232,10 +264,19 @@ def parse_matchers(raw: Any) -> tuple[Matcher, ...]:
         if not isinstance(m, Mapping) or not isinstance(m.get("name"), str) or not isinstance(m.get("value"), str):
             raise ValueError(f"matchers[{i}] needs a string name and value")
         matcher = Matcher(m["name"], m["value"], bool(m.get("is_regex", False)), bool(m.get("is_equal", True)))
+        if len(matcher.value) > MAX_MATCHER_CHARS:
+            raise ValueError(f"matchers[{i}]: value longer than {MAX_MATCHER_CHARS} characters")
         if matcher.is_regex:
             try:
-                re.compile(matcher.value)
-            except re.error as exc:
-                raise ValueError(f"matchers[{i}]: bad regular expression: {exc}") from exc
+                regex(matcher.value)
+            except re2.error as exc:
+                raise ValueError(f"matchers[{i}]: bad or unsupported regular expression: {_re2_reason(exc)} (RE2 syntax:"
+                                 " no backreferences, no lookahead or lookbehind)") from exc
         out.append(matcher)
     return tuple(out)
+
+
+def _re2_reason(exc: Exception) -> str:
+    """RE2's message (the binding hands it over as bytes)."""
+    reason = exc.args[0] if exc.args else exc
+    return reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)

@@ -8,10 +8,11 @@
   "<X-Earful-Timestamp>.<body>">``; ``X-Earful-Idempotency-Key`` is the same for a re-sent
   notification.
 * **slack**: an incoming-webhook message with Block Kit blocks; every piece of user text (post
-  texts, handles, summaries) is escaped (&, <, >), so a post cannot ping @channel or forge links.
+  texts, handles, summaries) is escaped (&, <, >), so a post cannot ping @channel or forge links,
+  and put on one line (line breaks become spaces), so a post cannot forge lines of the message.
 * **pagerduty**: a PagerDuty Events API v2 event per notification: ``trigger`` while any alert of
   the group fires, ``resolve`` when all resolved, with a ``dedup_key`` derived from the group key,
-  so the incident survives restarts and is resolved by the same key.
+  so the incident survives restarts and is resolved by the same key; its summary is one line.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +31,8 @@ from earful.alerting.notification.routing import Receiver
 USER_AGENT = "earful-alerting/2"
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt of a firing alert
 SEVERITY_TO_PAGERDUTY = {"critical": "critical", "warning": "warning", "info": "info"}
+# Line breaks (every one str.splitlines knows) and the other control characters.
+_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 @dataclass(frozen=True)
@@ -36,7 +40,7 @@ class Request:
     body: bytes
     headers: dict[str, str]
 
-    def resigned(self, secret: str | None) -> "Request":
+    def resigned(self, secret: str | None) -> Request:
         """The same request with a fresh timestamp (and signature), for a retry."""
         return Request(self.body, signed_headers(self.headers, secret, self.body))
 
@@ -105,20 +109,26 @@ def webhook_body(plan: Plan, receiver: Receiver, group_key: str, group_labels: d
     }
 
 
+def one_line(text: str) -> str:
+    """`text` on one line: each run of line breaks or control characters becomes one space, so user
+    text cannot start a line of its own in a line-based message (a forged status, a forged quote)."""
+    return _BREAKS.sub(" ", text)
+
+
 def escape_slack(text: str) -> str:
-    """Slack mrkdwn escaping: &, < and > (so no <!channel>, <@U123> or <http://x|forged> links)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Slack mrkdwn escaping: &, < and > (so no <!channel>, <@U123> or <http://x|forged> links), on one line."""
+    return one_line(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def slack_body(plan: Plan, receiver: Receiver, group_key: str) -> dict[str, Any]:
     """An incoming-webhook message: a header, one section per alert (capped), evidence, links."""
     icon = {"firing": ":rotating_light:", "resolved": ":white_check_mark:"}[plan.status]
     headline = f"{plan.status.upper()}: {len(plan.firing)} firing, {len(plan.resolved)} resolved ({group_key})"
-    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": headline[:150]}}]
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": one_line(headline)[:150]}}]
     for a in plan.alerts[:10]:
         ev = a.event
-        lines = [f"{icon} *{escape_slack(a.status.upper())}* `{escape_slack(a.labels.get('rule', ''))}` "
-                 f"({escape_slack(a.labels.get('severity', ''))}) — {escape_slack(str(ev.get('summary', '')))}"]
+        lines = [(f"{icon} *{escape_slack(a.status.upper())}* `{escape_slack(a.labels.get('rule', ''))}` "
+                 f"({escape_slack(a.labels.get('severity', ''))}) — {escape_slack(str(ev.get('summary', '')))}")]
         explanation = ev.get("explanation") or {}
         for post in (explanation.get("top_posts") or [])[:3]:
             who = f"@{post['author_handle']}" if post.get("author_handle") else post.get("source", "")
@@ -136,7 +146,7 @@ def slack_body(plan: Plan, receiver: Receiver, group_key: str) -> dict[str, Any]
         blocks.append({"type": "context", "elements": [
             {"type": "mrkdwn", "text": f"and {len(plan.alerts) - 10} more alerts"}]})
     fallback = "; ".join(escape_slack(str(a.event.get("summary", a.alert_id))) for a in plan.alerts[:5])
-    return {"text": f"{headline}: {fallback}"[:3000], "blocks": blocks}
+    return {"text": f"{one_line(headline)}: {fallback}"[:3000], "blocks": blocks}
 
 
 def pagerduty_dedup_key(group_key: str) -> str:
@@ -152,7 +162,7 @@ def pagerduty_body(plan: Plan, receiver: Receiver, group_key: str, external_url:
     worst = max(plan.firing, key=lambda a: ("info", "warning", "critical").index(a.labels.get("severity", "info"))
                 if a.labels.get("severity") in ("info", "warning", "critical") else 0)
     first = plan.firing[0]
-    summary = f"[FIRING:{len(plan.firing)}] {first.event.get('summary', first.alert_id)}"
+    summary = one_line(f"[FIRING:{len(plan.firing)}] {first.event.get('summary', first.alert_id)}")
     body: dict[str, Any] = {
         "routing_key": receiver.routing_key,
         "event_action": "trigger",

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
+import httpx
 import pydantic
 
+from earful.core.addresses import AddressPolicy, guarded_transport
 from earful.core.errors import SourceError, ValidationError
-from earful.core.mention import MAX_CLOCK_SKEW, MentionIn, format_problems, to_record
+from earful.core.mention import MAX_CLOCK_SKEW, MentionIn, check_times, format_problems, to_record
 from earful.core.retry import Backoff, wait_or_stop
+from earful.core.settings import Settings
 from earful.ingest.publisher import FETCHED, Publisher, record_error
 
 log = logging.getLogger(__name__)
@@ -23,14 +26,22 @@ def json_object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def source_transport(settings: Settings, configured_urls: Iterable[str]) -> httpx.AsyncHTTPTransport:
+    """The HTTP transport of a polling connector: the configured URLs' origins are fetched as given;
+    anywhere else (where a redirect leads) only public addresses or EARFUL_INGEST_ALLOWED_NETWORKS,
+    checked on the address connected to, so a source cannot point Earful at internal services."""
+    return guarded_transport(AddressPolicy(settings.ingest_allowed_networks, "EARFUL_INGEST_ALLOWED_NETWORKS"), configured_urls)
+
+
 class Connector:
     """A source reader: `run(stop)` until `stop` is set; progress is published through `publisher`."""
 
     name = "connector"
 
-    def __init__(self, publisher: Publisher, max_text_chars: int) -> None:
+    def __init__(self, publisher: Publisher, max_text_chars: int, retention_days: int = 0) -> None:
         self.publisher = publisher
         self.max_text_chars = max_text_chars
+        self.retention_days = retention_days
 
     async def run(self, stop: asyncio.Event) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
@@ -72,7 +83,9 @@ class Connector:
         """A source item in the push API's shape → a RawMention record, or None (counted, logged) if unusable.
 
         Sources are less careful than push clients: an over-long text is cut to the limit, a
-        publication time in the future (clock or time-zone bugs) becomes the fetch time.
+        publication time in the future (clock or time-zone bugs) becomes the fetch time. What
+        storage would refuse (a NUL character, a publication time older than the retention period,
+        an observation time in the future) is skipped and counted, like any invalid item.
         """
         text = item.get("text")
         if isinstance(text, str) and len(text) > self.max_text_chars:
@@ -80,12 +93,19 @@ class Connector:
         try:
             mention = MentionIn.model_validate(item)
         except pydantic.ValidationError as exc:
-            self.error(ValidationError.kind)
-            problems = "; ".join(f"{p['path']}: {p['message']}" for p in format_problems(exc.errors()))
-            log.warning("skipped an unusable item", extra={"connector": self.name, "source_id": str(item.get("source_id"))[:200],
-                                                         "problems": problems[:500]})
+            self._skip(item, [(p["path"], p["message"]) for p in format_problems(exc.errors())])
             return None
         if mention.created_at - fetched_at > MAX_CLOCK_SKEW:
             mention = mention.model_copy(update={"created_at": fetched_at})
+        problems = check_times(mention, fetched_at, self.retention_days)
+        if problems:
+            self._skip(item, problems)
+            return None
         return to_record(mention, datetime.now(timezone.utc), connector=self.name, content_type=content_type,
                          fetched_at=fetched_at)
+
+    def _skip(self, item: dict[str, Any], problems: list[tuple[str, str]]) -> None:
+        """Count and log an item that cannot become a mention."""
+        self.error(ValidationError.kind)
+        log.warning("skipped an unusable item", extra={"connector": self.name, "source_id": str(item.get("source_id"))[:200],
+                                                     "problems": "; ".join(f"{path}: {msg}" for path, msg in problems)[:500]})

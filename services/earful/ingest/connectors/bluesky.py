@@ -16,14 +16,14 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit, parse_qsl
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 
 from earful.core.errors import SourceError
+from earful.core.retry import backoff_delay
 from earful.core.settings import Settings
 from earful.ingest.connectors.base import Connector, json_object
-from earful.core.retry import backoff_delay
 from earful.ingest.publisher import Publisher
 from earful.ingest.state import StateFile, state_name
 from earful.watchlists import WatchlistSet
@@ -86,7 +86,7 @@ class BlueskyConnector(Connector):
     name = "bluesky"
 
     def __init__(self, publisher: Publisher, settings: Settings, watchlists: Callable[[], WatchlistSet]) -> None:
-        super().__init__(publisher, settings.ingest_max_text_chars)
+        super().__init__(publisher, settings.ingest_max_text_chars, settings.storage_retention_days)
         self.settings = settings
         self.url = settings.ingest_bluesky_url or ""
         self.watchlists = watchlists
@@ -129,7 +129,7 @@ class BlueskyConnector(Connector):
                 while not stop.is_set():
                     try:
                         msg = await ws.receive(timeout=FLUSH_EVERY_S)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         await flush()
                         continue
                     if msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):

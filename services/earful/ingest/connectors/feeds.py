@@ -26,11 +26,12 @@ import feedparser
 import httpx
 import yaml
 
+from earful.core.addresses import AddressRefused
 from earful.core.errors import ConfigError, SourceError
 from earful.core.http import parse_retry_after
-from earful.core.settings import Settings
-from earful.ingest.connectors.base import Connector
 from earful.core.retry import wait_or_stop
+from earful.core.settings import Settings
+from earful.ingest.connectors.base import Connector, source_transport
 from earful.ingest.publisher import Publisher
 from earful.ingest.state import StateFile, state_name
 from earful.ingest.text import html_to_text
@@ -220,14 +221,15 @@ class FeedPoller(Connector):
     name = "feed"
 
     def __init__(self, publisher: Publisher, settings: Settings, feeds: list[FeedConfig]) -> None:
-        super().__init__(publisher, settings.ingest_max_text_chars)
+        super().__init__(publisher, settings.ingest_max_text_chars, settings.storage_retention_days)
         self.settings = settings
         self.feeds = feeds
         self.guid_memory = 5000
 
     async def run(self, stop: asyncio.Event) -> None:
         async with httpx.AsyncClient(timeout=self.settings.ingest_http_timeout_s, follow_redirects=True,
-                                     headers={"User-Agent": self.settings.ingest_user_agent, "Accept": ACCEPT}) as client:
+                                     headers={"User-Agent": self.settings.ingest_user_agent, "Accept": ACCEPT},
+                                     transport=source_transport(self.settings, [feed.url for feed in self.feeds])) as client:
             await asyncio.gather(*(self._poll_loop(client, feed, stop) for feed in self.feeds))
 
     async def _poll_loop(self, client: httpx.AsyncClient, feed: FeedConfig, stop: asyncio.Event) -> None:
@@ -262,7 +264,7 @@ class FeedPoller(Connector):
                 body = await _read_limited(resp, self.settings.ingest_feed_max_bytes)
                 content_type = resp.headers.get("content-type")
                 etag, last_modified = resp.headers.get("etag"), resp.headers.get("last-modified")
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, AddressRefused) as exc:
             raise SourceError(f"cannot fetch {feed.url}: {exc!r}") from exc
         fetched_at = datetime.now(timezone.utc)
         media, items = parse_feed(body, content_type)

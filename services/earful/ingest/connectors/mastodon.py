@@ -21,11 +21,12 @@ from urllib.parse import quote
 
 import httpx
 
+from earful.core.addresses import AddressRefused
 from earful.core.errors import SourceError
 from earful.core.http import parse_retry_after
-from earful.core.settings import Settings
-from earful.ingest.connectors.base import Connector, json_object
 from earful.core.retry import backoff_delay, unless_stopped
+from earful.core.settings import Settings
+from earful.ingest.connectors.base import Connector, json_object, source_transport
 from earful.ingest.publisher import Publisher
 from earful.ingest.state import StateFile, state_name
 from earful.ingest.text import html_to_text
@@ -177,7 +178,7 @@ class MastodonConnector(Connector):
     search_interval_s = 300.0
 
     def __init__(self, publisher: Publisher, settings: Settings, streams: list[MastodonStream]) -> None:
-        super().__init__(publisher, settings.ingest_max_text_chars)
+        super().__init__(publisher, settings.ingest_max_text_chars, settings.storage_retention_days)
         self.settings = settings
         self.streams = streams
         self._uris: dict[str, dict[str, str]] = {}
@@ -187,7 +188,8 @@ class MastodonConnector(Connector):
         if self.settings.ingest_mastodon_access_token is not None:
             headers["Authorization"] = f"Bearer {self.settings.ingest_mastodon_access_token.get_secret_value()}"
         timeout = httpx.Timeout(self.settings.ingest_http_timeout_s, read=self.settings.ingest_http_timeout_s * 4)
-        async with httpx.AsyncClient(timeout=timeout, headers=headers, follow_redirects=True) as client:
+        transport = source_transport(self.settings, [stream.instance for stream in self.streams])
+        async with httpx.AsyncClient(timeout=timeout, headers=headers, follow_redirects=True, transport=transport) as client:
             await asyncio.gather(*(self._stream_loop(client, s, stop) for s in self.streams))
 
     async def _stream_loop(self, client: httpx.AsyncClient, stream: MastodonStream, stop: asyncio.Event) -> None:
@@ -237,7 +239,7 @@ class MastodonConnector(Connector):
     async def _get(self, client: httpx.AsyncClient, url: str, params: dict[str, Any]) -> httpx.Response:
         try:
             resp = await client.get(url, params=params)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, AddressRefused) as exc:
             raise SourceError(f"cannot reach {url}: {exc!r}") from exc
         if resp.status_code >= 400:
             raise SourceError(f"HTTP {resp.status_code} from {url}: {resp.text[:200]}", parse_retry_after(resp.headers.get("retry-after")))
@@ -275,7 +277,7 @@ class MastodonConnector(Connector):
                     await self._produce(stream, [status], state, state_file, stop, "text/event-stream")
                     if stop.is_set():
                         return received
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, AddressRefused) as exc:
             raise SourceError(f"{stream.label} stream broke: {exc!r}") from exc
         return received
 

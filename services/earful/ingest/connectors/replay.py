@@ -1,7 +1,8 @@
 """File replay: JSONL and CSV files (Earful's own stream files and other tools' exports) as mentions.
 
-A line or row becomes a mention in the push API's shape, checked by the same model as the push
-API, so a bad line is reported with its line number and skipped instead of spoiling a batch.
+A line or row becomes a mention in the push API's shape, checked by the same model and limits as
+the push API (text length, times in the future or older than the retention period), so a bad line is
+reported with its line number and skipped instead of spoiling a batch.
 
 * **JSONL**: each line is ``{"mention": {...}}`` (Earful stream files, e.g. the bundled sample),
   a bare mention object in the push API's shape, or any flat JSON object, read through the
@@ -34,7 +35,7 @@ from typing import IO, Any
 import pydantic
 
 from earful.core.errors import ValidationError
-from earful.core.mention import MentionIn, format_problems
+from earful.core.mention import MentionIn, check_times, format_problems
 
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
     "source": ("source", "platform", "network", "pagetype", "sourcetype", "contentsource", "site", "domain"),
@@ -190,11 +191,11 @@ class MentionFile:
     """Reads mentions from a JSONL or CSV file (optionally gzip-compressed), remembering bad lines.
 
     Iterating yields ``{"mention": {...}, "validated": MentionIn}`` dicts (the stream-file shape
-    `earful.stack.replay` sends), each already valid for the push API. `position` / `size` give progress in bytes.
+    `earful replay` sends), each already valid for the push API. `position` / `size` give progress in bytes.
     """
 
     def __init__(self, path: Path, fmt: str = "auto", default_source: str = "import",
-                 mapping: dict[str, str] | None = None, max_text_chars: int = 20000) -> None:
+                 mapping: dict[str, str] | None = None, max_text_chars: int = 20000, retention_days: int = 0) -> None:
         if not path.is_file():
             raise ValidationError(f"replay file {path} does not exist")
         name = path.name.lower().removesuffix(".gz")
@@ -207,6 +208,7 @@ class MentionFile:
         self.delimiter = "\t" if name.endswith(".tsv") else ","
         self.columns = ColumnMap(mapping or {}, default_source)
         self.max_text_chars = max_text_chars
+        self.retention_days = retention_days
         self.size = path.stat().st_size
         self.position = 0
         self.lines = 0
@@ -241,6 +243,10 @@ class MentionFile:
             return None
         if len(m.text) > self.max_text_chars:
             self._problem(line, f"text: {len(m.text)} characters; at most {self.max_text_chars}")
+            return None
+        problems = check_times(m, datetime.now(timezone.utc), self.retention_days)
+        if problems:
+            self._problem(line, "; ".join(f"{path}: {message}" for path, message in problems)[:500])
             return None
         return m
 

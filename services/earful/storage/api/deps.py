@@ -23,7 +23,7 @@ from fastapi import Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 
-from earful.core.http import api_key_guard
+from earful.core.auth import api_key_guard
 from earful.storage.api.queries import MINUTE, ceil_to, floor_to
 from earful.storage.export import csv_response
 from earful.watchlists import WatchlistSet
@@ -65,7 +65,7 @@ async def db_pool(request: Request) -> asyncpg.Pool:
 
 
 def key_required(api_keys: frozenset[str]) -> list[Any]:
-    """Route dependencies requiring one of `api_keys` in X-API-Key (none configured: open)."""
+    """Route dependencies requiring one of `api_keys` in X-API-Key (none configured: open; never from the URL)."""
     return [Depends(api_key_guard(api_keys))]
 
 
