@@ -281,7 +281,7 @@ def test_config_and_secret_references(overlay: str) -> None:
     assert not of_kind(objects, "Secret"), "Secrets must not be rendered from git"
     configmaps = {o["metadata"]["name"] for o in of_kind(objects, "ConfigMap")}
     needs = {"storage": {"EARFUL_DATABASE_URL", "EARFUL_API_KEYS"}, "migrate": {"EARFUL_DATABASE_URL"},
-             "alerting": {"EARFUL_DATABASE_URL", "EARFUL_WEBHOOK_SECRET"},
+             "alerting": {"EARFUL_DATABASE_URL", "EARFUL_WEBHOOK_SECRET", "EARFUL_API_KEYS"},
              "ingest": {"EARFUL_INGEST_API_KEYS", "EARFUL_INGEST_MASTODON_ACCESS_TOKEN"}, "enrichment": set(),
              "topic-init": set()}
     for workload in workloads(objects):
