@@ -15,11 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from earful.core.errors import ValidationError
+from earful.core.vocabulary import MAX_ENTITY_CHARS
 from earful.enrichment.batch import parse_line
 from earful.enrichment.evaluation import RISK_SET, evaluate_risk, macro_f1, macro_recall
 from earful.enrichment.language import clean_for_detection
 from earful.enrichment.ner import BioTagDecoder
-from earful.enrichment.rules import _questions, risk_tags
+from earful.enrichment.rules import _questions, risk_tags, social_entities
 from earful.enrichment.sentiment import normalise
 from earful.enrichment.training import dedup_key, read_conll, read_split, umsab_training_set
 
@@ -261,3 +262,12 @@ def test_question_sentences_are_the_old_patterns_matches(text: str) -> None:
     """The one-pass sentence splitter finds exactly what `[^.!?\\n]*\\?+` found (that pattern was quadratic)."""
     old = [(m.start(), m.end()) for m in re.finditer(r"[^.!?\n]*\?+", text)]
     assert list(_questions(text)) == old
+
+
+def test_overlong_tags_and_links_are_not_entities() -> None:
+    """A 3 KB hashtag or link was accepted, then refused by storage's index (entity keys > 2,712 bytes)."""
+    long_tag = "#" + "x" * 3000
+    long_url = "https://example.com/" + "a" * 3000
+    found = social_entities(f"{long_tag} {long_url} #fine https://ok.example/a")
+    assert [e["text"] for e in found] == ["#fine", "https://ok.example/a"]
+    assert all(len(e["text"]) <= MAX_ENTITY_CHARS for e in found)

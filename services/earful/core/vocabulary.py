@@ -22,6 +22,9 @@ NER_ENTITY_TYPES: tuple[str, ...] = ("person", "location", "corporation", "produ
 SYNTAX_ENTITY_TYPES: tuple[str, ...] = ("hashtag", "mention", "cashtag", "url")
 #: Every entity type of an enriched mention.
 ENTITY_TYPES: tuple[str, ...] = NER_ENTITY_TYPES + SYNTAX_ENTITY_TYPES
+#: Longest entity text kept. Entity texts are keys of storage's indexes and rollups, which refuse
+#: keys of more than ~2,700 bytes: a 3 KB "hashtag" would be accepted by ingest and then lost.
+MAX_ENTITY_CHARS = 256
 
 
 def prose(words: tuple[str, ...]) -> str:

@@ -27,7 +27,7 @@ from spacy.language import Language
 from spacy.tokens import Span
 
 from earful.core.errors import ConfigError
-from earful.core.vocabulary import NER_ENTITY_TYPES
+from earful.core.vocabulary import MAX_ENTITY_CHARS, NER_ENTITY_TYPES
 
 BUILTIN_DIR = Path(__file__).resolve().parent / "models" / "ner-wnut17"
 WNUT_TYPES = NER_ENTITY_TYPES
@@ -93,7 +93,7 @@ class EntityRecogniser:
                 {"text": ent.text, "type": self.mapping[ent.label_], "start": ent.start_char, "end": ent.end_char,
                  "origin": self.name}
                 for ent in doc.ents
-                if ent.label_ in self.mapping and ent.text.strip()
+                if ent.label_ in self.mapping and ent.text.strip() and len(ent.text) <= MAX_ENTITY_CHARS
             ])
         return out
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from earful.core.errors import ConfigError
-from earful.core.vocabulary import SYNTAX_ENTITY_TYPES, TAGS
+from earful.core.vocabulary import MAX_ENTITY_CHARS, SYNTAX_ENTITY_TYPES, TAGS
 
 RISK_RULES_VERSION = "earful-risk-rules@2"
 #: The one tag found from a sentence's shape (a question asked) rather than from a term list.
@@ -203,6 +203,8 @@ def social_entities(text: str) -> list[dict[str, Any]]:
             if any(m.start() < e and s < m.end() for s, e in taken):
                 continue
             taken.append((m.start(), m.end()))
+            if m.end() - m.start() > MAX_ENTITY_CHARS:  # no tag or link anyone filters on; see the vocabulary
+                continue
             spans.append({"text": m.group(0), "type": etype, "start": m.start(), "end": m.end(), "origin": "rules"})
     return sorted(spans, key=lambda s: s["start"])
 
