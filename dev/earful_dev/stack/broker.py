@@ -7,13 +7,17 @@ when it stops.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 
 from earful.core.errors import BrokerError
 
@@ -30,6 +34,41 @@ def tansu_binary() -> Path:
     if not os.access(path, os.X_OK):
         path.chmod(0o755)
     return path
+
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+
+
+def stop_with_parent(sig: signal.Signals = signal.SIGTERM) -> Callable[[], None] | None:
+    """A `preexec_fn` after which the child is sent `sig` when its parent dies, SIGKILL included
+    (Linux's PR_SET_PDEATHSIG), so a local stack that is killed leaves no broker or service running;
+    None where prctl is missing. The kernel sends it when the *thread* that started the child ends:
+    start children from a thread that lives as long as they should (the main or event-loop thread)."""
+    if _PRCTL is None:
+        return None
+    prctl, parent = _PRCTL, os.getpid()
+    # Built here, not in the forked child, which should do as little as possible before exec.
+    args = (ctypes.c_int(_PR_SET_PDEATHSIG), ctypes.c_ulong(int(sig)), ctypes.c_ulong(0), ctypes.c_ulong(0),
+            ctypes.c_ulong(0))
+
+    def preexec() -> None:
+        prctl(*args)
+        if os.getppid() != parent:  # the parent died before prctl took effect: no signal would come
+            os._exit(1)
+
+    return preexec
 
 
 def free_port(preferred: int | None = None) -> int:
@@ -91,6 +130,7 @@ class LocalBroker:
             [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
              "--storage-engine", "memory://tansu/"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            preexec_fn=stop_with_parent(),
         )
         try:
             wait_for_port(port, timeout_s, process)
@@ -103,14 +143,31 @@ class LocalBroker:
         terminate(self.process, timeout_s)
 
 
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
 def run_broker_foreground(port: int) -> int:
-    """`earful broker`: run Tansu until Ctrl-C."""
+    """`earful broker`: run Tansu until Ctrl-C, SIGTERM or a hang-up of the terminal, then stop it.
+
+    Tansu runs in its own session (a Ctrl-C is for this process, which then stops it), so each way
+    of ending must reach the `finally`; a SIGKILL of this process reaches Tansu through
+    `stop_with_parent`."""
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {sig: signal.signal(sig, _interrupt) for sig in stops}
     broker = LocalBroker.start(free_port(port))
-    print(f"Kafka-protocol broker (Tansu, in memory) on {broker.bootstrap}; Ctrl-C to stop", flush=True)
     try:
+        try:
+            print(f"Kafka-protocol broker (Tansu, in memory) on {broker.bootstrap}; Ctrl-C to stop", flush=True)
+        except OSError:  # the output's reader is gone (a closed pipe or terminal): run on regardless
+            pass
         broker.process.wait()
     except KeyboardInterrupt:
         pass
     finally:
+        for sig in stops:  # a second signal must not abandon the broker
+            signal.signal(sig, signal.SIG_IGN)
         broker.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     return 0

@@ -9,13 +9,14 @@ and prints one JSON summary line last; `run` keeps the stack up until Ctrl-C.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import asyncpg
 
@@ -27,14 +28,32 @@ from earful.replay import replay
 from earful.webhook_receiver import WebhookReceiver
 from earful_dev.sample.generator import read_meta, read_stream
 from earful_dev.stack.broker import LocalBroker, free_port
-from earful_dev.stack.postgres import find_postgres
+from earful_dev.stack.postgres import PostgresHandle, find_postgres
 from earful_dev.stack.processes import Pipeline, StackError
 
 DEFAULT_SPEED = 600.0  # 8 h of sample history in ~48 s
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # Ctrl-C, kill, the terminal closed
+
+
 def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    emit(message, sys.stderr)
+
+
+def emit(line: str, stream: TextIO) -> None:
+    """Print `line` to `stream`, which may have lost its reader: `earful run | tee run.log` after
+    Ctrl-C (EPIPE; Python ignores SIGPIPE), or a terminal that was closed (EIO). The stream then
+    goes to /dev/null, so the stack still stops everything it started, and exits quietly."""
+    try:
+        print(line, file=stream, flush=True)
+    except (OSError, ValueError):  # ValueError: the stream was closed
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError):
+            pass
 
 
 def run_demo(settings: Settings, headless: bool, speed: float | None, work_dir: Path, timeout_s: float) -> int:
@@ -43,14 +62,14 @@ def run_demo(settings: Settings, headless: bool, speed: float | None, work_dir: 
     except EarfulError as exc:
         say(f"demo failed: {exc}")
         return 1
-    except asyncio.CancelledError:  # Ctrl-C / SIGTERM: everything started was stopped on the way out
+    except asyncio.CancelledError:  # Ctrl-C / SIGTERM / SIGHUP: everything started was stopped on the way out
         say("stopped")
         return 0 if not headless else 130
     if summary is None:
         return 1
     if not headless:
         return 0
-    print(json.dumps(summary), flush=True)
+    emit(json.dumps(summary), sys.stdout)
     ok = summary["mentions_stored"] == summary["mentions_sent"] and summary["alerts_received"] >= 1
     return 0 if ok else 1
 
@@ -77,10 +96,11 @@ async def _fresh_alert_state(url: str) -> None:
 
 
 def _stop_on_signals() -> None:
-    """Ctrl-C or SIGTERM at any stage cancels the run, whose `finally` stops what it started."""
+    """Ctrl-C, SIGTERM or a hang-up at any stage cancels the run, whose `finally` stops what it
+    started (the services and the broker run in sessions of their own: no signal reaches them)."""
     task = asyncio.current_task()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in STOP_SIGNALS:
         loop.add_signal_handler(sig, lambda: task.cancel() if task else None)
 
 
@@ -120,7 +140,8 @@ async def _run(settings: Settings, headless: bool, speed: float, work_dir: Path,
         pipeline["alerting"].env["EARFUL_ALERT_DASHBOARD_URL"] = pipeline["storage"].url + "/"  # alerts link to it
         say("  starting    ingest, enrichment, alerting, storage (separate processes)...")
         started = time.monotonic()
-        await asyncio.to_thread(pipeline.start, max(10.0, deadline - time.monotonic()))
+        pipeline.spawn()  # on this thread, which outlives the services (a worker thread's end would stop them)
+        await asyncio.to_thread(pipeline.wait_ready, max(10.0, deadline - time.monotonic()))
         say(f"  ready       all four services in {time.monotonic() - started:.1f}s")
         say(f"  dashboard   {pipeline['storage'].url}/   (query API docs: {pipeline['storage'].url}/docs)")
         say(f"  ingest API  {pipeline['ingest'].url}/v1/mentions   (docs: {pipeline['ingest'].url}/docs)")
@@ -175,21 +196,29 @@ async def _run(settings: Settings, headless: bool, speed: float, work_dir: Path,
             if latency is not None:
                 say(f"The crisis alert reached the webhook {latency:.2f}s after its first mention was accepted.")
             say("Press Ctrl-C to stop everything.")
-            print(json.dumps(summary), flush=True)
+            emit(json.dumps(summary), sys.stdout)
             await asyncio.Event().wait()  # until a signal cancels the run
         return summary
     finally:
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):  # a second Ctrl-C must not abandon the clean-up
-            loop.add_signal_handler(sig, lambda: say("still stopping the local stack..."))
-        say("stopping the local stack...")
+        await _stop_stack(pipeline, server, broker, pg)
+
+
+async def _stop_stack(pipeline: Pipeline | None, server: HttpServer | None, broker: LocalBroker,
+                      pg: PostgresHandle | None) -> None:
+    """Stop what `_run` started: the services (in order), the receiver, the broker, PostgreSQL. Each
+    is stopped even when stopping another failed, and further signals only say it is under way."""
+    loop = asyncio.get_running_loop()
+    for sig in STOP_SIGNALS:  # a second Ctrl-C must not abandon the clean-up
+        loop.add_signal_handler(sig, lambda: say("still stopping the local stack..."))
+    say("stopping the local stack...")
+    async with contextlib.AsyncExitStack() as stopping:  # runs the callbacks last-in first
+        if pg is not None:
+            stopping.push_async_callback(pg.stop)
+        stopping.callback(broker.stop)
+        if server is not None:
+            stopping.push_async_callback(server.stop)
         if pipeline is not None:
             codes = await asyncio.to_thread(pipeline.stop)
             unclean = {k: v for k, v in codes.items() if v not in (0, None)}
             if unclean:
                 say(f"  warning: services exited uncleanly: {unclean}")
-        if server is not None:
-            await server.stop()
-        broker.stop()
-        if pg is not None:
-            await pg.stop()

@@ -14,7 +14,7 @@ import httpx
 import earful
 from earful.core.errors import EarfulError
 from earful.core.settings import SERVICE_PORTS
-from earful_dev.stack.broker import free_port, terminate
+from earful_dev.stack.broker import free_port, stop_with_parent, terminate
 
 SERVICES = ("storage", "enrichment", "alerting", "ingest")
 
@@ -36,12 +36,15 @@ class ServiceProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> None:
+        """Start the service in a session of its own: a Ctrl-C is for whoever started it, who then
+        stops the services in order. The service gets SIGTERM when the thread that started it ends,
+        so none outlives a stack that was killed (see `stop_with_parent`)."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "earful", self.name], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
-        )
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "earful", self.name], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=stop_with_parent(),
+            )
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -108,10 +111,18 @@ class Pipeline:
         return self.services[name]
 
     def start(self, ready_timeout_s: float = 90.0) -> None:
+        self.spawn()
+        self.wait_ready(ready_timeout_s)
+
+    def spawn(self) -> None:
+        """Start the four processes without waiting for them. Call it from a thread that lives as long
+        as the services should: they are stopped when it ends (`ServiceProcess.start`)."""
         for svc in self.services.values():
             svc.start()
+
+    def wait_ready(self, timeout_s: float) -> None:
         for svc in self.services.values():
-            svc.wait_ready(ready_timeout_s)
+            svc.wait_ready(timeout_s)
 
     def stop(self) -> dict[str, int | None]:
         # Ingest first (no new work), then the consumers, downstream last.
