@@ -45,6 +45,12 @@ from earful.core.topics import ALERTING_BY_WATCHLIST, ALERTS, ENRICHED, TopicSpe
 
 log = logging.getLogger(__name__)
 
+# An alert event PostgreSQL refuses (a NUL character, a value out of range; asyncpg raises ValueError, TypeError
+# or OverflowError for a value it cannot encode) is poison, not an outage: retried, it would hold back every later
+# event of its partition. It is dead-lettered instead.
+_POISON_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, asyncpg.ProgramLimitExceededError,
+                  ValueError, TypeError, OverflowError)
+
 DECISIONS = Counter("earful_alert_decisions_total", "Alert state changes decided, by rule and status.", ["rule", "status"])
 
 
@@ -138,13 +144,18 @@ class AlertingAgents:
             if alert is None:
                 continue
             await self.notifications.ready.wait()
-            due = await self._record(event_json(alert))
+            try:
+                due = await self._record(event_json(alert))
+            except StorageError as exc:
+                await self.dead_letters.send_event(event, exc)
+                continue
             if due is not None:
                 self.notifications.wake_at(due)
             MESSAGES.labels(SERVICE, ALERTS, "recorded" if due else "unchanged").inc()
 
     async def _record(self, doc: dict[str, Any]) -> datetime | None:
-        """Record an alert event in its notification group, retrying while PostgreSQL is away."""
+        """Record an alert event in its notification group, retrying while PostgreSQL is away;
+        StorageError when PostgreSQL refuses the event itself."""
         labels = doc["labels"]
         rule_cfg = self.rulebook.rule(labels.get("watchlist", doc["watchlist_id"]), doc["rule"])
         receivers = self.notify_config.receivers_for(labels, rule_cfg.receivers if rule_cfg else ())
@@ -152,8 +163,14 @@ class AlertingAgents:
         route = self.notify_config.route_for(labels)
         store = self.notifications.store
         assert store is not None, "recorded only once the notification side is ready"
-        due: datetime | None = await retry(lambda: store.record(doc, group_key, receivers, route, utc_now()),
-                                           retry_on=(OSError, asyncpg.PostgresError),
+
+        async def attempt() -> datetime | None:
+            try:
+                return await store.record(doc, group_key, receivers, route, utc_now())
+            except _POISON_ERRORS as exc:
+                raise StorageError(f"PostgreSQL refused the alert event: {exc}") from exc
+
+        due: datetime | None = await retry(attempt, retry_on=(OSError, asyncpg.PostgresError),
                                            backoff=Backoff(base_s=0.5, max_s=10.0), on_retry=_record_retrying)
         return due
 

@@ -188,6 +188,12 @@ class Settings(BaseSettings):
     enrich_drop_unmatched: bool = Field(
         False, description="Drop mentions that match no watchlist instead of publishing them with empty `watchlist_ids`."
     )
+    enrich_max_text_chars: int | None = Field(
+        None, ge=1,
+        description="Characters of a mention's text the language, entity, sentiment, risk and watchlist steps read; a"
+        " longer text (one produced straight to the raw topic, or in a file given to `earful enrich`) is enriched from"
+        " its start and kept whole in the record. Unset: `EARFUL_INGEST_MAX_TEXT_CHARS`.",
+    )
 
     # --- Watchlists ----------------------------------------------------------------------------
     watchlists_dir: Path = Field(
@@ -389,6 +395,10 @@ class Settings(BaseSettings):
                              f"behind it: at most {longest * self.alert_bucket_s} s with these EARFUL_ALERT_BUCKET_S, _BASELINE_BUCKETS, "
                              "_LATENESS_BUCKETS and _WARMUP_BUCKETS")
         return self
+
+    def enrichment_text_limit(self) -> int:
+        """The characters of a text enrichment reads (EARFUL_ENRICH_MAX_TEXT_CHARS, else the ingest limit)."""
+        return self.enrich_max_text_chars or self.ingest_max_text_chars
 
     def port_for(self, service: str) -> int:
         """The HTTP port of `service`: EARFUL_HTTP_PORT when set, else the service's default."""

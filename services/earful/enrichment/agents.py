@@ -4,8 +4,8 @@ Batches come from `stream.take_events`; a batch's offsets are released for commi
 its enriched records are acknowledged by the broker. The models run in a worker thread so the
 event loop keeps heartbeating while they work; the loop gathers the next batch (Faust's
 per-event work) and encodes and sends one chunk while the thread runs the models on the next.
-Undecodable records, and records the models or the schema cannot handle, go to the DLQ and the
-agent goes on.
+Undecodable records, records the models or the schema cannot handle, and enriched records larger
+than the producer may send, go to the DLQ and the agent goes on.
 """
 
 from __future__ import annotations
@@ -37,9 +37,13 @@ BATCH_SIZE = Gauge("earful_enrichment_last_batch_size", "Mentions in the most re
 MODEL_SECONDS = Counter("earful_enrichment_model_seconds",
                         "Seconds the worker thread spent running the models; its rate is the share of time the models "
                         "were busy (near 1: the worker is model-bound; well below: it waits for Kafka or Faust).")
+TEXTS_CLIPPED = Counter("earful_enrichment_texts_clipped",
+                        "Mentions whose text was longer than the enrichment text limit (EARFUL_ENRICH_MAX_TEXT_CHARS):"
+                        " the models, rules and watchlists read only its start; the record keeps it whole.")
 Decoded = tuple[Any, dict[str, Any]]  # (Faust event, raw record)
 Enriched = tuple[Any, dict[str, Any], dict[str, Any]]  # (Faust event, raw record, enriched record)
 CHUNK = 64  # mentions per model call inside a batch: small enough to overlap, large enough for nlp.pipe
+LETTER_OVERHEAD = 8192  # bytes a dead letter adds to the original value (fields, error message, framing)
 IN_FLIGHT = 2  # batches being processed at once: one in the models while the next is gathered
 
 
@@ -86,12 +90,16 @@ class BatchEnricher:
                 await asyncio.shield(asyncio.gather(*in_flight, return_exceptions=True))
 
     async def decode(self, events: list[Any]) -> list[Decoded]:
-        """The batch's decodable records; the others are dead-lettered."""
+        """The batch's decodable records; the others are dead-lettered. Counts the texts the models
+        will read only the start of (TEXTS_CLIPPED)."""
         good: list[Decoded] = []
+        limit = self.processor.max_text_chars
         for event in events:
             record = await self.dead_letters.decode(event, self.raw_codec)
             if record is not None:
                 good.append((event, record))
+                if len(record["text"]) > limit:
+                    TEXTS_CLIPPED.inc()
         return good
 
     async def process(self, events: list[Any], good: list[Decoded], handed_over: asyncio.Future[None],
@@ -177,16 +185,37 @@ class BatchEnricher:
         are already bytes, and Faust's per-record channel and future machinery was a large share of
         the service's own cost."""
         records = []
+        limit = self.app.conf.producer_max_request_size
         for event, record, out in results:
             if self.settings.enrich_drop_unmatched and not out["watchlist_ids"]:
                 MESSAGES.labels(SERVICE, RAW, "dropped_unmatched").inc()
                 continue
+            # The enriched topic is keyed by mention id; a raw record produced without a key gets its own.
+            key = event.message.key or record["mention_id"].encode()
             try:
-                records.append((event.message.key, self.encoder.encode(out, record, event.message.value)))
+                value = self.encoder.encode(out, record, event.message.value)
             except EncodeError as exc:  # a record the schema cannot hold: dead-letter it, keep going
                 await self.dead_letters.send_event(event, ProcessingError(f"enriched record does not encode: {exc}"))
+                continue
+            if len(value) > limit:  # the broker would refuse the batch, and the agent would retry it forever
+                await self.dead_letter_oversized(event, len(value), limit)
+                continue
+            records.append((key, value))
         producer = cast(faust_aiokafka.Producer, self.app.producer)  # faust_app apps use Faust's aiokafka driver
         return await send_keyed_batches(producer._ensure_producer(), ENRICHED, records), len(records)
+
+    async def dead_letter_oversized(self, event: Any, size: int, limit: int) -> None:
+        """Dead-letter a mention whose enriched record is too large to publish. The original bytes
+        go with it unless the letter would be too large as well; the letter's topic, partition and
+        offset still find them."""
+        msg = event.message
+        keep = len(msg.value) + LETTER_OVERHEAD <= limit
+        reason = f"enriched record of {size} bytes is over the producer's {limit}-byte request limit"
+        if not keep:
+            reason += f"; the {len(msg.value)}-byte original is not kept in this letter (too large too)"
+        await self.dead_letters.send(topic=msg.topic, partition=msg.partition, offset=msg.offset, key=msg.key,
+                                     value=msg.value if keep else None, error=ProcessingError(reason))
+        MESSAGES.labels(SERVICE, msg.topic, "dead_lettered").inc()
 
 
 def add_enrich_agent(app: faust.App, enricher: BatchEnricher) -> Any:

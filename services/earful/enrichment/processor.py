@@ -8,6 +8,12 @@ Per batch: language for every text (a three-detector vote), the English texts to
 the spaCy NER (`nlp.pipe`), every supported language together through the sentiment model (one
 sparse matrix product), then rules (social entities, risk and intent tags) and watchlist matching
 per text.
+
+Every step reads at most the first `max_text_chars` characters of a text (EARFUL_ENRICH_MAX_TEXT_CHARS,
+by default the ingest limit), cut at a word boundary: ingest refuses longer texts, but a record
+produced straight to the raw topic or a file given to `earful enrich` may carry a megabyte, and the
+rules' cost grows faster than the text. The mention itself, text included, passes through whole;
+every span refers to the text's first characters, so it stays valid.
 """
 
 from __future__ import annotations
@@ -22,9 +28,24 @@ from earful.enrichment.rules import RISK_RULES_VERSION, risk_tags, social_entiti
 from earful.enrichment.sentiment import SentimentBackend, SentimentResult, load_backend
 from earful.watchlists import Match, WatchlistSet, WatchlistSource
 
-__all__ = ["NER_LANGUAGES", "SPACY_TO_EARFUL", "EnrichmentProcessor"]
+__all__ = ["NER_LANGUAGES", "SPACY_TO_EARFUL", "EnrichmentProcessor", "clip_text"]
 
 NER_LANGUAGES = frozenset({"en"})
+DEFAULT_MAX_TEXT_CHARS = 20_000  # the ingest limit's default
+WORD_BACKOFF = 64  # characters a cut moves back to end on a word boundary (a longer "word" is cut inside)
+
+
+def clip_text(text: str, limit: int) -> str:
+    """The first `limit` characters of `text`, ending before a word the cut would split (so a
+    half word never matches a watchlist term), or `text` itself when it is no longer."""
+    if len(text) <= limit:
+        return text
+    if not (text[limit - 1].isalnum() and text[limit].isalnum()):
+        return text[:limit]
+    floor, end = max(limit - WORD_BACKOFF, 0), limit
+    while end > floor and text[end - 1].isalnum():
+        end -= 1
+    return text[:end] if end > floor else text[:limit]
 
 
 def load_watchlists(settings: Settings) -> WatchlistSet:
@@ -39,8 +60,9 @@ class EnrichmentProcessor:
     batch, so a mention is never matched against half an update."""
 
     def __init__(self, watchlists: WatchlistSource, spacy_model: str = "builtin", sentiment_model: str = "builtin",
-                 sentiment_languages: str = "") -> None:
+                 sentiment_languages: str = "", max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> None:
         self.watchlists = watchlists
+        self.max_text_chars = max_text_chars
         self.language = LanguageDetector()
         self.ner = EntityRecogniser(spacy_model)
         self.sentiment_backend: SentimentBackend = load_backend(sentiment_model, sentiment_languages)
@@ -49,7 +71,7 @@ class EnrichmentProcessor:
     def from_settings(cls, settings: Settings, watchlists: WatchlistSource | None = None) -> EnrichmentProcessor:
         """The processor the settings describe (watchlists: the folder's, unless a live store is given)."""
         return cls(watchlists if watchlists is not None else load_watchlists(settings), settings.spacy_model,
-                   settings.sentiment_model, settings.sentiment_languages)
+                   settings.sentiment_model, settings.sentiment_languages, settings.enrichment_text_limit())
 
     @property
     def models(self) -> dict[str, str]:
@@ -67,17 +89,17 @@ class EnrichmentProcessor:
         return {"code": decision.code, "confidence": decision.confidence}
 
     @staticmethod
-    def _match_watchlists(watchlists: WatchlistSet, mention: dict[str, Any], lang: str) -> list[Match]:
-        """The one place watchlists are matched: the text plus the fields queries may filter on."""
-        return watchlists.match(mention["text"], lang=lang, source=mention.get("source"),
+    def _match_watchlists(watchlists: WatchlistSet, mention: dict[str, Any], text: str, lang: str) -> list[Match]:
+        """The one place watchlists are matched: the (clipped) text plus the fields queries may filter on."""
+        return watchlists.match(text, lang=lang, source=mention.get("source"),
                                 author=(mention.get("author") or {}).get("handle"), country=mention.get("country"),
                                 url=mention.get("url"))
 
     def enrich(self, mentions: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
-        """Enrich a batch; the models see the batch's texts together."""
+        """Enrich a batch; the models see the batch's texts together, each clipped to `max_text_chars`."""
         if not mentions:
             return []
-        texts = [m["text"] for m in mentions]
+        texts = [clip_text(m["text"], self.max_text_chars) for m in mentions]
         languages: list[LanguageDecision] = [self.language.detect(t, m.get("lang")) for t, m in zip(texts, mentions)]
         codes = [lang.code for lang in languages]
 
@@ -95,7 +117,7 @@ class EnrichmentProcessor:
             taken = [(e["start"], e["end"]) for e in entities]
             entities += [e for e in ner_spans.get(i, []) if not any(e["start"] < b and a < e["end"] for a, b in taken)]
             entities.sort(key=lambda e: e["start"])
-            matches = self._match_watchlists(watchlists, mention, codes[i])
+            matches = self._match_watchlists(watchlists, mention, text, codes[i])
             s = sentiments[i]
             out.append(
                 {

@@ -38,8 +38,11 @@ SERVICE = "storage"
 ROWS = Counter("earful_storage_rows_total", "Rows written by table and outcome.", ["table", "outcome"])
 DB_RETRIES = Counter("earful_storage_write_retries_total", "Batch writes retried after a database failure.")
 
-# A row PostgreSQL refuses (bad characters, out-of-range values) is poison, not an outage.
-_POISON_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, asyncpg.ProgramLimitExceededError)
+# A row PostgreSQL refuses (bad characters, out-of-range values) is poison, not an outage. asyncpg's COPY
+# encodes each value on the client and raises ValueError, TypeError or OverflowError for one its column's type
+# cannot take (a mention id that is not a UUID, a count beyond bigint): poison too, or the batch is retried forever.
+_POISON_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, asyncpg.ProgramLimitExceededError,
+                  ValueError, TypeError, OverflowError)
 _DB_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError)
 
 
