@@ -112,7 +112,10 @@ def test_poisson_tail_edges_and_monotony() -> None:
     assert all(a >= b for a, b in itertools.pairwise(tails))
 
 
-def _returns_within(code: str, timeout_s: float = 3.0) -> str:
+def _returns_within(code: str, timeout_s: float = 60.0) -> str:
+    """Run `code` in a child process and fail if it never returns: a guard against hangs (the
+    old Poisson tail looped for ever), not a speed check, so the bound is far above a loaded
+    machine's import time."""
     env = {**os.environ, "PYTHONPATH": str(SERVICES) + os.pathsep + os.environ.get("PYTHONPATH", "")}
     try:
         done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=timeout_s)
@@ -535,7 +538,7 @@ def test_a_viral_burst_does_not_hang_the_detector() -> None:
         "    n += len(observe(s, r, Mention(f'burst-{k}', t, t), cfg))\n"
         "print(n)\n"
     )
-    assert _returns_within(code, timeout_s=10).strip() == "1"
+    assert _returns_within(code).strip() == "1"
 
 
 # --- lateness: mentions out of event-time order ---------------------------------------------------
