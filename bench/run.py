@@ -34,6 +34,7 @@ if str(BENCH_DIR) not in sys.path:
 from benchmarks import (  # noqa: E402
     alerting,
     api,
+    chaos,
     demo,
     enrichment,
     enrichment_accuracy,
@@ -42,6 +43,7 @@ from benchmarks import (  # noqa: E402
     nab,
     replay,
     resources,
+    soak,
     storage,
     watchlists,
 )
@@ -53,7 +55,9 @@ VERSIONED_PACKAGES = ("spacy", "faust-streaming", "aiokafka", "asyncpg", "fastav
 # In the order `make bench` runs them.
 BENCHMARKS: dict[str, ModuleType] = {module.NAME: module for module in (
     enrichment, enrichment_service, enrichment_accuracy, watchlists, storage, ingest, replay, api, nab, alerting, demo,
-    resources)}
+    resources, chaos, soak)}
+# Long runs (10-30 minutes each): only when named (`make bench-chaos`, `make bench-soak`), not in `make bench`.
+ON_DEMAND = ("chaos", "soak")
 
 
 def machine() -> dict[str, Any]:
@@ -113,9 +117,9 @@ def main(argv: list[str]) -> int:
     unknown = [a for a in argv if a not in BENCHMARKS]
     if unknown:
         print(f"bench/run.py: unknown benchmark {', '.join(map(repr, unknown))}; choose from: "
-              f"{', '.join(BENCHMARKS)} (or none for all)", file=sys.stderr)
+              f"{', '.join(BENCHMARKS)} (or none for all but {', '.join(ON_DEMAND)})", file=sys.stderr)
         return 2
-    names = list(dict.fromkeys(argv)) or list(BENCHMARKS)
+    names = list(dict.fromkeys(argv)) or [n for n in BENCHMARKS if n not in ON_DEMAND]
     info = machine()
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     say(f"machine: {info['cpus']} CPUs, {info['cpu_model']}, Python {info['python']}"
