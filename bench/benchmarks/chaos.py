@@ -620,7 +620,7 @@ def notes(cfg: ChaosConfig) -> list[str]:
          f"{cfg.webhook_fail_s:g} s after it refused the first notification about the spike's alert (fault_s: those "
          f"{cfg.webhook_fail_s:g} s; the outage is timed from the first refusal so that it always meets a delivery)"),
         ("broker_unreachable: Tansu keeps its records only in memory, so it is not restarted; every service reaches it "
-        "through a TCP proxy in the benchmark (the broker advertises the proxy's address), which resets every "
+        "through a TCP proxy process the benchmark starts (the broker advertises the proxy's address), which resets every "
         f"connection and refuses new ones for {cfg.broker_cut_s:g} s"),
         ("every service runs with its default settings. A scenario's notifications are those about its spike "
          "watchlist over the whole run: the firing one comes during the scenario, the resolved one about 5 minutes "
