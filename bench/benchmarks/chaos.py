@@ -55,7 +55,8 @@ class ChaosConfig:
     broker_cut_s: float = 30.0
     recovery_timeout_s: float = 120.0  # after the fault's end
     hold_s: float = 10.0  # how long the pipeline must stay normal to count as recovered
-    drain_s: float = 60.0  # after recovery (and again after the last scenario), how long accepted mentions may take to be stored
+    drain_s: float = 60.0  # after recovery, how long the scenario's accepted mentions may take to be stored
+    final_drain_max_s: float = 900.0  # at the end: until all is stored or nothing more for drain_s, at most this long
     latency_bound_s: float = 5.0  # "normal": ingest → storage (and → alerting) within this (or 2× the warm-up p95)
     resolve_wait_s: float = 420.0  # after the last spike, how long the resolved notifications are waited for
     enrich_workers: int = 2
@@ -90,7 +91,7 @@ class ChaosConfig:
         """An upper bound of the run's length (the load generator's time limit)."""
         per = [self.spike_lead_s + self.fault_s(s) + self.recovery_timeout_s + self.drain_s + 10.0
                for s in self.scenario_list()]
-        return self.warmup_s + sum(per) + self.resolve_wait_s + 60.0
+        return self.warmup_s + sum(per) + self.resolve_wait_s + 60.0  # the load stops before the final drain
 
 
 # --------------------------------------------------------------------------- the embedded database
@@ -292,6 +293,7 @@ class ChaosRun:
         self.current = "warmup"
         self.warmup_p95: float | None = None
         self.load_averages: list[float] = []  # the machine's 1-minute load average, every 10 s
+        self.final_drain_s: float | None = None
 
     def at(self, t: float | None) -> float | None:
         """A wall-clock time as seconds since the run started."""
@@ -443,13 +445,22 @@ class ChaosRun:
         say(f"  {sc.name}: {sc.accepted} accepted, {sc.stored_at_drain} stored, {sc.accepted - sc.stored_at_drain} not yet")
 
     async def _final_drain(self) -> None:
-        """After the last scenario (and the resolved notifications): `drain_s` more for what is not stored yet."""
-        deadline = time.time() + self.cfg.drain_s
+        """After the last scenario, with the load stopped: wait until every accepted mention is stored, or
+        until nothing more was stored for `drain_s` (what is missing then is lost, not late), at most
+        `final_drain_max_s`."""
+        cfg = self.cfg
+        started = last_progress = time.time()
+        stored = -1
         while True:
-            missing = [await self._missing(sc) for sc in self.scenarios]
-            if not any(missing) or time.time() > deadline:
+            missing = sum([await self._missing(sc) for sc in self.scenarios])
+            now_stored = sum(len(sc.stored_ids) for sc in self.scenarios)
+            if now_stored > stored:
+                stored, last_progress = now_stored, time.time()
+            if not missing or time.time() - last_progress > cfg.drain_s or time.time() - started > cfg.final_drain_max_s:
                 break
-            await asyncio.sleep(2.0)
+            await asyncio.sleep(5.0)
+        self.final_drain_s = round(time.time() - started, 1)
+        say(f"  final drain: {self.final_drain_s}s, {missing} accepted mentions not stored")
         for sc in self.scenarios:
             with contextlib.suppress(Exception):
                 sc.duplicate_rows = await self.queries.duplicate_rows(f"{SOURCE_PREFIX}-{sc.name}-")
@@ -519,7 +530,7 @@ class ChaosRun:
             results[sc.name], details[sc.name] = await self._scenario_report(sc)
         stats = self.load.stats
         details["run"] = {
-            "latency_bound_s": self.bound, "warmup_latency_p95_s": None if self.warmup_p95 is None else round(self.warmup_p95, 3),
+            "latency_bound_s": self.bound, "final_drain_s": self.final_drain_s, "warmup_latency_p95_s": None if self.warmup_p95 is None else round(self.warmup_p95, 3),
             "generated": stats.generated, "accepted": len(stats.accepted), "retried": stats.retried, "shed": stats.shed,
             "rejected": stats.rejected, "gave_up": stats.gave_up, "failed_attempts": stats.failures,
             "late_ticks": stats.late_ticks, "unexpected_exits": self.exits,
@@ -626,8 +637,9 @@ def notes(cfg: ChaosConfig) -> list[str]:
          "watchlist over the whole run: the firing one comes during the scenario, the resolved one about 5 minutes "
          "later (a volume spike resolves once the normal buckets after it have left the 300 s lateness window), so "
          "the faults of later scenarios may touch it too"),
-        ("lost = accepted (202 from ingest) minus stored, counted at the end of the run (at least drain_s after the last "
-         "scenario; details.stored_at_drain: stored when the scenario's own drain ended); duplicate_rows = rows beyond one per "
+        ("lost = accepted (202 from ingest) minus stored, counted at the end of the run once the load has stopped and "
+         f"nothing more was stored for {cfg.drain_s:g} s (so a backlog is not counted as lost; details.stored_at_drain: "
+         "stored when the scenario's own drain ended, before the next fault); duplicate_rows = rows beyond one per "
         "(source, source_id); duplicate_notifications = notifications (answered 2xx) that carried no alert state "
         "(fingerprint + status) not received before"),
         ("recovery_s = from the fault's end until ingest → storage and ingest → alerting are back within the latency "
