@@ -18,6 +18,7 @@ from earful.core.topics import (
     ALERTING_BY_WATCHLIST,
     ALERTING_DETECTOR_CHANGELOG,
     ALERTS,
+    CORRECTIONS,
     DLQ,
     ENRICHED,
     RAW,
@@ -61,7 +62,8 @@ def _topic(doc: dict[str, Any], name: str) -> dict[str, Any]:
 
 def test_real_topics_load() -> None:
     topics = load_topics(SCHEMAS)
-    assert set(topics) == {RAW, ENRICHED, ALERTS, DLQ, WATCHLISTS, ALERTING_BY_WATCHLIST, ALERTING_DETECTOR_CHANGELOG}
+    assert set(topics) == {RAW, ENRICHED, ALERTS, DLQ, WATCHLISTS, CORRECTIONS, ALERTING_BY_WATCHLIST,
+                           ALERTING_DETECTOR_CHANGELOG}
     assert all(isinstance(t, TopicSpec) for t in topics.values())
 
 

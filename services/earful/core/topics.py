@@ -27,6 +27,7 @@ ENRICHED = "earful.mentions.enriched.v1"
 ALERTS = "earful.alerts.v1"
 DLQ = "earful.dlq.v1"
 WATCHLISTS = "earful.watchlists.v1"
+CORRECTIONS = "earful.corrections.v1"
 ALERTING_BY_WATCHLIST = "earful.alerting.by-watchlist.v1"
 ALERTING_DETECTOR_CHANGELOG = "earful-alerting-detector-changelog"
 

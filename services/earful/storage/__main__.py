@@ -2,7 +2,8 @@
 
 `StorageService.open` is the whole composition: the consume loop is
 `earful.storage.consumer.StorageConsumer` (writing through `earful.storage.writer`), the query API
-`earful.storage.api`, the watchlist CRUD API `earful.watchlists.registry`.
+`earful.storage.api` (with corrections, `earful.storage.corrections`, published by
+`earful.storage.outbox`), the watchlist CRUD API `earful.watchlists.registry`.
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ from earful.core.kafka import Codecs, DeadLetters, make_consumer, make_producer
 from earful.core.retry import wait_or_stop
 from earful.core.runtime import run_service, wait_for_shutdown
 from earful.core.settings import Settings
-from earful.core.topics import ALERTS, ENRICHED, create_topics
+from earful.core.topics import ALERTS, CORRECTIONS, ENRICHED, create_topics
 from earful.storage.api import build_api
 from earful.storage.consumer import StorageConsumer
+from earful.storage.outbox import CorrectionOutbox
 from earful.storage.retention import create_partitions_ahead
 from earful.watchlists.registry import WatchlistRegistry
 
@@ -76,7 +78,8 @@ async def maintain_partitions(pool: asyncpg.Pool, settings: Settings, stopping: 
 
 
 async def start_kafka(settings: Settings, stack: AsyncExitStack) -> tuple[AIOKafkaProducer, AIOKafkaConsumer]:
-    """The dead-letter producer and the consumer of enriched mentions and alerts, started (stopped by `stack`)."""
+    """The producer (dead letters, corrections) and the consumer of enriched mentions and alerts, started
+    (stopped by `stack`)."""
     producer = make_producer(settings, "earful-storage-dlq")
     consumer = make_consumer(settings, "earful-storage")
     stack.push_async_callback(producer.stop)
@@ -99,6 +102,7 @@ class StorageService:
     pool: asyncpg.Pool
     worker: StorageConsumer
     server: HttpServer
+    outbox: CorrectionOutbox
 
     @classmethod
     async def open(cls, settings: Settings, stack: AsyncExitStack) -> StorageService:
@@ -128,21 +132,24 @@ class StorageService:
                                  retention_days=settings.storage_retention_days or None,
                                  write_concurrency=settings.storage_write_concurrency)
         limits = RequestLimits.from_settings(settings, keys_configured=bool(settings.api_key_set()))
-        api = build_api(api_pool, health, settings.api_key_set(), registry.store.current, limits=limits)
+        outbox = CorrectionOutbox(pool, producer, codecs.for_topic(CORRECTIONS))
+        api = build_api(api_pool, health, settings.api_key_set(), registry.store.current, limits=limits, outbox=outbox)
         api.include_router(registry.router(settings.api_key_set()))
         server = HttpServer(api, settings.http_host, settings.port_for("storage"))
         await server.start()
         stack.push_async_callback(server.stop)
-        return cls(settings, health, pool, worker, server)
+        return cls(settings, health, pool, worker, server, outbox)
 
     async def run(self) -> None:
-        """Consume (and keep partitions ahead) until SIGTERM; the batch in hand is written and
-        committed on the way out. A consume loop that ends on its own is raised."""
+        """Consume (and keep partitions ahead, and publish corrections left unpublished) until SIGTERM;
+        the batch in hand is written and committed on the way out. A consume loop that ends on its own
+        is raised."""
         self.health.started = True
         log.info("storage running", extra={"url": f"http://{self.settings.http_host}:{self.server.port}"})
         worker = self.worker
         run_task = asyncio.create_task(worker.run())
         maintenance = asyncio.create_task(maintain_partitions(self.pool, self.settings, worker.stopping))
+        publishing = asyncio.create_task(self.outbox.run(worker.stopping))
         stop_task = asyncio.create_task(wait_for_shutdown())
         try:
             done, _ = await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -158,7 +165,7 @@ class StorageService:
             stop_task.cancel()
             if not run_task.done():  # only when leaving on an error: the batch in hand stays uncommitted
                 run_task.cancel()
-            await asyncio.gather(run_task, maintenance, stop_task, return_exceptions=True)
+            await asyncio.gather(run_task, maintenance, publishing, stop_task, return_exceptions=True)
 
 
 async def serve(settings: Settings) -> None:

@@ -4,7 +4,7 @@
 One transaction removes the author's mentions from every partition and their keys, takes them
 out of every rollup (decrementing the counts they contributed, deleting the author's own rows),
 drops their customer questions and brand replies (recomputing the first reply of questions they
-answered), and scrubs their posts from alert explanations. The erasure itself is recorded with
+answered) and the corrections of their mentions, and scrubs their posts from alert explanations. The erasure itself is recorded with
 the author kept only as hashes, so a re-delivered old mention of theirs is refused by the writer
 (see writer.py). It holds the erasure lock exclusively, so no batch can slip a mention of the
 author in between.
@@ -81,6 +81,8 @@ _STATEMENTS = [
     f" AS author_key FROM {_ERASED}) e WHERE a.source = e.source AND a.author_key = e.author_key"),
     "DELETE FROM author_rollups_day WHERE source = $1 AND author_key IN (lower($2), 'id:' || $2)",
     f"DELETE FROM questions q USING {_ERASED} e WHERE q.source = e.source AND q.source_id = e.source_id",
+    # Corrections hold spans of the author's text (entities) and notes about their post.
+    f"DELETE FROM corrections c USING {_ERASED} e WHERE c.mention_id = e.mention_id",
     f"""WITH gone AS (
         DELETE FROM brand_replies r USING {_ERASED} e WHERE r.source = e.source AND r.source_id = e.source_id
         RETURNING r.watchlist_id, r.source, r.in_reply_to

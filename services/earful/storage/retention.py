@@ -4,8 +4,8 @@ A mention lives in the partition of its UTC publication day (`mentions_YYYYMMDD`
 service creates the partitions of yesterday, today and the next few days at start-up and every
 hour, so writes normally never wait for DDL (the writer still creates a missing one for a late or
 back-filled mention). `earful storage retention` drops every partition whose whole day is older
-than the retention period, deletes the rollups, questions and alerts of those days, and the
-mention keys of the dropped rows. The writer refuses mentions older than the same period, so a
+than the retention period, deletes the rollups, questions, alerts and corrections of those days, and
+the mention keys of the dropped rows. The writer refuses mentions older than the same period, so a
 dropped day is never refilled by a replay.
 """
 
@@ -28,6 +28,7 @@ _AGED_TABLES = (
     ("watchlist_rollups_minute", "bucket"), ("watchlist_rollups_hour", "bucket"), ("watchlist_rollups_day", "bucket"),
     ("mention_totals_day", "bucket"), ("entity_rollups_day", "bucket"), ("author_rollups_day", "bucket"),
     ("questions", "created_at"), ("brand_replies", "created_at"), ("alerts", "detected_at"),
+    ("corrections", "mention_created_at"),  # a correction lives as long as its mention
 )
 
 

@@ -20,6 +20,7 @@ from earful.core.health import Health
 from earful.core.http import RequestLimits, add_ops_routes, guard_requests
 from earful.storage.api import (
     alerts,
+    corrections,
     dashboard,
     entities,
     erasure,
@@ -28,13 +29,14 @@ from earful.storage.api import (
     trends,
 )
 from earful.storage.api.deps import ApiContext, key_required
+from earful.storage.outbox import CorrectionOutbox
 from earful.watchlists import WatchlistSet
 
 __all__ = ["build_api"]
 
 DESCRIPTION = (
     "Mentions, trends, share of voice, entities, advocates, customer questions and alerts stored by "
-    "Earful. Send the API key in `X-API-Key`. Times are RFC 3339 with a time zone; buckets are UTC. "
+    "Earful, and corrections of the enrichment (applied to the stored mentions at once). Send the API key in `X-API-Key`. Times are RFC 3339 with a time zone; buckets are UTC. "
     "Every listing can be exported with `?format=csv`.")
 
 
@@ -68,16 +70,18 @@ def add_error_handlers(app: FastAPI) -> None:
 
 
 def build_api(pool: asyncpg.Pool, health: Health, api_keys: frozenset[str],
-              watchlists: Callable[[], WatchlistSet] = lambda: WatchlistSet([]), *, limits: RequestLimits) -> FastAPI:
-    """The FastAPI app: query endpoints, erasure, ops routes and the dashboard, behind the request guard."""
+              watchlists: Callable[[], WatchlistSet] = lambda: WatchlistSet([]), *, limits: RequestLimits,
+              outbox: CorrectionOutbox | None = None) -> FastAPI:
+    """The FastAPI app: query endpoints, corrections, erasure, ops routes and the dashboard, behind the
+    request guard. Without `outbox`, corrections are stored unpublished (the service's loop publishes them)."""
     app = FastAPI(title="Earful query API", version="2", description=DESCRIPTION)
     guard_requests(app, limits)
     add_ops_routes(app, health)
     add_error_handlers(app)
-    app.state.query_api = ApiContext(pool, watchlists)
+    app.state.query_api = ApiContext(pool, watchlists, keys_configured=bool(api_keys), outbox=outbox)
     app.include_router(dashboard.page)  # open: the page asks for the key itself
     auth = key_required(api_keys)
-    for router in (mentions.router, trends.router, entities.router, questions.router, alerts.router, erasure.router,
-                   dashboard.summary):
+    for router in (mentions.router, corrections.router, trends.router, entities.router, questions.router, alerts.router,
+                   erasure.router, dashboard.summary):
         app.include_router(router, dependencies=auth)
     return app

@@ -26,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from earful.core.auth import api_key_guard
 from earful.storage.api.queries import MINUTE, ceil_to, floor_to
 from earful.storage.export import csv_response
+from earful.storage.outbox import CorrectionOutbox
 from earful.watchlists import WatchlistSet
 
 WATCHLIST_PATTERN = r"^[a-z0-9()][a-z0-9()-]{0,63}$"
@@ -54,6 +55,8 @@ class ApiContext:
     pool: asyncpg.Pool
     watchlists: Callable[[], WatchlistSet]
     notification_log_seen: bool = False  # the alerting service creates the table; once there, it stays
+    keys_configured: bool = False  # whether X-API-Key is checked (then it names who made a correction)
+    outbox: CorrectionOutbox | None = None  # publishes corrections; None: they wait unpublished in PostgreSQL
 
 
 async def context(request: Request) -> ApiContext:
