@@ -131,6 +131,64 @@ def test_a_post_cannot_forge_lines_in_a_slack_message() -> None:
     assert "\n" not in body["blocks"][0]["text"]["text"]
 
 
+CRISIS = ("Acme Air: data breach (legal/privacy, 9 of 14 posts) \u2014 14 mentions in 60 s, 8\u00d7 usual; "
+          "started by @breachwatch_kat (84k followers)")
+ASSESSMENT = {"level": "critical", "score": 7.4, "factors": [
+    {"name": "risk", "value": 0.64, "points": 3.0, "reason": "legal/privacy in 9 of 14 posts"},
+    {"name": "volume", "value": 8.2, "points": 1.52, "reason": "8\u00d7 the usual volume"},
+    {"name": "negative", "value": 0.1, "points": 0.0, "reason": "10% negative"}]}
+
+
+def explained_alert(summary: str = CRISIS) -> Alert:
+    a = alert(summary=summary)
+    explanation = {
+        "total": 14,
+        "tags": [{"tag": "legal_privacy", "kind": "risk", "count": 9, "mention_ids": ["m1"],
+                  "evidence": [{"phrase": "data <b>breach", "count": 6, "mention_id": "m1"}]}],
+        "top_posts": [{"mention_id": "m1", "source": "twitter", "author_handle": "breachwatch_kat", "reach": 84213,
+                       "engagement": 533, "roles": ["first", "loudest", "relevant"], "text": "This is a data breach"},
+                      {"mention_id": "m2", "source": "news", "author_handle": None, "reach": None, "engagement": None,
+                       "roles": ["relevant"], "text": "Acme Air confirms data breach"}],
+        "top_terms": [{"term": "data breach", "count": 6}, {"term": "passport", "count": 4}],
+        "claims": [{"text": "data breach (legal/privacy, 9 of 14 posts)", "mention_ids": ["m1"]}],
+    }
+    event = {**a.event, "explanation": explanation, "severity_assessment": ASSESSMENT,
+             "annotations": {**a.event["annotations"], "summary": summary}}
+    return replace(a, labels={**a.labels, "alertname": "volume_spike"}, event=event)
+
+
+def test_the_summary_sentence_leads_every_receiver() -> None:
+    a = explained_alert()
+    hook = webhook_body(Plan(True, "new_alerts", (a,)), WEBHOOK, "watchlist=acme-air", {"watchlist": "acme-air"})
+    assert hook["alerts"][0]["annotations"]["summary"] == CRISIS and hook["commonAnnotations"]["summary"] == CRISIS
+    assert hook["alerts"][0]["labels"]["alertname"] == "volume_spike" and hook["commonLabels"]["alertname"] == "volume_spike"
+    slack = slack_body(Plan(True, "new_alerts", (a, alert("negative_surge", "warning"))), SLACK, "watchlist=acme-air")
+    header = slack["blocks"][0]["text"]["text"]
+    assert header.startswith("Acme Air: data breach (legal/privacy, 9 of 14 posts)") and header.endswith("(+1 more firing)")
+    assert len(header) <= 150  # Slack's limit for a header, shortened with an ellipsis
+    lines = slack["blocks"][1]["text"]["text"].split("\n")
+    assert lines[1] == "Severity: critical 7.4/10: legal/privacy in 9 of 14 posts, 8\u00d7 the usual volume"
+    assert lines[2] == "Tags: legal/privacy 9/14 (\u201cdata &lt;b&gt;breach\u201d)"
+    assert lines[3] == "> first/loudest @breachwatch_kat (84,213 followers, 533 engagements): This is a data breach"
+    assert lines[4] == "> news: Acme Air confirms data breach" and lines[5] == "Top terms: data breach, passport"
+    payload = pagerduty_body(Plan(True, "new_alerts", (a,)), PAGERDUTY, "watchlist=acme-air")["payload"]
+    assert payload["summary"] == f"[FIRING:1] [critical 7.4] {CRISIS}"
+    assert payload["severity"] == "critical"  # PagerDuty's severity stays the rule's (it routes); the assessment is in the text
+    details = payload["custom_details"]["alerts"][0]
+    assert details["severity"].startswith("critical 7.4/10") and details["claims"][0]["mention_ids"] == ["m1"]
+
+
+def test_a_long_or_hostile_summary_stays_one_escaped_line_in_headers() -> None:
+    a = explained_alert(summary="Acme Air: <!channel> & <http://evil.example|x>\nRESOLVED " + "x" * 300)
+    header = slack_body(Plan(True, "new_alerts", (a,)), SLACK, "g")["blocks"][0]["text"]["text"]
+    assert len(header) <= 150 and header.endswith("\u2026") and "\n" not in header
+    assert "<!channel>" not in header and "&lt;!channel&gt; &amp; &lt;http://evil.example|x&gt; RESOLVED" in header
+    summary = pagerduty_body(Plan(True, "new_alerts", (a,)), PAGERDUTY, "g")["payload"]["summary"]
+    assert "\n" not in summary and summary.startswith("[FIRING:1] [critical 7.4] Acme Air: <!channel>")
+    resolved = slack_body(Plan(True, "all_resolved", (), (alert(status="resolved"),)), SLACK, "g")
+    assert resolved["blocks"][0]["text"]["text"] == "RESOLVED: 1 resolved (g)"
+
+
 def test_pagerduty_summary_stays_on_one_line() -> None:
     payload = pagerduty_body(Plan(True, "new_alerts", (forged_alert(),)), PAGERDUTY, "watchlist=acme-air")["payload"]
     assert payload["summary"] == "[FIRING:1] acme-air: spike FIRING: fake"
@@ -263,17 +321,18 @@ DEFAULTS = RuleDefaults.from_settings(settings())
 
 
 def test_a_watchlist_without_rules_gets_the_default_rules() -> None:
-    rules = rules_for(Watchlist("acme-air", "Acme Air", "brand", ("Acme",), handles=("@AcmeAirHelp",)), DEFAULTS)
+    """A topic has no rule pack: without rules of its own it runs EARFUL_ALERT_DEFAULT_RULES."""
+    rules = rules_for(Watchlist("acme-air", "Acme Air", "topic", ("Acme",), handles=("@AcmeAirHelp",)), DEFAULTS)
     assert set(rules.rules) == {"volume_spike", "negative_surge", "unanswered_question"}
     assert rules.rules["volume_spike"].severity == "critical" and rules.rules["negative_surge"].severity == "warning"
-    assert rules.rules["volume_spike"]["min_z"] == 8.0 and rules.rules["volume_spike"].cooldown_s == 300
+    assert rules.rules["volume_spike"]["min_z"] == 6.0 and rules.rules["volume_spike"].cooldown_s == 300
     assert rules.rules["unanswered_question"]["sla_s"] == 0  # no SLA: never alerts
     assert rules.handles == frozenset({"acmeairhelp"})
 
 
 def test_a_watchlists_own_rules() -> None:
     quiet = QuietHours("22:00", "07:00", "Europe/Berlin")
-    w = Watchlist("acme-air", "Acme Air", "brand", ("Acme",), response_sla_s=1800, alert_rules=(
+    w = Watchlist("acme-air", "Acme Air", "topic", ("Acme",), response_sla_s=1800, alert_rules=(
         AlertRule("volume_spike", severity="critical", receivers=("oncall",), thresholds={"min_count": 25, "typo": 1},
                   pending_s=30, cooldown_s=600),
         AlertRule("unanswered_question", severity="loud", quiet_hours=quiet),
@@ -283,7 +342,7 @@ def test_a_watchlists_own_rules() -> None:
     rules = rules_for(w, DEFAULTS)
     assert set(rules.rules) == {"volume_spike", "unanswered_question"}  # disabled and unknown ones skipped
     v = rules.rules["volume_spike"]
-    assert (v["min_count"], v["min_ratio"], v.receivers, v.pending_s, v.cooldown_s) == (25, 3.0, ("oncall",), 30, 600)
+    assert (v["min_count"], v["min_ratio"], v.receivers, v.pending_s, v.cooldown_s) == (25, 2.5, ("oncall",), 30, 600)
     assert "typo" not in v.thresholds
     q = rules.rules["unanswered_question"]
     assert (q.severity, q["sla_s"], q.quiet_hours) == ("warning", 1800, quiet)

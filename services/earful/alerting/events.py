@@ -1,4 +1,10 @@
-"""Detector decisions → AlertEvent records (schemas/alert_event.avsc v2) and their JSON form."""
+"""Detector decisions → AlertEvent records (schemas/alert_event.avsc v3) and their JSON form.
+
+A firing decision with evidence (`earful.alerting.describe`) carries its explanation, the severity
+judged from it and the summary sentence naming the cause; every event carries the label
+`alertname` (the rule), which Alertmanager templates expect. alertname repeats `rule`, so it is
+left out of the fingerprint: alerts keep the identity they had before it existed.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from earful.alerting.detection.model import Decision
+from earful.alerting.severity import reasons
+from earful.alerting.summary import Summary
 
 
 def dashboard_link(base: str | None, watchlist_id: str) -> str | None:
@@ -19,19 +27,29 @@ def _ts(ms: int | None) -> datetime | None:
 
 
 def alert_record(d: Decision, *, bucket_s: int, detected_at_ms: int, group_key: str | None,
-                 explanation: dict[str, Any] | None = None, dashboard_url: str | None = None) -> dict[str, Any]:
-    """A detector decision → the AlertEvent Avro record."""
-    annotations = {"summary": d.summary, "description": d.summary}
+                 explanation: dict[str, Any] | None = None, dashboard_url: str | None = None,
+                 assessment: dict[str, Any] | None = None, summary: Summary | None = None) -> dict[str, Any]:
+    """A detector decision → the AlertEvent Avro record (explanation, assessment and the summary
+    sentence only on firing events)."""
+    firing = d.status == "firing"
+    sentence = summary.text if summary is not None and firing else d.summary
+    description = d.summary
+    annotations = {"summary": sentence, "description": description}
+    if firing and assessment is not None:
+        annotations["description"] = f"{description}. Severity {reasons(assessment)}."
+        annotations["severity_level"] = str(assessment["level"])
+        annotations["severity_score"] = f"{assessment['score']:.1f}"
     if dashboard_url:
         annotations["dashboard_url"] = dashboard_url
     return {
-        "schema_version": 2, "alert_id": d.alert_id, "fingerprint": d.fingerprint, "status": d.status,
+        "schema_version": 3, "alert_id": d.alert_id, "fingerprint": d.fingerprint, "status": d.status,
         "rule": d.rule, "watchlist_id": d.watchlist_id, "severity": d.labels.get("severity", "warning"),
-        "labels": dict(d.labels), "summary": d.summary, "observed": d.observed, "baseline": d.baseline, "score": d.score,
-        "bucket_seconds": bucket_s, "starts_at": _ts(d.starts_at_ms), "ends_at": _ts(d.ends_at_ms),
+        "labels": {**d.labels, "alertname": d.rule}, "summary": sentence, "observed": d.observed, "baseline": d.baseline,
+        "score": d.score, "bucket_seconds": bucket_s, "starts_at": _ts(d.starts_at_ms), "ends_at": _ts(d.ends_at_ms),
         "detected_at": _ts(detected_at_ms), "sample_mention_ids": list(d.sample_mention_ids),
         "first_received_at": _ts(d.first_received_at_ms), "annotations": annotations, "group_key": group_key,
-        "explanation": explanation if d.status == "firing" else None,
+        "explanation": explanation if firing else None,
+        "severity_assessment": assessment if firing else None,
     }
 
 

@@ -1,106 +1,468 @@
-"""Why an alert fired: the evidence people see with it (top posts by reach, top terms, sources,
-languages, sentiment share, a dashboard link).
+"""Why an alert fired: the evidence people see with it, computed from the posts of the alert's
+window and the watchlist's own recent history.
 
-Recent mentions of each watchlist are kept in memory for the lateness window (bounded per
-watchlist). They are not part of the changelogged detector state, so an alert that fires right
-after a restart explains itself from the mentions seen since the restart.
+Per watchlist the alerting service keeps (`Evidence`):
+
+* the recent posts (the lateness window and the longest rule window, bounded in number), each
+  with its terms, tags, sentiment, reach and engagement;
+* the watchlist's term history: for each event-time hour of the last `HISTORY_HOURS`, how many
+  posts contained each term (hapaxes of closed hours dropped, each hour capped).
+
+An explanation (`explain`, the Explanation record of schemas/alert_event.avsc) holds: the
+window's distinctive terms and phrases against that history (`earful.alerting.terms`), never the
+watchlist's own names or stop words; the risk and intent tags with counts, evidence phrases and
+mention ids; the cause (the dominant tag when a substantial share of the posts carry it, else
+the most distinctive phrase); top posts ranked by relevance to the alert (cause, distinctive
+terms, risk tags, then reach), plus the first post and the loudest one; sources, languages,
+sentiment with mean confidence, reach and engagement. Both posts and history are also written to
+PostgreSQL (`earful.alerting.evidence_store`), so a restarted service explains alerts with what
+it saw before the restart.
 """
 
 from __future__ import annotations
 
-import re
+import math
 from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-TOP_POSTS = 3
+from earful.alerting.terms import BrandTerms, distinctive, terms_of
+from earful.core.vocabulary import INTENT_TAGS, RISK_TAGS
+
+TOP_POSTS = 3  # posts ranked by relevance (the first and the loudest post come on top, when not among them)
 TOP_TERMS = 8
 TEXT_CHARS = 280
-_TOKEN = re.compile(r"#?\w[\w'-]*\w|#?\w", re.UNICODE)
-_URL = re.compile(r"https?://\S+")
-_STOP = frozenset("""
-a an and are as at be been but by can could did do does for from had has have how i if in into is it its just me my
-no not of on or our so than that the their them then there these they this to up us was we were what when where which
-who why will with would you your i'm it's i've don't can't im ive dont cant via amp rt
-el la los las de del que y en un una por para con es no se lo al su sus mi muy más pero como ya
-der die das und ist nicht ein eine mit auf für von zu den dem im ich es sie wir aber auch noch wie
-le la les des et est pas un une pour dans sur au aux du qui que ce je il elle nous vous mais avec
-o a os as de do da dos das e é em um uma para com não que se por mais mas como no na
-""".split())
+MAX_IDS = 100  # mention ids kept per claim, tag or term
+HISTORY_HOURS = 24
+MAX_HOUR_TERMS = 20_000  # distinct terms kept of one closed hour (the most frequent)
+MAX_PENDING = 20_000  # posts waiting to be written to PostgreSQL (older ones are not needed after a restart)
+LOW_CONFIDENCE = 0.6  # a sentiment label whose probability is below this is counted as unsure
+MIN_CAUSE_SHARE = 0.3  # share of the window's posts a tag needs to be the cause
+MIN_CAUSE_POSTS = 2
+# Pseudo-counts of the log-odds prior (see terms.distinctive): a tenth of the counts compared, within
+# bounds, so a long history does not make every word of a small window distinctive, nor a short one
+# drown a clear signal in the prior.
+PRIOR_SHARE, PRIOR_MIN, PRIOR_MAX = 0.1, 50.0, 5000.0
+MIN_Z = 1.96
+HOUR_MS = 3_600_000
+#: How tags read in sentences.
+TAG_LABELS = {"legal_privacy": "legal/privacy", "customer_question": "customer question",
+              "purchase_intent": "purchase intent"}
+
+
+def tag_label(tag: str) -> str:
+    return TAG_LABELS.get(tag, tag.replace("_", " "))
+
+
+def tag_kind(tag: str) -> str:
+    return "risk" if tag in RISK_TAGS else ("intent" if tag in INTENT_TAGS else "other")
 
 
 @dataclass(frozen=True)
 class Post:
+    """What is kept of one enriched mention, for explanations."""
+
     mention_id: str
     source: str
     url: str | None
     author_handle: str | None
-    reach: int | None
+    reach: int | None  # the author's followers
     text: str
     created_ms: int
     lang: str
-    sentiment: str
+    sentiment: str  # negative | neutral | positive | unknown
     terms: tuple[str, ...]
+    engagement: int | None = None  # likes + reposts + replies
+    confidence: float | None = None  # the probability of the sentiment label, when the model gives one
+    negative: float | None = None  # the probability of negative, when the model gives one
+    tags: tuple[tuple[str, str], ...] = ()  # (tag, evidence text)
 
+    @property
+    def loudness(self) -> float:
+        """Reach × engagement: how many people the post is likely to have reached."""
+        return (1.0 + (self.reach or 0)) * (1.0 + (self.engagement or 0))
 
-def terms_of(text: str) -> tuple[str, ...]:
-    """Distinct case-folded words and hashtags of a text, without links, handles or stop words."""
-    text = _URL.sub(" ", text)
-    seen: dict[str, None] = {}
-    for token in _TOKEN.findall(text):
-        term = token.casefold()
-        if term.startswith("#") or (len(term) >= 3 and term not in _STOP and not term.isdigit()):
-            seen.setdefault(term, None)
-    return tuple(seen)[:20]
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.mention_id, "src": self.source, "url": self.url, "by": self.author_handle, "reach": self.reach,
+                "eng": self.engagement, "text": self.text, "at": self.created_ms, "lang": self.lang, "s": self.sentiment,
+                "conf": self.confidence, "neg": self.negative, "tags": [list(t) for t in self.tags], "terms": list(self.terms)}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Post:
+        return cls(mention_id=d["id"], source=d["src"], url=d.get("url"), author_handle=d.get("by"), reach=d.get("reach"),
+                   text=d["text"], created_ms=int(d["at"]), lang=d.get("lang") or "und", sentiment=d.get("s") or "unknown",
+                   terms=tuple(d.get("terms") or ()), engagement=d.get("eng"), confidence=d.get("conf"),
+                   negative=d.get("neg"), tags=tuple((str(t[0]), str(t[1])) for t in d.get("tags") or ()))
 
 
 def post_of(record: dict[str, Any]) -> Post:
     """The evidence kept of one enriched mention."""
     m = record["mention"]
-    label = (record.get("sentiment") or {}).get("label") or "unknown"
+    author = m.get("author") or {}
+    sentiment = record.get("sentiment") or {}
+    label = sentiment.get("label") or "unknown"
+    probabilities = sentiment.get("probabilities") or {}
+    confidence = probabilities.get(label) if label != "unknown" else None
+    engagement = m.get("engagement") or {}
+    lang = (record.get("language") or {}).get("code") or "und"
+    eng = sum(int(engagement.get(k) or 0) for k in ("likes", "reposts", "replies")) if engagement else None
     return Post(
-        mention_id=m["mention_id"], source=m["source"], url=m.get("url"), author_handle=(m.get("author") or {}).get("handle"),
-        reach=(m.get("author") or {}).get("followers"), text=m["text"][:TEXT_CHARS],
-        created_ms=int(m["created_at"].timestamp() * 1000), lang=(record.get("language") or {}).get("code") or "und",
-        sentiment=str(label), terms=terms_of(m["text"]),
+        mention_id=m["mention_id"], source=m["source"], url=m.get("url"), author_handle=author.get("handle"),
+        reach=author.get("followers"), text=m["text"][:TEXT_CHARS], created_ms=int(m["created_at"].timestamp() * 1000),
+        lang=lang, sentiment=str(label), terms=terms_of(m["text"], lang), engagement=eng,
+        confidence=None if confidence is None else float(confidence),
+        negative=float(probabilities["negative"]) if "negative" in probabilities else None,
+        tags=tuple((str(r["tag"]), str(r.get("evidence") or "")) for r in record.get("risks") or ()),
     )
 
 
-class Evidence:
-    """Recent posts per watchlist, for explanations."""
+# --- the watchlist's term history -------------------------------------------------------------
 
-    def __init__(self, horizon_ms: int, max_posts: int = 2000) -> None:
+
+class TermHistory:
+    """Posts containing each term, per event-time hour, over the last `hours` hours; `total` is
+    their sum. `delta` is what was added since it was last written to PostgreSQL."""
+
+    def __init__(self, hours: int = HISTORY_HOURS) -> None:
+        self.hours = hours
+        self.by_hour: dict[int, Counter[str]] = {}
+        self.posts_by_hour: dict[int, int] = {}
+        self.total: Counter[str] = Counter()
+        self.total_count = 0  # sum of `total`
+        self.posts = 0
+        self.delta: dict[int, tuple[int, Counter[str]]] = {}
+        self.newest: int | None = None
+
+    def add(self, hour: int, terms: Iterable[str], posts: int = 1, pending: bool = True) -> None:
+        """Count one post's terms (or, restoring, an hour's counts) into `hour`."""
+        if self.newest is not None and hour <= self.newest - self.hours:
+            return  # older than the history keeps
+        counts = Counter(terms) if not isinstance(terms, Counter) else terms
+        bucket = self.by_hour.setdefault(hour, Counter())
+        bucket.update(counts)
+        self.posts_by_hour[hour] = self.posts_by_hour.get(hour, 0) + posts
+        self.total.update(counts)
+        self.total_count += sum(counts.values())
+        self.posts += posts
+        if pending:
+            n, d = self.delta.get(hour, (0, Counter()))
+            d.update(counts)
+            self.delta[hour] = (n + posts, d)
+        if self.newest is None or hour > self.newest:
+            closed = self.newest
+            self.newest = hour
+            if closed is not None:
+                self._compact(closed)
+            self._expire()
+
+    def _expire(self) -> None:
+        assert self.newest is not None
+        for hour in [h for h in self.by_hour if h <= self.newest - self.hours]:
+            self._drop(hour, self.by_hour.pop(hour))
+            self.posts -= self.posts_by_hour.pop(hour, 0)
+
+    def _compact(self, hour: int) -> None:
+        """A closed hour keeps terms seen in two posts or more, at most MAX_HOUR_TERMS of them."""
+        bucket = self.by_hour.get(hour)
+        if not bucket:
+            return
+        dropped = Counter({t: n for t, n in bucket.items() if n < 2})
+        if len(bucket) - len(dropped) > MAX_HOUR_TERMS:
+            kept = dict(Counter({t: n for t, n in bucket.items() if n >= 2}).most_common(MAX_HOUR_TERMS))
+            dropped = Counter({t: n for t, n in bucket.items() if t not in kept})
+        for t in dropped:
+            del bucket[t]
+        self._drop(hour, dropped)
+
+    def _drop(self, hour: int, counts: Counter[str]) -> None:
+        self.total.subtract(counts)
+        self.total_count -= sum(counts.values())
+        for t in counts:
+            if self.total[t] <= 0:
+                del self.total[t]
+
+    def span_hours(self) -> int:
+        """How many hours the history covers (from its oldest hour to its newest)."""
+        return 0 if not self.by_hour or self.newest is None else self.newest - min(self.by_hour) + 1
+
+    def take_delta(self) -> dict[int, tuple[int, Counter[str]]]:
+        delta, self.delta = self.delta, {}
+        return delta
+
+
+# --- evidence per watchlist -------------------------------------------------------------------
+
+
+class Evidence:
+    """Recent posts and term history per watchlist, for explanations."""
+
+    def __init__(self, horizon_ms: int, max_posts: int = 2000, history_hours: int = HISTORY_HOURS) -> None:
         self.horizon_ms = horizon_ms
         self.max_posts = max_posts
+        self.history_hours = history_hours
         self._posts: dict[str, deque[Post]] = {}
         self._seen: dict[str, set[str]] = {}
+        self._newest: dict[str, int] = {}
+        self.history: dict[str, TermHistory] = {}
+        self.pending: deque[tuple[str, Post]] = deque(maxlen=MAX_PENDING)  # posts not yet in PostgreSQL
 
-    def add(self, watchlist_id: str, post: Post) -> None:
+    def add(self, watchlist_id: str, post: Post, *, restored: bool = False) -> bool:
+        """Keep a post (False: already kept, e.g. re-delivered). A new post is counted into the
+        history and queued for PostgreSQL, unless it is `restored` from there."""
         posts = self._posts.setdefault(watchlist_id, deque(maxlen=self.max_posts))
         seen = self._seen.setdefault(watchlist_id, set())
         if post.mention_id in seen:  # a re-delivered mention is one post
-            return
+            return False
         if len(posts) == posts.maxlen:
             seen.discard(posts[0].mention_id)
-        posts.append(post)
+        posts.append(post)  # roughly in event-time order: a late post goes last, and leaves a little late
         seen.add(post.mention_id)
-        newest = max(p.created_ms for p in (posts[-1], post))
+        newest = max(self._newest.get(watchlist_id, post.created_ms), post.created_ms)
+        self._newest[watchlist_id] = newest
         while posts and posts[0].created_ms < newest - self.horizon_ms:
             seen.discard(posts.popleft().mention_id)
+        if not restored:
+            self.history_of(watchlist_id).add(post.created_ms // HOUR_MS, post.terms)
+            self.pending.append((watchlist_id, post))
+        return True
 
-    def explain(self, watchlist_id: str, start_ms: int, end_ms: int, dashboard_url: str | None) -> dict[str, Any]:
-        """The Explanation record (schemas/alert_event.avsc) for the posts in [start_ms, end_ms)."""
-        posts = [p for p in self._posts.get(watchlist_id, ()) if start_ms <= p.created_ms < end_ms]
-        top = sorted(posts, key=lambda p: (-(p.reach or 0), p.created_ms))[:TOP_POSTS]
-        terms = Counter(t for p in posts for t in p.terms)
+    def history_of(self, watchlist_id: str) -> TermHistory:
+        found = self.history.get(watchlist_id)
+        if found is None:
+            found = self.history[watchlist_id] = TermHistory(self.history_hours)
+        return found
+
+    def posts(self, watchlist_id: str, start_ms: int, end_ms: int) -> list[Post]:
+        """The kept posts of [start_ms, end_ms), oldest first."""
+        return sorted((p for p in self._posts.get(watchlist_id, ()) if start_ms <= p.created_ms < end_ms),
+                      key=lambda p: p.created_ms)
+
+    def explain(self, watchlist_id: str, start_ms: int, end_ms: int, dashboard_url: str | None,
+                brand: BrandTerms | None = None, focus_tag: str | None = None) -> dict[str, Any]:
+        """The Explanation record (schemas/alert_event.avsc) for the posts in [start_ms, end_ms);
+        `focus_tag` is the tag the alert is about, when its rule is about one (risk_mention)."""
+        brand = brand or BrandTerms(frozenset())
+        posts = self.posts(watchlist_id, start_ms, end_ms)
+        history = self.history.get(watchlist_id) or TermHistory(self.history_hours)
+        later = [p for p in self._posts.get(watchlist_id, ()) if p.created_ms >= start_ms]
+        terms = top_terms(posts, later, history, brand)
+        tags = tag_breakdown(posts)
+        cause = cause_of(posts, tags, terms, focus_tag)
+        ranked = rank_posts(posts, terms, cause)
         return {
-            "top_posts": [{"mention_id": p.mention_id, "source": p.source, "url": p.url, "author_handle": p.author_handle,
-                           "reach": p.reach, "text": p.text, "created_at": p.created_ms} for p in top],
-            "top_terms": [{"term": t, "count": n} for t, n in sorted(terms.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_TERMS]],
+            "top_posts": [post_json(p, roles, relevance, matched) for p, roles, relevance, matched in ranked],
+            "top_terms": terms,
             "sources": dict(Counter(p.source for p in posts)),
             "languages": dict(Counter(p.lang for p in posts)),
             "sentiment": dict(Counter(p.sentiment for p in posts)),
             "window_start": start_ms,
             "window_end": end_ms,
             "dashboard_url": dashboard_url,
+            "total": len(posts),
+            "mention_ids": [p.mention_id for p in posts][:MAX_IDS],
+            "tags": tags,
+            "cause": cause,
+            "sentiment_confidence": sentiment_confidence(posts),
+            "negative_share": negative_share(posts),
+            "reach": sum(reach_by_author(posts).values()),
+            "engagement": sum(p.engagement or 0 for p in posts),
+            "history_posts": max(0, history.posts - len(later)),
+            "history_hours": history.span_hours(),
+            "claims": [],
         }
+
+
+def top_terms(posts: list[Post], later: list[Post], history: TermHistory, brand: BrandTerms) -> list[dict[str, Any]]:
+    """The window's distinctive terms against the history without the window (and what came after
+    it), brand terms left out; a word is dropped when a phrase containing it covers most of its posts."""
+    window: Counter[str] = Counter()
+    for p in posts:
+        window.update(p.terms)
+    window_total = sum(window.values())  # brand terms count in both totals, as the history's include them
+    for term in [t for t in window if brand.excludes(t)]:
+        del window[term]
+    recent: Counter[str] = Counter()
+    for p in later:
+        recent.update(p.terms)
+    background_total = max(0, history.total_count - sum(recent.values()))
+    background = {t: max(0, history.total.get(t, 0) - recent.get(t, 0)) for t in window}
+    prior = min(max(PRIOR_SHARE * (background_total + window_total), PRIOR_MIN), PRIOR_MAX)
+    found = distinctive(window, background, background_total, window_total=window_total, prior_strength=prior,
+                        min_z=MIN_Z, limit=TOP_TERMS * 3)
+    phrases = [d for d in found if " " in d.term]
+    kept = []
+    for d in found:
+        if " " not in d.term and any(d.term in ph.term.split(" ") and ph.count >= 0.75 * d.count for ph in phrases):
+            continue
+        kept.append(d)
+    out = []
+    for d in kept[:TOP_TERMS]:
+        ids = [p.mention_id for p in posts if d.term in p.terms]
+        out.append({"term": d.term, "count": d.count, "score": round(d.z, 3), "mention_ids": ids[:MAX_IDS]})
+    return out
+
+
+def _phrase(evidence: str) -> str:
+    return " ".join(evidence.casefold().split())[:80]
+
+
+def tag_breakdown(posts: list[Post]) -> list[dict[str, Any]]:
+    """Each risk and intent tag of the window: how many posts carry it, which, and the evidence
+    phrases that triggered it (most frequent first, with an example post)."""
+    ids: dict[str, list[str]] = {}
+    phrases: dict[str, Counter[str]] = {}
+    example: dict[tuple[str, str], str] = {}
+    for p in posts:
+        for tag in dict.fromkeys(t for t, _ in p.tags):
+            ids.setdefault(tag, []).append(p.mention_id)
+        for tag, evidence in p.tags:
+            phrase = _phrase(evidence)
+            if phrase:
+                phrases.setdefault(tag, Counter())[phrase] += 1
+                example.setdefault((tag, phrase), p.mention_id)
+    order = sorted(ids, key=lambda tag: (tag_kind(tag) != "risk", -len(ids[tag]), tag))
+    out: list[dict[str, Any]] = []
+    for tag in order:
+        counted = sorted((phrases.get(tag) or Counter()).items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+        out.append({"tag": tag, "kind": tag_kind(tag), "count": len(ids[tag]),
+                    "evidence": [{"phrase": ph, "count": n, "mention_id": example[(tag, ph)]} for ph, n in counted],
+                    "mention_ids": ids[tag][:MAX_IDS]})
+    return out
+
+
+def cause_of(posts: list[Post], tags: list[dict[str, Any]], terms: list[dict[str, Any]],
+             focus_tag: str | None = None) -> dict[str, Any] | None:
+    """What the alert is about: the tag its rule is about (`focus_tag`), else the most carried risk
+    tag (else intent tag) when at least MIN_CAUSE_SHARE of the posts (and MIN_CAUSE_POSTS) carry
+    it, with its most frequent evidence phrase; else the most distinctive term; None when the
+    window has neither."""
+    total = len(posts)
+    if not total:
+        return None
+    for kind in ("focus", "risk", "intent"):
+        if kind == "focus":
+            strong = [t for t in tags if t["tag"] == focus_tag]
+        else:
+            strong = [t for t in tags if t["kind"] == kind and t["count"] >= MIN_CAUSE_POSTS
+                      and t["count"] >= MIN_CAUSE_SHARE * total]
+        if strong:
+            best = max(strong, key=lambda t: (t["count"], t["tag"] in ("legal_privacy", "regulatory")))
+            tagged = [p for p in posts if any(tag == best["tag"] for tag, _ in p.tags)]
+            return {"kind": f"{best['kind']}_tag" if best["kind"] != "other" else "risk_tag", "tag": best["tag"], "label": tag_label(best["tag"]),
+                    "phrase": _cause_phrase(best["tag"], tagged), "count": best["count"], "total": total,
+                    "mention_ids": [p.mention_id for p in tagged][:MAX_IDS]}
+    if terms:
+        top = terms[0]
+        return {"kind": "term", "tag": None, "label": top["term"], "phrase": top["term"], "count": top["count"],
+                "total": total, "mention_ids": list(top["mention_ids"])}
+    return None
+
+
+def _cause_phrase(tag: str, tagged: list[Post]) -> str | None:
+    """The tag's most frequent evidence phrase; between equally frequent ones, the one most of the
+    tagged posts' texts contain, then the longer one."""
+    candidates = Counter(_phrase(ev) for p in tagged for t, ev in p.tags if t == tag and _phrase(ev))
+    if not candidates:
+        return None
+    texts = [" ".join(p.text.casefold().split()) for p in tagged]
+
+    def support(phrase: str) -> tuple[int, int, int, str]:
+        return (candidates[phrase], sum(1 for text in texts if phrase in text), len(phrase), phrase)
+
+    best = max(candidates, key=support)
+    return best if len(best) <= 40 else best[:40].rsplit(" ", 1)[0] + "…"
+
+
+def carries(post: Post, cause: dict[str, Any] | None) -> bool:
+    if cause is None:
+        return False
+    if cause["kind"] == "term":
+        return bool(cause["phrase"] in post.terms)
+    return any(tag == cause["tag"] for tag, _ in post.tags)
+
+
+def rank_posts(posts: list[Post], terms: list[dict[str, Any]], cause: dict[str, Any] | None
+               ) -> list[tuple[Post, list[str], float, list[str]]]:
+    """(post, roles, relevance, distinctive terms it carries): the TOP_POSTS most relevant posts
+    (the cause counts 2, each distinctive term and each other risk tag 1; then reach, then time),
+    with the first post carrying the cause (else the first post) and the loudest post added."""
+    if not posts:
+        return []
+    top = {t["term"] for t in terms}
+
+    def score(p: Post) -> tuple[float, list[str]]:
+        matched = [t for t in p.terms if t in top]
+        risks = {tag for tag, _ in p.tags if tag in RISK_TAGS and not (cause and cause.get("tag") == tag)}
+        return 2.0 * carries(p, cause) + len(matched) + len(risks), matched
+
+    scored = {p.mention_id: score(p) for p in posts}
+    ranked = sorted(posts, key=lambda p: (-scored[p.mention_id][0], -(p.reach or 0), p.created_ms))[:TOP_POSTS]
+    first = next((p for p in posts if carries(p, cause)), posts[0])
+    loudest = max(posts, key=lambda p: (p.loudness, -p.created_ms))
+    roles: dict[str, list[str]] = {}
+    order: list[Post] = []
+    for role, chosen in (("first", [first]), ("loudest", [loudest]), ("relevant", ranked)):
+        for p in chosen:
+            if p.mention_id not in roles:
+                roles[p.mention_id] = []
+                order.append(p)
+            roles[p.mention_id].append(role)
+    return [(p, roles[p.mention_id], scored[p.mention_id][0], scored[p.mention_id][1]) for p in order]
+
+
+def post_json(p: Post, roles: list[str], relevance: float, matched: list[str]) -> dict[str, Any]:
+    """A SamplePost record."""
+    return {"mention_id": p.mention_id, "source": p.source, "url": p.url, "author_handle": p.author_handle,
+            "reach": p.reach, "text": p.text, "created_at": p.created_ms, "engagement": p.engagement, "roles": roles,
+            "relevance": relevance, "matched_terms": matched, "tags": list(dict.fromkeys(t for t, _ in p.tags)),
+            "sentiment": p.sentiment}
+
+
+def sentiment_confidence(posts: list[Post]) -> list[dict[str, Any]]:
+    """Per sentiment label: posts, mean confidence (the label's probability; null when no post of
+    it has one) and how many were unsure (below LOW_CONFIDENCE)."""
+    out = []
+    by_label: dict[str, list[Post]] = {}
+    for p in posts:
+        by_label.setdefault(p.sentiment, []).append(p)
+    for label, group in sorted(by_label.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        confidences = [p.confidence for p in group if p.confidence is not None]
+        out.append({"label": label, "count": len(group),
+                    "mean_confidence": round(sum(confidences) / len(confidences), 4) if confidences else None,
+                    "low_confidence": sum(1 for c in confidences if c < LOW_CONFIDENCE)})
+    return out
+
+
+def negative_share(posts: list[Post]) -> float | None:
+    """The expected share of negative posts: the mean probability of negative where the model
+    gives one, 1 or 0 by label otherwise; None for an empty window."""
+    if not posts:
+        return None
+    values = [p.negative if p.negative is not None else float(p.sentiment == "negative") for p in posts]
+    return round(sum(values) / len(values), 4)
+
+
+def reach_by_author(posts: list[Post]) -> dict[str, int]:
+    """Followers per author (each author counted once) of the window."""
+    out: dict[str, int] = {}
+    for p in posts:
+        key = f"{p.source}:{(p.author_handle or p.mention_id).casefold()}"
+        out[key] = max(out.get(key, 0), p.reach or 0)
+    return out
+
+
+def compact_number(n: float) -> str:
+    """84213 → 84k, 1250000 → 1.2M, 950 → 950."""
+    for size, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= size:
+            value = n / size
+            return f"{value:.1f}{suffix}".replace(".0", "") if value < 10 else f"{math.floor(value)}{suffix}"
+    return f"{n:.0f}"
+
+
+def evidence_horizon_ms(bucket_ms: int, lateness_buckets: int, settings: Any) -> int:
+    """How far back (event time) posts are kept: the buckets that can still fire (the lateness
+    window) and the longest trailing window a volume rule judges."""
+    windows = [int(getattr(settings, name, 0) or 0) for name in ("alert_window_s", "alert_window_medium_s", "alert_window_long_s")]
+    return (lateness_buckets + 1) * bucket_ms + max(windows, default=0) * 1000

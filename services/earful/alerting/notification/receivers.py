@@ -7,12 +7,20 @@
   Earful alert event under ``earful``. Signed: ``X-Earful-Signature: v1=<hex HMAC-SHA256 of
   "<X-Earful-Timestamp>.<body>">``; ``X-Earful-Idempotency-Key`` is the same for a re-sent
   notification.
-* **slack**: an incoming-webhook message with Block Kit blocks; every piece of user text (post
-  texts, handles, summaries) is escaped (&, <, >), so a post cannot ping @channel or forge links,
-  and put on one line (line breaks become spaces), so a post cannot forge lines of the message.
+  ``annotations.summary`` is the alert's summary sentence (the cause, the measurement, the first
+  post), ``annotations.description`` the detector's measurement with the severity and its reasons,
+  ``annotations.severity_level``/``severity_score`` the severity judged from the evidence; every
+  alert has the label ``alertname`` (its rule).
+* **slack**: an incoming-webhook message with Block Kit blocks: the header is the first firing
+  alert's summary sentence; each alert's section has its status line, the severity with its
+  reasons, the tags (counts and evidence), the posts shown as evidence and the distinctive terms.
+  Every piece of user text (post texts, handles, summaries, evidence, terms) is escaped (&, <, >),
+  so a post cannot ping @channel or forge links, and put on one line (line breaks become spaces),
+  so a post cannot forge lines of the message.
 * **pagerduty**: a PagerDuty Events API v2 event per notification: ``trigger`` while any alert of
   the group fires, ``resolve`` when all resolved, with a ``dedup_key`` derived from the group key,
-  so the incident survives restarts and is resolved by the same key; its summary is one line.
+  so the incident survives restarts and is resolved by the same key; its summary is one line:
+  the first firing alert's summary sentence, with the severity judged from the evidence.
 """
 
 from __future__ import annotations
@@ -22,9 +30,11 @@ import hmac
 import json
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from earful.alerting.explain import tag_label
 from earful.alerting.notification.grouping import Alert, Plan
 from earful.alerting.notification.routing import Receiver
 
@@ -120,20 +130,81 @@ def escape_slack(text: str) -> str:
     return one_line(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def severity_text(event: Mapping[str, Any]) -> str:
+    """'critical 6.9/10: legal/privacy in 7 of 14 posts, 8× the usual volume, ...', or ''."""
+    assessment = event.get("severity_assessment")
+    if not assessment:
+        return ""
+    reasons = [f["reason"] for f in assessment.get("factors") or [] if f.get("points", 0) > 0][:5]
+    head = f"{assessment['level']} {float(assessment['score']):.1f}/10"
+    return f"{head}: {', '.join(reasons)}" if reasons else head
+
+
+def _header(title: str, limit: int = 150) -> str:
+    """`title` escaped and on one line, shortened (before escaping, so no entity is cut) to fit Slack's header."""
+    cut = limit
+    text = escape_slack(_shorten(title, cut))
+    while len(text) > limit:
+        cut -= max(1, len(text) - limit)
+        text = escape_slack(_shorten(title, cut))
+    return text
+
+
+def headline(plan: Plan, group_key: str) -> str:
+    """The first firing alert's summary sentence (and how many more), else the group's status."""
+    if plan.firing:
+        first = plan.firing[0]
+        more = f" (+{len(plan.firing) - 1} more firing)" if len(plan.firing) > 1 else ""
+        return f"{first.event.get('summary') or first.alert_id}{more}"
+    return f"RESOLVED: {len(plan.resolved)} resolved ({group_key})"
+
+
+def _tag_line(explanation: Mapping[str, Any]) -> str:
+    total = explanation.get("total") or 0
+    parts = []
+    for t in (explanation.get("tags") or [])[:4]:
+        evidence = (t.get("evidence") or [{}])[0].get("phrase")
+        label = tag_label(str(t["tag"]))
+        parts.append(f"{label} {t['count']}/{total}" + (f" (\u201c{_shorten(str(evidence), 40)}\u201d)" if evidence else ""))
+    return ", ".join(parts)
+
+
+def _post_line(post: Mapping[str, Any]) -> str:
+    who = f"@{post['author_handle']}" if post.get("author_handle") else post.get("source", "")
+    facts = []
+    if post.get("reach"):
+        facts.append(f"{post['reach']:,} followers")
+    if post.get("engagement"):
+        facts.append(f"{post['engagement']:,} engagements")
+    roles = [r for r in post.get("roles") or [] if r != "relevant"]
+    role = f"{'/'.join(roles)} " if roles else ""
+    detail = f" ({', '.join(facts)})" if facts else ""
+    return f"> {escape_slack(role + who)}{escape_slack(detail)}: {escape_slack(str(post.get('text', ''))[:200])}"
+
+
 def slack_body(plan: Plan, receiver: Receiver, group_key: str) -> dict[str, Any]:
-    """An incoming-webhook message: a header, one section per alert (capped), evidence, links."""
+    """An incoming-webhook message: a header (the summary sentence), one section per alert (capped)
+    with its severity, tags, posts and terms, links."""
     icon = {"firing": ":rotating_light:", "resolved": ":white_check_mark:"}[plan.status]
-    headline = f"{plan.status.upper()}: {len(plan.firing)} firing, {len(plan.resolved)} resolved ({group_key})"
-    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": one_line(headline)[:150]}}]
+    title = headline(plan, group_key)
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": _header(title)}}]
     for a in plan.alerts[:10]:
         ev = a.event
         lines = [(f"{icon} *{escape_slack(a.status.upper())}* `{escape_slack(a.labels.get('rule', ''))}` "
                  f"({escape_slack(a.labels.get('severity', ''))}) — {escape_slack(str(ev.get('summary', '')))}")]
         explanation = ev.get("explanation") or {}
-        for post in (explanation.get("top_posts") or [])[:3]:
-            who = f"@{post['author_handle']}" if post.get("author_handle") else post.get("source", "")
-            reach = f" ({post['reach']:,} followers)" if post.get("reach") else ""
-            lines.append(f"> {escape_slack(who)}{escape_slack(reach)}: {escape_slack(str(post.get('text', ''))[:200])}")
+        severity = severity_text(ev) if a.firing else ""
+        if severity:
+            lines.append(f"Severity: {escape_slack(severity)}")
+        tags = _tag_line(explanation)
+        if tags:
+            lines.append(f"Tags: {escape_slack(tags)}")
+        for post in (explanation.get("top_posts") or [])[:5]:
+            lines.append(_post_line(post))
         terms = ", ".join(t["term"] for t in (explanation.get("top_terms") or [])[:8])
         if terms:
             lines.append(f"Top terms: {escape_slack(terms)}")
@@ -145,8 +216,9 @@ def slack_body(plan: Plan, receiver: Receiver, group_key: str) -> dict[str, Any]
     if len(plan.alerts) > 10:
         blocks.append({"type": "context", "elements": [
             {"type": "mrkdwn", "text": f"and {len(plan.alerts) - 10} more alerts"}]})
+    status = f"{plan.status.upper()}: {len(plan.firing)} firing, {len(plan.resolved)} resolved ({group_key})"
     fallback = "; ".join(escape_slack(str(a.event.get("summary", a.alert_id))) for a in plan.alerts[:5])
-    return {"text": f"{one_line(headline)}: {fallback}"[:3000], "blocks": blocks}
+    return {"text": f"{escape_slack(status)}: {fallback}"[:3000], "blocks": blocks}
 
 
 def pagerduty_dedup_key(group_key: str) -> str:
@@ -162,7 +234,9 @@ def pagerduty_body(plan: Plan, receiver: Receiver, group_key: str, external_url:
     worst = max(plan.firing, key=lambda a: ("info", "warning", "critical").index(a.labels.get("severity", "info"))
                 if a.labels.get("severity") in ("info", "warning", "critical") else 0)
     first = plan.firing[0]
-    summary = one_line(f"[FIRING:{len(plan.firing)}] {first.event.get('summary', first.alert_id)}")
+    assessed = first.event.get("severity_assessment") or {}
+    level = f"[{assessed['level']} {float(assessed['score']):.1f}] " if assessed else ""
+    summary = one_line(f"[FIRING:{len(plan.firing)}] {level}{first.event.get('summary', first.alert_id)}")
     body: dict[str, Any] = {
         "routing_key": receiver.routing_key,
         "event_action": "trigger",
@@ -177,7 +251,9 @@ def pagerduty_body(plan: Plan, receiver: Receiver, group_key: str, external_url:
             "class": first.labels.get("rule", ""),
             "custom_details": {
                 "alerts": [{"alert_id": a.alert_id, "summary": a.event.get("summary"), "labels": dict(a.labels),
-                            "observed": a.event.get("observed"), "baseline": a.event.get("baseline")}
+                            "observed": a.event.get("observed"), "baseline": a.event.get("baseline"),
+                            "severity": severity_text(a.event) or None,
+                            "claims": (a.event.get("explanation") or {}).get("claims") or []}
                            for a in plan.firing[:20]],
             },
         },

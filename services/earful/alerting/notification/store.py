@@ -208,8 +208,9 @@ def _ts(value: Any) -> datetime | None:
 
 
 async def reset_local_state(conn: asyncpg.Connection) -> None:
-    """Forget alert states, groups, receivers' log entries and acknowledgements (not silences, not
-    the notification history). For a local stack only: its in-memory broker starts empty, so the
-    detector starts afresh too, and a replay of the same sample must alert again rather than be
-    taken for the episode a previous stack already notified."""
-    await conn.execute("TRUNCATE alert_state, alert_groups, alert_nflog, alert_acks")
+    """Forget alert states, groups, receivers' log entries, acknowledgements and the evidence (not
+    silences, not the notification history). For a local stack only: its in-memory broker starts
+    empty, so the detector starts afresh too, and a replay of the same sample must alert again
+    rather than be taken for the episode a previous stack already notified."""
+    await conn.execute("TRUNCATE alert_state, alert_groups, alert_nflog, alert_acks, alert_evidence_posts,"
+                       " alert_term_history, alert_evidence")
