@@ -15,11 +15,13 @@ import asyncio
 import hashlib
 import json
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from aiohttp import web
 
 from earful_dev.stack.broker import free_port
+from tests.dates import iso_z
 from tests.support import eventually
 
 
@@ -96,10 +98,13 @@ class FeedServer(_Server):
 
 
 def make_status(status_id: int, text: str, *, instance: str = "https://mastodon.example", likes: int = 0,
-                reblog: dict[str, Any] | None = None, account: str = "janedoe") -> dict[str, Any]:
-    """A status shaped like Mastodon's API answer."""
+                reblog: dict[str, Any] | None = None, account: str = "janedoe",
+                created_at: datetime | None = None) -> dict[str, Any]:
+    """A status shaped like Mastodon's API answer, posted `created_at` (default: an hour ago, so the
+    connector never finds it older than the retention period)."""
+    posted = created_at or datetime.now(timezone.utc) - timedelta(hours=1)
     return {
-        "id": str(status_id), "created_at": "2026-11-02T08:31:02.512Z", "in_reply_to_id": None, "sensitive": False,
+        "id": str(status_id), "created_at": iso_z(posted), "in_reply_to_id": None, "sensitive": False,
         "spoiler_text": "", "visibility": "public", "language": "en",
         "uri": f"{instance}/users/{account}/statuses/{status_id}", "url": f"{instance}/@{account}/{status_id}",
         "replies_count": 0, "reblogs_count": 0, "favourites_count": likes, "content": f"<p>{text}</p>", "reblog": reblog,

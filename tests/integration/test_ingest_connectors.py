@@ -29,11 +29,17 @@ from earful.ingest.connectors.mastodon import MastodonConnector, MastodonStream
 from earful.ingest.publisher import Dedup, Publisher
 from earful.watchlists import WatchlistSet
 from earful_dev.stack.broker import free_port
+from tests.dates import shift_dates, shifted_bytes
 from tests.protocol_servers import FeedDoc, FeedServer, JetstreamServer, MastodonServer, make_status
 from tests.support import consume_all, eventually
 
 pytestmark = pytest.mark.integration
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "ingest"
+
+
+def fixture(name: str) -> bytes:
+    """A fixture document with its dates moved to recent days (connectors skip items older than the retention period)."""
+    return shifted_bytes((FIXTURES / name).read_bytes())
 
 
 def metric(name: str, **labels: str) -> float:
@@ -54,7 +60,7 @@ def connector_settings(settings: Settings, tmp_path: Path, **over: Any) -> Setti
 
 
 async def raw_records(settings: Settings, ids: set[str], expect: int, timeout_s: float = 15.0) -> list[dict[str, Any]]:
-    """Every record on the raw topic whose mention id is in `ids` (waits for `expect` of them)."""
+    """Every record on the raw topic whose mention id is in `ids` (waits for `expect` of them; fails without them)."""
     codec = Codecs(settings).for_topic(RAW)
     found: list[dict[str, Any]] = []
 
@@ -63,7 +69,8 @@ async def raw_records(settings: Settings, ids: set[str], expect: int, timeout_s:
                     if m.key.decode() in ids]
         return len(found) >= expect
 
-    await eventually(enough, timeout_s=timeout_s, interval_s=0.2)
+    assert await eventually(enough, timeout_s=timeout_s, interval_s=0.2), \
+        f"{len(found)} of {expect} records arrived: {sorted(r['source_id'] for r in found)}"
     return found
 
 
@@ -90,9 +97,9 @@ class Running:
 
 async def test_feeds_publish_each_item_once_with_conditional_get_and_survive_a_restart(settings, publisher, tmp_path) -> None:
     server = FeedServer()
-    server.docs = {"rss": FeedDoc((FIXTURES / "rss2.xml").read_bytes(), "application/rss+xml; charset=UTF-8"),
-                   "atom": FeedDoc((FIXTURES / "atom.xml").read_bytes(), "application/atom+xml"),
-                   "json": FeedDoc((FIXTURES / "feed.json").read_bytes(), "application/feed+json")}
+    server.docs = {"rss": FeedDoc(fixture("rss2.xml"), "application/rss+xml; charset=UTF-8"),
+                   "atom": FeedDoc(fixture("atom.xml"), "application/atom+xml"),
+                   "json": FeedDoc(fixture("feed.json"), "application/feed+json")}
     await server.start()
     s = connector_settings(settings, tmp_path)
     feeds = [FeedConfig(f"{server.url}/rss", 0.3, "news", country="GB"), FeedConfig(f"{server.url}/atom", 0.3, "blog"),
@@ -118,9 +125,10 @@ async def test_feeds_publish_each_item_once_with_conditional_get_and_survive_a_r
         assert server.requests["rss"][0]["user_agent"].startswith("Earful/")
 
         # Restart on the same state folder; the RSS feed now has one new item and a new ETag.
-        new_item = (b"<item><title>Acme Air: systems restored</title><link>https://travel-daily.example/restored/</link>"
-                    b"<guid isPermaLink=\"false\">https://travel-daily.example/?p=48300</guid>"
-                    b"<pubDate>Mon, 02 Nov 2026 10:00:00 +0000</pubDate><description>All flights resume.</description></item>")
+        new_item = shifted_bytes(
+            b"<item><title>Acme Air: systems restored</title><link>https://travel-daily.example/restored/</link>"
+            b"<guid isPermaLink=\"false\">https://travel-daily.example/?p=48300</guid>"
+            b"<pubDate>Mon, 02 Nov 2026 10:00:00 +0000</pubDate><description>All flights resume.</description></item>")
         server.docs["rss"] = FeedDoc(server.docs["rss"].body.replace(b"<item>", new_item + b"<item>", 1), "application/rss+xml")
         new_id = mention_id("news", "https://travel-daily.example/?p=48300")
         async with Running(FeedPoller(publisher, s, feeds)):
@@ -141,7 +149,7 @@ async def _true(value: bool) -> bool:
 
 async def test_feed_errors_back_off_and_recover(settings, publisher, tmp_path) -> None:
     server = FeedServer()
-    atom = (FIXTURES / "atom.xml").read_bytes().replace(b"post-311", b"post-999")
+    atom = fixture("atom.xml").replace(b"post-311", b"post-999")
     server.docs["flaky"] = FeedDoc(atom, "application/atom+xml")
     server.failures["flaky"] = [(500, {}), (429, {"Retry-After": "1"}),
                                 FeedDoc((FIXTURES / "not_a_feed.html").read_bytes(), "text/html"),
@@ -236,7 +244,7 @@ async def test_mastodon_search_backfill_and_auth_failure(settings, publisher, tm
 
 
 async def test_jetstream_filters_by_watchlists_resumes_from_its_cursor(settings, publisher, tmp_path) -> None:
-    lines = (FIXTURES / "jetstream.jsonl").read_text().splitlines()
+    lines = shift_dates((FIXTURES / "jetstream.jsonl").read_text()).splitlines()  # createdAt recent; time_us (cursors) as written
     server = JetstreamServer(events=[lines[0], lines[1], "this is not json", lines[2], lines[3], lines[4], lines[5],
                                      lines[6], lines[7]], drop_after=[4], refuse=2)
     await server.start()
@@ -347,7 +355,7 @@ def _refusals(caplog: pytest.LogCaptureFixture, connector: str) -> list[str]:
 async def test_a_feed_redirected_to_a_private_address_is_refused(settings, publisher, tmp_path, caplog, where: str) -> None:
     """The configured feed is fetched as given; where its redirect leads must be public (or allowed)."""
     target = FeedServer()  # a live server on 127.0.0.1: if the redirect were followed, it would be asked
-    target.docs["rss"] = FeedDoc((FIXTURES / "rss2.xml").read_bytes().replace(b"?p=", b"?ssrf="), "application/rss+xml")
+    target.docs["rss"] = FeedDoc(fixture("rss2.xml").replace(b"?p=", b"?ssrf="), "application/rss+xml")
     await target.start()
     caplog.set_level(logging.WARNING, logger="earful.ingest.connectors.base")
     try:
@@ -362,7 +370,7 @@ async def test_a_feed_redirected_to_a_private_address_is_refused(settings, publi
 
 async def test_a_feed_redirect_into_an_allowed_network_is_followed(settings, publisher, tmp_path) -> None:
     target = FeedServer()
-    target.docs["rss"] = FeedDoc((FIXTURES / "rss2.xml").read_bytes().replace(b"?p=", b"?allowed="), "application/rss+xml")
+    target.docs["rss"] = FeedDoc(fixture("rss2.xml").replace(b"?p=", b"?allowed="), "application/rss+xml")
     await target.start()
     s = connector_settings(settings, tmp_path, ingest_allowed_networks="127.0.0.0/8")
     try:
@@ -395,5 +403,37 @@ async def test_a_mastodon_instance_redirected_to_a_private_address_is_refused_un
         async with redirecting_to(server.url) as redirector:
             async with Running(MastodonConnector(publisher, allowed, [MastodonStream(redirector, "search", "Acme")])):
                 await raw_records(settings, ids, expect=2)
+    finally:
+        await server.stop()
+
+
+@pytest.mark.parametrize("target_host", ["127.0.0.1", "localhost"])  # an IP literal (no resolver) and a name
+async def test_a_jetstream_redirected_to_a_private_address_is_refused_unless_allowed(
+        settings, publisher, tmp_path, caplog, target_host: str) -> None:
+    """The WebSocket upgrade of the configured URL answered with a 302 to another (loopback) origin:
+    not followed, counted as a source error, logged without a traceback; followed into an allowed network."""
+    lines = (FIXTURES / "jetstream.jsonl").read_text().splitlines()
+    server = JetstreamServer(events=lines[:1])  # a live Jetstream on 127.0.0.1: if the redirect were followed, it would be asked
+    await server.start()
+    caplog.set_level(logging.WARNING, logger="earful.ingest.connectors.base")
+    target = f"http://{target_host}:{server.port}"
+    errors_before = metric("earful_ingest_errors_total", connector="bluesky", kind="source_error")
+    try:
+        async with redirecting_to(target) as redirector:
+            s = connector_settings(settings, tmp_path / "refused", ingest_bluesky_url=redirector.replace("http", "ws", 1) + "/subscribe")
+            async with Running(BlueskyConnector(publisher, s, lambda: WatchlistSet.from_file(s.watchlists_dir))):
+                assert await eventually(lambda: _true(len(_refusals(caplog, "bluesky")) >= 2), 15), caplog.text[-2000:]
+        assert "is a loopback address" in _refusals(caplog, "bluesky")[0]
+        assert server.cursors == []  # never connected
+        assert metric("earful_ingest_errors_total", connector="bluesky", kind="source_error") >= errors_before + 2
+        refusals = [r for r in caplog.records if getattr(r, "connector", None) == "bluesky"]
+        assert refusals and all(r.exc_info is None and r.levelno == logging.WARNING for r in refusals)
+
+        async with redirecting_to(target) as redirector:
+            allowed = connector_settings(settings, tmp_path / "allowed", ingest_allowed_networks="127.0.0.0/8",
+                                         ingest_bluesky_url=redirector.replace("http", "ws", 1) + "/subscribe")
+            async with Running(BlueskyConnector(publisher, allowed, lambda: WatchlistSet.from_file(allowed.watchlists_dir))):
+                assert await eventually(lambda: _true(len(server.cursors) >= 1), 15)  # upgraded where the redirect led
+        assert server.collections[0] == "app.bsky.feed.post"
     finally:
         await server.stop()

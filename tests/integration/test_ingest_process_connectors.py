@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
@@ -16,6 +18,7 @@ from earful.core.settings import Settings
 from earful.core.topics import RAW
 from earful_dev.stack.broker import free_port
 from earful_dev.stack.processes import ServiceProcess, service_env
+from tests.dates import shift_dates, shifted_bytes
 from tests.protocol_servers import FeedDoc, FeedServer, JetstreamServer
 from tests.support import codecs, consume_all, eventually
 
@@ -26,8 +29,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 async def test_connectors_run_from_settings_and_stop_cleanly(base_env: dict[str, str], settings: Settings, tmp_path: Path) -> None:
     feeds = FeedServer()
-    feeds.docs["atom"] = FeedDoc((FIXTURES / "atom.xml").read_bytes(), "application/atom+xml")
-    jetstream = JetstreamServer(events=(FIXTURES / "jetstream.jsonl").read_text().splitlines())
+    # Dates moved to recent days: connectors skip items older than the retention period.
+    feeds.docs["atom"] = FeedDoc(shifted_bytes((FIXTURES / "atom.xml").read_bytes()), "application/atom+xml")
+    jetstream = JetstreamServer(events=shift_dates((FIXTURES / "jetstream.jsonl").read_text()).splitlines())
     await feeds.start()
     await jetstream.start()
     port = free_port()
@@ -77,7 +81,9 @@ def _replay(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 
 async def test_replay_csv_export_to_kafka_and_jsonl_through_the_api(base_env: dict[str, str], settings: Settings,
                                                                     tmp_path: Path) -> None:
-    proc = await asyncio.to_thread(_replay, base_env, str(FIXTURES / "brandwatch_export.csv"), "--to-kafka")
+    export = tmp_path / "brandwatch_export.csv"  # dated recently: replay refuses lines older than the retention period
+    export.write_bytes(shifted_bytes((FIXTURES / export.name).read_bytes()))
+    proc = await asyncio.to_thread(_replay, base_env, str(export), "--to-kafka")
     assert proc.returncode == 1, proc.stderr  # two bad rows, reported by line
     assert "brandwatch_export.csv:4: created_at (column 'Date')" in proc.stderr
     assert "accepted 2 (0 duplicates)" in proc.stderr and "bad lines 2" in proc.stderr
@@ -89,9 +95,11 @@ async def test_replay_csv_export_to_kafka_and_jsonl_through_the_api(base_env: di
     try:
         await asyncio.to_thread(svc.wait_ready, 60)
         lines = tmp_path / "mentions.jsonl"
-        lines.write_text('{"source": "forum", "source_id": "f-1", "text": "Acme Air lost my bag", '
-                         '"created_at": "2026-11-02T08:00:00Z"}\n{"mention": {"source": "forum", "source_id": "f-2", '
-                         '"text": "Globex rocks", "created_at": "2026-11-02T08:00:01Z"}}\n')
+        posted = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(hours=1)
+        lines.write_text(json.dumps({"source": "forum", "source_id": "f-1", "text": "Acme Air lost my bag",
+                                     "created_at": posted.isoformat()}) + "\n"
+                         + json.dumps({"mention": {"source": "forum", "source_id": "f-2", "text": "Globex rocks",
+                                                   "created_at": (posted + timedelta(seconds=1)).isoformat()}}) + "\n")
         proc = await asyncio.to_thread(_replay, base_env, str(lines), "--ingest-url", svc.url, "--speed", "1")
         assert proc.returncode == 0, proc.stderr
         assert "accepted 2" in proc.stderr

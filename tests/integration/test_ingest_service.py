@@ -31,8 +31,12 @@ def ingest(base_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory):
     svc.stop()
 
 
+#: An hour ago (ingest refuses mentions older than the retention period, and from the future).
+RECENT = (datetime.now(timezone.utc) - timedelta(hours=1)).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
 def _mention(i: int, **over: object) -> dict[str, object]:
-    m = {"source": "mastodon", "source_id": f"m{i}", "text": f"Acme Air post {i}", "created_at": "2026-11-02T10:00:00Z",
+    m = {"source": "mastodon", "source_id": f"m{i}", "text": f"Acme Air post {i}", "created_at": RECENT,
          "author": {"handle": "@jane", "followers": 5}}
     m.update(over)
     return m
@@ -58,7 +62,7 @@ async def test_accepted_batch_is_on_the_raw_topic_keyed_by_stable_id(ingest: Ser
     ("body", "status", "path"),
     [
         ({"mentions": [_mention(1, source="Not Valid")]}, 422, "mentions[0].source"),
-        ({"mentions": [_mention(1, created_at="2026-11-02T10:00:00")]}, 422, "mentions[0].created_at"),
+        ({"mentions": [_mention(1, created_at=RECENT.removesuffix("Z"))]}, 422, "mentions[0].created_at"),  # no time zone
         ({"mentions": [_mention(1, text="   ")]}, 422, "mentions[0].text"),
         ({"mentions": [_mention(1, colour="red")]}, 422, "mentions[0].colour"),
         ({"mentions": []}, 422, "mentions"),

@@ -5,6 +5,8 @@ redirect a polled feed or Mastodon instance answers with) may name any host, so 
 checked on the address actually connected to: a hostname that resolves, or re-resolves, to a
 private address is refused, not only a literal one. Networks the operator allows in a setting are
 exempt, and so are the origins (host and port) the operator configured to be fetched as given.
+Both HTTP clients in use are guarded: httpx (`guarded_transport`) and aiohttp (`guarded_session`,
+for WebSockets).
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlsplit
 
+import aiohttp
 import httpcore
 import httpx
+from aiohttp.abc import AbstractResolver, ResolveResult
+from yarl import URL
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -119,3 +124,91 @@ def guarded_transport(policy: AddressPolicy, trusted_urls: Iterable[str] = (), *
     transport = httpx.AsyncHTTPTransport(trust_env=trust_env)
     transport._pool._network_backend = GuardedBackend(policy, trusted=(origin(u) for u in trusted_urls))  # no public hook
     return transport
+
+
+# --- aiohttp ----------------------------------------------------------------------------------------
+
+
+def aiohttp_origin(url: str | URL) -> tuple[str, int] | None:
+    """(host, port) of a URL as aiohttp's connector asks for it (raw host, default port of the scheme)."""
+    parsed = URL(url) if isinstance(url, str) else url
+    if parsed.raw_host is None or parsed.port is None:
+        return None
+    return parsed.raw_host, parsed.port
+
+
+def _aiohttp_takes_as_ip(host: str) -> bool:
+    """Whether aiohttp connects to `host` without resolving it (its own test: a colon, or only digits and dots)."""
+    return ":" in host or host.replace(".", "").isdigit()
+
+
+class GuardedResolver(AbstractResolver):
+    """aiohttp's resolver, refusing a host any of whose addresses the policy refuses (the addresses
+    returned are the ones connected to, so a name that re-resolves elsewhere is checked again);
+    the `trusted` origins resolve as usual."""
+
+    def __init__(self, policy: AddressPolicy, trusted: Iterable[tuple[str, int]] = ()) -> None:
+        self.policy = policy
+        self.trusted = frozenset(trusted)
+        self._inner: AbstractResolver | None = None
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
+        if self._inner is None:
+            self._inner = aiohttp.DefaultResolver()
+        results = await self._inner.resolve(host, port, family)
+        if (host, port) in self.trusted:
+            return results
+        for result in results:
+            reason = self.policy.refusal(result["host"])
+            if reason:
+                raise AddressRefused(f"{host}: {reason}")
+        return results
+
+    async def close(self) -> None:
+        if self._inner is not None:
+            await self._inner.close()
+
+
+def redirect_guard(policy: AddressPolicy, trusted: Iterable[tuple[str, int]] = ()) -> aiohttp.TraceConfig:
+    """A trace config refusing a redirect to an IP address the policy refuses (aiohttp connects to
+    those without its resolver, so `GuardedResolver` never sees them), unless its origin is trusted."""
+    trusted = frozenset(trusted)
+
+    async def on_redirect(session: aiohttp.ClientSession, context: object, params: aiohttp.TraceRequestRedirectParams) -> None:
+        location = params.response.headers.get("Location") or params.response.headers.get("URI")
+        if not location:
+            return
+        try:
+            target = params.url.join(URL(location))
+            where = aiohttp_origin(target)
+        except ValueError:
+            return  # aiohttp refuses a Location that is not a URL itself
+        if where is None or where in trusted or not _aiohttp_takes_as_ip(where[0]):
+            return  # a name: the resolver checks what it resolves to
+        reason = policy.refusal(where[0])
+        if reason:
+            params.response.close()
+            raise AddressRefused(f"redirect to {where[0]}:{where[1]}: {reason}")
+
+    config = aiohttp.TraceConfig()
+    config.on_request_redirect.append(on_redirect)
+    return config
+
+
+def guarded_session(policy: AddressPolicy, trusted_urls: Iterable[str] = (), **session_options: Any) -> aiohttp.ClientSession:
+    """An aiohttp session whose connections pass the policy, except to the origins of `trusted_urls`
+    (which are connected as given). Call it inside the event loop; it takes no proxy from the environment."""
+    trusted = [o for o in (aiohttp_origin(u) for u in trusted_urls) if o is not None]
+    connector = aiohttp.TCPConnector(resolver=GuardedResolver(policy, trusted))
+    return aiohttp.ClientSession(connector=connector, trace_configs=[redirect_guard(policy, trusted)], trust_env=False,
+                                 **session_options)
+
+
+def refused_in(exc: BaseException) -> AddressRefused | None:
+    """The AddressRefused behind an error, if that is what it is (aiohttp wraps the resolver's)."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None or isinstance(seen, AddressRefused):
+            return seen
+        seen = getattr(seen, "os_error", None) or seen.__cause__
+    return None

@@ -4,7 +4,8 @@ uvicorn server.
 Every service exposes ``/healthz``, ``/readyz`` and ``/metrics``. Ingest and storage add their own
 API routes to the same FastAPI app; alerting adds its API to the ops app, enrichment serves only
 these. Every app is wrapped in the same request guard (`guard_requests`): bounded bodies, a Host
-allow-list while no API keys are set, no NUL characters. The server runs inside the service's own
+allow-list while no API keys are set, no NUL characters; every operation of its OpenAPI document
+declares the guard's 413 and 421 in the app's error shape. The server runs inside the service's own
 event loop and leaves signal handling to the service, so one SIGTERM handler decides the shutdown
 order (stop taking work, flush, commit, exit 0).
 """
@@ -21,6 +22,7 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from datetime import timezone
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import parse_qsl
 
 import uvicorn
@@ -28,6 +30,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, Field
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from earful.core.health import Health
@@ -270,11 +273,63 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse({"detail": jsonable_encoder(errors, custom_encoder={float: _text_if_not_finite})}, status_code=422)
 
 
-def guard_requests(app: FastAPI, limits: RequestLimits, render: Callable[[Refusal], Response] = detail_response) -> None:
-    """Wrap `app` in the `RequestGuard`; `render` answers a refusal in the app's own error shape.
+class RefusalDetail(BaseModel):
+    """How `detail_response` answers a refused request (but a 422, which names the parameter as FastAPI does)."""
+
+    detail: str = Field(description="Why the request was refused, in one sentence.")
+
+
+_METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
+
+
+def refusal_responses(limits: RequestLimits, path: str, model_ref: str) -> dict[str, dict[str, Any]]:
+    """The OpenAPI responses the guard may answer an operation on `path` with, each in `model_ref`'s shape.
+
+    413 only when the guard bounds bodies; 421 on every path but the ops ones, whether or not keys are
+    set now (the document is the same for every deployment).
+    """
+    content = {"application/json": {"schema": {"$ref": model_ref}}}
+    found: dict[str, dict[str, Any]] = {}
+    if limits.max_body_bytes is not None:
+        found["413"] = {"description": "The body is larger than EARFUL_HTTP_MAX_BODY_BYTES.", "content": content}
+    if path not in OPS_PATHS:
+        found["421"] = {"description": "Host not allowed: while the service has no API keys it answers only requests "
+                        "for localhost or a host in EARFUL_HTTP_ALLOWED_HOSTS (against DNS rebinding).", "content": content}
+    return found
+
+
+def document_refusals(app: FastAPI, limits: RequestLimits, model: type[BaseModel] = RefusalDetail) -> None:
+    """Declare the guard's refusals (`refusal_responses`) on every operation of `app`'s OpenAPI document,
+    answered in `model`'s shape; responses a route declares itself are kept."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = generate()  # FastAPI's own, cached after the first call: adding again changes nothing
+        schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+        if model.__name__ not in schemas:
+            own = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            for name, nested in own.pop("$defs", {}).items():
+                schemas.setdefault(name, nested)
+            schemas[model.__name__] = own
+        for path, item in schema.get("paths", {}).items():
+            for method, operation in item.items():
+                if method in _METHODS:
+                    responses = operation.setdefault("responses", {})
+                    for status, response in refusal_responses(limits, path, f"#/components/schemas/{model.__name__}").items():
+                        responses.setdefault(status, response)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the document
+
+
+def guard_requests(app: FastAPI, limits: RequestLimits, render: Callable[[Refusal], Response] = detail_response,
+                   refusal_model: type[BaseModel] = RefusalDetail) -> None:
+    """Wrap `app` in the `RequestGuard`; `render` answers a refusal in the app's own error shape, which
+    `refusal_model` describes in the OpenAPI document (every operation declares the refusals it may get).
     Also answers FastAPI's validation errors safely (an app's own handler, like ingest's, replaces it)."""
     app.add_middleware(RequestGuard, limits=limits, render=render)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    document_refusals(app, limits, refusal_model)
 
 
 class _EmbeddedServer(uvicorn.Server):

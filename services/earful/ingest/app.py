@@ -156,7 +156,7 @@ def build_app(settings: Settings, publisher: Publisher, health: Health) -> FastA
     )
     # The push route's own guard bounds the body after the key check; mention texts are checked one by one.
     limits = RequestLimits.from_settings(settings, keys_configured=bool(settings.ingest_api_key_map()), bound_body=False)
-    guard_requests(app, limits, render=_refusal)
+    guard_requests(app, limits, render=_refusal, refusal_model=ErrorBody)
     add_ops_routes(app, health)
     _add_error_handlers(app)
     app.include_router(_push_router(settings, publisher))

@@ -8,10 +8,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
+import aiohttp
 import httpx
 import pydantic
 
-from earful.core.addresses import AddressPolicy, guarded_transport
+from earful.core.addresses import AddressPolicy, guarded_session, guarded_transport
 from earful.core.errors import SourceError, ValidationError
 from earful.core.mention import MAX_CLOCK_SKEW, MentionIn, check_times, format_problems, to_record
 from earful.core.retry import Backoff, wait_or_stop
@@ -30,7 +31,19 @@ def source_transport(settings: Settings, configured_urls: Iterable[str]) -> http
     """The HTTP transport of a polling connector: the configured URLs' origins are fetched as given;
     anywhere else (where a redirect leads) only public addresses or EARFUL_INGEST_ALLOWED_NETWORKS,
     checked on the address connected to, so a source cannot point Earful at internal services."""
-    return guarded_transport(AddressPolicy(settings.ingest_allowed_networks, "EARFUL_INGEST_ALLOWED_NETWORKS"), configured_urls)
+    return guarded_transport(source_policy(settings), configured_urls)
+
+
+def source_session(settings: Settings, configured_urls: Iterable[str], **session_options: Any) -> aiohttp.ClientSession:
+    """The aiohttp session of a streaming connector (WebSockets), with the guarantee `source_transport`
+    gives: the configured URLs' origins as given, anywhere a redirect leads only public addresses or
+    EARFUL_INGEST_ALLOWED_NETWORKS. Call it inside the event loop."""
+    return guarded_session(source_policy(settings), configured_urls, **session_options)
+
+
+def source_policy(settings: Settings) -> AddressPolicy:
+    """Where connectors may connect beyond their configured URLs (EARFUL_INGEST_ALLOWED_NETWORKS)."""
+    return AddressPolicy(settings.ingest_allowed_networks, "EARFUL_INGEST_ALLOWED_NETWORKS")
 
 
 class Connector:

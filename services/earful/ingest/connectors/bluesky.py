@@ -20,10 +20,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 
+from earful.core.addresses import refused_in
 from earful.core.errors import SourceError
 from earful.core.retry import backoff_delay
 from earful.core.settings import Settings
-from earful.ingest.connectors.base import Connector, json_object
+from earful.ingest.connectors.base import Connector, json_object, source_session
 from earful.ingest.publisher import Publisher
 from earful.ingest.state import StateFile, state_name
 from earful.watchlists import WatchlistSet
@@ -96,7 +97,10 @@ class BlueskyConnector(Connector):
         state = self.state_file.load()
         timeout = aiohttp.ClientTimeout(total=None, connect=self.settings.ingest_http_timeout_s)
         reconnect_max = self.settings.ingest_reconnect_max_s
-        async with aiohttp.ClientSession(timeout=timeout, headers={"User-Agent": self.settings.ingest_user_agent}) as session:
+        # The configured URL is connected as given; a redirect elsewhere only to public addresses or
+        # EARFUL_INGEST_ALLOWED_NETWORKS, like the polling connectors.
+        async with source_session(self.settings, [self.url], timeout=timeout,
+                                  headers={"User-Agent": self.settings.ingest_user_agent}) as session:
 
             async def once() -> float:
                 if not await self._consume(session, state, stop) and not stop.is_set():
@@ -147,6 +151,9 @@ class BlueskyConnector(Connector):
                 await flush(final=True)
         except (aiohttp.ClientError, OSError) as exc:
             await flush(final=True)
+            refused = refused_in(exc)
+            if refused is not None:
+                raise SourceError(f"refused to connect: {refused} (jetstream at {url})") from exc
             raise SourceError(f"cannot read jetstream at {url}: {exc!r}") from exc
         return received
 
