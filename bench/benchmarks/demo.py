@@ -72,7 +72,8 @@ def run(ctx: Context) -> Result:
     if not summaries:
         raise RuntimeError("; ".join(problems) or "no demo run produced a summary")
     latencies = [s["alert_latency_s"] for s in summaries if s["alert_latency_s"] is not None]
-    false_alerts = [s["alerts_received"] - (1 if s["alert_latency_s"] is not None else 0) for s in summaries]
+    false_alerts = [s.get("false_alerts", s["alerts_received"] - (1 if s["alert_latency_s"] is not None else 0))
+                    for s in summaries]
     metrics = {
         "demo_alert_latency_p50_s": round(median(latencies), 3) if latencies else None,
         "demo_alert_latency_max_s": round(max(latencies), 3) if latencies else None,

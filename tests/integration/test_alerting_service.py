@@ -57,7 +57,7 @@ async def test_spike_fires_one_signed_alert(alerting: ServiceProcess, receiver: 
     alert = firing[0][0]
     event = alert["earful"]
     assert alert["labels"]["watchlist"] == "acme-air" and alert["labels"]["rule"] == "volume_spike"
-    assert event["observed"] >= 10 and event["baseline"] < 2
+    assert event["observed"] >= 3 and event["baseline"] < 2  # the floor comes from the baseline (0.05 a bucket)
     assert event["sample_mention_ids"] and event["first_received_at"]
     notification = receiver.alerts[0].payload
     assert notification["version"] == "4" and notification["status"] == "firing"
@@ -70,4 +70,12 @@ async def test_spike_fires_one_signed_alert(alerting: ServiceProcess, receiver: 
     explanation = decoded["explanation"]  # the evidence as it stood when the alert fired
     assert explanation["top_posts"] and explanation["sources"] == {"twitter": int(decoded["observed"])}
     assert explanation["sentiment"] == {"negative": int(decoded["observed"])}
-    assert {"term": "leaked", "count": int(decoded["observed"])} in explanation["top_terms"]
+    leaked = next(t for t in explanation["top_terms"] if t["term"] == "leaked")  # distinctive against the baseline
+    assert leaked["count"] == int(decoded["observed"]) == len(leaked["mention_ids"]) and leaked["score"] > 0
+    assert not {"acme", "air", "acmeair"} & {t["term"] for t in explanation["top_terms"]}  # never the brand's own name
+    assert 0 < explanation["history_posts"] <= 40 and decoded["severity_assessment"]["factors"]  # the baseline before the window
+    assert decoded["labels"]["alertname"] == "volume_spike" == alert["labels"]["alertname"]
+    assert alert["annotations"]["summary"] == decoded["summary"] == event["summary"]
+    cause = explanation["cause"]  # no tag on the posts: the cause is the most distinctive term
+    assert cause["kind"] == "term" and cause["phrase"] in ("leaked", "data")
+    assert decoded["summary"].startswith(f"Acme Air: \u201c{cause['phrase']}\u201d ({int(decoded['observed'])} of ")

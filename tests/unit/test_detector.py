@@ -49,8 +49,9 @@ Event = tuple[int, int, str]  # (created_at_ms, received_at_ms, mention_id)
 
 def wl_rules(*rules: AlertRule, wid: str = WID, handles: tuple[str, ...] = (), sla: int | None = None,
              labels: dict[str, str] | None = None, cooldown_s: int = 0) -> WatchlistRules:
-    """Rules as the service derives them from a watchlist (defaults from the settings)."""
-    w = Watchlist(wid, wid, "brand", ("x",), handles=handles, response_sla_s=sla, labels=labels or {},
+    """Rules as the service derives them from a watchlist (defaults from the settings); a topic, so
+    exactly the rules given run (the rule packs of the other kinds are tested on their own)."""
+    w = Watchlist(wid, wid, "topic", ("x",), handles=handles, response_sla_s=sla, labels=labels or {},
                   alert_rules=rules or (AlertRule("volume_spike", severity="critical", cooldown_s=cooldown_s),))
     return rules_for(w, DEFAULTS)
 
@@ -205,7 +206,8 @@ def test_spike_fires_on_the_event_that_crosses_the_threshold() -> None:
     assert (d.status, d.rule, d.watchlist_id, d.labels) == ("firing", "volume_spike", WID, labels)
     assert d.fingerprint == fingerprint(labels) and d.alert_id == f"{d.fingerprint}-{starts}"
     assert (d.starts_at_ms, d.ends_at_ms, d.observed, d.baseline) == (starts, None, float(SPIKE_AT), 2.0)
-    assert d.score == pytest.approx(-math.log10(exact_tail(SPIKE_AT, 2.0)), rel=1e-6)
+    # The score is -log10 of the Poisson tail, or of the less surprising test against a memory still short.
+    assert -math.log10(1e-6 / 4) < d.score <= -math.log10(exact_tail(SPIKE_AT, 2.0)) + 1e-9
     assert d.first_received_at_ms == spike[1][1]
     assert d.sample_mention_ids == [f"spike-{k}" for k in range(MAX_SAMPLES)]
     assert d.window == (starts, starts + BUCKET_MS)
@@ -219,13 +221,16 @@ def test_one_below_the_threshold_does_not_fire() -> None:
 
 
 def test_each_threshold_applies() -> None:
-    # Baseline 6: ratio from 18, Poisson p from 22, robust z ((c - 6) / sqrt 6 >= 8) only from 26.
+    # Baseline 6: ratio from 15, the Poisson bar (1e-6 shared by the bucket and three windows) decides.
     history = steady(B, per_bucket=6)
-    assert run(history + _spike_events(25))[0] == []
-    assert [d.observed for _, d in run(history + _spike_events(30))[0]] == [26.0]
-    # A tiny baseline: 10 mentions are needed however unlikely 3 are.
+    assert run(history + _spike_events(20))[0] == []
+    fired = [d.observed for _, d in run(history + _spike_events(30))[0]]
+    assert len(fired) == 1 and 21 <= fired[0] <= 26
+    # A tiny baseline: the floor comes from it, not from one number for everybody: two mentions are
+    # never a spike (min_count 3), a handful in ten seconds is.
     sparse = [(T0 + b * BUCKET_MS, T0 + b * BUCKET_MS, f"s{b}") for b in range(0, B, 20)]
-    assert run(sparse + _spike_events(9))[0] == []
+    assert run(sparse + _spike_events(2))[0] == []
+    assert next(d.observed for _, d in run(sparse + _spike_events(9))[0]) <= 6
     # Thresholds per watchlist: min_count 40 on this watchlist.
     strict = wl_rules(AlertRule("volume_spike", thresholds={"min_count": 40}))
     assert [d.observed for _, d in run(history + _spike_events(45), rules=strict)[0]] == [40.0]
@@ -246,9 +251,10 @@ def test_over_dispersed_history_needs_a_bigger_burst() -> None:
     expected = max(median(counts), sum(counts) / len(counts))
     spread = 1.4826 * mad(counts)
     assert spread > math.sqrt(expected)  # over-dispersed
-    bar = expected + 8 * spread
-    assert poisson_tail(25, expected) < 1e-6 and 25 >= 3 * expected and 25 < bar  # Poisson + ratio would fire
-    assert run(history + _spike_events(25))[0] == []
+    bar = expected + DEFAULTS.thresholds["volume_spike"]["min_z"] * spread
+    burst = math.ceil(bar) - 1
+    assert poisson_tail(burst, expected) < 1e-8 and burst >= 3 * expected  # Poisson + ratio would fire
+    assert run(history + _spike_events(burst))[0] == []
     fired = run(history + _spike_events(int(bar) + 5))[0]
     assert [d.observed for _, d in fired] == [float(math.ceil(bar))]
 
@@ -264,10 +270,12 @@ def test_a_sustained_surge_no_single_bucket_shows_fires_over_the_window() -> Non
     assert "in 60s" in d.summary and d.observed >= 10
     assert d.starts_at_ms == T0 + B * BUCKET_MS  # where the surge began, not where it was noticed
     assert surge[index - len(history)][0] < T0 + (B + 3) * BUCKET_MS  # within its third bucket
-    no_window = wl_rules(AlertRule("volume_spike", severity="critical", thresholds={"window_s": 0}))
-    assert run(history + surge, rules=no_window)[0] == []
+    no_window = wl_rules(AlertRule("volume_spike", severity="critical",
+                                   thresholds={"window_s": 0, "window_medium_s": 0, "window_long_s": 0}))
+    assert all("in 10s" in d.summary for _, d in run(history + surge, rules=no_window)[0])  # buckets only
     lone = _spike_events(9, bucket=B) + [(T0 + (B + k) * BUCKET_MS, T0 + (B + k) * BUCKET_MS, f"l{k}") for k in range(1, 6)]
-    assert run(history + lone)[0] == []
+    fired = [d for _, d in run(history + lone)[0] if d.status == "firing"]
+    assert len(fired) == 1 and "in 10s" in fired[0].summary  # a burst, not a sustained surge
 
 
 def _poisson_events(rng: random.Random, seconds: int, rate_per_s: float, start_ms: int) -> list[Event]:
@@ -310,7 +318,7 @@ def test_sparse_series_still_fires() -> None:
     decisions, _ = run(events + burst)
     assert [d.status for _, d in decisions] == ["firing"]
     index, d = decisions[0]
-    assert index == len(events) + 10 - 1  # as soon as min_count (10) is reached
+    assert index == len(events) + 4 - 1  # 4 in ten seconds against one every ten minutes (the floor is the baseline's)
     assert d.starts_at_ms == burst_bucket * BUCKET_MS and d.first_received_at_ms == burst[0][1]
 
 
@@ -510,11 +518,11 @@ def test_a_version_2_state_is_upgraded_without_losing_its_episodes() -> None:
     assert [d.status for d in fired] == ["firing"]
     stored = json.loads(json.dumps(state))  # as the changelog holds it
     stored["v"] = 2
-    for key in ("version", "peakw", "drop_at"):
+    for key in ("version", "drop_at", "peaks", "rate", "riskrate", "qsrc"):  # what layouts 2 and 3 lacked
         del stored[key]
     upgraded = upgrade_state(stored)
-    assert upgraded is stored and upgraded["version"] == 3 and "v" not in upgraded
-    assert upgraded["peakw"] is None and upgraded["drop_at"] is None
+    assert upgraded is stored and upgraded["version"] == 4 and "v" not in upgraded
+    assert upgraded["drop_at"] is None and upgraded["peaks"] == {} and upgraded["rate"] is None
     assert upgraded["episodes"] == state["episodes"] and upgraded["counts"] == state["counts"]
     resolved = tick(upgraded, VOLUME, CFG, T0 + 3600_000)
     assert [d.status for d in resolved] == ["resolved"] and resolved[0].alert_id == fired[0].alert_id
@@ -617,7 +625,7 @@ def test_negative_surge_fires_on_a_share_far_above_the_usual() -> None:
 
 # --- risk mentions -----------------------------------------------------------------------------------
 
-RISK = wl_rules(AlertRule("risk_mention"))
+RISK = wl_rules(AlertRule("risk_mention", thresholds={"min_history_s": 0}))  # news judged from the first mention
 
 
 def test_risk_mention_by_a_large_account_fires_and_resolves_when_quiet() -> None:

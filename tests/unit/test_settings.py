@@ -42,8 +42,10 @@ def test_defaults() -> None:
     assert s.webhook_max_attempts == 8
     assert s.api_keys is None
     assert (s.alert_bucket_s, s.alert_baseline_buckets, s.alert_warmup_buckets) == (10, 60, 12)
-    assert (s.alert_min_count, s.alert_min_ratio, s.alert_max_p_value, s.alert_resolve_buckets) == (10, 3.0, 1e-6, 3)
-    assert (s.alert_min_z, s.alert_peak_half_life_s, s.alert_seasonal_weeks) == (8.0, 172800, 2)
+    assert (s.alert_min_count, s.alert_min_ratio, s.alert_max_p_value, s.alert_resolve_buckets) == (3, 2.5, 1e-6, 3)
+    assert (s.alert_min_z, s.alert_peak_half_life_s, s.alert_seasonal_weeks) == (6.0, 345600, 2)
+    assert (s.alert_window_s, s.alert_window_medium_s, s.alert_window_long_s, s.alert_rate_half_life_s) == (60, 300, 900, 86400)
+    assert s.alert_rule_packs is True and s.alert_source_health is True
     assert s.alert_default_rules == ("volume_spike", "negative_surge", "unanswered_question")
     assert s.alert_risk_tags == ("legal_privacy", "regulatory") and s.alert_group_by == ("watchlist",)
     assert (s.alert_group_wait_s, s.alert_group_interval_s, s.alert_repeat_interval_s) == (0.5, 60.0, 14400.0)

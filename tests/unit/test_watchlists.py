@@ -36,7 +36,7 @@ def test_bundled_sample_folder() -> None:
             assert ws.matched_ids(ws.match(f"thanks @{handle}!")) == [w.id]
     acme = ws.watchlists["acme-air"]
     assert acme.owner_team == "comms-emea" and acme.response_sla_s == 1800 and acme.labels == {"region": "emea", "tier": "1"}
-    assert acme.rule("volume_spike") == AlertRule("volume_spike", severity="critical")
+    assert acme.kind == "brand" and acme.alert_rules == ()  # the brand rule pack applies
     assert ws.watchlists["skyjet"].rule("volume_spike").quiet_hours == QuietHours("22:00", "07:00", "Europe/Berlin")
 
 

@@ -185,11 +185,15 @@ async def _run(settings: Settings, headless: bool, speed: float, work_dir: Path,
                 say(f"  ALERT       {str(a.get('status', '?')).upper()}: {summary}")
         if not crisis_firing:
             say("  no crisis alert arrived before the timeout")
+        # The crisis may raise several rules' alerts (volume, risk, negative share) in its watchlist's one
+        # notification group; false are the alerts of any other watchlist and a second episode of a crisis rule.
+        crisis_fingerprints = [a.get("fingerprint") for a, _ in crisis_firing]
         summary = {
             "mentions_sent": len(distinct),
             "mentions_stored": stored,
             "alerts_received": len(firing),
             "alert_latency_s": None if latency is None else round(latency, 3),
+            "false_alerts": len(firing) - len(crisis_firing) + len(crisis_fingerprints) - len(set(crisis_fingerprints)),
         }
         if not headless:
             say(f"\nEarful is running. Open {pipeline['storage'].url}/ for the dashboard.")

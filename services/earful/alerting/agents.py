@@ -28,13 +28,17 @@ from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import Counter
 
 from earful.alerting import SERVICE
+from earful.alerting.describe import BrandCache, describe
 from earful.alerting.detection import Decision, DetectorConfig, mention_of, observe, tick, upgrade_state
 from earful.alerting.detection.rulebook import RuleBook
+from earful.alerting.detection.source_health import SourceHealthConfig
 from earful.alerting.events import alert_record, dashboard_link, event_json
-from earful.alerting.explain import Evidence, post_of
+from earful.alerting.evidence_store import EvidenceKeeper, remember
+from earful.alerting.explain import Evidence, evidence_horizon_ms, post_of
 from earful.alerting.notification.grouping import utc_now
 from earful.alerting.notification.routing import NotifyConfig
 from earful.alerting.notification.store import AlertStore
+from earful.alerting.source_monitor import SourceMonitor
 from earful.core.errors import StorageError
 from earful.core.faust_service import FaustDeadLetters
 from earful.core.kafka import Codecs, millis_now
@@ -75,15 +79,21 @@ class AlertingAgents:
         self.dead_letters = dead_letters
         self.notifications = notifications
         self.detector = DetectorConfig.from_settings(settings)
-        # Evidence for explanations: the buckets that can still fire (the lateness window) and the trailing minute.
-        self.evidence = Evidence(horizon_ms=(self.detector.lateness_buckets + 1) * self.detector.bucket_ms
-                                 + settings.alert_window_s * 1000, max_posts=1000)
+        # Evidence for explanations: the buckets that can still fire (the lateness window) and the longest trailing
+        # window; kept in PostgreSQL too, restored before the detector counts (earful.alerting.evidence_store).
+        self.evidence = Evidence(horizon_ms=evidence_horizon_ms(self.detector.bucket_ms, self.detector.lateness_buckets,
+                                                                settings), max_posts=2000)
+        self.brands = BrandCache()
+        self.keeper = EvidenceKeeper(self.evidence, notifications.ready,
+                                     lambda: notifications.store.pool if notifications.store is not None else None)
+        app.service(self.keeper)  # type: ignore[arg-type]  # Faust starts instances as well as classes
         self.enriched_codec, self.alert_codec = codecs.for_topic(ENRICHED), codecs.for_topic(ALERTS)
         specs = load_topics(settings.schema_dir)
         self.enriched, self.by_watchlist, self.alerts = (_topic(app, specs, settings, n)
                                                          for n in (ENRICHED, ALERTING_BY_WATCHLIST, ALERTS))
         self.partitions = partitions_for(specs[ALERTING_BY_WATCHLIST], settings)
         self.state = detector_table(app, self.partitions)
+        self.sources = SourceMonitor(self.state, SourceHealthConfig.from_settings(settings), settings.alert_source_health)
         self._partitioner = DefaultPartitioner()
         app.agent(self.enriched)(self.fan_out)
         app.agent(self.by_watchlist)(self.detect)
@@ -96,6 +106,7 @@ class AlertingAgents:
             record = await self.dead_letters.decode(event, self.enriched_codec)
             if record is None:
                 continue
+            self.sources.observe(record)  # every mention counts for its source's health
             handle = (record["mention"].get("author") or {}).get("handle")
             wanted = dict.fromkeys([*record["watchlist_ids"], *self.rulebook.watchlists_of_handle(handle)])
             targets = [wid for wid in wanted if self.rulebook.live(wid)]  # a deleted watchlist stops counting at once
@@ -107,6 +118,7 @@ class AlertingAgents:
 
     async def detect(self, stream: Any) -> None:
         """Each watchlist's mentions through the detector; its decisions published as alert events."""
+        await self.keeper.wait_restored()  # posts seen before a restart explain alerts after it
         async for event in stream.events():
             record = await self.dead_letters.decode(event, self.enriched_codec)
             if record is None:
@@ -129,13 +141,14 @@ class AlertingAgents:
         all_partitions = list(range(self.partitions))
         now_ms = millis_now()
         for key in list(self.state.keys()):
-            if self._partitioner(key, all_partitions, all_partitions) not in assigned:
-                continue
+            if key.startswith(b"~") or self._partitioner(key, all_partitions, all_partitions) not in assigned:
+                continue  # "~sources" is the source monitor's, no watchlist's
             state = upgrade_state(self.state.get(key))
             decisions = tick(state, self.rulebook.rules(key.decode()), self.detector, now_ms)
             if decisions:
                 self.state[key] = state
                 await self._publish(decisions, key.decode())
+        await self._publish(self.sources.tick(now_ms), "")  # source_outage: fires and resolves on time alone
 
     async def deliver(self, stream: Any) -> None:
         """Every alert event into PostgreSQL (the offset is acknowledged only once it is there)."""
@@ -172,24 +185,34 @@ class AlertingAgents:
 
         due: datetime | None = await retry(attempt, retry_on=(OSError, asyncpg.PostgresError),
                                            backoff=Backoff(base_s=0.5, max_s=10.0), on_retry=_record_retrying)
+        try:  # the evidence an alert fired with, kept past its resolution; the notification does not wait on it
+            await remember(store.pool, doc, utc_now())
+        except (OSError, asyncpg.PostgresError, *_POISON_ERRORS) as exc:
+            ERRORS.labels(SERVICE, StorageError.kind).inc()
+            log.warning("cannot keep the alert's evidence", extra={"alert_id": doc.get("alert_id"), "error": str(exc)[:300]})
         return due
 
     async def _publish(self, decisions: list[Decision], wid: str) -> None:
         """Decisions → AlertEvents on earful.alerts.v1 (firing ones explained by the evidence)."""
         now_ms = millis_now()
+        if wid and any(d.status == "firing" for d in decisions):  # the sources judged up to now before saying which are degraded
+            await self._publish(self.sources.tick(now_ms), "")
         link = dashboard_link(self.settings.alert_dashboard_url, wid)
         for d in decisions:
-            explanation = None
-            if d.status == "firing" and d.window is not None:
-                explanation = self.evidence.explain(wid, d.window[0], d.window[1], link)
+            described = describe(self.evidence, d, self.rulebook.source.current().get(wid), link, self.brands)
             rule_cfg = self.rulebook.rule(wid, d.rule)
             record = alert_record(d, bucket_s=self.detector.bucket_s, detected_at_ms=now_ms,
-                                  group_key=self.notify_config.group_key(d.labels), explanation=explanation,
-                                  dashboard_url=link)
+                                  group_key=self.notify_config.group_key(d.labels), dashboard_url=link,
+                                  explanation=described.explanation if described else None,
+                                  assessment=described.assessment if described else None,
+                                  summary=described.summary if described else None)
+            degraded = self.sources.degraded_for(wid) if wid and d.status == "firing" else []
+            if degraded:  # fired while a source this watchlist depends on is silent or late: the counts are incomplete
+                record["annotations"]["degraded_sources"] = ",".join(degraded)
             await (await self.alerts.send(key=d.fingerprint.encode(), value=self.alert_codec.encode(record)))
             DECISIONS.labels(d.rule, d.status).inc()
             log.warning("alert %s", d.status, extra={"watchlist": wid, "rule": d.rule, "alert_id": d.alert_id,
-                                                     "summary": d.summary, "severity": d.labels.get("severity"),
+                                                     "summary": record["summary"], "severity": d.labels.get("severity"),
                                                      "receivers": list(rule_cfg.receivers) if rule_cfg else []})
 
 

@@ -17,6 +17,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Response
 from pydantic import BaseModel, Field
 
 from earful.alerting.events import to_json
+from earful.alerting.evidence_store import alert_evidence
 from earful.alerting.notification.grouping import (
     MAX_MATCHER_CHARS,
     Alert,
@@ -106,6 +107,7 @@ async def _describe(store: AlertStore, config: NotifyConfig, alerts: list[Alert]
         "silenced_by": silenced_by(a, silences, now) if a.firing else None,
         "inhibited_by": inhibited_by(a, firing, config.inhibit_rules) if a.firing else None,
         "annotations": a.event.get("annotations") or {},
+        "severity_assessment": a.event.get("severity_assessment"),
     } for a in alerts]
 
 
@@ -119,7 +121,8 @@ def _alert_routes(router: APIRouter, current: Callable[[], AlertStore], config: 
         store = current()
         return {"alerts": await _describe(store, config, await store.alerts(status, limit), clock())}
 
-    @router.get("/alerts/{key}", summary="One alert (by fingerprint or alert id) with its group's notifications.",
+    @router.get("/alerts/{key}", summary="One alert (by fingerprint or alert id) with its group's notifications and the"
+                " evidence it fired with.",
                 responses=NOT_FOUND)
     async def alert(key: str) -> dict[str, Any]:
         store = current()
@@ -128,6 +131,7 @@ def _alert_routes(router: APIRouter, current: Callable[[], AlertStore], config: 
             raise HTTPException(status_code=404, detail=f"no alert {key}")
         (described,) = await _describe(store, config, [found], clock())
         described["event"] = found.event
+        described["evidence"] = await alert_evidence(store.pool, found.alert_id)  # kept past the resolution
         described["notifications"] = [to_json(n) for n in await store.notifications(found.group_key, limit=50)]
         return described
 

@@ -129,8 +129,9 @@ class Settings(BaseSettings):
         300.0, gt=0, description="Longest wait before a connector retries after errors (exponential backoff with jitter up to this)."
     )
     ingest_allowed_networks: CommaList = Field(
-        (), description="CIDRs a redirect may lead the feed and Mastodon connectors to although private, loopback or link-local "
-        "(e.g. 10.0.0.0/8). The configured feed and instance URLs are fetched as given; unset: a redirect elsewhere to such an address is refused."
+        (), description="CIDRs a redirect may lead the feed, Mastodon and Bluesky connectors to although private, loopback or "
+        "link-local (e.g. 10.0.0.0/8). The configured feed, instance and Jetstream URLs are connected to as given; unset: a "
+        "redirect elsewhere to such an address is refused."
     )
     ingest_metric_sources: CommaList = Field(
         ("twitter", "x", "reddit", "facebook", "instagram", "tiktok", "youtube", "linkedin", "threads", "mastodon", "bluesky",
@@ -213,17 +214,26 @@ class Settings(BaseSettings):
     alert_bucket_s: int = Field(10, ge=1, description="Length of a counting bucket, in seconds of event time.")
     alert_baseline_buckets: int = Field(60, ge=3, description="Buckets of history the baseline (median) is taken over.")
     alert_warmup_buckets: int = Field(12, ge=1, description="History needed before a watchlist may alert at all.")
-    alert_min_count: int = Field(10, ge=1, description="volume_spike: a bucket needs at least this many mentions to alert.")
-    alert_min_ratio: float = Field(3.0, ge=1, description="volume_spike: a bucket must exceed the baseline by at least this factor.")
+    alert_min_count: int = Field(3, ge=1, description="volume_spike: the least mentions a bucket or window needs to alert, whatever the baseline (one or two posts are never a spike). The real floor comes from the watchlist's own baseline: min_ratio × expected and the Poisson bar.")
+    alert_min_ratio: float = Field(2.5, ge=1, description="volume_spike: a bucket or window must exceed its expected count by at least this factor.")
     alert_max_p_value: float = Field(1e-6, gt=0, lt=1, description="volume_spike: Poisson tail probability below which a count is a spike.")
     alert_min_z: float = Field(
-        8.0, ge=0, description="volume_spike: robust z-score a bucket must reach: (count - expected) / the larger of the Poisson spread and 1.4826 × MAD of the baseline."
+        6.0, ge=0, description="volume_spike: robust z-score a count must reach where the baseline is more spread than Poisson (bursty, over-dispersed): (count - expected) / 1.4826 × MAD of the baseline."
     )
     alert_window_s: int = Field(
         60, ge=0, description="volume_spike: besides the current bucket, the trailing window of this many seconds is judged (a surge sustained over a minute that no single bucket shows). 0, or not longer than a bucket: off."
     )
+    alert_window_medium_s: int = Field(
+        300, ge=0, description="volume_spike: a second, longer trailing window judged at once (seconds; the significance bar is shared between all windows). 0: off."
+    )
+    alert_window_long_s: int = Field(
+        900, ge=0, description="volume_spike: a third, longest trailing window (seconds; at most the baseline plus lateness buckets the detector keeps: 900 s with the defaults), for a small brand's slow-burning crisis. 0: off."
+    )
+    alert_rate_half_life_s: int = Field(
+        86400, ge=1, description="volume_spike: half-life (seconds) of the long-memory mention rate the trailing windows are judged against (with the short baseline, whichever is larger)."
+    )
     alert_peak_half_life_s: int = Field(
-        172800, ge=0, description="volume_spike: a new alert needs more mentions in a bucket than the recent peak, which halves every this many seconds (one story that runs for days is one alert). 0: off."
+        345600, ge=0, description="volume_spike: a new alert needs more mentions in a bucket than the recent peak, which halves every this many seconds (one story that runs for days is one alert). 0: off."
     )
     alert_seasonal_weeks: int = Field(
         2, ge=1, description="Weeks of history an hour of the week needs before its usual volume raises the baseline (hour-of-week seasonality)."
@@ -240,6 +250,9 @@ class Settings(BaseSettings):
         ("volume_spike", "negative_surge", "unanswered_question"),
         description="Rules evaluated for a watchlist that lists no alert_rules of its own (risk_mention and viral_post are noisy for big brands, so a watchlist opts in).",
     )
+    alert_rule_packs: bool = Field(
+        True, description="Watchlists of kind brand, competitor, campaign, executive or product run their kind's rule pack, merged with their own alert_rules (see docs/alerting.md#rule-packs). false: a watchlist runs only its own rules (or EARFUL_ALERT_DEFAULT_RULES), as a topic does."
+    )
     alert_negative_min_count: int = Field(20, ge=1, description="negative_surge: mentions the window needs before its negative share is judged.")
     alert_negative_min_share: float = Field(0.6, gt=0, le=1, description="negative_surge: negative share of the window that alerts.")
     alert_negative_min_ratio: float = Field(2.0, ge=1, description="negative_surge: how many times the usual negative share the window must reach.")
@@ -251,6 +264,12 @@ class Settings(BaseSettings):
     alert_risk_min_reach: int = Field(10000, ge=0, description="risk_mention: followers an author needs for a risk-tagged mention to alert.")
     alert_risk_min_count: int = Field(1, ge=1, description="risk_mention: risk-tagged mentions (within the quiet period) before the alert fires.")
     alert_risk_quiet_s: int = Field(1800, ge=1, description="risk_mention: seconds without another risk-tagged mention before the alert resolves.")
+    alert_risk_min_ratio: float = Field(
+        3.0, ge=0, description="risk_mention: the risk-tagged mentions within the quiet period must also reach this many times the tag's usual number per quiet period for the watchlist (a tag it sees every hour is routine, not news). 0: off."
+    )
+    alert_risk_min_history_s: int = Field(
+        3600, ge=0, description="risk_mention: seconds of a watchlist's history before a tag's usual number is known and a risk-tagged mention may alert."
+    )
     alert_viral_min_growth: int = Field(200, ge=1, description="viral_post: new reshares plus replies of one post within the window that alert.")
     alert_viral_window_s: int = Field(600, ge=1, description="viral_post: seconds the growth of a post is measured over.")
     alert_question_min_count: int = Field(
@@ -264,6 +283,24 @@ class Settings(BaseSettings):
     alert_drop_max_ratio: float = Field(0.25, ge=0, lt=1, description="volume_drop: the window's share of its usual volume at or below which it is a drop.")
     alert_drop_max_p_value: float = Field(1e-6, gt=0, lt=1, description="volume_drop: Poisson probability of so few mentions below which the drop alerts.")
     alert_drop_recover_ratio: float = Field(0.5, gt=0, le=1, description="volume_drop: share of the usual volume (as when the alert fired) that resolves it.")
+    alert_source_health: bool = Field(
+        True, description="Judge each source's health (silence against its usual rate, ingest lag): a source_outage alert, the degraded_sources annotation on every alert of a watchlist fed by a degraded source, and volume_drop inhibited by an outage."
+    )
+    alert_source_window_s: int = Field(
+        300, ge=1, description="Source health: seconds of trailing window (by receipt time) whose mentions of a source are compared with its usual count."
+    )
+    alert_source_history_s: int = Field(
+        3600, ge=1, description="Source health: seconds of history a source's usual count (the median bucket) is taken over; a watchlist depends on the sources its mentions came from within it."
+    )
+    alert_source_min_expected: int = Field(
+        20, ge=1, description="Source health: mentions a source usually delivers in the window before its silence can alert."
+    )
+    alert_source_recover_ratio: float = Field(
+        0.8, gt=0, le=1, description="Source health: share of the usual count (as when the outage fired) the window needs again to resolve source_outage."
+    )
+    alert_source_lag_s: int = Field(
+        600, ge=1, description="Source health: a source is late (degraded) when the median delay from creation to receipt over the window exceeds its usual median by this many seconds and fourfold."
+    )
     alert_tick_s: float = Field(
         1.0, gt=0, description="How often time-based decisions run when no mention arrives (a silent watchlist resolves, a question becomes overdue)."
     )

@@ -1,6 +1,7 @@
 """Watchlists: what each team listens for, in a boolean query language, applied live.
 
 * `model`: the Watchlist (query, handles, alert rules, SLA, labels) and its validation;
+* `packs`: the alert rules each kind of watchlist runs by default (rule packs), merged with its own;
 * `query`: the query language (parse with positions in errors, compile, evaluate);
 * `text`: the tokenizer shared by texts and queries;
 * `matcher`: `WatchlistSet`, an immutable compiled set with an inverted-index prefilter;
@@ -21,9 +22,11 @@ from earful.watchlists.model import (
     parse_watchlist,
     terms_query,
 )
+from earful.watchlists.packs import RULE_PACKS, pack_rules
 from earful.watchlists.query import QueryError, compile_query
 
 __all__ = [
-    "ID_PATTERN", "KINDS", "MATCHER_VERSION", "RULES", "AlertRule", "Match", "QueryError", "QuietHours", "Watchlist",
-    "WatchlistSet", "WatchlistSource", "WatchlistSpec", "compile_query", "parse_watchlist", "terms_query",
+    "ID_PATTERN", "KINDS", "MATCHER_VERSION", "RULES", "RULE_PACKS", "AlertRule", "Match", "QueryError", "QuietHours", "Watchlist",
+    "WatchlistSet", "WatchlistSource", "WatchlistSpec", "compile_query", "pack_rules", "parse_watchlist",
+    "terms_query",
 ]

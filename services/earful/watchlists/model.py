@@ -27,7 +27,7 @@ from earful.core.errors import ValidationError
 from earful.watchlists.query import CompiledQuery, QueryError, compile_query
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
-Kind = Literal["brand", "competitor", "campaign", "topic"]
+Kind = Literal["brand", "competitor", "campaign", "executive", "product", "topic"]
 Rule = Literal["volume_spike", "negative_surge", "risk_mention", "viral_post", "unanswered_question", "volume_drop"]
 Severity = Literal["info", "warning", "critical"]
 KINDS: tuple[str, ...] = get_args(Kind)
@@ -186,7 +186,8 @@ class WatchlistSpec(BaseModel):
     }]})
     id: str = Field(pattern=ID_PATTERN, description="Stable id: lower case a-z, 0-9 and -, at most 64 characters.")
     name: str | None = Field(None, min_length=1, max_length=200, description="Display name; default: the id.")
-    kind: Kind = Field("brand", description="brand, competitor, campaign or topic.")
+    kind: Kind = Field("brand", description="brand, competitor, campaign, executive, product or topic (the kind picks"
+                       " the default alert rules: see docs/alerting.md#rule-packs).")
     owner_team: str | None = Field(None, min_length=1, max_length=200, description="The team that owns it.")
     query: str | None = Field(None, description="What to listen for, in Earful's query language (see docs/query-language.md).")
     terms: list[str] | None = Field(None, description="Shorthand for a query matching any of these terms/phrases.")

@@ -177,7 +177,7 @@ def candidate_rules(watchlist: Watchlist, rule: str | None, thresholds: list[str
             raise ValidationError(f"--threshold {item!r}: {value!r} is not a number") from exc
     candidate = AlertRule(name, severity=severity or "warning", thresholds=values, pending_s=pending_s or 0,
                           cooldown_s=cooldown_s)
-    return rules_for(replace(watchlist, alert_rules=(candidate,)), defaults)
+    return rules_for(replace(watchlist, alert_rules=(candidate,)), replace(defaults, packs=False))  # that rule alone
 
 
 def mention_from_row(row: Any, watchlist_id: str) -> Mention:

@@ -62,6 +62,7 @@ def advance_to(state: DetectorState, idx: int, cfg: DetectorConfig) -> None:
     """Move the newest bucket forward; fold what left the negative-share window; prune."""
     state["latest"] = idx
     negative_surge.fold_base(state, idx, cfg)
+    fold_rate(state, idx, cfg)
     below = idx - cfg.baseline_buckets - cfg.lateness_buckets - 1
     judged = idx - cfg.lateness_buckets  # first receipts matter only for buckets still judged
     recent = idx - min(cfg.lateness_buckets, SAMPLE_BUCKETS)  # sample ids: the newest buckets only (state size)
@@ -69,6 +70,40 @@ def advance_to(state: DetectorState, idx: int, cfg: DetectorConfig) -> None:
                          (state["samples"], recent)):
         for key in [k for k in table if int(k) < limit]:
             del table[key]
+
+
+# --- the long-memory rate ----------------------------------------------------------------------
+
+RATE_PRIOR_MENTIONS = 1.0  # the rate's prior: one mention per baseline (a watchlist never seen is not silent for sure)
+
+
+def fold_rate(state: DetectorState, latest: int, cfg: DetectorConfig) -> None:
+    """Fold buckets older than the baseline window into the long-memory rate (an exponentially
+    decayed count and weight, half-life `rate_half_life_s`). The newest `baseline_buckets` are never
+    part of it, so a surge is not compared with itself; the trailing windows' expectation rests on it."""
+    upto = latest - cfg.baseline_buckets
+    rate = state.get("rate")
+    if rate is None:
+        first = state["first"] if state["first"] is not None else latest
+        rate = state["rate"] = [0.0, 0.0, first - 1]  # nothing before the first bucket ever counted
+    if upto <= rate[2]:
+        return
+    decay = 0.5 ** (cfg.bucket_s / max(1, cfg.rate_half_life_s))
+    steps = int(upto - rate[2])
+    total, weight = rate[0] * decay ** steps, rate[1] * decay ** steps
+    weight += (1 - decay ** steps) / (1 - decay) if decay < 1 else steps  # every bucket counts, the empty ones too
+    for key, n in state["counts"].items():
+        j = int(key)
+        if rate[2] < j <= upto:
+            total += n * decay ** (upto - j)
+    state["rate"] = [round(total, 4), round(weight, 4), upto]
+
+
+def long_rate(state: DetectorState, cfg: DetectorConfig) -> float:
+    """The usual mentions per bucket over the long memory (with a weak prior of one mention per
+    baseline, so a new or silent watchlist is not judged against zero)."""
+    rate = state.get("rate") or [0.0, 0.0, 0]
+    return (rate[0] + RATE_PRIOR_MENTIONS) / (rate[1] + cfg.baseline_buckets)
 
 
 # --- hour-of-week seasonality ------------------------------------------------------------------

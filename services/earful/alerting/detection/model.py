@@ -26,6 +26,7 @@ class DetectorConfig:
     lateness_buckets: int = 30
     seasonal_weeks: int = 2
     peak_half_life_s: int = 172800
+    rate_half_life_s: int = 3600  # memory of the long-memory rate the trailing windows are judged against
     risk_tags: frozenset[str] = frozenset(ALERTING_RISK_TAGS)
     max_posts: int = 50  # posts tracked per watchlist for viral_post (the state is written on every mention)
     max_questions: int = 300  # open questions tracked per watchlist (the oldest; newer ones wait for room)
@@ -40,7 +41,8 @@ class DetectorConfig:
         return cls(bucket_s=s.alert_bucket_s, baseline_buckets=s.alert_baseline_buckets,
                    warmup_buckets=s.alert_warmup_buckets, resolve_buckets=s.alert_resolve_buckets,
                    lateness_buckets=s.alert_lateness_buckets, seasonal_weeks=s.alert_seasonal_weeks,
-                   peak_half_life_s=s.alert_peak_half_life_s, risk_tags=frozenset(s.alert_risk_tags))
+                   peak_half_life_s=s.alert_peak_half_life_s, rate_half_life_s=s.alert_rate_half_life_s,
+                   risk_tags=frozenset(s.alert_risk_tags))
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,11 @@ states written by the previous version, and must keep their counts and open epis
 
 Layouts:
 
-* 3 (current): the version under ``version``; every key declared here, ``peakw`` and
-  ``drop_at`` included.
+* 4 (current): the version under ``version``; every key declared here. Adds ``rate`` (the
+  long-memory mention rate), ``peaks`` (the recent peak per trailing window), ``riskrate``
+  (each risk tag's usual count) and ``qsrc`` (the sources the watchlist's own handles answer on).
+* 3: as 4 without those keys, and one window peak under ``peakw``. Upgraded keeping everything
+  else (the window peaks are learnt afresh).
 * 2: the version under ``v``; ``peakw`` and ``drop_at`` written only once used. Upgraded
   without loss.
 * 1 (no version): counts, receipts and samples only. Upgraded keeping the counts, so the
@@ -19,7 +22,7 @@ from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict, cast
 
-STATE_VERSION = 3
+STATE_VERSION = 4
 HOURS_PER_WEEK = 168
 
 
@@ -75,12 +78,15 @@ class DetectorState(TypedDict):
     samples: dict[str, list[str]]  # bucket → a few mention ids
     season: Season | None
     peak: list[float] | None  # [largest bucket count, when]: bursts must beat the recent peak
-    peakw: list[float] | None  # the same for the trailing-window count
+    peaks: dict[str, list[float]]  # trailing-window width (buckets) → [largest window count, when]
+    rate: list[float] | None  # [decayed mentions, decayed buckets, bucket folded up to]: the long-memory rate
     negbase: list[float] | None  # [decayed total, decayed negative, bucket folded up to]: the usual negative share
     drop_at: int | None  # the newest bucket volume_drop judged (once per bucket)
     episodes: dict[str, Episode]  # episode key (rule, or rule:label values) → episode
     cool: dict[str, int]  # episode key → event time until which it may not fire again
-    risk: dict[str, list[Any]]  # risk tag → [last event time, mentions, first mention id]
+    risk: dict[str, list[Any]]  # risk tag → [last event time, mentions, first mention id, first event time]
+    riskrate: dict[str, list[float]]  # risk tag → [decayed count of mentions that qualify, when]: the tag's usual
+    qsrc: dict[str, int]  # source → newest event time (ms) one of the watchlist's own handles replied there
     posts: dict[str, TrackedPost]  # post key → its growth
     questions: dict[str, list[Any]]  # post key → [created_ms, mention id, received_ms] of an open question
 
@@ -88,8 +94,8 @@ class DetectorState(TypedDict):
 def new_state() -> DetectorState:
     """The state of a watchlist never seen before."""
     return {"version": STATE_VERSION, "first": None, "latest": None, "clock": None, "counts": {}, "neg": {},
-            "recv": {}, "samples": {}, "season": None, "peak": None, "peakw": None, "negbase": None,
-            "drop_at": None, "episodes": {}, "cool": {}, "risk": {}, "posts": {}, "questions": {}}
+            "recv": {}, "samples": {}, "season": None, "peak": None, "peaks": {}, "rate": None, "negbase": None,
+            "drop_at": None, "episodes": {}, "cool": {}, "risk": {}, "posts": {}, "questions": {}, "riskrate": {}, "qsrc": {}}
 
 
 def upgrade_state(stored: dict[str, Any] | None) -> DetectorState:
@@ -102,18 +108,27 @@ def upgrade_state(stored: dict[str, Any] | None) -> DetectorState:
         return new_state()
     if stored.get("version") == STATE_VERSION:
         return cast(DetectorState, stored)
+    if stored.get("version") == 3:
+        return _from_v3(stored)
     if stored.get("v") == 2:
         return _from_v2(stored)
     return _from_v1(stored)
 
 
-def _from_v2(stored: dict[str, Any]) -> DetectorState:
-    """Layout 2 held the same keys (some only once used): nothing is lost."""
-    del stored["v"]
+def _from_v3(stored: dict[str, Any]) -> DetectorState:
+    """Layout 3 lacked the long-memory rate, the per-window peaks and the sources: added empty."""
+    stored.pop("peakw", None)
     for key, value in new_state().items():
         stored.setdefault(key, value)
     stored["version"] = STATE_VERSION
     return cast(DetectorState, stored)
+
+
+def _from_v2(stored: dict[str, Any]) -> DetectorState:
+    """Layout 2 held the same keys (some only once used): nothing is lost."""
+    del stored["v"]
+    stored["version"] = 3
+    return _from_v3(stored)
 
 
 def _from_v1(stored: dict[str, Any]) -> DetectorState:

@@ -67,6 +67,16 @@ def log_binomial_tail(k: int, n: int, p: float) -> float:
     if p >= 1.0:
         return 0.0
     lp, lq = math.log(p), math.log1p(-p)
+    if k > n * p:  # beyond the mean each term is the previous times (n-j)/(j+1) · p/q < 1: sum the ratios, add the logs
+        log_first = math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + k * lp + (n - k) * lq
+        odds = math.exp(lp - lq)
+        ratio_sum, ratio = 1.0, 1.0
+        for j in range(k, n):
+            ratio *= (n - j) / (j + 1) * odds
+            ratio_sum += ratio
+            if ratio < 1e-17 * ratio_sum:
+                break
+        return min(0.0, log_first + math.log(ratio_sum))
     log_terms = [
         math.lgamma(n + 1) - math.lgamma(j + 1) - math.lgamma(n - j + 1) + j * lp + (n - j) * lq
         for j in range(k, n + 1)

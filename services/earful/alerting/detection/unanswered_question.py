@@ -1,7 +1,9 @@
 """unanswered_question: customer questions and complaints left without a reply past the SLA.
 
 A mention tagged customer_question or complaint opens a question; a reply to it from one of the
-watchlist's own handles closes it. `min_count` questions open for longer than `sla_s` fire one
+watchlist's own handles closes it. Only questions by authors with `min_reach` followers count and,
+with `own_sources`, only on sources where the watchlist's own handles have replied before (a
+brand is not expected to answer where it has no account). `min_count` questions open for longer than `sla_s` fire one
 alert, which resolves once every question past the SLA has been answered (questions older than
 `max_age_s` stop counting). Judged as time passes (`settle`), since a missing reply sends no event.
 """
@@ -24,7 +26,9 @@ def observe(state: DetectorState, rules: WatchlistRules, m: Mention, own: bool, 
     questions = state["questions"]
     if own and m.in_reply_to:
         questions.pop(post_key(m.source, m.in_reply_to), None)
-    elif m.matched and not own and QUESTION_TAGS & set(m.risks) and m.source_id:
+        state["qsrc"][m.source] = max(state["qsrc"].get(m.source, 0), m.created_ms)
+    elif m.matched and not own and QUESTION_TAGS & set(m.risks) and m.source_id and (m.followers or 0) >= rule["min_reach"] \
+            and (not rule["own_sources"] or m.source in state["qsrc"]):
         key = post_key(m.source, m.source_id)
         if key not in questions and len(questions) < cfg.max_questions:
             questions[key] = [m.created_ms, m.mention_id, m.received_ms]

@@ -1,43 +1,78 @@
 """volume_spike: far more mentions than usual, in one bucket or over a trailing window.
 
-Mentions are counted in short event-time buckets; the current bucket is compared, on every
-mention, with a robust baseline (see `buckets.baseline`). A count is a spike when it reaches
-`min_count`, `min_ratio` × expected, a Poisson tail probability below `max_p_value` (small brands:
-every mention matters, chance is priced in) and a robust z-score of `min_z` against the larger of
-the Poisson spread and the observed spread (1.4826 × MAD), which keeps bursty, over-dispersed
-series from crying wolf. A burst must also beat the recent peak, so a story that dominates for
-days is one alert, not one per wave. Resolves once `resolve_buckets` settled buckets after the
-last spike were normal.
+Mentions are counted in short event-time buckets. On every mention the current bucket and the
+trailing windows (`window_s`, `window_medium_s`, `window_long_s`: 1, 5 and 15 minutes by default)
+are judged at once, so a big brand's burst shows in one bucket and a small brand's slow-burning
+crisis (nine mentions a minute against one every few minutes) in the longer windows, which are
+judged while the watchlist is sparse (under one mention a bucket, usually): a busy watchlist's
+surge shows within a minute, and its long windows would only add its correlated noise.
+
+Each test asks how unlikely the count is given the watchlist's own baseline: a Poisson tail
+probability below `max_p_value` divided by the number of tests (the bucket and each window longer
+than it; Bonferroni: judging four counts must not quadruple the false alarms), at least `min_ratio` × expected, and, where the
+baseline is more spread than Poisson (bursty, over-dispersed series), a robust z-score of `min_z`
+against the observed spread (1.4826 × MAD). So the floor scales with the baseline: a few
+mentions can be a spike for a brand that usually has none, never for one that has hundreds;
+`min_count` is only a small absolute minimum. Expected is the larger of the short baseline (see
+`buckets.baseline`) and the long-memory rate (`buckets.long_rate`). A window's excess must not
+sit in a single bucket (that is the bucket test's business), and its newer half must still hold a
+quarter of it (a surge that ended does not keep its alert firing while its window empties). A burst must also beat the recent
+peak of its window length, so a story that dominates for days is one alert, not one per wave.
+Resolves once `resolve_buckets` settled buckets after the last spike were normal.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+import statistics
 
-from earful.alerting.detection.buckets import baseline
+from earful.alerting.detection.buckets import baseline, long_rate
 from earful.alerting.detection.lifecycle import hit, resolve, settled_end
 from earful.alerting.detection.model import Decision, DetectorConfig, duration_text
 from earful.alerting.detection.rules import VOLUME_SPIKE, RuleConfig, WatchlistRules
 from earful.alerting.detection.state import DetectorState
-from earful.alerting.detection.stats import log_poisson_tail
+from earful.alerting.detection.stats import MAD_TO_SD, log_binomial_tail, log_poisson_tail, mad, median
+
+WINDOW_THRESHOLDS = ("window_s", "window_medium_s", "window_long_s")
+SPARSE_PER_BUCKET = 1.0  # usual mentions per bucket below which the medium and long windows are judged
+MAX_BINOMIAL_N = 2000  # beyond this many mentions the usual rate is known well enough for the Poisson test alone
 
 
-def assess(count: int, expected: float, spread: float, history: int, rule: RuleConfig,
-           cfg: DetectorConfig) -> tuple[bool, float]:
-    """(is this count a spike, score = -log10 of its Poisson tail probability; 0 when it is not)."""
+def window_widths_short(rule: RuleConfig, cfg: DetectorConfig) -> int:
+    """The first window's width in buckets (judged at every scale)."""
+    return int(rule.thresholds.get("window_s", 0)) // cfg.bucket_s
+
+
+def window_widths(rule: RuleConfig, cfg: DetectorConfig) -> list[int]:
+    """The trailing windows judged, in buckets: longer than one bucket, within the counts kept."""
+    kept = cfg.baseline_buckets + cfg.lateness_buckets
+    widths = {min(kept, int(rule.thresholds.get(name, 0)) // cfg.bucket_s) for name in WINDOW_THRESHOLDS}
+    return sorted(w for w in widths if w > 1)
+
+
+def assess(count: int, expected: float, spread: float, history: int, rule: RuleConfig, cfg: DetectorConfig,
+           tests: int = 1, width: int = 1, memory: tuple[float, float] | None = None) -> tuple[bool, float]:
+    """(is this count of `width` buckets a spike, score = -log10 of its tail probability; 0 when it is not).
+
+    `tests`: how many counts are judged together (the bar is `max_p_value` / tests). `memory`: the
+    long-memory (mentions, buckets) behind the expectation: while it is short, the usual rate itself
+    is uncertain, and the count is also judged as a share of window plus memory (a binomial test
+    of equal rates), whichever is less surprising."""
     if history < cfg.warmup_buckets or count < rule["min_count"] or count < rule["min_ratio"] * expected:
         return False, 0.0  # the cheap tests first: most mentions end here
-    mean = max(expected, 1.0 / cfg.baseline_buckets)
-    if (count - expected) / max(math.sqrt(mean), spread) < rule["min_z"]:
-        return False, 0.0
+    mean = max(expected, 1e-9)
+    if spread > math.sqrt(mean) and (count - expected) / spread < rule["min_z"]:
+        return False, 0.0  # over-dispersed: the count must stand out of the observed spread too
     log_p = log_poisson_tail(count, mean)
-    return log_p <= math.log(rule["max_p_value"]), -log_p / math.log(10)
+    bar = math.log(rule["max_p_value"] / tests)
+    if log_p <= bar and memory is not None and memory[1] > 0 and count + memory[0] <= MAX_BINOMIAL_N:
+        log_p = max(log_p, log_binomial_tail(count, count + round(memory[0]), width / (width + memory[1])))
+    return log_p <= bar, -log_p / math.log(10)
 
 
-def _above_recent_peak(state: DetectorState, count: int, at_ms: int, cfg: DetectorConfig,
-                       key: Literal["peak", "peakw"] = "peak") -> bool:
-    """Is `count` above the recent peak (the largest bucket seen, halving every peak_half_life_s)?
+def _above_recent_peak(state: DetectorState, count: int, at_ms: int, cfg: DetectorConfig, width: int = 1) -> bool:
+    """Is `count` above the recent peak of its window length (the largest count seen, halving
+    every peak_half_life_s)?
 
     Remembers `count` as the new peak when it is. A watchlist that is often bursty (a big brand
     on a busy news day) thereby alerts only on bursts bigger than its recent ones, and one story
@@ -45,54 +80,84 @@ def _above_recent_peak(state: DetectorState, count: int, at_ms: int, cfg: Detect
     """
     if not cfg.peak_half_life_s:
         return True
-    peak = state[key] or [0.0, at_ms]
+    peak = (state["peak"] if width == 1 else state["peaks"].get(str(width))) or [0.0, at_ms]
     decayed = peak[0] * 0.5 ** (max(0, at_ms - peak[1]) / (cfg.peak_half_life_s * 1000))
     if count > decayed:
-        state[key] = [count, max(at_ms, peak[1])]
+        if width == 1:
+            state["peak"] = [count, max(at_ms, peak[1])]
+        else:
+            state["peaks"][str(width)] = [count, max(at_ms, peak[1])]
         return True
     return False
 
 
 def judge(state: DetectorState, rules: WatchlistRules, rule: RuleConfig, idx: int, cfg: DetectorConfig,
           at_ms: int) -> list[Decision]:
-    """A spike in the current bucket, or a sustained one in the trailing `window_s`: at least half its
-    buckets elevated and their sum a spike (35 a minute against 1 a minute shows in no single
-    10 s bucket). Off when a bucket is as long as the window."""
+    """A spike in the current bucket, or in one of the trailing windows ending with it."""
     counts = state["counts"]
     count = counts[str(idx)]
-    width = max(1, int(rule.thresholds.get("window_s", 0)) // cfg.bucket_s)
-    total = sum(counts.get(str(j), 0) for j in range(idx - width + 1, idx + 1)) if width > 1 else count
-    bucket_spike = window_spike = False
-    score = expected = 0.0
-    elevated: list[int] = []
-    if count >= rule["min_count"]:  # below it no baseline is needed
-        expected, spread, history = baseline(state, idx, cfg)
-        bucket_spike, score = assess(count, expected, spread, history, rule, cfg)
-    first = idx - width + 1
-    if not bucket_spike and width > 1 and total >= rule["min_count"] and state["first"] is not None and first > state["first"]:
-        expected_w, spread_w, history_w = baseline(state, first, cfg)
-        # Sustained: at least half the window's buckets are elevated (one burst is the bucket test's business).
-        elevated = [j for j in range(first, idx + 1) if counts.get(str(j), 0) >= max(2.0, rule["min_ratio"] * expected_w)]
-        if 2 * len(elevated) >= width:
-            window_spike, score = assess(total, expected_w * width, spread_w * math.sqrt(width), history_w, rule, cfg)
-        if window_spike:
-            expected = expected_w * width
-    above_peak = _above_recent_peak(state, count, at_ms, cfg)
-    above_window_peak = width > 1 and _above_recent_peak(state, total, at_ms, cfg, key="peakw")
+    widths = window_widths(rule, cfg)
+    tests = 1 + len(widths)
+    usual = long_rate(state, cfg)
+    rate = state["rate"]
+    memory = (rate[0], rate[1]) if rate else None
     under_way = VOLUME_SPIKE in state["episodes"]  # an episode under way keeps counting
     name = rules.name or rules.watchlist_id
-    if bucket_spike and (above_peak or under_way):
-        summary = f"{name}: {count} mentions in {duration_text(cfg.bucket_s)}, {count / max(expected, 0.1):.0f}x the usual {expected:.1f}"
-        return hit(state, rules, rule, VOLUME_SPIKE, {}, at_ms, idx, cfg, observed=count, expected=expected,
-                   score=score, summary=summary)
-    if window_spike and (above_window_peak or under_way):
+    above_peak = _above_recent_peak(state, count, at_ms, cfg)  # every count is remembered: the peak is the largest seen
+    if count >= max(rule["min_count"], rule["min_ratio"] * usual):  # below it no baseline is needed
+        expected, spread, history = baseline(state, idx, cfg)
+        expected = max(expected, usual)
+        spike, score = assess(count, expected, spread, history, rule, cfg, tests, 1, memory)
+        if spike and (above_peak or under_way):
+            summary = f"{name}: {count} mentions in {duration_text(cfg.bucket_s)}, {count / max(expected, 0.1):.0f}x the usual {expected:.1f}"
+            return hit(state, rules, rule, VOLUME_SPIKE, {}, at_ms, idx, cfg, observed=count, expected=expected,
+                       score=score, summary=summary)
+    first_kept = state["first"]
+    assert first_kept is not None
+    for width in widths:
+        if width > window_widths_short(rule, cfg) and usual >= SPARSE_PER_BUCKET:
+            break  # the medium and long windows are for sparse series: a busy one shows a surge in a minute
+        first = idx - width + 1
+        if first <= first_kept:
+            break  # no history before this window (nor before the longer ones)
+        window = [counts.get(str(j), 0) for j in range(first, idx + 1)]
+        total = sum(window)
+        above_peak = _above_recent_peak(state, total, at_ms, cfg, width)
+        if total < max(rule["min_count"], rule["min_ratio"] * usual * width):
+            continue
+        per_bucket, spread, history = _window_baseline(state, first, cfg)
+        per_bucket = max(per_bucket, usual)
+        expected = per_bucket * width
+        if max(window) - per_bucket > 0.5 * (total - expected):
+            continue  # one burst: the bucket test's business
+        recent = window[width // 2:]
+        if sum(recent) - per_bucket * len(recent) < 0.25 * (total - expected):
+            continue  # the surge is over: its window is still full of it, but the newest half is not
+        spike, score = assess(total, expected, spread * math.sqrt(width), history, rule, cfg, tests, width, memory)
+        if not spike or not (above_peak or under_way):
+            continue
         summary = (f"{name}: {total} mentions in {duration_text(width * cfg.bucket_s)}, "
                    f"{total / max(expected, 0.1):.0f}x the usual {expected:.1f}")
-        started = elevated[0] if VOLUME_SPIKE not in state["episodes"] else None  # the surge began there
+        started = None
+        if not under_way:  # the surge began with the first bucket above the usual level
+            started = next((j for j, n in zip(range(first, idx + 1), window) if n > per_bucket), first)
         return hit(state, rules, rule, VOLUME_SPIKE, {}, at_ms, idx, cfg, observed=total, expected=expected,
                    score=score, summary=summary, window=(first * cfg.bucket_ms, (idx + 1) * cfg.bucket_ms),
                    starts_ms=None if started is None else started * cfg.bucket_ms)
     return []
+
+
+def _window_baseline(state: DetectorState, first: int, cfg: DetectorConfig) -> tuple[float, float, int]:
+    """(expected per bucket, spread, buckets of history) before a window starting at `first`, from
+    the buckets still kept (a long window leaves few or none: then the long-memory rate decides)."""
+    oldest = state["first"]
+    assert oldest is not None and state["latest"] is not None
+    kept = max(oldest, state["latest"] - cfg.baseline_buckets - cfg.lateness_buckets, first - cfg.baseline_buckets)
+    history = [state["counts"].get(str(j), 0) for j in range(kept, first)]
+    if len(history) < cfg.warmup_buckets:
+        return 0.0, 0.0, first - oldest
+    centre = median(history)
+    return max(centre, statistics.fmean(history)), MAD_TO_SD * mad(history, centre), first - oldest
 
 
 def settle(state: DetectorState, rules: WatchlistRules, cfg: DetectorConfig) -> list[Decision]:

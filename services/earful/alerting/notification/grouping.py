@@ -148,7 +148,8 @@ def inhibited_by(alert: Alert, firing: Iterable[Alert], rules: Sequence[InhibitR
     """The inhibit rule muting `alert`, as 'inhibited:<source>', or None."""
     for rule in rules:
         for source in firing:
-            if source.fingerprint != alert.fingerprint and source.firing and rule.inhibits(alert.labels, source.labels):
+            if source.fingerprint != alert.fingerprint and source.firing and rule.inhibits(
+                    alert.labels, source.labels, alert.event.get("annotations")):
                 return f"inhibited:{rule.name}"
     return None
 

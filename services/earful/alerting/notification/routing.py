@@ -21,6 +21,7 @@ fit its labels, else to the default route's. Alerts of one route with equal valu
         - {match_re: {watchlist: "^acme-"}, receivers: [slack-comms], group_by: [watchlist, rule]}
     inhibit_rules:
       - {source_match: {rule: volume_spike}, target_match: {severity: warning}, equal: [watchlist]}
+      - {source_match: {rule: source_outage}, target_match: {rule: volume_drop}, within: {source: degraded_sources}}
 
 Secrets (webhook keys, routing keys, Slack URLs) can come from environment variables
 (`*_env`) so the file itself holds none.
@@ -78,24 +79,36 @@ class Route:
 @dataclass(frozen=True)
 class InhibitRule:
     """While a firing alert matches `source_match`, alerts matching `target_match` with the same
-    values of the `equal` labels are not notified (Alertmanager inhibit_rules)."""
+    values of the `equal` labels are not notified (Alertmanager inhibit_rules). `within` maps a
+    label of the source to a label or annotation of the target holding a comma-separated list:
+    the source's value must be in it (a source outage mutes the drops of the watchlists that
+    depend on that source, whose alerts list it in `degraded_sources`)."""
 
     source_match: Mapping[str, str]
     target_match: Mapping[str, str]
     equal: tuple[str, ...] = ()
+    within: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
         src = ",".join(f"{k}={v}" for k, v in sorted(self.source_match.items()))
         return f"{src}" if src else "any"
 
-    def inhibits(self, target: Mapping[str, str], source: Mapping[str, str]) -> bool:
+    def inhibits(self, target: Mapping[str, str], source: Mapping[str, str],
+                 target_annotations: Mapping[str, str] | None = None) -> bool:
         return (all(target.get(k) == v for k, v in self.target_match.items())
                 and all(source.get(k) == v for k, v in self.source_match.items())
-                and all(target.get(k) == source.get(k) for k in self.equal))
+                and all(target.get(k) == source.get(k) for k in self.equal)
+                and all(source.get(k) in _listed(target.get(t) or (target_annotations or {}).get(t))
+                        for k, t in self.within.items()))
 
 
-DEFAULT_INHIBIT = (InhibitRule({"rule": "volume_spike"}, {"severity": "warning"}, ("watchlist",)),)
+def _listed(value: str | None) -> set[str]:
+    return {v.strip() for v in (value or "").split(",") if v.strip()}
+
+
+DEFAULT_INHIBIT = (InhibitRule({"rule": "volume_spike"}, {"severity": "warning"}, ("watchlist",)),
+                   InhibitRule({"rule": "source_outage"}, {"rule": "volume_drop"}, (), {"source": "degraded_sources"}))
 
 
 @dataclass(frozen=True)
@@ -198,7 +211,8 @@ def load_notify_config(settings: Any) -> NotifyConfig:
     inhibit = DEFAULT_INHIBIT if "inhibit_rules" not in doc else tuple(
         InhibitRule({str(k): str(v) for k, v in (e.get("source_match") or {}).items()},
                     {str(k): str(v) for k, v in (e.get("target_match") or {}).items()},
-                    tuple(str(x) for x in e.get("equal") or ()))
+                    tuple(str(x) for x in e.get("equal") or ()),
+                    {str(k): str(v) for k, v in (e.get("within") or {}).items()})
         for e in (doc.get("inhibit_rules") or []))
     return NotifyConfig(receivers, default, tuple(routes), inhibit)
 
