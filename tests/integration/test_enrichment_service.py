@@ -46,7 +46,7 @@ async def test_raw_to_enriched_with_dead_letters(enrichment: ServiceProcess, set
     assert ("location", "London") in {(e["type"], e["text"]) for e in english["entities"]}
     assert english["sentiment"]["label"] == "positive"
     assert english["watchlist_ids"] == ["acme-air"]
-    assert english["models"]["ner"].startswith("spacy:en_earful_ner_wnut17@")
+    assert english["models"]["ner"].startswith("spacy:en_earful_ner_social@")
     assert english["models"]["sentiment"].startswith("earful-linear-sentiment@")
     german = decoded[raws[1]["mention_id"]]
     assert german["language"]["code"] == "de" and german["sentiment"]["label"] is not None  # a supported language

@@ -197,7 +197,7 @@ GOLDEN = [
     ("Servizio fantastico, personale gentilissimo, lo consiglio a tutti!", "it", "positive"),
     ("Servizio pessimo, volo cancellato e nessuno risponde. Vergognoso!", "it", "negative"),
     ("أحب هذه الشركة كثيرا، خدمة رائعة وممتازة", "ar", "positive"),
-    ("Det här flygbolaget är det sämsta jag har flugit med, aldrig igen.", "sv", None),
+    ("Det här flygbolaget är det sämsta jag har flugit med, aldrig igen.", "sv", "any"),  # read language-agnostic
     ("この航空会社のサービスは本当に素晴らしかったです", "ja", None),
 ]
 
@@ -211,7 +211,7 @@ def test_output_shape(enriched: list[dict[str, Any]]) -> None:
     assert len(enriched) == len(BATCH)
     for raw, out in zip(BATCH, enriched):
         assert out["mention"] is raw or out["mention"] == raw
-        assert out["schema_version"] == 2
+        assert out["schema_version"] == 3
         assert out["enriched_at"] == NOW
 
 
@@ -221,8 +221,10 @@ def test_golden_language_and_sentiment(processor: EnrichmentProcessor, text: str
     assert out["language"]["code"] == lang
     assert 0.5 <= out["language"]["confidence"] <= 1.0
     sentiment = out["sentiment"]
-    if label is None:  # a language the model was not trained on: no label, and why
-        assert sentiment == {"label": None, "score": 0.0, "reason": f"unsupported_language:{lang}", "probabilities": None}
+    if label is None:  # a script the model never saw: no label, and why
+        assert sentiment == {"label": None, "score": 0.0, "reason": f"unsupported_script:{lang}", "probabilities": None}
+    elif label == "any":  # a language the model was not trained on is read by its language-agnostic half, and says so
+        assert sentiment["label"] in LABELS and sentiment["reason"] == f"language_agnostic:{lang}"
     else:
         assert sentiment["label"] == label and sentiment["reason"] is None
         probs = sentiment["probabilities"]
@@ -278,7 +280,8 @@ def test_non_english_gets_rule_entities_only(enriched: list[dict[str, Any]]) -> 
 def test_short_text_is_undetermined(processor: EnrichmentProcessor) -> None:
     (out,) = processor.enrich([_raw("5", "ok")], NOW)
     assert out["language"]["code"] == "und"
-    assert out["sentiment"] == {"label": None, "score": 0.0, "reason": "unknown_language", "probabilities": None}
+    # still read, by the language-agnostic half of the model, with a flatter distribution
+    assert out["sentiment"]["reason"] == "language_agnostic:und" and out["sentiment"]["label"] is not None
 
 
 @pytest.mark.parametrize("text", ["👍👍👍", "@AcmeAir https://acme.example/x $ACME", "12345 !!! ???", " \t "])
@@ -286,7 +289,11 @@ def test_texts_without_words_do_not_break_the_batch(processor: EnrichmentProcess
     good = _raw("8", "Acme Air lost my bag again, terrible service")
     bad = dict(good, text=text, mention_id="x")
     out_bad, out_good = processor.enrich([bad, good], NOW)
-    assert out_bad["language"]["code"] == "und" and out_bad["sentiment"]["label"] is None
+    assert out_bad["language"]["code"] == "und"
+    if text.strip():  # emoji, handles and punctuation are still read (the lexicon knows emoji)
+        assert out_bad["sentiment"]["reason"] == "language_agnostic:und"
+    else:
+        assert out_bad["sentiment"] == {"label": None, "score": 0.0, "reason": "empty_text", "probabilities": None}
     assert out_good["language"]["code"] == "en" and out_good["sentiment"]["label"] == "negative"
 
 
@@ -334,7 +341,7 @@ def test_models_are_recorded(enriched: list[dict[str, Any]], processor: Enrichme
     assert all(isinstance(v, str) and v and "unknown" not in v for v in models.values())
     assert models["language"].startswith("vote(fasttext-lid.176-ftz@") and "py3langid@" in models["language"]
     assert "lingua-low@" in models["language"]
-    assert models["ner"].startswith("spacy:en_earful_ner_wnut17@")
+    assert models["ner"].startswith("spacy:en_earful_ner_social@")
     assert models["sentiment"].startswith("earful-linear-sentiment@")
     assert models["risk"] == RISK_RULES_VERSION
     assert models["watchlists"] == "earful-query/1@test-rev-1"
@@ -386,7 +393,7 @@ def test_missing_sentiment_model_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_an_unsure_detector_defers_to_the_declared_language(processor: EnrichmentProcessor) -> None:
-    short = "ok ok lol"  # too little to be sure of any language
+    short = "xd xd"  # too little to be sure of any language
     assert processor.detect_language(short)["code"] == "und"
     declared = processor.detect_language(short, "en-GB")
     assert declared["code"] == "en" and 0 <= declared["confidence"] < 0.5

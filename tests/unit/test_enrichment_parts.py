@@ -20,9 +20,10 @@ from earful.enrichment.batch import parse_line
 from earful.enrichment.evaluation import RISK_SET, evaluate_risk, macro_f1, macro_recall
 from earful.enrichment.language import clean_for_detection
 from earful.enrichment.ner import BioTagDecoder
+from earful.enrichment.ner_training import read_conll
 from earful.enrichment.rules import _questions, risk_tags, social_entities
 from earful.enrichment.sentiment import normalise
-from earful.enrichment.training import dedup_key, read_conll, read_split, umsab_training_set
+from earful.enrichment.training import dedup_key, read_split, umsab_training_set
 
 NOW = datetime(2026, 11, 2, 8, 0, tzinfo=timezone.utc)
 

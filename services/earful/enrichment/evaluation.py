@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from spacy.scorer import Scorer
 from spacy.tokens import Doc
 from spacy.training import Example
@@ -32,22 +33,22 @@ from spacy.training import Example
 from earful.core.errors import ValidationError
 from earful.enrichment.language import MIN_CONFIDENCE, LanguageDetector
 from earful.enrichment.ner import EntityRecogniser
+from earful.enrichment.ner_training import conll_docs, read_conll, wnut_root
 from earful.enrichment.rules import RISK_RULES_VERSION, risk_tags
-from earful.enrichment.sentiment import load_backend
+from earful.enrichment.sentiment import LABELS, SentimentResult, load_backend
 from earful.enrichment.training import (
     UMSAB_LANGUAGES,
-    conll_docs,
     dedup_key,
-    read_conll,
+    expected_calibration_error,
     read_split,
     say,
     sentiment_root,
-    umsab_training_set,
-    wnut_root,
+    sentiment_training_set,
 )
 
 REPO = Path(__file__).resolve().parents[3]
 RISK_SET = REPO / "bench" / "data" / "risk_intent" / "mentions.jsonl"
+COMPLAINT_SET = REPO / "bench" / "data" / "complaints" / "complaints.jsonl"
 SCRIPT_LANGUAGES = {k: v for k, v in UMSAB_LANGUAGES.items() if k != "hindi"}
 
 
@@ -70,34 +71,76 @@ def macro_f1(gold: list[int], pred: list[int]) -> float:
 LABEL_INDEX = {"negative": 0, "neutral": 1, "positive": 2}
 
 
-def evaluate_sentiment(data: Path, backend: Any) -> dict[str, Any]:
-    """TweetEval val (the part unseen in training) and UMSAB val per language."""
+def evaluate_sentiment(data: Path, backend: Any, detect: bool = True) -> dict[str, Any]:
+    """TweetEval val and UMSAB val per language, each with the language as labelled and as detected
+    (what the service does: an undetermined or other language is read by the language-agnostic
+    model), the calibration error, and the complaint set."""
     root = sentiment_root(data)
     tweeteval = root.parent / "tweeteval-en"
-    train_texts, _, _, _ = umsab_training_set(data)
+    train_texts, _, _, _ = sentiment_training_set(data)
     seen = {dedup_key(t) for t in train_texts}
     texts = (tweeteval / "val_text.txt").read_text(encoding="utf-8").splitlines()
     labels = [int(x) for x in (tweeteval / "val_labels.txt").read_text().split()]
     unseen = [(t, y) for t, y in zip(texts, labels) if dedup_key(t) not in seen]
+    detector = LanguageDetector() if detect else None
 
-    def predict(batch: list[str], lang: str) -> list[int]:
-        out = []
+    def predict(batch: list[str], langs: list[str]) -> list[SentimentResult]:
+        out: list[SentimentResult] = []
         for i in range(0, len(batch), 256):
-            out += [LABEL_INDEX[r.label] if r.label else 1 for r in backend.predict(batch[i:i + 256], [lang] * len(batch[i:i + 256]))]
+            out += backend.predict(batch[i:i + 256], langs[i:i + 256])
         return out
 
+    def score(batch: list[str], gold: list[int], lang: str, metric: Callable[[list[int], list[int]], float]) -> dict[str, Any]:
+        figures: dict[str, Any] = {}
+        runs = [("labelled", [lang] * len(batch))]
+        if detector is not None:
+            runs.append(("detected", [detector.detect(t).code for t in batch]))
+        for name, langs in runs:
+            results = predict(batch, langs)
+            figures[name] = round(metric(gold, [LABEL_INDEX[r.label] if r.label else 1 for r in results]), 4)
+            if name == "detected":
+                figures["detected_unlabelled"] = sum(1 for r in results if r.label is None)
+                figures["detected_language_agnostic"] = sum(1 for r in results if (r.reason or "").startswith("language_agnostic"))
+            probs = [(r.probabilities, g) for r, g in zip(results, gold) if r.probabilities]
+            if probs and name == "labelled":
+                matrix = np.asarray([[p[label] for label in LABELS] for p, _ in probs])
+                figures["ece"] = expected_calibration_error(matrix, np.asarray([g for _, g in probs]))
+        return figures
+
     result: dict[str, Any] = {"model": backend.name}
-    pred = predict([t for t, _ in unseen], "en")
-    result["tweeteval_val_macro_recall"] = round(macro_recall([y for _, y in unseen], pred), 4)
+    english = score([t for t, _ in unseen], [y for _, y in unseen], "en", macro_recall)
+    result["tweeteval_val_macro_recall"] = english["labelled"]
+    result["tweeteval_val"] = english
     result["tweeteval_val_scored"] = len(unseen)
     result["tweeteval_val_excluded_seen_in_training"] = len(texts) - len(unseen)
-    per_language = {}
+    per_language: dict[str, Any] = {}
     for folder, code in UMSAB_LANGUAGES.items():
         val_texts, val_labels = read_split(root / folder, "val")
-        per_language[code] = round(macro_f1(val_labels, predict(val_texts, code)), 4)
-    result["umsab_val_macro_f1"] = per_language
-    result["umsab_val_mean_macro_f1"] = round(sum(per_language.values()) / len(per_language), 4)
+        per_language[code] = score(val_texts, val_labels, code, macro_f1)
+    result["umsab_val_macro_f1"] = {code: v["labelled"] for code, v in per_language.items()}
+    result["umsab_val_mean_macro_f1"] = round(sum(v["labelled"] for v in per_language.values()) / len(per_language), 4)
+    if detector is not None:
+        result["umsab_val_mean_macro_f1_detected"] = round(
+            sum(v["detected"] for v in per_language.values()) / len(per_language), 4)
+    result["umsab_val"] = per_language
+    result["complaints"] = evaluate_complaints(backend, detector)
     return result
+
+
+def evaluate_complaints(backend: Any, detector: LanguageDetector | None, path: Path = COMPLAINT_SET) -> dict[str, Any]:
+    """Share of the complaint set read as negative, per language and split (dev: looked at while the
+    complaint cues were written; test: not)."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    langs = [detector.detect(r["text"]).code if detector is not None else r["lang"] for r in rows]
+    results = backend.predict([r["text"] for r in rows], langs)
+    out: dict[str, Any] = {"mentions": len(rows), "languages_from": "detected" if detector is not None else "labelled"}
+    for split in ("dev", "test", "all"):
+        share: dict[str, float] = {}
+        for lang in sorted({r["lang"] for r in rows}):
+            picked = [res for r, res in zip(rows, results) if r["lang"] == lang and split in ("all", r["split"])]
+            share[lang] = round(sum(1 for res in picked if res.label == "negative") / len(picked), 3)
+        out[split] = {"negative_share": share, "lowest": min(share.values())}
+    return out
 
 
 def evaluate_ner(data: Path, recogniser: Any) -> dict[str, Any]:

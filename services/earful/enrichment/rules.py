@@ -24,6 +24,80 @@ SOCIAL_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("cashtag", re.compile(r"(?<![\w$])\$[A-Za-z]{1,6}(?![\w])")),
 )
 
+# Plain complaints carry no negative word: a customer reports what failed them ("can't log in",
+# "took my money twice", "card declined", "still waiting for the refund") or says they are leaving.
+# These cues of a service failing its customer, an unmet expectation or churn are not a tag of their
+# own (a neutral report of an outage is `operational`, not `complaint`), but together with the
+# complaint and operational patterns they tell the sentiment model that the text reports a failure
+# of the service (`complaint_cue`). Languages: en, es, de, fr, pt, it, ar and romanised Hindi.
+SERVICE_FAILURE_CUES: tuple[str, ...] = (
+    # en
+    r"(?:can't|cant|cannot|can not|couldn't|unable to) (?:log ?in|sign ?in|login|access|connect|pay|get through|open|withdraw)",
+    (r"(?:won't|wont|doesn't|does not|didn't|did not|isn't|is not|aren't|hasn't|has not|haven't|never) "
+    r"(?:load(?:ing)?|open(?:ing)?|work(?:ing)?|start(?:ing)?|connect(?:ing)?|arrived?|shown up|turn(?:ed)? up|"
+    r"been (?:delivered|refunded|fixed|answered)|heard back|got (?:it|my \w+) back)"),
+    r"(?:card|payment|transaction|transfer)s? (?:was |were |got |keeps? getting |keeps? being )?(?:declined|rejected|refused|bounced)",
+    r"declined (?:again|at the \w+)", r"(?:charged|billed|debited|took my money) (?:me )?(?:twice|two times|double|again|for nothing)",
+    r"double[- ]charged", r"overcharged", r"took my money", r"(?:bill|invoice|charge)s? (?:is |was )?(?:double|twice)",
+    r"(?:still|been) (?:pending|processing|stuck|waiting|on hold)", r"on hold for", r"(?:asked|waiting|waited) for (?:a|my) refund",
+    r"(?:where(?:'s| is) my|no|still no) (?:refund|money|order|package|parcel|bag|luggage|reply|answer|response)",
+    r"no ?(?:one|body) (?:has )?(?:picked up|answered|replied|responded|called (?:me )?back|came|showed up|told me)",
+    r"without (?:any )?(?:notice|warning|telling (?:me|us))", r"(?:logs?|logged|kicks?|kicked|throws?) me out",
+    r"stopped working", r"keeps (?:crashing|freezing|spinning|dropping|failing|disconnecting|logging me out)",
+    r"(?:was|were|are|is) missing from", r"half (?:of )?(?:the|my) \w+ (?:was|were) missing", r"(?:still|again) the same (?:error|problem|issue)",
+    r"(?:cancel|close|end) my (?:account|subscription|contract|membership|plan)",
+    r"(?:switching|moving|going|changing) to (?:another|a different|a new) (?:bank|provider|airline|carrier|company|operator|network)",
+    r"(?:thinking (?:of|about)|considering) (?:leaving|switching|moving|cancell?ing|changing)",
+    r"(?:arrived|came|delivered|got here) (?:\w+ )?(?:days?|weeks?) late", r"arrived after (?:\w+|\d+) (?:days|weeks)",
+    r"(?:wasn't|was not|weren't|were not|isn't|is not) ready", r"(?:was|were) (?:supposed|meant|due) to (?:arrive|come|be)",
+    r"should have (?:arrived|come|been)", r"didn't make it", r"no ?(?:one|body) can tell me", r"drops (?:every|all the time)",
+    r"wiped (?:out )?(?:all )?my", r"(?:bill|invoice|price)s? (?:has |have )?doubled", r"(?:after|took) (?:\w+|\d+) (?:days|weeks)",
+    # es
+    r"no (?:puedo|me deja|pude|consigo) (?:entrar|acceder|iniciar sesi[oó]n|pagar|conectar(?:me)?|darme de baja)",
+    r"no (?:carga|abre|funciona|lleg[oó]|ha llegado|vino|me deja)", r"(?:me |nos )?(?:cobraron|cobran|cobr[oó]) (?:dos veces|doble|de m[aá]s)",
+    r"(?:me )?(?:rechazaron|rechaz[oó]) (?:la|mi) tarjeta", r"tarjeta rechazada", r"sigue pendiente", r"sin (?:internet|se[ñn]al|luz|servicio|respuesta)",
+    r"nadie (?:atiende|contesta|responde|me (?:avis[oó]|dice|da))", r"(?:todav[ií]a|a[uú]n) (?:nada|no)", r"sin avisar",
+    r"(?:me siguen|siguen) cobrando", r"(?:darme|dar(?:se)?) de baja", r"cambiarme de (?:compa[ñn][ií]a|banco|operador)",
+    r"(?:lleg[oó]|me lleg[oó]) (?:el pedido )?incompleto", r"tard[oó] \w+ d[ií]as", r"ninguna soluci[oó]n", r"no (?:estaba|est[aá]) lista",
+    r"se (?:queda colgad[ao]|cuelga|corta)", r"me saca de la sesi[oó]n", r"deb[ií]a (?:llegar|venir|estar)",
+    r"(?:factura|cuenta|recibo) .{0,25}(?:el doble|doble)", r"(?:despu[eé]s de|tard[oó]) \w+ (?:d[ií]as|semanas)",
+    # de
+    r"(?:komme|kommt|kam) nicht (?:in|rein|durch)", r"(?:lädt|startet|öffnet|funktioniert|geht) (?:seit \w+ )?(?:nicht|gar nicht|nicht mehr)",
+    r"(?:zweimal|doppelt) (?:abgebucht|berechnet|belastet)", r"(?:karte|zahlung) (?:\w+ )?abgelehnt", r"keiner geht ran",
+    r"niemand (?:geht ran|meldet sich|hat bescheid)", r"(?:bis heute|immer noch) (?:nichts|keine?)", r"ohne (?:info|vorwarnung|ankündigung)",
+    r"(?:trotzdem|weiterhin|noch) (?:\w+ )?abgebucht", r"kündigen", r"anbieter zu wechseln", r"fehlte", r"keine lösung",
+    r"nicht fertig", r"bricht .{0,20}ab", r"loggt mich aus", r"warteschleife", r"hängt (?:seit|auf|beim)", r"kein (?:internet|netz|empfang)",
+    r"sollte .{0,25}(?:kommen|ankommen|da sein)", r"rechnung .{0,30}doppelt", r"abgelehnt", r"nach der kündigung",
+    r"nach \w+ (?:tagen|wochen)",
+    # fr
+    r"impossible de (?:me connecter|payer|se connecter|résilier|joindre)", r"ne (?:se charge|s'ouvre|marche|fonctionne) (?:plus|pas)",
+    r"débité (?:deux fois|en double)", r"carte refusée", r"personne ne (?:décroche|répond|m'a prévenu)", r"toujours (?:rien|aucune?|pas)",
+    r"sans prévenir", r"(?:encore|toujours) prélevé", r"résilier", r"changer d'opérateur", r"(?:manquait|manquaient)", r"aucune solution",
+    r"pas prête?", r"me déconnecte", r"(?:plus|pas) d'(?:internet|électricité|eau|réseau)", r"en attente depuis", r"n'est (?:jamais|pas) (?:venu|arrivé)e?",
+    r"(?:commande|livraison|colis) prévue?", r"(?:facture|prix) .{0,20}doublé", r"en attente", r"(?:après|au bout de) \w+ (?:jours|semaines)",
+    # pt
+    r"n[aã]o (?:consigo|deixa|abre|carrega|funciona|chegou|veio|estava pront[oa])", r"cobra(?:ram|m|ndo) (?:duas vezes|em dobro|a mais)",
+    r"continuam cobrando", r"cart[aã]o recusado", r"ningu[eé]m (?:atende|responde|avisou)", r"(?:at[eé] agora|ainda) nada", r"sem avisar",
+    r"sem (?:internet|sinal|luz|resposta)", r"(?:mudar|trocar) de (?:operadora|banco)", r"nenhuma solu[cç][aã]o", r"pendente desde",
+    r"trava na hora", r"me desloga", r"quero cancelar", r"era (?:pra|para) (?:chegar|vir|estar)",
+    r"(?:conta|fatura) .{0,25}(?:o dobro|dobrou)", r"depois de \w+ (?:dias|semanas)",
+    # it
+    r"non (?:riesco|si carica|si apre|funziona|mi (?:permette|fa)|è arrivat[oa]|era pront[oa]|è venuto)", r"addebitat[oa] due volte",
+    r"(?:carta|pagamento) rifiutat[oa]", r"nessuno (?:risponde|mi ha avvisato)", r"(?:ancora|finora) niente", r"senza avvisare",
+    r"senza (?:internet|segnale|luce|risposta)", r"(?:mi addebitano|continuano ad addebitare) ancora", r"disdire", r"cambiare operatore",
+    r"nessuna soluzione", r"in sospeso", r"mi disconnette", r"(?:mancava|mancavano)", r"doveva (?:arrivare|essere|venire)",
+    r"(?:bolletta|fattura) .{0,30}doppio", r"dopo \w+ (?:giorni|settimane)",
+    # ar
+    r"لا (?:يفتح|يعمل|أستطيع|يسمح|يرد|أحد)", r"لم (?:يصل|تصل|يأت|تكن|يخبرني|يرد)", r"مرتين", r"رفضوا بطاقتي", r"معلق", r"بدون (?:إنترنت|إبلاغ|إشعار)",
+    r"ما زالوا", r"ما في (?:أي )?حل", r"توقف عن العمل", r"ناقصة", r"ينقطع", r"إلغاء الاشتراك", r"أغير الشركة",
+    r"(?:إلى|حتى) الآن لا شيء", r"المفروض", r"ضعف", r"بعد \w+ (?:أيام|أسابيع)", r"[وف]?ما في (?:أي )?حل",
+    # hi (romanised)
+    r"(?:nahi|nahin|nhi) (?:khul|chal|ho|aaya|aayi|pahuncha|pahunchi|mila|mili|utha)(?: \w+)?", r"do baar (?:paise|payment)",
+    r"paise (?:kaat|kat) (?:liye|rahe|gaye)", r"decline ho gaya", r"koi (?:utha|jawab|solution|reply)(?: \w+)? nahi", r"hold pe",
+    r"ab tak (?:kuch )?nahi", r"bina bataye", r"(?:band|cancel) karna", r"kharab ho gaya", r"company badalne", r"atak jaati",
+    r"pending hai", r"aana tha", r"(?:nahi|nahin|nhi) hai", r"aaya hi nahi", r"ready nahi", r"din baad aaya",
+)
+
 # Each tag is a list of patterns (regular-expression fragments, matched case-insensitively on
 # whole words). Written from the label rules in bench/data/risk_intent/README.md; languages:
 # en, es, de, fr, pt, it. A pattern is a fragment, so inflections are written out (`cancel+ed`).
@@ -81,7 +155,7 @@ RISK_PATTERNS: dict[str, tuple[str, ...]] = {
         r"ausfall", r"systemausfall", r"störung", r"großstörung", r"gestrichen", r"verspätet", r"stürzt .{0,30}ab",
         r"ruft .{0,40}zurück", r"offline", r"(?:auch|wieder) down",
         # fr
-        r"en panne", r"panne\w*", r"annul[ée]e?s?", r"retard[ée]e?s?", r"plante", r"rappelle",
+        r"en panne", r"pannes?", r"annul[ée]e?s?", r"retard[ée]e?s?", r"plante", r"rappelle",
         # pt
         r"fora do ar", r"caiu", r"atrasad[oa]s?", r"recall", r"falha no sistema", r"falha",
         # it
@@ -255,3 +329,17 @@ def _question_span(text: str) -> dict[str, Any] | None:
         if _QUESTION_START.match(body) or _QUESTION_INSIDE.search(body) or (addressed and len(body.split()) >= 3):
             return {"evidence": stripped, "start": offset, "end": finish}
     return None
+
+
+_COMPLAINT_CUE_REGEX = re.compile(
+    r"(?<![\w#@$])(?:" + "|".join(sorted(set(SERVICE_FAILURE_CUES + RISK_PATTERNS["complaint"]
+                                              + RISK_PATTERNS["operational"]), key=len, reverse=True)) + r")(?![\w])",
+    re.IGNORECASE)
+
+
+def complaint_cue(text: str) -> dict[str, Any] | None:
+    """The first sign that the text reports the service failing its customer (a complaint, a
+    disruption, a failed payment, a wait, a threat to leave), with its span; None when there is none.
+    The sentiment model reads such a text as negative unless it is clearly positive."""
+    m = _COMPLAINT_CUE_REGEX.search(text)
+    return None if m is None else {"evidence": m.group(0), "start": m.start(), "end": m.end()}

@@ -14,8 +14,17 @@ and stored as two small files: `model.json` (settings, classes, languages, prove
 `weights.npz` (float16 weights, float32 intercepts). Prediction is a sparse matrix product over a
 whole batch: tens of microseconds per mention.
 
-A language the model was not trained on gets no label, with the reason (`unsupported_language:xx`)
-— never a silent "neutral".
+A text whose language is undetermined or not one the model was trained on is still read, by the
+shared (language-agnostic) half of the model: its label comes with the reason
+`language_agnostic:<code>` and a flatter (less confident) distribution. Only a text mostly in a
+script the model never saw in training (anything but Latin and Arabic letters) gets no label, with
+the reason `unsupported_script:<code>` — never a silent "neutral".
+
+Two adjustments on the class logits, both chosen by cross-validation on the training data: a text
+with a complaint cue (`rules.complaint_cue`: a complaint, a disruption, a failed payment, a wait,
+a threat to leave) gets `complaint_shift` added to its negative logit, because a brand team counts
+"the app is down, can't log in" as negative although no word in it is; and the logits are divided
+by a temperature fitted on held-out training data, so a probability means what it says.
 """
 
 from __future__ import annotations
@@ -36,6 +45,7 @@ from sklearn.preprocessing import normalize
 from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
 
 from earful.core.errors import ConfigError
+from earful.enrichment.rules import complaint_cue
 
 LABELS = ("negative", "neutral", "positive")
 BUILTIN_DIR = Path(__file__).resolve().parent / "models" / "sentiment"
@@ -76,11 +86,23 @@ def _unsupported(lang: str) -> SentimentResult:
     return SentimentResult(None, 0.0, reason, None)
 
 
-def _result(probs: np.ndarray) -> SentimentResult:
+def _result(probs: np.ndarray, reason: str | None = None) -> SentimentResult:
     p = {label: round(float(v), 4) for label, v in zip(LABELS, probs)}
     label = LABELS[int(np.argmax(probs))]
     score = max(-1.0, min(1.0, round(p["positive"] - p["negative"], 4)))
-    return SentimentResult(label, score, None, p)
+    return SentimentResult(label, score, reason, p)
+
+
+# Letters of the scripts the built-in model learnt from (Latin, with its accented letters, and Arabic).
+_KNOWN_SCRIPT = re.compile(r"[A-Za-z\u00c0-\u024f\u1e00-\u1eff\u0600-\u06ff\u0750-\u077f\ufb50-\ufdff\ufe70-\ufeff]")
+_ANY_LETTER = re.compile(r"[^\W\d_]")
+
+
+def readable_script(text: str) -> bool:
+    """True when at least half of the text's letters are Latin or Arabic (or it has no letters at all:
+    emoji and punctuation are read by the lexicon features)."""
+    letters = len(_ANY_LETTER.findall(text))
+    return letters == 0 or 2 * len(_KNOWN_SCRIPT.findall(text)) >= letters
 
 
 class Featurizer:
@@ -122,10 +144,28 @@ class Featurizer:
     def lexicon(self, texts: Sequence[str]) -> np.ndarray:
         rows = []
         for text in texts:
-            s = self.vader.polarity_scores(text)
+            s = self.vader_scores(text)
             e = [self._emoji[c] for c in text if c in self._emoji] or [0.0]
             rows.append([s["compound"], s["pos"], s["neg"], sum(e) / (1 + len(e)), max(e), min(e)])
         return np.asarray(rows, dtype=np.float32)
+
+    def vader_scores(self, text: str) -> dict[str, float]:
+        """VADER's scores; a text longer than VADER_CHUNK_CHARS is scored in chunks of about that size
+        (cut at spaces) and the chunks' scores averaged by length. VADER's own cost grows with the
+        square of the text's length (16,000 characters: seconds); a post is one chunk, as before."""
+        if len(text) <= VADER_CHUNK_CHARS:
+            return dict(self.vader.polarity_scores(text))
+        chunks, start = [], 0
+        while start < len(text):
+            end = min(len(text), start + VADER_CHUNK_CHARS)
+            if end < len(text):
+                space = text.rfind(" ", start + VADER_CHUNK_CHARS // 2, end)
+                end = space if space > start else end
+            chunks.append(text[start:end])
+            start = end
+        total = sum(len(c) for c in chunks)
+        scores = [(len(c) / total, self.vader.polarity_scores(c)) for c in chunks]
+        return {key: sum(w * sc[key] for w, sc in scores) for key in ("compound", "pos", "neg")}
 
     def word_lexicon(self, texts: Sequence[str]) -> np.ndarray:
         """WORD_LEXICON_FEATURES: the valences of the words of VADER's lexicon in the text (scaled to
@@ -172,6 +212,7 @@ class Featurizer:
         return sparse.hstack(blocks, format="csr", dtype=np.float32)
 
 
+VADER_CHUNK_CHARS = 1000
 LEXICON_FEATURES = ("vader_compound", "vader_pos", "vader_neg", "emoji_mean", "emoji_max", "emoji_min")
 WORD_LEXICON_FEATURES = ("word_pos_mean", "word_neg_mean", "word_max", "word_min", "word_pos_share",
                          "word_neg_share", "exclamations", "questions")
@@ -227,22 +268,79 @@ class LinearSentiment:
         # Per-language additions to the class logits (negative, neutral, positive), chosen in training.
         self.class_offsets = {lang: np.asarray(v, dtype=np.float32).reshape(len(LABELS))
                               for lang, v in meta.get("class_offsets", {}).items()}
+        self.complaint_shift = float(meta.get("complaint_shift", 0.0))
+        self.temperature = float(meta.get("temperature", 1.0))
+        self.agnostic_temperature = float(meta.get("agnostic_temperature", self.temperature))
         self.name = f"earful-linear-sentiment@{meta['version']}"
+        # The languages (and the language-agnostic reading) a second model of the same kind reads, trained
+        # on those languages alone: in the big model English's 45,000 tweets set the regularisation.
+        self.multilingual: LinearSentiment | None = None
+        self.routed: frozenset[str] = frozenset(meta.get("multilingual_languages", ()))
+        if self.routed:
+            self.multilingual = LinearSentiment(model_dir / MULTILINGUAL)
+            self.languages = (self.languages or frozenset()) | (self.multilingual.languages or frozenset())
+            self.name += f"+{self.multilingual.meta['version']}"
 
-    def probabilities(self, texts: Sequence[str], langs: Sequence[str]) -> np.ndarray:
+    def logits(self, texts: Sequence[str], langs: Sequence[str]) -> np.ndarray:
+        """Uncalibrated class logits: the linear model, the class offsets and the complaint shift."""
         if not texts:
             return np.zeros((0, len(LABELS)), dtype=np.float32)
-        logits = self.featurizer.transform(texts, langs) @ self.coef + self.intercept
+        logits = np.asarray(self.featurizer.transform(texts, langs) @ self.coef + self.intercept)
         if self.class_offsets:
             zero = np.zeros(len(LABELS), dtype=np.float32)
             logits = logits + np.stack([self.class_offsets.get(lang, zero) for lang in langs])
-        logits -= logits.max(axis=1, keepdims=True)
-        exp = np.exp(logits)
-        return exp / exp.sum(axis=1, keepdims=True)
+        if self.complaint_shift:
+            cued = np.asarray([complaint_cue(t) is not None for t in texts], dtype=np.float32)
+            logits[:, 0] += self.complaint_shift * cued
+        return logits
+
+    def probabilities(self, texts: Sequence[str], langs: Sequence[str], agnostic: bool = False) -> np.ndarray:
+        """Calibrated class probabilities; `agnostic` reads every text with the shared weights only."""
+        if agnostic:
+            langs = [AGNOSTIC] * len(texts)
+        logits = self.logits(texts, langs) / (self.agnostic_temperature if agnostic else self.temperature)
+        return softmax(logits)
 
     def predict(self, texts: Sequence[str], langs: Sequence[str]) -> list[SentimentResult]:
-        return _predict_supported(texts, langs, self.languages,
-                                  lambda rows: self.probabilities([texts[i] for i in rows], [langs[i] for i in rows]))
+        """Each text by its language's model; a text in another or no language by the shared weights
+        (reason `language_agnostic:<code>`); a text in an unknown script gets no label."""
+        out = [_unsupported(lang) for lang in langs]
+        own, agnostic = [], []
+        for i, (text, lang) in enumerate(zip(texts, langs)):
+            if not text.strip():
+                out[i] = SentimentResult(None, 0.0, "empty_text", None)
+            elif not readable_script(text):
+                out[i] = SentimentResult(None, 0.0, f"unsupported_script:{lang}", None)
+            elif self.languages is None or lang in self.languages:
+                own.append(i)
+            else:
+                agnostic.append(i)
+        sub = self.multilingual
+        if sub is not None:
+            routed = [i for i in own if langs[i] in self.routed]
+            own = [i for i in own if langs[i] not in self.routed]
+            for i, probs in zip(routed, sub.probabilities([texts[i] for i in routed], [langs[i] for i in routed])):
+                out[i] = _result(probs)
+        if own:
+            for i, probs in zip(own, self.probabilities([texts[i] for i in own], [langs[i] for i in own])):
+                out[i] = _result(probs)
+        if agnostic:
+            reader = sub if sub is not None else self
+            for i, probs in zip(agnostic, reader.probabilities([texts[i] for i in agnostic], [], agnostic=True)):
+                out[i] = _result(probs, f"language_agnostic:{langs[i]}")
+        return out
+
+
+#: The language code the featurizer is given for a language-agnostic reading (no language's own features).
+AGNOSTIC = "und"
+#: The sub-folder of the multilingual model (see LinearSentiment.multilingual).
+MULTILINGUAL = "multilingual"
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    logits = logits - logits.max(axis=1, keepdims=True)
+    exp = np.exp(logits)
+    return np.asarray(exp / exp.sum(axis=1, keepdims=True))
 
 
 class HuggingFaceSentiment:
