@@ -13,7 +13,7 @@ from typing import Any
 from earful.core.errors import ConfigError
 from earful.core.vocabulary import MAX_ENTITY_CHARS, SYNTAX_ENTITY_TYPES, TAGS
 
-RISK_RULES_VERSION = "earful-risk-rules@2"
+RISK_RULES_VERSION = "earful-risk-rules@3"
 #: The one tag found from a sentence's shape (a question asked) rather than from a term list.
 QUESTION_TAG = "customer_question"
 
