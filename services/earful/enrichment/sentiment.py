@@ -1,30 +1,30 @@
-"""Sentiment: a small multilingual linear model shipped in the package, or a local Hugging Face model.
+"""Sentiment: two small linear models shipped in the package, or a local Hugging Face model.
 
 The built-in model is multinomial logistic regression over hashed word 1–2-grams and character
 2–5-grams of the normalised text (handles → `@user`, URLs → `http`, letters repeated more than
 three times squashed), plus a few lexicon features (VADER's scores, an emoji sentiment score),
 once for every language and once more for English only (VADER is an English lexicon: the model
 learns how far to trust it in English separately from the emoji signal it gives elsewhere), and
-for English texts a summary of the valences of VADER's lexicon words (negation-aware). Small
-per-language offsets on the class logits (English only) balance the predicted classes.
-The n-gram features of English texts appear twice, shared and English-only, so English gets
-weights of its own on top of what all languages share. It
-is trained by `earful models train-sentiment --data DIR` on the UMSAB training split (8 languages)
-and stored as two small files: `model.json` (settings, classes, languages, provenance) and
-`weights.npz` (float16 weights, float32 intercepts). Prediction is a sparse matrix product over a
-whole batch: tens of microseconds per mention.
+for English texts a summary of the valences of VADER's lexicon words (negation-aware). The n-gram
+features of English texts appear twice, shared and English-only, so English gets weights of its
+own on top of what all languages share. `earful models train-sentiment --data DIR` trains it twice:
+on TweetEval + UMSAB train (it reads English) and, in `multilingual/`, on UMSAB train alone (it
+reads the 7 other languages: in the first, English's 45,000 tweets set the regularisation). Each
+is stored as two small files: `model.json` (settings, classes, languages, calibration,
+provenance) and `weights.npz` (float16 weights, float32 intercepts). Prediction is a sparse matrix
+product over a whole batch: tens of microseconds per mention.
 
-A text whose language is undetermined or not one the model was trained on is still read, by the
-shared (language-agnostic) half of the model: its label comes with the reason
-`language_agnostic:<code>` and a flatter (less confident) distribution. Only a text mostly in a
-script the model never saw in training (anything but Latin and Arabic letters) gets no label, with
-the reason `unsupported_script:<code>` — never a silent "neutral".
+A text whose language is undetermined or not one the models were trained on is still read, by the
+multilingual model's shared (language-agnostic) weights: its label comes with the reason
+`language_agnostic:<code>`. Only a text mostly in a script the models never saw (anything but
+Latin and Arabic letters) gets no label, with the reason `unsupported_script:<code>`, and an
+empty text `empty_text` — never a silent "neutral".
 
-Two adjustments on the class logits, both chosen by cross-validation on the training data: a text
-with a complaint cue (`rules.complaint_cue`: a complaint, a disruption, a failed payment, a wait,
-a threat to leave) gets `complaint_shift` added to its negative logit, because a brand team counts
-"the app is down, can't log in" as negative although no word in it is; and the logits are divided
-by a temperature fitted on held-out training data, so a probability means what it says.
+Two adjustments on the class logits, both chosen on training data: a text with a complaint cue
+(`rules.complaint_cue`: a complaint, a disruption, a failed payment, a wait, a threat to leave)
+gets `complaint_shift` added to its negative logit, because a brand team counts "the app is down,
+can't log in" as negative although no word in it is; and the logits are divided by a temperature
+fitted on held-out training data (one for each reading), so a probability means what it says.
 """
 
 from __future__ import annotations

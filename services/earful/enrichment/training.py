@@ -349,7 +349,7 @@ def train_romanised_hindi(data: Path, out_dir: Path, C: float = 4.0) -> dict[str
     texts += english + sentences
     labels += [0] * (len(english) + len(sentences))
     say(f"training the romanised Hindi detector on {len(texts)} texts ({sum(labels)} romanised Hindi)")
-    n_features = 2**17
+    n_features = 2**18
     vectorizer = HashingVectorizer(n_features=n_features, analyzer="char_wb", ngram_range=(1, 4), alternate_sign=False,
                                    norm="l2")
     x = vectorizer.transform([clean_for_detection(t).lower() for t in texts])
