@@ -267,20 +267,22 @@ def test_int_out_of_range_raises_encode_error(tiny_codec: AvroCodec) -> None:
 
 
 RAW_RECORD = example("raw_mention/v2/01_twitter_complaint")
-ENRICHED_RECORD = example("enriched_mention/v2/01_english_complaint")
+ENRICHED_RECORD = example("enriched_mention/v3/01_english_complaint")
 # The enriched mention's scores are Avro floats (32 bits): for the round trip to compare with ==,
-# this record holds values a float keeps exactly.
+# these records hold values a float keeps exactly.
 ENRICHED_RECORD["sentiment"].update(score=-0.875, probabilities={"negative": 0.875, "neutral": 0.0625, "positive": 0.0625})
-GERMAN_ENRICHED_RECORD = example("enriched_mention/v2/02_german_unsupported_sentiment")
-ALERT_RECORD = example("alert_event/v2/01_firing")
-RESOLVED_RECORD = example("alert_event/v2/02_resolved")
+HINDI_ENRICHED_RECORD = example("enriched_mention/v3/02_romanised_hindi")
+HINDI_ENRICHED_RECORD["language"]["confidence"] = 0.9375
+HINDI_ENRICHED_RECORD["sentiment"].update(score=-0.625, probabilities={"negative": 0.75, "neutral": 0.125, "positive": 0.125})
+ALERT_RECORD = example("alert_event/v3/01_firing_explained")
+RESOLVED_RECORD = example("alert_event/v3/03_resolved")
 DEAD_LETTER_RECORD = example("dead_letter/v1/01_decode_error_garbage_value")
 NULLS_DEAD_LETTER_RECORD = example("dead_letter/v1/02_null_key_and_value")
 
 ROUND_TRIPS = [
     (RAW, RAW_RECORD, "earful.v1.RawMention"),
     (ENRICHED, ENRICHED_RECORD, "earful.v1.EnrichedMention"),
-    (ENRICHED, GERMAN_ENRICHED_RECORD, "earful.v1.EnrichedMention"),
+    (ENRICHED, HINDI_ENRICHED_RECORD, "earful.v1.EnrichedMention"),
     (ALERTS, ALERT_RECORD, "earful.v1.AlertEvent"),
     (ALERTS, RESOLVED_RECORD, "earful.v1.AlertEvent"),
     (DLQ, DEAD_LETTER_RECORD, "earful.v1.DeadLetter"),
@@ -290,7 +292,7 @@ ROUND_TRIPS = [
 
 @pytest.mark.parametrize(
     "topic,record,schema_name", ROUND_TRIPS,
-    ids=["raw", "enriched", "enriched-german", "alert-firing", "alert-resolved", "dead-letter", "dead-letter-nulls"],
+    ids=["raw", "enriched", "enriched-romanised-hindi", "alert-firing", "alert-resolved", "dead-letter", "dead-letter-nulls"],
 )
 def test_realistic_records_round_trip_through_topic_codecs(clean_env: None, topic: str, record: dict, schema_name: str) -> None:
     settings = Settings()
