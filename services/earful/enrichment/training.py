@@ -1,10 +1,11 @@
 """Reproducible training of the shipped sentiment model: `earful models train-sentiment`
 (the entity model's training is in `ner_training`).
 
-It reads the public development data laid out as in `../shared/eval` (see docs/models.md
-"Enrichment models") and does not look at the data the accuracy is reported on: the sentiment
-model is trained on the UMSAB *training* split only (texts that also occur in a UMSAB validation
-split are dropped).
+It reads the public development data laid out as in `../shared/eval` (see docs/models.md) and
+does not look at the data the accuracy is reported on: the sentiment models are trained on the
+TweetEval and UMSAB *training* splits (every text that also occurs in a TweetEval or UMSAB
+validation split is dropped), the romanised Hindi detector (`train_romanised_hindi`) on UMSAB,
+TweetEval training tweets and part of Lingua's sentences.
 """
 
 from __future__ import annotations
