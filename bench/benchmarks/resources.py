@@ -19,16 +19,6 @@ RESOURCES_RUNS = 2
 RESOURCES_TIMEOUT_S = 180.0
 
 
-def _proc_memory_mib(pid: int) -> tuple[float, float]:
-    """(current RSS, peak RSS) of a process, MiB, from /proc/<pid>/status."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            values[key] = int(rest.split()[0]) / 1024
-    return values["VmRSS"], values["VmHWM"]
-
-
 def _proc_cpu_s(pid: int) -> float:
     """User + system CPU seconds a process has used, from /proc/<pid>/stat."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -38,12 +28,13 @@ def _proc_cpu_s(pid: int) -> float:
 async def _measure(pipeline: Any, url: str, work: Path) -> dict[str, dict[str, float]]:
     """Idle RSS of the ready services, then the bundled sample replayed as fast as ingest takes it."""
     from earful.replay import replay
+    from earful_dev.bench import process_memory_mib
     from earful_dev.sample.generator import read_stream
     from earful_dev.stack.demo import count_stored
 
     await asyncio.sleep(5)  # settle: group joins, first fetches
     pids = {name: svc.process.pid for name, svc in pipeline.services.items() if svc.process}
-    idle = {name: _proc_memory_mib(pid)[0] for name, pid in pids.items()}
+    idle = {name: process_memory_mib(pid)[0] for name, pid in pids.items()}
     cpu_before = {name: _proc_cpu_s(pid) for name, pid in pids.items()}
     stats = await replay(read_stream(), pipeline["ingest"].url, speed=0.0)
     ids = sorted(set(stats.mention_ids))
@@ -53,7 +44,7 @@ async def _measure(pipeline: Any, url: str, work: Path) -> dict[str, dict[str, f
             raise RuntimeError(f"not every mention stored after {RESOURCES_TIMEOUT_S:.0f}s (logs in {work})")
         await asyncio.sleep(0.5)
     await asyncio.sleep(2)  # alerting and delivery finish the tail
-    peak = {name: _proc_memory_mib(pid)[1] for name, pid in pids.items()}
+    peak = {name: process_memory_mib(pid)[1] for name, pid in pids.items()}
     cpu_ms = {name: (_proc_cpu_s(pid) - cpu_before[name]) * 1000 / len(ids) for name, pid in pids.items()}
     return {"idle": idle, "peak": peak, "cpu_ms": cpu_ms, "mentions": {"all": float(len(ids))}}
 

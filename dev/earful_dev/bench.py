@@ -75,7 +75,13 @@ async def postgres_database(name: str, data_dir: Path, *, keep: bool = False,
 @contextlib.asynccontextmanager
 async def webhook_receiver() -> AsyncIterator[tuple[WebhookReceiver, str]]:
     """A receiver recording every alert, and the URL to point EARFUL_WEBHOOK_URLS at."""
-    receiver = WebhookReceiver()
+    async with _serving(WebhookReceiver()) as served:
+        yield served
+
+
+@contextlib.asynccontextmanager
+async def _serving(receiver: Any) -> AsyncIterator[tuple[Any, str]]:
+    """`receiver`'s app on a free local port while the block runs, with its /alerts URL."""
     server = HttpServer(receiver.app(), "127.0.0.1", free_port())
     await server.start()
     try:
@@ -325,13 +331,8 @@ class RecordingReceiver:
 @contextlib.asynccontextmanager
 async def recording_webhook_receiver() -> AsyncIterator[tuple[RecordingReceiver, str]]:
     """A `RecordingReceiver` and the URL to point EARFUL_WEBHOOK_URLS at."""
-    receiver = RecordingReceiver()
-    server = HttpServer(receiver.app(), "127.0.0.1", free_port())
-    await server.start()
-    try:
-        yield receiver, f"http://127.0.0.1:{server.port}/alerts"
-    finally:
-        await server.stop()
+    async with _serving(RecordingReceiver()) as served:
+        yield served
 
 
 # --------------------------------------------------------------------------- load
