@@ -176,6 +176,9 @@ class LanguageDetector:
     def vote(self, text: str) -> tuple[str, float, dict[str, float]]:
         """The best guess (whatever its probability), its probability, and the whole vote."""
         cleaned = clean_for_detection(text)
+        return self._vote(cleaned, text_script(cleaned))
+
+    def _vote(self, cleaned: str, script: str | None) -> tuple[str, float, dict[str, float]]:
         if len(_LETTER.findall(cleaned)) < MIN_LETTERS:
             return "und", 0.0, {}
         dist = self.distribution(cleaned)
@@ -183,7 +186,7 @@ class LanguageDetector:
             return "und", 0.0, dist
         best = max(dist, key=lambda code: dist[code] * (1.0 if code in COMMON_LANGUAGES else PRIOR_WEIGHT))
         prob = dist[best]
-        if prob < HINGLISH_MAX_VOTE and len(cleaned.split()) >= HINGLISH_MIN_WORDS and text_script(cleaned) == "Latn":
+        if prob < HINGLISH_MAX_VOTE and len(cleaned.split()) >= HINGLISH_MIN_WORDS and script == "Latn":
             hinglish = self._hinglish.probability(cleaned)
             if hinglish >= HINGLISH_MIN_PROBABILITY:
                 return "hi", hinglish, dist
@@ -193,8 +196,9 @@ class LanguageDetector:
         """The voted language; when unsure, the source's declared language (with the vote's
         probability for it); else 'und'. The script is reported when it is not the language's usual
         one (romanised Hindi: 'Latn') or the text mixes scripts ('mixed')."""
-        best, prob, dist = self.vote(text)
-        script = text_script(clean_for_detection(text))
+        cleaned = clean_for_detection(text)
+        script = text_script(cleaned)
+        best, prob, dist = self._vote(cleaned, script)
         if prob >= MIN_CONFIDENCE:
             code = best
             source = "detected"
