@@ -784,6 +784,23 @@ def test_volume_drop_thresholds_come_from_the_watchlist() -> None:
     assert [d.status for _, d in fired] == ["firing"] and fired[0][0] <= 7
 
 
+def test_a_drop_that_late_mentions_fill_in_is_withdrawn_without_hiding_a_real_one() -> None:
+    """A consumer catching up reads one partition ahead of another: the window looks empty, the
+    drop fires, then the other partition's mentions fill it. That drop was never real: it resolves
+    without a cool-down, so the real outage minutes later still fires (it was hidden before)."""
+    rules = wl_rules(AlertRule("volume_drop", thresholds={"window_s": 60}))  # the default cool-down
+    cfg = DetectorConfig(lateness_buckets=30)
+    ahead = [e for b in range(90, 100) for e in steady(1, per_bucket=1, start_bucket=b, prefix=f"a{b}")]
+    behind = [e for b in range(90, 100) for e in steady(1, per_bucket=4, start_bucket=b, prefix=f"b{b}")]
+    more = steady(10, per_bucket=5, start_bucket=100, prefix="more")
+    decisions, state = run(steady(90, per_bucket=5) + ahead + behind + more, rules=rules, cfg=cfg)
+    statuses = [d.status for _, d in decisions]
+    assert statuses == ["firing", "resolved"], statuses
+    assert "late mentions filled the window" in decisions[1][1].summary
+    silent = [d for b in range(1, 40) for d in tick(state, rules, cfg, more[-1][1] + b * BUCKET_MS)]
+    assert [d.status for d in silent] == ["firing"]  # the real outage is told
+
+
 def test_volume_drop_is_judged_in_backtests_of_counted_series() -> None:
     state, out = new_state(), []
     for idx in range(200):

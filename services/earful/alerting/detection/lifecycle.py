@@ -78,12 +78,14 @@ def _fire(state: DetectorState, rules: WatchlistRules, rule: RuleConfig, ep: Epi
 
 
 def resolve(state: DetectorState, key: str, ep: Episode, ends_ms: int, observed: float, expected: float,
-            summary: str) -> list[Decision]:
-    """End an episode: a firing one is reported resolved and cools down; a pending one just ends."""
+            summary: str, *, cool_down: bool = True) -> list[Decision]:
+    """End an episode: a firing one is reported resolved and cools down (unless it is withdrawn as
+    never real: `cool_down=False`); a pending one just ends."""
     del state["episodes"][key]
     if ep["phase"] != "firing":
         return []
-    state["cool"][key] = ends_ms + int(ep.get("cooldown_s", 0)) * 1000
+    if cool_down:
+        state["cool"][key] = ends_ms + int(ep.get("cooldown_s", 0)) * 1000
     for k in [k for k, until in state["cool"].items() if until < ends_ms]:  # expired cool-downs
         del state["cool"][k]
     labels = ep["labels"]

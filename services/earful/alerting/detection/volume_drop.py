@@ -16,7 +16,7 @@ from earful.alerting.detection.buckets import seasonal_expected
 from earful.alerting.detection.lifecycle import hit, resolve
 from earful.alerting.detection.model import Decision, DetectorConfig, duration_text
 from earful.alerting.detection.rules import VOLUME_DROP, RuleConfig, WatchlistRules
-from earful.alerting.detection.state import DetectorState
+from earful.alerting.detection.state import DetectorState, Episode
 from earful.alerting.detection.stats import log_poisson_cdf
 from earful.core.settings import drop_window_buckets_max
 
@@ -39,10 +39,22 @@ def judge(state: DetectorState, rules: WatchlistRules, cfg: DetectorConfig) -> l
         usual = float(ep.get("usual", 0.0))
         if observed >= rule["recover_ratio"] * usual:
             name = rules.name or rules.watchlist_id
+            if _filled_in_late(state, ep, width, cfg) >= rule["recover_ratio"] * usual:
+                return resolve(state, VOLUME_DROP, ep, (end + 1) * cfg.bucket_ms, float(observed), usual,
+                               f"{name}: no drop after all: late mentions filled the window it was judged on",
+                               cool_down=False)
             return resolve(state, VOLUME_DROP, ep, (end + 1) * cfg.bucket_ms, float(observed), usual,
                            f"{name}: mentions are back ({observed} in {duration_text(width * cfg.bucket_s)}, usually {usual:.0f})")
         return []
     return _fire_on_drop(state, rules, rule, cfg, start, end, observed)
+
+
+def _filled_in_late(state: DetectorState, ep: Episode, width: int, cfg: DetectorConfig) -> int:
+    """The mentions now counted in the window the drop fired on. Mentions arrive late when the
+    consumer catches up on partitions unevenly (a replay, a restart); if they fill that window the
+    drop was never real, and its resolution must not start a cool-down that would hide a real one."""
+    start = int(ep["starts_ms"]) // cfg.bucket_ms
+    return sum(state["counts"].get(str(j), 0) for j in range(start, start + width))
 
 
 def _fire_on_drop(state: DetectorState, rules: WatchlistRules, rule: RuleConfig, cfg: DetectorConfig, start: int,
