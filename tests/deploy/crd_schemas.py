@@ -159,8 +159,26 @@ PROMETHEUS_RULE = _resource("monitoring.coreos.com/v1", "PrometheusRule", {
         }}}},
 })
 
+# The kafka scaler's authentication parameters (keda.sh/docs/scalers/apache-kafka, "Authentication Parameters").
+KAFKA_AUTH_PARAMETERS = frozenset({"sasl", "username", "password", "tls", "ca", "cert", "key", "keyPassword", "unsafeSsl"})
+TRIGGER_AUTHENTICATION = _resource("keda.sh/v1alpha1", "TriggerAuthentication", {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "secretTargetRef": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "additionalProperties": False, "required": ["parameter", "name", "key"],
+            "properties": {"parameter": {"enum": sorted(KAFKA_AUTH_PARAMETERS)}, "name": NAME,
+                           "key": {"type": "string", "pattern": r"^[-._a-zA-Z0-9]+$"}}}},
+        "env": {"type": "array", "items": {
+            "type": "object", "additionalProperties": False, "required": ["parameter", "name"],
+            "properties": {"parameter": {"enum": sorted(KAFKA_AUTH_PARAMETERS)}, "name": {"type": "string"},
+                           "containerName": {"type": "string"}}}},
+    },
+})
+
 CRD_SCHEMAS: dict[tuple[str, str], dict[str, Any]] = {
     ("keda.sh", "ScaledObject"): SCALED_OBJECT,
+    ("keda.sh", "TriggerAuthentication"): TRIGGER_AUTHENTICATION,
     ("monitoring.coreos.com", "ServiceMonitor"): SERVICE_MONITOR,
     ("monitoring.coreos.com", "PrometheusRule"): PROMETHEUS_RULE,
 }

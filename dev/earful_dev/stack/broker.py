@@ -122,13 +122,22 @@ class LocalBroker:
         return f"127.0.0.1:{self.port}"
 
     @classmethod
-    def start(cls, port: int | None = None, log_path: Path | None = None, timeout_s: float = 20.0) -> LocalBroker:
+    def start(cls, port: int | None = None, log_path: Path | None = None, timeout_s: float = 20.0, *,
+              authentication: bool = False, advertised_port: int | None = None) -> LocalBroker:
+        """Start Tansu on 127.0.0.1:`port` (any free port by default).
+
+        `authentication`: clients must authenticate with SASL (Tansu 0.6 offers SCRAM-SHA-256 and
+        SCRAM-SHA-512, not PLAIN; with memory storage no user can be created, so every exchange ends
+        in `e=unknown-user`: useful to check how clients fail). `advertised_port`: the port named in
+        metadata, for a proxy in front of the broker (TLS or SASL terminated there; Tansu 0.6 cannot
+        serve TLS itself: its `--cert` and `--key` options refuse to be given together)."""
         port = port or free_port()
         url = f"tcp://127.0.0.1:{port}"
+        advertised = f"tcp://127.0.0.1:{advertised_port or port}"
         log = open(log_path, "ab") if log_path else subprocess.DEVNULL
         process = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
+            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", advertised,
+             "--storage-engine", "memory://tansu/", *(["--authentication"] if authentication else [])],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
             preexec_fn=stop_with_parent(),
         )

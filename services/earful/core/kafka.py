@@ -8,6 +8,7 @@ runs against Apache Kafka, Redpanda or the local Tansu broker. Notes on the tuni
 * Faust hard-codes its consumer's fetch wait to 1.5 s; a broker that answers a waiting fetch only
   at that deadline then adds up to 1.5 s per hop. `faust_app` installs a transport whose consumer
   uses ``EARFUL_KAFKA_FETCH_MAX_WAIT_MS`` instead (the only change to Faust's behaviour).
+* TLS and SASL come from `kafka_security` (one place for every client, Faust's included).
 * Producers use acks=all. Idempotence is a setting: required on real clusters for ordering under
   retries, unsupported by Tansu (its InitProducerId is too old for aiokafka).
 """
@@ -25,7 +26,7 @@ from typing import Any, Protocol, cast
 
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import IllegalStateError, KafkaError
+from aiokafka.errors import IllegalStateError
 from aiokafka.partitioner import DefaultPartitioner
 from faust.sensors import prometheus as faust_prometheus
 from faust.sensors.prometheus import setup_prometheus_sensors
@@ -34,6 +35,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from earful.core.codec import AvroCodec, HttpSchemaRegistry, SchemaRegistry, SchemaStore
 from earful.core.errors import BrokerError, EarfulError
+from earful.core.kafka_security import client_kwargs, faust_credentials, start_client
 from earful.core.metrics import CONSUMER_LAG, DEAD_LETTERS, ERRORS
 from earful.core.settings import Settings
 from earful.core.topics import DLQ, load_topics
@@ -46,9 +48,7 @@ class Codecs:
 
     def __init__(self, settings: Settings) -> None:
         self.store = SchemaStore(settings.schema_dir)
-        self.registry: SchemaRegistry | None = (
-            HttpSchemaRegistry(settings.schema_registry_url) if settings.schema_registry_url else None
-        )
+        self.registry: SchemaRegistry | None = HttpSchemaRegistry.from_settings(settings)
         self._by_topic: dict[str, AvroCodec] = {}
         for spec in load_topics(settings.schema_dir).values():
             if spec.value_schema:
@@ -68,17 +68,15 @@ def make_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
         enable_idempotence=settings.kafka_idempotence,
         linger_ms=2,
         request_timeout_ms=15000,
+        **client_kwargs(settings),
     )
 
 
 async def start_producer(settings: Settings, client_id: str) -> AIOKafkaProducer:
-    """`make_producer`, started; a broker that cannot be reached is a BrokerError naming it."""
+    """`make_producer`, started; a broker that cannot be reached or refuses the credentials is a
+    BrokerError naming it, the protocol and the reason (`kafka_security.start_client`)."""
     producer = make_producer(settings, client_id)
-    try:
-        await producer.start()
-    except KafkaError as exc:
-        await producer.stop()
-        raise BrokerError(f"cannot connect a producer to {settings.kafka_bootstrap}: {exc}") from exc
+    await start_client(producer, settings, f"the {client_id} producer")
     return producer
 
 
@@ -94,6 +92,7 @@ def make_consumer(settings: Settings, group_id: str, *topics: str, **overrides: 
         "heartbeat_interval_ms": int(settings.kafka_heartbeat_interval_s * 1000),
         "fetch_max_wait_ms": settings.kafka_fetch_max_wait_ms,
         "max_poll_interval_ms": 300000,
+        **client_kwargs(settings),
     }
     kwargs.update(overrides)
     return AIOKafkaConsumer(*topics, **kwargs)
@@ -421,6 +420,7 @@ def faust_app(settings: Settings, app_id: str, **conf: Any) -> EarfulFaustApp:
         # Faust creates this directory at start even with memory tables; the working directory is
         # read-only in the containers, the temp dir is not (and tests no longer litter the cwd).
         datadir=str(Path(tempfile.gettempdir()) / f"{app_id}-data"),
+        broker_credentials=faust_credentials(settings),
         **conf,
     )
     app.fetch_max_wait_ms = settings.kafka_fetch_max_wait_ms

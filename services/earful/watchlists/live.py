@@ -32,6 +32,7 @@ from prometheus_client import Counter, Gauge
 from earful.core.codec import AvroCodec
 from earful.core.errors import BrokerError, CodecError, ConfigError, ValidationError
 from earful.core.kafka import Codecs
+from earful.core.kafka_security import client_kwargs
 from earful.core.metrics import ERRORS
 from earful.core.retry import Backoff, retry
 from earful.core.settings import Settings
@@ -145,7 +146,7 @@ class WatchlistStore:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.kafka_bootstrap, client_id=f"earful-{self.service}-watchlists",
             group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-            fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms,
+            fetch_max_wait_ms=self.settings.kafka_fetch_max_wait_ms, **client_kwargs(self.settings),
         )
         self._consumer = consumer
         try:
