@@ -45,9 +45,19 @@ IMAGE_OF = {"ingest": "earful", "enrichment": "earful-nlp", "alerting": "earful"
 EXTERNAL_SECRET = "earful-secrets"
 SECRET_KEYS = {"EARFUL_DATABASE_URL": "database-url", "EARFUL_WEBHOOK_SECRET": "webhook-secret",
                "EARFUL_API_KEYS": "api-keys", "EARFUL_INGEST_API_KEYS": "ingest-api-keys",
-               "EARFUL_INGEST_MASTODON_ACCESS_TOKEN": "mastodon-access-token"}
+               "EARFUL_INGEST_MASTODON_ACCESS_TOKEN": "mastodon-access-token",
+               "EARFUL_ALERTMANAGER_BEARER_TOKEN": "alertmanager-bearer-token",
+               "EARFUL_ALERTMANAGER_BASIC_AUTH": "alertmanager-basic-auth",
+               "EARFUL_KAFKA_SASL_PASSWORD": "kafka-sasl-password", "EARFUL_KAFKA_SSL_KEY_PASSWORD": "kafka-ssl-key-password",
+               "EARFUL_SCHEMA_REGISTRY_PASSWORD": "schema-registry-password",
+               "EARFUL_SCHEMA_REGISTRY_BEARER_TOKEN": "schema-registry-bearer-token"}
 # Secret keys a pod may start without (the setting is optional and the feature off without it).
-OPTIONAL_SECRET_KEYS = frozenset({"mastodon-access-token"})
+OPTIONAL_SECRET_KEYS = frozenset({"mastodon-access-token", "alertmanager-bearer-token", "alertmanager-basic-auth",
+                                  "kafka-sasl-password", "kafka-ssl-key-password",
+                                  "schema-registry-password", "schema-registry-bearer-token"})
+# The Kafka and schema-registry credentials every workload that talks to Kafka gets (deploy/k8s/base/kafka-security.yaml).
+KAFKA_SECRETS = frozenset({"EARFUL_KAFKA_SASL_PASSWORD", "EARFUL_KAFKA_SSL_KEY_PASSWORD",
+                           "EARFUL_SCHEMA_REGISTRY_PASSWORD", "EARFUL_SCHEMA_REGISTRY_BEARER_TOKEN"})
 # Settings that differ per container and so are set in each Deployment, not in the ConfigMap.
 PER_CONTAINER_SETTINGS = frozenset({"EARFUL_HTTP_PORT"})
 

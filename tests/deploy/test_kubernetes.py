@@ -21,6 +21,7 @@ from tests.deploy.support import (
     IMAGE_OF,
     JOB_ARGS,
     K8S,
+    KAFKA_SECRETS,
     OPTIONAL_SECRET_KEYS,
     OVERLAYS,
     PER_CONTAINER_SETTINGS,
@@ -281,9 +282,12 @@ def test_config_and_secret_references(overlay: str) -> None:
     assert not of_kind(objects, "Secret"), "Secrets must not be rendered from git"
     configmaps = {o["metadata"]["name"] for o in of_kind(objects, "ConfigMap")}
     needs = {"storage": {"EARFUL_DATABASE_URL", "EARFUL_API_KEYS"}, "migrate": {"EARFUL_DATABASE_URL"},
-             "alerting": {"EARFUL_DATABASE_URL", "EARFUL_WEBHOOK_SECRET", "EARFUL_API_KEYS"},
+             "alerting": {"EARFUL_DATABASE_URL", "EARFUL_WEBHOOK_SECRET", "EARFUL_API_KEYS",
+                          "EARFUL_ALERTMANAGER_BEARER_TOKEN", "EARFUL_ALERTMANAGER_BASIC_AUTH"},
              "ingest": {"EARFUL_INGEST_API_KEYS", "EARFUL_INGEST_MASTODON_ACCESS_TOKEN"}, "enrichment": set(),
              "topic-init": set()}
+    for kafka_client in ("storage", "alerting", "ingest", "enrichment", "topic-init"):
+        needs[kafka_client] = needs[kafka_client] | KAFKA_SECRETS
     for workload in workloads(objects):
         where = ident(workload)
         for volume in pod_spec(workload).get("volumes", []):
@@ -438,6 +442,34 @@ def test_scaled_objects_match_consumer_groups_topics_and_partitions() -> None:
         assert {t["metadata"]["topic"] for t in scaled["spec"]["triggers"]} == consumed, ident(scaled)
         assert scaled["spec"]["maxReplicaCount"] == max(partitions), (
             f"{ident(scaled)}: maxReplicaCount must equal the partition count ({max(partitions)})")
+
+
+def test_keda_reaches_kafka_with_the_services_credentials() -> None:
+    """Every kafka trigger authenticates through the TriggerAuthentication, which reads the same Secret
+    keys as the services (and the user name from the scaled container's own environment)."""
+    objects = render("overlays/prod")
+    auths = {a["metadata"]["name"]: a for a in of_kind(objects, "TriggerAuthentication")}
+    assert set(auths) == {"earful-kafka"}, sorted(auths)
+    spec = auths["earful-kafka"]["spec"]
+    refs = {r["parameter"]: r for r in spec["secretTargetRef"]}
+    assert {"sasl", "password", "tls", "ca", "cert", "key", "keyPassword"} <= set(refs)
+    assert all(r["name"] == EXTERNAL_SECRET for r in refs.values())
+    assert refs["password"]["key"] == SECRET_KEYS["EARFUL_KAFKA_SASL_PASSWORD"]
+    assert refs["keyPassword"]["key"] == SECRET_KEYS["EARFUL_KAFKA_SSL_KEY_PASSWORD"]
+    (username,) = spec["env"]
+    assert (username["parameter"], username["name"]) == ("username", "EARFUL_KAFKA_SASL_USERNAME")
+    assert "EARFUL_KAFKA_SASL_USERNAME" in configmap_data(objects)
+    # The TLS files KEDA reads are the ones mounted into the services.
+    deployment = next(d for d in of_kind(objects, "Deployment") if component(d) == "storage")
+    (volume,) = [v for v in pod_spec(deployment)["volumes"] if v["name"] == "kafka-tls"]
+    mounted = {item["key"] for item in volume["secret"]["items"]}
+    assert {refs[p]["key"] for p in ("ca", "cert", "key")} == mounted
+    assert volume["secret"]["secretName"] == EXTERNAL_SECRET and volume["secret"]["optional"] is True
+    scaled = of_kind(objects, "ScaledObject")
+    assert scaled
+    for obj in scaled:
+        for trigger in obj["spec"]["triggers"]:
+            assert trigger.get("authenticationRef") == {"name": "earful-kafka"}, ident(obj)
 
 
 # ---------------------------------------------------------------- NetworkPolicies

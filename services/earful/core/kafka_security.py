@@ -204,7 +204,7 @@ async def _close(client: Any) -> None:
 async def start_client(client: _Startable, settings: Settings, what: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
     """`client.start()`, given at most `timeout_s`; on failure the client is closed and a BrokerError
     says in one line which broker refused, how the client connected and why, e.g.
-    ``cannot connect the ingest producer to Kafka at 10.0.0.5:9096 (SASL_SSL, SCRAM-SHA-512 as 'earful'):
+    ``cannot reach Kafka at 10.0.0.5:9096 (SASL_SSL, SCRAM-SHA-512 as 'earful') with the ingest producer:
     authentication failed (...)``."""
     try:
         await asyncio.wait_for(client.start(), timeout_s)
@@ -213,4 +213,4 @@ async def start_client(client: _Startable, settings: Settings, what: str, timeou
         refusal = await diagnose(settings)
         # None: a broker accepts a connection, so the client failed after it: say how.
         address, reason = refusal or (settings.kafka_bootstrap, _reason(exc, settings))
-        raise BrokerError(f"cannot connect {what} to Kafka at {address} ({describe(settings)}): {reason}") from exc
+        raise BrokerError(f"cannot reach Kafka at {address} ({describe(settings)}) with {what}: {reason}") from exc

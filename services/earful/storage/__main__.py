@@ -15,19 +15,21 @@ from dataclasses import dataclass
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
 
+from earful.core.auth import KeyRing
 from earful.core.db import open_pool
-from earful.core.errors import BrokerError, StorageError
+from earful.core.errors import StorageError
 from earful.core.health import Health, tcp_check
 from earful.core.http import HttpServer, RequestLimits
 from earful.core.kafka import Codecs, DeadLetters, make_consumer, make_producer
+from earful.core.kafka_security import start_client
 from earful.core.retry import wait_or_stop
 from earful.core.runtime import run_service, wait_for_shutdown
 from earful.core.settings import Settings
-from earful.core.topics import ALERTS, CORRECTIONS, ENRICHED, create_topics
-from earful.storage.api import build_api
+from earful.core.topics import ALERTS, CORRECTIONS, ENRICHED, ERASURES, create_topics
+from earful.storage.api import build_api, storage_auth
 from earful.storage.consumer import StorageConsumer
+from earful.storage.erasure_outbox import ErasureOutbox
 from earful.storage.outbox import CorrectionOutbox
 from earful.storage.retention import create_partitions_ahead
 from earful.watchlists.registry import WatchlistRegistry
@@ -78,18 +80,15 @@ async def maintain_partitions(pool: asyncpg.Pool, settings: Settings, stopping: 
 
 
 async def start_kafka(settings: Settings, stack: AsyncExitStack) -> tuple[AIOKafkaProducer, AIOKafkaConsumer]:
-    """The producer (dead letters, corrections) and the consumer of enriched mentions and alerts, started
-    (stopped by `stack`)."""
+    """The producer (dead letters, corrections, erasures) and the consumer of enriched mentions and alerts,
+    started (stopped by `stack`); one that cannot connect is a BrokerError saying why (`start_client`)."""
     producer = make_producer(settings, "earful-storage-dlq")
     consumer = make_consumer(settings, "earful-storage")
     stack.push_async_callback(producer.stop)
     stack.push_async_callback(consumer.stop)
-    try:
-        await producer.start()
-        await consumer.start()
-        consumer.subscribe([ENRICHED, ALERTS], listener=LogAssignments())
-    except KafkaError as exc:
-        raise BrokerError(f"cannot connect to Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+    await start_client(producer, settings, "the storage producer")
+    await start_client(consumer, settings, "the storage consumer")
+    consumer.subscribe([ENRICHED, ALERTS], listener=LogAssignments())
     return producer, consumer
 
 
@@ -103,6 +102,7 @@ class StorageService:
     worker: StorageConsumer
     server: HttpServer
     outbox: CorrectionOutbox
+    erasures: ErasureOutbox | None = None  # publishes committed erasures to earful.erasures.v1
 
     @classmethod
     async def open(cls, settings: Settings, stack: AsyncExitStack) -> StorageService:
@@ -133,12 +133,13 @@ class StorageService:
                                  write_concurrency=settings.storage_write_concurrency)
         limits = RequestLimits.from_settings(settings, keys_configured=bool(settings.api_key_set()))
         outbox = CorrectionOutbox(pool, producer, codecs.for_topic(CORRECTIONS))
-        api = build_api(api_pool, health, settings.api_key_set(), registry.store.current, limits=limits, outbox=outbox)
-        api.include_router(registry.router(settings.api_key_set()))
+        keys = KeyRing.from_settings(settings)
+        api = build_api(api_pool, health, keys, registry.store.current, limits=limits, outbox=outbox)
+        api.include_router(registry.router(storage_auth(api_pool, keys)))
         server = HttpServer(api, settings.http_host, settings.port_for("storage"))
         await server.start()
         stack.push_async_callback(server.stop)
-        return cls(settings, health, pool, worker, server, outbox)
+        return cls(settings, health, pool, worker, server, outbox, ErasureOutbox(pool, producer, codecs.for_topic(ERASURES)))
 
     async def run(self) -> None:
         """Consume (and keep partitions ahead, and publish corrections left unpublished) until SIGTERM;
@@ -150,6 +151,7 @@ class StorageService:
         run_task = asyncio.create_task(worker.run())
         maintenance = asyncio.create_task(maintain_partitions(self.pool, self.settings, worker.stopping))
         publishing = asyncio.create_task(self.outbox.run(worker.stopping))
+        erasing = asyncio.create_task(self.erasures.run(worker.stopping) if self.erasures else asyncio.sleep(0))
         stop_task = asyncio.create_task(wait_for_shutdown())
         try:
             done, _ = await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -165,7 +167,7 @@ class StorageService:
             stop_task.cancel()
             if not run_task.done():  # only when leaving on an error: the batch in hand stays uncommitted
                 run_task.cancel()
-            await asyncio.gather(run_task, maintenance, publishing, stop_task, return_exceptions=True)
+            await asyncio.gather(run_task, maintenance, publishing, erasing, stop_task, return_exceptions=True)
 
 
 async def serve(settings: Settings) -> None:
