@@ -40,7 +40,7 @@ pytestmark = pytest.mark.integration
 UTC = timezone.utc
 KEY = "corrections-test-key"
 HEADERS = {"X-API-Key": KEY}
-PRINCIPAL = "api-key:" + hashlib.sha256(KEY.encode()).hexdigest()[:8]
+PRINCIPAL = "key:legacy-" + hashlib.sha256(KEY.encode()).hexdigest()[:8]  # a bare key: named by its hash
 SERVICES = str(Path(__file__).resolve().parents[2] / "services")
 T0 = (datetime.now(UTC) - timedelta(hours=3)).replace(second=0, microsecond=0)
 
@@ -267,7 +267,7 @@ async def test_bad_corrections_are_refused_and_change_nothing(storage: Any, pg_u
     r = post(storage, target, body, **headers)
     assert r.status_code == status, r.text
     if loc is not None:
-        assert [e["loc"] for e in r.json()["detail"]] == [loc]
+        assert [e["loc"] for e in r.json()["errors"]] == [loc]
     else:
         assert "mention_id" in r.json()["detail"]
     assert len(await fetch(pg_url, "SELECT id FROM corrections")) == count
@@ -344,7 +344,7 @@ def test_corrections_list_filters_and_pages(storage: Any) -> None:
     for params, name in (({"since": "2026-11-02T09:00:00"}, "since"), ({"field": "tone"}, "field"),
                          ({"cursor": "nope"}, "cursor"), ({"watchlist": "Bad Id"}, "watchlist")):
         r = get(storage, "/v1/corrections", **params)
-        assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == name, r.text
+        assert r.status_code == 422 and r.json()["errors"][0]["loc"][-1] == name, r.text
 
 
 async def test_model_agreement_per_watchlist(storage: Any, pg_url: str) -> None:

@@ -73,7 +73,7 @@ async def test_accepted_batch_is_on_the_raw_topic_keyed_by_stable_id(ingest: Ser
 def test_bad_input_gets_4xx_naming_the_problem(ingest: ServiceProcess, body: dict, status: int, path: str) -> None:
     resp = httpx.post(ingest.url + "/v1/mentions", json=body)
     assert resp.status_code == status, resp.text
-    assert path in [p["path"] for p in resp.json()["problems"]]
+    assert path in [p["path"] for p in resp.json()["errors"]]
 
 
 # Every string field of a mention (each ends in a PostgreSQL text column, which cannot hold NUL).
@@ -89,7 +89,7 @@ def test_a_nul_character_in_any_field_is_a_422_naming_it(ingest: ServiceProcess,
     """Accepted, such a mention would reach storage and end in the dead-letter queue."""
     resp = httpx.post(ingest.url + "/v1/mentions", json={"mentions": [_mention(900, **over)]})
     assert resp.status_code == 422, resp.text
-    assert [p["path"] for p in resp.json()["problems"]] == [f"mentions[0].{path}"]
+    assert [p["path"] for p in resp.json()["errors"]] == [f"mentions[0].{path}"]
 
 
 def test_times_storage_would_refuse_are_a_422_naming_them(ingest: ServiceProcess) -> None:
@@ -101,10 +101,10 @@ def test_times_storage_would_refuse_are_a_422_naming_them(ingest: ServiceProcess
     far = _mention(903, engagement={"likes": 1, "observed_at": "9999-12-31T23:59:59-01:00"})
     resp = httpx.post(ingest.url + "/v1/mentions", json={"mentions": [old, observed, far, _mention(904)]})
     assert resp.status_code == 422, resp.text
-    problems = resp.json()["problems"]
+    problems = resp.json()["errors"]
     assert [p["path"] for p in problems] == ["mentions[0].created_at", "mentions[1].engagement.observed_at",
                                             "mentions[2].engagement.observed_at"]
-    assert "EARFUL_STORAGE_RETENTION_DAYS" in problems[0]["message"]
+    assert "EARFUL_STORAGE_RETENTION_DAYS" in problems[0]["detail"]
 
 
 def test_client_chosen_sources_add_a_bounded_number_of_metric_series(ingest: ServiceProcess) -> None:
@@ -130,19 +130,19 @@ def test_client_chosen_sources_add_a_bounded_number_of_metric_series(ingest: Ser
 def test_malformed_json_is_a_400(ingest: ServiceProcess) -> None:
     resp = httpx.post(ingest.url + "/v1/mentions", content=b'{"mentions": [', headers={"Content-Type": "application/json"})
     assert resp.status_code == 400
-    assert "JSON" in resp.json()["error"]
+    assert "JSON" in resp.json()["detail"]
 
 
 @pytest.mark.parametrize("body", [b"#r\xff", b'{"mentions": [{"text": "caf\xe9"}]}'], ids=["garbage", "latin-1"])
 def test_body_not_utf8_is_a_400_in_the_documented_shape(ingest: ServiceProcess, body: bytes) -> None:
     resp = httpx.post(ingest.url + "/v1/mentions", content=body, headers={"Content-Type": "application/json"})
     assert resp.status_code == 400
-    assert resp.json()["error"] == "request body is not UTF-8 text" and resp.json()["problems"][0]["path"] == "(body)"
+    assert resp.json()["detail"] == "request body is not UTF-8 text" and resp.json()["errors"][0]["path"] == "(body)"
 
 
 def test_framework_errors_keep_the_documented_shape(ingest: ServiceProcess) -> None:
     resp = httpx.get(ingest.url + "/v1/mentions")
-    assert resp.status_code == 405 and resp.json()["error"] == "Method Not Allowed"
+    assert resp.status_code == 405 and resp.json()["detail"] == "Method Not Allowed"
 
 
 def test_ops_endpoints(ingest: ServiceProcess) -> None:
@@ -177,7 +177,7 @@ def test_broker_outage_is_a_503_not_a_silent_loss(base_env: dict[str, str], tmp_
         own_broker.stop()
         resp = httpx.post(svc.url + "/v1/mentions", json={"mentions": [_mention(2)]}, timeout=30)
         assert resp.status_code == 503, resp.text
-        assert resp.headers["Retry-After"] and "retry" in resp.json()["error"]
+        assert resp.headers["Retry-After"] and "retry" in resp.json()["detail"]
         assert httpx.get(svc.url + "/readyz").status_code == 503
         started = time.monotonic()
         assert svc.stop() == 0, svc.log_tail()  # exits cleanly without waiting out the producer's timeouts
@@ -216,7 +216,7 @@ def _body(*mentions: dict[str, object]) -> dict[str, object]:
 def test_missing_or_wrong_key_is_401(guarded: ServiceProcess, headers: dict[str, str]) -> None:
     resp = httpx.post(guarded.url + "/v1/mentions", json=_body(_mention(900)), headers=headers)
     assert resp.status_code == 401, resp.text
-    assert "API key" in resp.json()["error"] and resp.headers["WWW-Authenticate"].startswith("Bearer")
+    assert "API key" in resp.json()["detail"] and resp.headers["WWW-Authenticate"].startswith("Bearer")
 
 
 def test_either_key_header_is_accepted(guarded: ServiceProcess) -> None:
@@ -231,7 +231,7 @@ def test_wrong_content_type_is_415(guarded: ServiceProcess, content_type: str | 
     headers = {"X-API-Key": KEY_A} | ({"Content-Type": content_type} if content_type else {})
     resp = httpx.post(guarded.url + "/v1/mentions", content=b'{"mentions": []}', headers=headers)
     assert resp.status_code == 415, resp.text
-    assert "application/json" in resp.json()["error"]
+    assert "application/json" in resp.json()["detail"]
 
 
 def test_json_with_utf8_charset_is_fine(guarded: ServiceProcess) -> None:
@@ -243,7 +243,7 @@ def test_json_with_utf8_charset_is_fine(guarded: ServiceProcess) -> None:
 def test_oversize_body_is_413_before_parsing(guarded: ServiceProcess) -> None:
     garbage = b"{" + b"x" * 30000  # not JSON: a 400 would mean it was parsed
     resp = httpx.post(guarded.url + "/v1/mentions", content=garbage, headers={"X-API-Key": KEY_A, "Content-Type": "application/json"})
-    assert resp.status_code == 413 and "20000" in resp.json()["error"]
+    assert resp.status_code == 413 and "20000" in resp.json()["detail"]
 
     def chunks():  # no Content-Length: counted while the bytes arrive
         for _ in range(30):
@@ -252,7 +252,7 @@ def test_oversize_body_is_413_before_parsing(guarded: ServiceProcess) -> None:
     resp = httpx.post(guarded.url + "/v1/mentions", content=chunks(), headers={"X-API-Key": KEY_A, "Content-Type": "application/json"})
     assert resp.status_code == 413, resp.text
     resp = httpx.post(guarded.url + "/v1/mentions", json=_body(*[_mention(i) for i in range(51)]), headers={"X-API-Key": KEY_B})
-    assert resp.status_code == 413 and resp.json()["problems"][0]["path"] == "mentions"  # too many mentions
+    assert resp.status_code == 413 and resp.json()["errors"][0]["path"] == "mentions"  # too many mentions
 
 
 def test_rate_limit_is_429_per_key(guarded: ServiceProcess) -> None:
@@ -266,7 +266,7 @@ def test_rate_limit_is_429_per_key(guarded: ServiceProcess) -> None:
         if second.status_code != 202:
             break
     assert second.status_code == 429, second.text
-    assert 1 <= int(second.headers["Retry-After"]) <= 6 and "rate limit" in second.json()["error"]
+    assert 1 <= int(second.headers["Retry-After"]) <= 6 and "rate limit" in second.json()["detail"]
     other = httpx.post(guarded.url + "/v1/mentions", json=_body(_mention(1200)), headers={"X-API-Key": KEY_B})
     assert other.status_code == 202, other.text  # another key has its own budget
 
@@ -291,7 +291,7 @@ async def test_redelivery_is_dropped_a_newer_observation_passes(ingest: ServiceP
 
 def test_unknown_connector_header_is_422(ingest: ServiceProcess) -> None:
     resp = httpx.post(ingest.url + "/v1/mentions", json=_body(_mention(5001)), headers={"X-Earful-Connector": "bluesky"})
-    assert resp.status_code == 422 and "header.X-Earful-Connector" in [p["path"] for p in resp.json()["problems"]]
+    assert resp.status_code == 422 and "header.X-Earful-Connector" in [p["path"] for p in resp.json()["errors"]]
 
 
 # --- backpressure and a broker outage ---------------------------------------------------------
@@ -339,7 +339,7 @@ async def test_broker_stopped_and_restarted_nothing_accepted_is_lost(base_env: d
                         now = time.monotonic()
                         accepted.update((mid, now) for mid in resp.json()["mention_ids"])
                         break
-                    refused.append((resp.status_code, resp.headers.get("Retry-After", ""), resp.json()["error"]))
+                    refused.append((resp.status_code, resp.headers.get("Retry-After", ""), resp.json()["detail"]))
                     if stopped:
                         refused_since_stop.add(n)
                     await asyncio.sleep(0.2)  # not a wait: the client's pause before it retries

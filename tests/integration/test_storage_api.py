@@ -101,14 +101,14 @@ def test_the_dashboard_keeps_its_key_out_of_the_url(api: Any) -> None:
 
 def test_dashboard_and_openapi(api: Any) -> None:
     page = httpx.get(api.url + "/")
-    assert page.status_code == 200 and "/v1/share-of-voice" in page.text
+    assert page.status_code == 200 and "/v1/dashboard" in page.text
     doc = httpx.get(api.url + "/openapi.json").json()
     for path in ("/v1/mentions", "/v1/watchlists/{watchlist_id}/series", "/v1/share-of-voice",
                  "/v1/watchlists/{watchlist_id}/entities", "/v1/watchlists/{watchlist_id}/advocates",
                  "/v1/watchlists/{watchlist_id}/questions", "/v1/alerts", "/v1/authors/{source}/{author}"):
         assert path in doc["paths"], path
     assert "/v1/watchlists" in doc["paths"] and "/v1/watchlists/{watchlist_id}" in doc["paths"]  # the watchlist API
-    assert doc["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "X-API-Key"
+    assert doc["components"]["securitySchemes"]["ApiKeyHeader"]["name"] == "X-API-Key"
 
 
 # --- mentions -------------------------------------------------------------------------------------
@@ -176,7 +176,7 @@ def test_full_text_search_per_language(api: Any) -> None:
 def test_bad_mention_parameters_are_named(api: Any, params: dict[str, Any], name: str) -> None:
     r = get(api, "/v1/mentions", **params)
     assert r.status_code == 422, r.text
-    assert [e["loc"][-1] for e in r.json()["detail"]] == [name]
+    assert [e["loc"][-1] for e in r.json()["errors"]] == [name]
 
 
 def test_csv_export_is_spreadsheet_safe(api: Any) -> None:
@@ -210,7 +210,7 @@ def test_series_counts_every_bucket(api: Any, seeded: dict[str, Any]) -> None:
     assert csv_body.splitlines()[0].startswith('"start","mentions"')
     assert get(api, "/v1/watchlists/no-such-list/series").status_code == 404
     r = get(api, f"/v1/watchlists/{wl}/series", interval="1m", **{"from": "2020-01-01T00:00:00Z"})
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-1] == "interval"
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"][-1] == "interval"
     assert get(api, f"/v1/watchlists/{wl}/series", interval="2h").status_code == 422
     assert get(api, "/v1/watchlists/UPPER/series").status_code == 422
 
@@ -223,7 +223,7 @@ def test_share_of_voice(api: Any, seeded: dict[str, Any]) -> None:
     two = get(api, "/v1/share-of-voice", watchlist=[seeded["watchlist"], "no-such"], **{"from": body["from"], "to": body["to"]}).json()
     assert [w["watchlist_id"] for w in two["watchlists"]] == [seeded["watchlist"]]
     assert two["watchlists"][0]["mentions"] == next(w for w in body["watchlists"] if w["watchlist_id"] == seeded["watchlist"])["mentions"]
-    assert get(api, "/v1/share-of-voice", watchlist="Bad Id").json()["detail"][0]["loc"][-1] == "watchlist"
+    assert get(api, "/v1/share-of-voice", watchlist="Bad Id").json()["errors"][0]["loc"][-1] == "watchlist"
     assert "share" in get(api, "/v1/share-of-voice", format="csv").text.splitlines()[0]
 
 
@@ -281,7 +281,7 @@ def test_erasure_over_http(api: Any) -> None:
     assert not [m for m in get(api, "/v1/mentions", source="reddit", limit=500).json()["mentions"] if m["author_handle"] == handle]
     assert httpx.delete(f"{api.url}/v1/authors/Not A Source/x", headers=HEADERS).status_code == 422
     blank = httpx.delete(f"{api.url}/v1/authors/twitter/%20%40", headers=HEADERS)
-    assert blank.status_code == 422 and blank.json()["detail"][0]["loc"] == ["path", "author"]
+    assert blank.status_code == 422 and blank.json()["errors"][0]["loc"] == ["path", "author"]
 
 
 # --- hostile input -------------------------------------------------------------------------------
@@ -321,7 +321,7 @@ def test_nul_in_any_string_parameter_is_a_422_never_a_5xx(api: Any, seeded: dict
 def test_text_postgresql_cannot_store_is_a_422(api: Any) -> None:
     for body in (b'{"query": "acme", "text": "a\\u0000b"}', b'{"query": "acme", "text": "\\ud800"}'):
         r = httpx.post(api.url + "/v1/watchlists/_test", content=body, headers={**HEADERS, "Content-Type": "application/json"})
-        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body"], r.text
+        assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body"], r.text
     for raw in ("a%ED%A0%80", "%FF%FE"):  # not UTF-8 (a surrogate's bytes): decoded as U+FFFD
         assert httpx.get(f"{api.url}/v1/mentions?q={raw}", headers=HEADERS).status_code == 200
 

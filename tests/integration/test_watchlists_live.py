@@ -15,7 +15,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from earful.core.apikeys import parse_api_keys
+from earful.core.audit import AuditLog
+from earful.core.auth import ApiAuth, KeyRing
 from earful.core.errors import BrokerError
+from earful.core.http import add_problem_handlers
 from earful.core.kafka import Codecs
 from earful.core.settings import Settings
 from earful.core.topics import WATCHLISTS, create_topics
@@ -68,7 +72,8 @@ async def registry(settings_: Settings) -> AsyncIterator[WatchlistRegistry]:
 @pytest.fixture
 async def api(registry: WatchlistRegistry) -> AsyncIterator[httpx.AsyncClient]:
     app = FastAPI()
-    app.include_router(registry.router(frozenset({KEY})))
+    add_problem_handlers(app)  # as the storage service's app answers errors
+    app.include_router(registry.router(ApiAuth(KeyRing(parse_api_keys(KEY)), AuditLog("storage"))))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://storage",
                                  headers={"X-API-Key": KEY}) as client:
         yield client
@@ -117,7 +122,7 @@ async def test_an_api_change_reaches_another_service_live(api: httpx.AsyncClient
         body.pop(key)
     resp = await api.put("/v1/watchlists/acme-air", json=body, headers={"If-Match": resp.headers["ETag"]})
     assert resp.status_code == 200, resp.text
-    assert resp.json()["updated_by"].startswith("api-key:") and KEY not in resp.text
+    assert resp.json()["updated_by"].startswith("key:legacy-") and KEY not in resp.text
 
     async def applied() -> bool:
         return _ids(other_service, "Acme Airways is late") == ["acme-air"]
@@ -151,9 +156,9 @@ async def test_api_refusals(api: httpx.AsyncClient) -> None:
     good = {"id": "zephyr", "query": "zephyr"}
     resp = await api.post("/v1/watchlists", json={"id": "zephyr", "query": "zephyr OR"})
     assert resp.status_code == 422
-    (problem,) = resp.json()["detail"]
+    (problem,) = resp.json()["errors"]
     assert problem["type"] == "query_error" and problem["ctx"]["position"] == 9
-    assert "column 10" in problem["msg"] and "after OR" in problem["msg"]
+    assert "column 10" in problem["detail"] and "after OR" in problem["detail"]
     resp = await api.post("/v1/watchlists", json={"id": "zephyr", "query": "NOT pie"})
     assert resp.status_code == 422 and "none of the query's terms" in resp.text
     resp = await api.post("/v1/watchlists", json={**good, "colour": "red"})
@@ -182,7 +187,7 @@ async def test_validate_and_try_a_query(api: httpx.AsyncClient) -> None:
     assert resp.json() == {"matches": True, "parsed": "((Apple OR iPhone*) AND NOT pie AND lang:en)",
                            "spans": [{"start": 3, "end": 9, "term": "iPhone*", "text": "iPhone"}]}
     resp = await api.post("/v1/watchlists/_test", json={"query": "(Apple", "text": "x"})
-    assert resp.status_code == 422 and resp.json()["detail"][0]["column"] == 7
+    assert resp.status_code == 422 and resp.json()["errors"][0]["column"] == 7
 
 
 async def test_seed_policies(settings_: Settings, folder: Path, fresh_broker: LocalBroker) -> None:

@@ -12,13 +12,15 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, FastAPI
 from pydantic import BaseModel
 
 from earful.alerting.api import build_router
 from earful.alerting.notification.routing import DEFAULT_INHIBIT, NotifyConfig, Receiver, Route
 from earful.core import auth
-from earful.core.auth import api_key_guard
+from earful.core.apikeys import parse_api_keys
+from earful.core.audit import AuditLog
+from earful.core.auth import ApiAuth, KeyRing, Scope, requires
 from earful.core.health import Health
 from earful.core.http import RequestLimits, host_allowed, json_text_problem, ops_app
 from earful.core.kafka import Codecs, make_producer
@@ -34,10 +36,15 @@ class Note(BaseModel):
     text: str
 
 
-def app_with(limits: RequestLimits, keys: frozenset[str] = frozenset()) -> FastAPI:
+def ring(*secrets: str) -> KeyRing:
+    """Keys in the format from before scopes (each read+write+admin)."""
+    return KeyRing(parse_api_keys(",".join(secrets)))
+
+
+def app_with(limits: RequestLimits, keys: KeyRing = KeyRing()) -> FastAPI:
     """An API as the services build theirs: the ops app, a guarded router with a query and a body."""
     app = ops_app(Health("test"), "test", limits)
-    router = APIRouter(dependencies=[Depends(api_key_guard(keys))])
+    router = APIRouter(dependencies=[requires(Scope.READ, ApiAuth(keys, AuditLog("test")))])
 
     @router.get("/v1/things/{name}")
     async def thing(name: str, q: str | None = None) -> dict[str, Any]:
@@ -84,6 +91,7 @@ async def test_a_keyless_api_answers_only_allowed_hosts(open_api: FastAPI) -> No
             refused = await api.get("/v1/things/x")
             assert refused.status_code == 421, refused.text
             assert "EARFUL_HTTP_ALLOWED_HOSTS" in refused.json()["detail"]
+            assert refused.headers["content-type"] == "application/problem+json" and refused.json()["status"] == 421
             assert (await api.get("/openapi.json")).status_code == 421
             assert (await api.get("/healthz")).status_code == 200  # probes and scrapes name the pod's address
             assert (await api.get("/metrics")).status_code == 200
@@ -93,23 +101,23 @@ async def test_a_keyless_api_answers_only_allowed_hosts(open_api: FastAPI) -> No
 
 
 async def test_with_api_keys_the_host_is_not_checked() -> None:
-    app = app_with(RequestLimits(LIMIT, None), keys=frozenset({"k1"}))
+    app = app_with(RequestLimits(LIMIT, None), keys=ring("k1"))
     async with await client(app, "earful.example.com") as api:
         assert (await api.get("/v1/things/x", headers={"X-API-Key": "k1"})).status_code == 200
         assert (await api.get("/v1/things/x")).status_code == 401
 
 
-async def test_the_push_api_answers_refusals_in_its_own_shape() -> None:
+async def test_the_push_api_answers_refusals_as_problem_details() -> None:
     """Ingest is behind the same guard (the body it bounds itself, after the key check)."""
     settings = Settings(ingest_api_keys=None)
     publisher = Publisher(make_producer(settings, "test"), Codecs(settings).for_topic(RAW))  # never started: nothing is sent
     app = build_ingest_app(settings, publisher, Health("ingest"))
     async with await client(app, "evil.example:8080") as api:
         refused = await api.post("/v1/mentions", json={"mentions": []})
-        assert refused.status_code == 421 and "EARFUL_HTTP_ALLOWED_HOSTS" in refused.json()["error"]
+        assert refused.status_code == 421 and "EARFUL_HTTP_ALLOWED_HOSTS" in refused.json()["detail"]
     async with await client(app, "localhost:8080") as api:
         nul = await api.post("/v1/mentions?x=%00", json={"mentions": []})
-        assert nul.status_code == 422 and nul.json()["problems"][0]["path"] == "query.x"
+        assert nul.status_code == 422 and nul.json()["errors"][0]["path"] == "query.x"
     keyed = build_ingest_app(Settings(ingest_api_keys="crm:k1"), publisher, Health("ingest"))
     async with await client(keyed, "ingest.example.com") as api:
         assert (await api.post("/v1/mentions", json={"mentions": []})).status_code == 401  # keys: any Host, key first
@@ -132,6 +140,7 @@ async def test_a_body_over_the_limit_is_413_by_content_length_or_counted(open_ap
         assert ok.status_code == 200 and ok.json() == {"length": 100}
         declared = await api.post("/v1/notes", json={"text": "x" * (LIMIT + 1)})
         assert declared.status_code == 413 and str(LIMIT) in declared.json()["detail"]
+        assert declared.json()["type"] == "urn:earful:problem:too-large"
 
         async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as the bytes arrive
             yield b'{"text": "'
@@ -149,11 +158,11 @@ async def test_a_body_over_the_limit_is_413_by_content_length_or_counted(open_ap
 async def test_nul_in_the_query_or_the_path_is_a_422_naming_it(open_api: FastAPI) -> None:
     async with await client(open_api) as api:
         query = await api.get("/v1/things/x", params={"q": "a\x00b"})
-        assert query.status_code == 422 and query.json()["detail"][0]["loc"] == ["query", "q"]
+        assert query.status_code == 422 and query.json()["errors"][0]["loc"] == ["query", "q"]
         name = await api.get("/v1/things/x", params={"q\x00": "b"})
         assert name.status_code == 422
         path = await api.get("/v1/things/a%00b")
-        assert path.status_code == 422 and path.json()["detail"][0]["loc"] == ["path"]
+        assert path.status_code == 422 and path.json()["errors"][0]["loc"] == ["path"]
         fine = await api.get("/v1/things/x", params={"q": "a%00b \\x00 \u00e9"})  # text that only looks like it
         assert fine.status_code == 200 and fine.json()["q"] == "a%00b \\x00 \u00e9"
 
@@ -164,7 +173,7 @@ async def test_text_postgresql_cannot_store_is_a_422(open_api: FastAPI, raw: byt
     async with await client(open_api) as api:
         r = await api.post("/v1/notes", content=raw, headers={"Content-Type": "application/json"})
         assert r.status_code == 422, r.text
-        assert r.json()["detail"][0]["loc"] == ["body"]
+        assert r.json()["errors"][0]["loc"] == ["body"]
 
 
 @pytest.mark.parametrize("raw", [rb'{"text": "\\u0000"}', rb'{"text": "\ud83d\ude00 \u00e9"}', rb'{"text": "\\\\"}'])
@@ -204,7 +213,7 @@ async def test_the_alerting_api_compares_keys_in_constant_time(compared: list[tu
     route = Route("default", ("ops",), ("watchlist",), group_wait_s=0.5, group_interval_s=60, repeat_interval_s=3600)
     config = NotifyConfig({"ops": Receiver("ops", "webhook", "https://hooks.example.com/x")}, route, (), DEFAULT_INHIBIT)
     app = ops_app(Health("alerting"), "alerting", RequestLimits(LIMIT, None))
-    app.include_router(build_router(lambda: None, config, frozenset({"key-one", "key-two"}),
+    app.include_router(build_router(lambda: None, config, ring("key-one", "key-two"),
                                     lambda: datetime.now(timezone.utc), lambda: None))
     async with await client(app) as api:
         for wrong in ("key-onf", "k", "key-one-and-more"):
@@ -220,7 +229,7 @@ async def test_the_alerting_api_compares_keys_in_constant_time(compared: list[tu
 @pytest.mark.parametrize("param", ["key", "api_key", "apikey", "X-API-Key"])
 async def test_a_key_in_the_url_is_not_accepted(param: str) -> None:
     """URLs end up in access logs, browser history and Referer headers."""
-    app = app_with(RequestLimits(LIMIT, None), keys=frozenset({"k1"}))
+    app = app_with(RequestLimits(LIMIT, None), keys=ring("k1"))
     async with await client(app) as api:
         assert (await api.get("/v1/things/x", params={param: "k1"})).status_code == 401
         assert (await api.get("/v1/things/x", headers={"X-API-Key": "k1"})).status_code == 200

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from earful.core.addresses import AddressPolicy, origin
-from earful.core.auth import ApiKeys, presented_key
+from earful.core.auth import KeyRing, presented_key
 from earful.core.errors import ConfigError, SourceError, ValidationError
 from earful.core.http import RETRY_AFTER_MAX_S, parse_retry_after
 from earful.core.mention import MentionIn
@@ -382,11 +382,12 @@ def test_the_ingest_address_policy_names_its_setting() -> None:
 
 
 def test_api_keys() -> None:
-    keys = ApiKeys(Settings(ingest_api_keys="acme:s3cret-1,s3cret-2").ingest_api_key_map())
+    keys = KeyRing.from_settings(Settings(ingest_api_keys="acme:s3cret-1,s3cret-2"))
     assert keys.enabled
-    assert keys.identify("s3cret-1") == "acme" and keys.identify("s3cret-2") == "key2"
+    assert [(k.name, sorted(k.scopes)) for k in map(keys.identify, ("s3cret-1", "s3cret-2")) if k] == [
+        ("acme", ["ingest"]), ("key2", ["ingest"])]
     assert keys.identify("s3cret-") is None and keys.identify("") is None and keys.identify(None) is None
-    assert not ApiKeys({}).enabled
+    assert not KeyRing().enabled
     assert presented_key({"x-api-key": " k "}) == "k"
     assert presented_key({"authorization": "Bearer k2"}) == "k2"
     assert presented_key({"authorization": "Basic abc"}) is None

@@ -23,6 +23,7 @@ from referencing.jsonschema import DRAFT202012
 
 from earful.alerting.api import build_router as alerting_router
 from earful.alerting.notification.routing import DEFAULT_INHIBIT, NotifyConfig, Receiver, Route
+from earful.core.auth import KeyRing
 from earful.core.health import Health
 from earful.core.http import OPS_PATHS, RequestLimits, ops_app
 from earful.core.kafka import Codecs, make_producer
@@ -30,7 +31,7 @@ from earful.core.settings import Settings
 from earful.core.topics import RAW
 from earful.ingest.app import build_app as build_ingest_app
 from earful.ingest.publisher import Publisher
-from earful.storage.api import build_api
+from earful.storage.api import build_api, storage_auth
 from earful.watchlists.registry import WatchlistRegistry
 
 LIMIT = 2048
@@ -40,8 +41,8 @@ LIMITS = RequestLimits.from_settings(SETTINGS, keys_configured=False)
 
 def storage_app(pool: asyncpg.Pool) -> FastAPI:
     """The query API as the storage service builds it, with the watchlist API."""
-    app = build_api(pool, Health("storage"), frozenset(), limits=LIMITS)
-    app.include_router(WatchlistRegistry.for_settings(SETTINGS).router(frozenset()))
+    app = build_api(pool, Health("storage"), KeyRing(), limits=LIMITS)
+    app.include_router(WatchlistRegistry.for_settings(SETTINGS).router(storage_auth(pool, KeyRing())))
     return app
 
 
@@ -50,7 +51,7 @@ def alerting_app() -> FastAPI:
     route = Route("default", ("ops",), ("watchlist",), group_wait_s=0.5, group_interval_s=60, repeat_interval_s=3600)
     config = NotifyConfig({"ops": Receiver("ops", "webhook", "https://hooks.example.com/x")}, route, (), DEFAULT_INHIBIT)
     app = ops_app(Health("alerting"), "Earful alerting", LIMITS)
-    app.include_router(alerting_router(lambda: None, config, frozenset(), lambda: datetime.now(timezone.utc), lambda: None))
+    app.include_router(alerting_router(lambda: None, config, KeyRing(), lambda: datetime.now(timezone.utc), lambda: None))
     return app
 
 
@@ -77,7 +78,7 @@ def operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
 def conforms(doc: dict[str, Any], path: str, method: str, status: str, body: Any) -> None:
     """`body` is valid against the schema the document declares for this answer (references resolved in it)."""
     pointer = "/".join(part.replace("~", "~0").replace("/", "~1") for part in
-                       ("", "paths", path, method, "responses", status, "content", "application/json", "schema"))
+                       ("", "paths", path, method, "responses", status, "content", "application/problem+json", "schema"))
     registry: Registry[Any] = Registry().with_resource("urn:openapi", DRAFT202012.create_resource(doc))
     jsonschema.Draft202012Validator({"$ref": f"urn:openapi#{pointer}"}, registry=registry).validate(body)
 

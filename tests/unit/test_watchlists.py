@@ -327,7 +327,10 @@ def test_the_api_is_described_in_openapi() -> None:
     from earful.watchlists.registry import WatchlistRegistry
 
     app = FastAPI()
-    app.include_router(WatchlistRegistry.for_settings(Settings()).router(frozenset()))
+    from earful.core.audit import AuditLog
+    from earful.core.auth import ApiAuth, KeyRing
+
+    app.include_router(WatchlistRegistry.for_settings(Settings()).router(ApiAuth(KeyRing(), AuditLog("storage"))))
     spec = app.openapi()
     assert set(spec["paths"]) == {"/v1/watchlists", "/v1/watchlists/{watchlist_id}", "/v1/watchlists/_validate",
                                   "/v1/watchlists/_test"}

@@ -2,9 +2,11 @@
 current alerts, acknowledgements, silences and the notification log. Everything is persisted in
 PostgreSQL, so it survives restarts and every replica sees the same silences.
 
-Keys are checked by the shared guard (`api_key_guard`: constant time, X-API-Key only); the app
-around the router (`ops_app`) bounds bodies and refuses NUL characters and, without keys, foreign
-Host headers. A silence ends at most `EARFUL_ALERT_SILENCE_MAX_DAYS` from now.
+Keys are checked by the shared guard (earful.core.auth): reads need the scope read; silences and
+acknowledgements write, and are audited (the `earful.audit` log and the `api_audit` table). The app
+around the router (`ops_app`) bounds bodies, refuses NUL characters and, without keys, foreign Host
+headers, and answers errors as problem details. A silence ends at most
+`EARFUL_ALERT_SILENCE_MAX_DAYS` from now.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from pydantic import BaseModel, Field
 
 from earful.alerting.events import to_json
@@ -30,7 +32,8 @@ from earful.alerting.notification.grouping import (
 )
 from earful.alerting.notification.routing import NotifyConfig
 from earful.alerting.notification.store import AlertStore
-from earful.core.auth import api_key_guard
+from earful.core.audit import AuditLog
+from earful.core.auth import ApiAuth, AuditedRoute, KeyRing, Scope, requires
 
 DEFAULT_MAX_SILENCE = timedelta(days=90)
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such alert or silence."}}
@@ -68,12 +71,13 @@ def _silence_json(s: Silence, now: datetime) -> dict[str, Any]:
             "ends_at": to_json(s.ends_at), "created_by": s.created_by, "comment": s.comment, "state": state}
 
 
-def build_router(store: AlertStore | StoreLookup, config: NotifyConfig, api_keys: frozenset[str], clock: Clock,
+def build_router(store: AlertStore | StoreLookup, config: NotifyConfig, keys: KeyRing, clock: Clock,
                  changed: Callable[[], Any], max_silence: timedelta = DEFAULT_MAX_SILENCE) -> APIRouter:
     """The routes; `changed()` is called after anything that may change what is notified.
 
     `store` is the store itself, or a lookup returning None until PostgreSQL is connected; a
-    silence may end at most `max_silence` from now.
+    silence may end at most `max_silence` from now. `keys` guard every route; writes are audited
+    in the store's database once it is connected (before that, in the log only).
     """
     lookup: StoreLookup = store if callable(store) else (lambda: store)
 
@@ -83,13 +87,19 @@ def build_router(store: AlertStore | StoreLookup, config: NotifyConfig, api_keys
             raise HTTPException(status_code=503, detail="PostgreSQL not connected yet")
         return found
 
-    router = APIRouter(prefix="/v1", dependencies=[Depends(api_key_guard(api_keys))], tags=["alerting"],
-                       responses={401: {"description": "Missing or wrong X-API-Key."},
-                                  503: {"description": "PostgreSQL not connected yet."}})
-    _alert_routes(router, current, config, clock, changed)
-    _silence_routes(router, current, clock, changed, max_silence)
+    def pool() -> Any:
+        found = lookup()
+        return found.pool if found is not None else None
 
-    @router.get("/notifications", summary="The notification log, newest first.")
+    auth = ApiAuth(keys, AuditLog("alerting", pool))
+    read, write = requires(Scope.READ, auth), requires(Scope.WRITE, auth)
+    router = APIRouter(prefix="/v1", tags=["alerting"], route_class=AuditedRoute,
+                       responses={503: {"description": "PostgreSQL not connected yet."}})
+    _alert_routes(router, current, config, clock, changed, read, write)
+    _silence_routes(router, current, clock, changed, max_silence, read, write)
+
+    @router.get("/notifications", summary="The notification log, newest first.", operation_id="listNotifications",
+                dependencies=[read])
     async def notifications(group_key: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> dict[str, Any]:
         return {"notifications": [to_json(n) for n in await current().notifications(group_key, limit)]}
 
@@ -112,10 +122,11 @@ async def _describe(store: AlertStore, config: NotifyConfig, alerts: list[Alert]
 
 
 def _alert_routes(router: APIRouter, current: Callable[[], AlertStore], config: NotifyConfig, clock: Clock,
-                  changed: Callable[[], Any]) -> None:
+                  changed: Callable[[], Any], read: Any, write: Any) -> None:
     """/alerts: current alerts, one alert with its notifications, acknowledgements."""
 
-    @router.get("/alerts", summary="Current alerts (one per fingerprint), newest change first.")
+    @router.get("/alerts", summary="Current alerts (one per fingerprint), newest change first.", operation_id="listAlerts",
+                dependencies=[read])
     async def alerts(status: str | None = Query(None, pattern="^(firing|resolved)$"),
                      limit: int = Query(100, ge=1, le=500)) -> dict[str, Any]:
         store = current()
@@ -123,7 +134,7 @@ def _alert_routes(router: APIRouter, current: Callable[[], AlertStore], config: 
 
     @router.get("/alerts/{key}", summary="One alert (by fingerprint or alert id) with its group's notifications and the"
                 " evidence it fired with.",
-                responses=NOT_FOUND)
+                responses=NOT_FOUND, operation_id="getAlert", dependencies=[read])
     async def alert(key: str) -> dict[str, Any]:
         store = current()
         found = await store.alert(key)
@@ -136,7 +147,8 @@ def _alert_routes(router: APIRouter, current: Callable[[], AlertStore], config: 
         return described
 
     @router.post("/alerts/{key}/ack", summary="Acknowledge a firing alert: no repeat notifications until it resolves.",
-                 responses={**NOT_FOUND, 409: {"description": "The alert is already resolved."}})
+                 responses={**NOT_FOUND, 409: {"description": "The alert is already resolved."}}, operation_id="ackAlert",
+                 dependencies=[write])
     async def ack(key: str, body: AckIn) -> dict[str, Any]:
         store = current()
         found = await store.alert(key)
@@ -150,28 +162,33 @@ def _alert_routes(router: APIRouter, current: Callable[[], AlertStore], config: 
 
 
 def _silence_routes(router: APIRouter, current: Callable[[], AlertStore], clock: Clock,
-                    changed: Callable[[], Any], max_silence: timedelta) -> None:
+                    changed: Callable[[], Any], max_silence: timedelta, read: Any, write: Any) -> None:
     """/silences: list, create, read and expire silences."""
 
-    @router.get("/silences", summary="Silences (active and pending; expired=true for all).")
+    @router.get("/silences", summary="Silences (active and pending; expired=true for all).", operation_id="listSilences",
+                dependencies=[read])
     async def silences(expired: bool = False) -> dict[str, Any]:
         now = clock()
         return {"silences": [_silence_json(s, now) for s in await current().silences(now, include_expired=expired)]}
 
-    @router.post("/silences", status_code=201, summary="Create a silence.")
-    async def create_silence(body: SilenceIn) -> dict[str, Any]:
+    @router.post("/silences", status_code=201, summary="Create a silence.", operation_id="createSilence",
+                 dependencies=[write])
+    async def create_silence(request: Request, body: SilenceIn) -> dict[str, Any]:
         now = clock()
         matchers, starts, ends = _silence_window(body, now, max_silence)
         silence = await current().add_silence(matchers, starts, ends, body.created_by, body.comment, now)
+        request.state.audit_target = silence.id
         changed()
         return _silence_json(silence, now)
 
-    @router.get("/silences/{silence_id}", summary="One silence.", responses=NOT_FOUND)
+    @router.get("/silences/{silence_id}", summary="One silence.", responses=NOT_FOUND, operation_id="getSilence",
+                dependencies=[read])
     async def get_silence(silence_id: str) -> dict[str, Any]:
         found = await _silence_or_404(current(), silence_id)
         return _silence_json(found, clock())
 
-    @router.delete("/silences/{silence_id}", status_code=204, summary="Expire a silence now.", responses=NOT_FOUND)
+    @router.delete("/silences/{silence_id}", status_code=204, summary="Expire a silence now.", responses=NOT_FOUND,
+                   operation_id="expireSilence", dependencies=[write])
     async def expire(silence_id: str) -> Response:
         store = current()
         await _silence_or_404(store, silence_id)
@@ -208,7 +225,7 @@ def _silence_window(body: SilenceIn, now: datetime, max_silence: timedelta) -> t
 
 
 def _invalid(field: str, message: str) -> HTTPException:
-    """A 422 in FastAPI's validation shape (the one the OpenAPI document promises), naming the body field."""
+    """A 422 naming the body field (answered as problem details with `errors[]`, as FastAPI's own 422s)."""
     return HTTPException(status_code=422, detail=[{"loc": ["body", field], "msg": message, "type": "value_error"}])
 
 

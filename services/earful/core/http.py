@@ -4,10 +4,12 @@ uvicorn server.
 Every service exposes ``/healthz``, ``/readyz`` and ``/metrics``. Ingest and storage add their own
 API routes to the same FastAPI app; alerting adds its API to the ops app, enrichment serves only
 these. Every app is wrapped in the same request guard (`guard_requests`): bounded bodies, a Host
-allow-list while no API keys are set, no NUL characters; every operation of its OpenAPI document
-declares the guard's 413 and 421 in the app's error shape. The server runs inside the service's own
-event loop and leaves signal handling to the service, so one SIGTERM handler decides the shutdown
-order (stop taking work, flush, commit, exit 0).
+allow-list while no API keys are set, no NUL characters. Every error of every API is an RFC 9457
+problem details object (`application/problem+json`: type, title, status, detail, instance, and
+`errors[]` naming each invalid field), and every operation of the OpenAPI documents declares the
+guard's 413 and 421, its key scope (earful.core.auth) and its errors in that shape. The server runs
+inside the service's own event loop and leaves signal handling to the service, so one SIGTERM
+handler decides the shutdown order (stop taking work, flush, commit, exit 0).
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import ipaddress
 import math
 import re
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import timezone
 from email.utils import parsedate_to_datetime
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -31,8 +34,10 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from earful.core.auth import document_security
 from earful.core.health import Health
 from earful.core.metrics import render_latest
 from earful.core.settings import Settings
@@ -65,17 +70,18 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float:
 def add_ops_routes(app: FastAPI, health: Health) -> None:
     """Attach /healthz, /readyz and /metrics to `app`."""
 
-    @app.get("/healthz", tags=["ops"], summary="Liveness: the process and its event loop run.")
+    @app.get("/healthz", tags=["ops"], summary="Liveness: the process and its event loop run.", operation_id="getHealth")
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "service": health.service}
 
-    @app.get("/readyz", tags=["ops"], summary="Readiness: every dependency is reachable.",
-             responses={503: {"description": "Not ready: `checks` names each failing dependency"}})
+    @app.get("/readyz", tags=["ops"], summary="Readiness: every dependency is reachable.", operation_id="getReadiness",
+             responses={503: {"description": "Not ready: `checks` names each failing dependency",
+                              "content": {"application/json": {}}}})
     async def readyz() -> JSONResponse:
         ok, checks = await health.readiness()
         return JSONResponse({"ready": ok, "checks": checks}, status_code=200 if ok else 503)
 
-    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics.", response_class=PlainTextResponse,
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics.", response_class=PlainTextResponse, operation_id="getMetrics",
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}})
     async def metrics() -> Response:
         body, content_type = render_latest()
@@ -83,11 +89,15 @@ def add_ops_routes(app: FastAPI, health: Health) -> None:
 
 
 def ops_app(health: Health, title: str, limits: RequestLimits | None = None) -> FastAPI:
-    """A FastAPI app with the ops endpoints (alerting adds its API routes), guarded by `limits`."""
+    """A FastAPI app with the ops endpoints (alerting adds its API routes), guarded by `limits`,
+    answering errors as problem details."""
     app = FastAPI(title=title, version="1")
     add_ops_routes(app, health)
+    add_problem_handlers(app)
     if limits is not None:
         guard_requests(app, limits)
+    else:
+        document_api(app, None)
     return app
 
 
@@ -132,13 +142,11 @@ class Refusal:
     loc: tuple[str, ...] = ()
 
 
-def detail_response(refusal: Refusal) -> Response:
-    """A refusal in FastAPI's own error shape: `detail[]` naming the parameter for a 422, a sentence otherwise."""
-    if refusal.loc:
-        detail: object = [{"loc": list(refusal.loc), "msg": refusal.message, "type": refusal.reason}]
-    else:
-        detail = refusal.message
-    return JSONResponse({"detail": detail}, status_code=refusal.status)
+def problem_refusal(refusal: Refusal) -> Response:
+    """A refusal of the guard as problem details (`errors[]` naming the parameter for a 422)."""
+    errors = [{"loc": list(refusal.loc), "path": ".".join(refusal.loc), "detail": refusal.message,
+               "type": refusal.reason}] if refusal.loc else None
+    return problem_response(refusal.status, refusal.message, reason=refusal.reason, errors=errors)
 
 
 def host_name(header: str) -> str | None:
@@ -207,7 +215,7 @@ class RequestGuard:
     keys), NUL characters in the path or query (422), a body over the limit (413, by Content-Length
     or counted as it arrives) and JSON text PostgreSQL cannot store (422)."""
 
-    def __init__(self, app: ASGIApp, limits: RequestLimits, render: Callable[[Refusal], Response] = detail_response) -> None:
+    def __init__(self, app: ASGIApp, limits: RequestLimits, render: Callable[[Refusal], Response] = problem_refusal) -> None:
         self.app = app
         self.limits = limits
         self.render = render
@@ -262,74 +270,175 @@ class RequestGuard:
         return messages, None
 
 
+# --- problem details (RFC 9457) ----------------------------------------------------------------------
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_TYPE_PREFIX = "urn:earful:problem:"
+
+
+class ProblemError(BaseModel):
+    """One invalid part of a request."""
+
+    path: str = Field(description="Where: e.g. body.matchers[0].value, query.limit, mentions[3].created_at.")
+    detail: str = Field(description="What is wrong there.")
+    loc: list[str | int] | None = Field(None, description="The same place as a list (FastAPI's `loc`), when known.")
+    type: str | None = Field(None, description="The kind of problem, e.g. missing, value_error, query_error.")
+
+
+class ProblemDetails(BaseModel):
+    """Every error of every Earful API (RFC 9457, `application/problem+json`)."""
+
+    type: str = Field("about:blank", description="What kind of problem: `urn:earful:problem:<reason>`, or about:blank"
+                      " when the status says it all.")
+    title: str = Field(description="The HTTP status phrase, e.g. Unprocessable Content.")
+    status: int = Field(description="The HTTP status code, as sent.")
+    detail: str = Field(description="What went wrong with this request, in one or two sentences.")
+    instance: str | None = Field(None, description="The path of the request.")
+    errors: list[ProblemError] | None = Field(None, description="Each invalid field or parameter (422, and some 400 and 413).")
+
+
+def _title(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def problem_response(status: int, detail: str, *, reason: str | None = None, instance: str | None = None,
+                     errors: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    """An RFC 9457 answer; `reason` becomes its type (urn:earful:problem:<reason>), else about:blank."""
+    body: dict[str, Any] = {"type": PROBLEM_TYPE_PREFIX + reason.replace("_", "-") if reason else "about:blank",
+                            "title": _title(status), "status": status, "detail": detail}
+    if instance:
+        body["instance"] = instance
+    if errors:
+        body["errors"] = errors
+    return JSONResponse(jsonable_encoder(body, custom_encoder={float: _text_if_not_finite}), status_code=status,
+                        headers=headers, media_type=PROBLEM_JSON)
+
+
 def _text_if_not_finite(value: float) -> float | str:
     return value if math.isfinite(value) else str(value)
 
 
-async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    """FastAPI's own 422, but an input JSON cannot carry (1e999 and NaN parse as inf and nan) is
-    echoed as text: encoding it as a number would fail, and the answer become a 500."""
-    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
-    return JSONResponse({"detail": jsonable_encoder(errors, custom_encoder={float: _text_if_not_finite})}, status_code=422)
+def dotted(loc: Sequence[Any]) -> str:
+    """A location as a path: ("body", "matchers", 0, "value") → body.matchers[0].value."""
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
-class RefusalDetail(BaseModel):
-    """How `detail_response` answers a refused request (but a 422, which names the parameter as FastAPI does)."""
+def validation_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """FastAPI's validation errors as problem `errors[]`: path, detail, loc, type, and any extra
+    fields a route adds (a query error's position and column); the input is not echoed."""
+    out: list[dict[str, Any]] = []
+    for e in errors:
+        if not isinstance(e, dict):
+            out.append({"path": "", "detail": str(e)})
+            continue
+        loc = list(e.get("loc") or [])
+        entry = {"path": dotted(loc), "detail": str(e.get("msg", "")), "loc": loc, "type": e.get("type")}
+        entry.update({k: v for k, v in e.items() if k not in ("loc", "msg", "type", "input", "ctx", "url")})
+        if isinstance(e.get("ctx"), dict):  # e.g. a query error's position; an exception as its text
+            entry["ctx"] = {k: v if isinstance(v, (str, int, float, bool)) or v is None else str(v) for k, v in e["ctx"].items()}
+        out.append(entry)
+    return out
 
-    detail: str = Field(description="Why the request was refused, in one sentence.")
+
+async def _http_problem(request: Request, exc: Exception) -> Response:
+    """An HTTPException (a route's own, or the framework's 404/405) as problem details. A list
+    `detail` (a route's 422 naming fields) becomes `errors[]`."""
+    assert isinstance(exc, StarletteHTTPException)
+    headers = getattr(exc, "headers", None)
+    if isinstance(exc.detail, list):
+        errors = validation_errors(exc.detail)
+        summary = "; ".join(f"{e['path']}: {e['detail']}" if e["path"] else e["detail"] for e in errors)
+        return problem_response(exc.status_code, summary or "the request is invalid", reason="invalid",
+                                instance=request.url.path, errors=errors, headers=headers)
+    if exc.status_code == 304 or exc.status_code < 400:
+        return Response(status_code=exc.status_code, headers=headers)
+    return problem_response(exc.status_code, str(exc.detail), instance=request.url.path, headers=headers)
+
+
+async def _validation_problem(request: Request, exc: Exception) -> Response:
+    """FastAPI's own 422 as problem details (an input JSON cannot carry, 1e999 or NaN, is echoed
+    as text: encoding it as a number would fail, and the answer become a 500)."""
+    errors = validation_errors(exc.errors() if isinstance(exc, RequestValidationError) else [])
+    summary = "; ".join(f"{e['path']}: {e['detail']}" for e in errors[:5])
+    return problem_response(422, summary or "the request is invalid", reason="invalid", instance=request.url.path,
+                            errors=errors)
+
+
+def add_problem_handlers(app: FastAPI) -> None:
+    """Answer HTTP errors and validation errors as problem details (an app may replace either)."""
+    app.add_exception_handler(StarletteHTTPException, _http_problem)
+    app.add_exception_handler(RequestValidationError, _validation_problem)
 
 
 _METHODS = frozenset({"get", "put", "post", "delete", "options", "head", "patch", "trace"})
 
 
-def refusal_responses(limits: RequestLimits, path: str, model_ref: str) -> dict[str, dict[str, Any]]:
-    """The OpenAPI responses the guard may answer an operation on `path` with, each in `model_ref`'s shape.
+def refusal_responses(limits: RequestLimits, path: str) -> dict[str, dict[str, Any]]:
+    """The OpenAPI responses the guard may answer an operation on `path` with.
 
     413 only when the guard bounds bodies; 421 on every path but the ops ones, whether or not keys are
     set now (the document is the same for every deployment).
     """
-    content = {"application/json": {"schema": {"$ref": model_ref}}}
     found: dict[str, dict[str, Any]] = {}
     if limits.max_body_bytes is not None:
-        found["413"] = {"description": "The body is larger than EARFUL_HTTP_MAX_BODY_BYTES.", "content": content}
+        found["413"] = {"description": "The body is larger than EARFUL_HTTP_MAX_BODY_BYTES."}
     if path not in OPS_PATHS:
         found["421"] = {"description": "Host not allowed: while the service has no API keys it answers only requests "
-                        "for localhost or a host in EARFUL_HTTP_ALLOWED_HOSTS (against DNS rebinding).", "content": content}
+                        "for localhost or a host in EARFUL_HTTP_ALLOWED_HOSTS (against DNS rebinding)."}
     return found
 
 
-def document_refusals(app: FastAPI, limits: RequestLimits, model: type[BaseModel] = RefusalDetail) -> None:
-    """Declare the guard's refusals (`refusal_responses`) on every operation of `app`'s OpenAPI document,
-    answered in `model`'s shape; responses a route declares itself are kept."""
+def _is_error(status: str) -> bool:
+    return status.upper() in ("4XX", "5XX", "DEFAULT") or (status.isdigit() and int(status) >= 400)
+
+
+def document_api(app: FastAPI, limits: RequestLimits | None) -> None:
+    """Complete `app`'s OpenAPI document: the guard's refusals (`refusal_responses`) on every operation,
+    each operation's key scope (earful.core.auth), and every error response as problem details.
+    Responses a route declares itself are kept, with their content made problem+json."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         schema = generate()  # FastAPI's own, cached after the first call: adding again changes nothing
         schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-        if model.__name__ not in schemas:
+        for model in (ProblemDetails, ProblemError):
             own = model.model_json_schema(ref_template="#/components/schemas/{model}")
             for name, nested in own.pop("$defs", {}).items():
                 schemas.setdefault(name, nested)
             schemas[model.__name__] = own
+        document_security(schema)
+        content = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}}
         for path, item in schema.get("paths", {}).items():
             for method, operation in item.items():
-                if method in _METHODS:
-                    responses = operation.setdefault("responses", {})
-                    for status, response in refusal_responses(limits, path, f"#/components/schemas/{model.__name__}").items():
+                if method not in _METHODS:
+                    continue
+                responses = operation.setdefault("responses", {})
+                if limits is not None:
+                    for status, response in refusal_responses(limits, path).items():
                         responses.setdefault(status, response)
+                for status, response in responses.items():
+                    if _is_error(status) and not (path in OPS_PATHS and status == "503"):
+                        response["content"] = dict(content)
+        schemas.pop("HTTPValidationError", None)
+        schemas.pop("ValidationError", None)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]  # FastAPI's documented way to extend the document
 
 
-def guard_requests(app: FastAPI, limits: RequestLimits, render: Callable[[Refusal], Response] = detail_response,
-                   refusal_model: type[BaseModel] = RefusalDetail) -> None:
-    """Wrap `app` in the `RequestGuard`; `render` answers a refusal in the app's own error shape, which
-    `refusal_model` describes in the OpenAPI document (every operation declares the refusals it may get).
-    Also answers FastAPI's validation errors safely (an app's own handler, like ingest's, replaces it)."""
+def guard_requests(app: FastAPI, limits: RequestLimits, render: Callable[[Refusal], Response] = problem_refusal) -> None:
+    """Wrap `app` in the `RequestGuard` (`render` answers a refusal; problem details by default),
+    answer errors as problem details (an app's own handler, like ingest's, replaces one), and
+    complete its OpenAPI document (`document_api`)."""
     app.add_middleware(RequestGuard, limits=limits, render=render)
-    app.add_exception_handler(RequestValidationError, _validation_error)
-    document_refusals(app, limits, refusal_model)
+    add_problem_handlers(app)
+    document_api(app, limits)
 
 
 class _EmbeddedServer(uvicorn.Server):

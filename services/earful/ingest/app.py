@@ -2,9 +2,11 @@
 
 Checks run cheapest first, and the body is never read before the request may send one: the
 request guard every API shares (earful.core.http: a Host not allowed while no keys are set 421,
-NUL in the path or query 422) → API key (401) → content type (415) → declared and actual body
-size (413, counted while the bytes arrive) → JSON (400) → fields (422) → batch limits (413/422) →
-per-key rate (429) → room in the in-flight window (503) → broker acknowledgement (503 on failure).
+NUL in the path or query 422) → API key (401) and its `ingest` scope (403) → content type (415) →
+declared and actual body size (413, counted while the bytes arrive) → JSON (400) → fields (422) →
+batch limits (413/422) → per-key rate (429) → room in the in-flight window (503) → broker
+acknowledgement (503 on failure). Every refusal is a problem details object (RFC 9457) whose
+`errors[]` names each invalid field by path.
 """
 
 from __future__ import annotations
@@ -15,19 +17,20 @@ from collections import Counter as Tally
 from collections.abc import Callable, Collection, Coroutine
 from typing import Any, Literal
 
-from fastapi import APIRouter, FastAPI, Header, Request, Response, Security
+from fastapi import APIRouter, FastAPI, Header, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from fastapi.security import APIKeyHeader
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from earful.core.auth import ApiKeys, presented_key
+from earful.core.apikeys import Scope
+from earful.core.audit import AuditLog
+from earful.core.auth import ApiAuth, KeyRing, presented_key, requires
 from earful.core.errors import BackpressureError, BrokerError, EncodeError
 from earful.core.health import Health
-from earful.core.http import Refusal, RequestLimits, add_ops_routes, guard_requests
+from earful.core.http import Refusal, RequestLimits, add_ops_routes, guard_requests, problem_response
 from earful.core.kafka import utc_now
 from earful.core.mention import MentionBatch, check_limits, format_problems, to_record
 from earful.core.metrics import LATENCY_BUCKETS
@@ -48,16 +51,6 @@ PUBLISH_SECONDS = Histogram(
 BROKER_RETRY_AFTER_S = 5
 
 
-class Problem(BaseModel):
-    path: str = Field(..., description="Where the problem is, e.g. mentions[3].created_at.")
-    message: str
-
-
-class ErrorBody(BaseModel):
-    error: str = Field(..., description="What is wrong, in one sentence.")
-    problems: list[Problem] = Field(default_factory=list, description="Each problem found, by path.")
-
-
 class AcceptedBody(BaseModel):
     accepted: int = Field(..., description="Mentions in the batch; every one is durably in Kafka.")
     duplicates: int = Field(0, description="Of those, exact re-deliveries of a mention already produced (not produced again).")
@@ -72,25 +65,32 @@ def source_label(source: str, known: Collection[str]) -> str:
 
 
 def _error(status: int, reason: str, message: str, problems: list[dict[str, str]] | None = None,
-           headers: dict[str, str] | None = None) -> JSONResponse:
+           headers: dict[str, str] | None = None, instance: str | None = None) -> JSONResponse:
+    """A refusal as problem details; `problems` ({path, message}) become `errors[]` ({path, detail})."""
     REJECTED.labels(reason).inc()
-    return JSONResponse({"error": message, "problems": problems or []}, status_code=status, headers=headers)
+    errors = [{"path": p["path"], "detail": p["message"]} for p in problems or []]
+    return problem_response(status, message, reason=reason, instance=instance, errors=errors or None, headers=headers)
 
 
 class _Guard:
-    """Authentication, content type and body size, before FastAPI reads and parses the body."""
+    """Authentication and the ingest scope, content type and body size, before FastAPI reads and
+    parses the body."""
 
-    def __init__(self, settings: Settings, keys: ApiKeys) -> None:
+    def __init__(self, settings: Settings, keys: KeyRing) -> None:
         self.keys = keys
         self.max_bytes = settings.ingest_max_body_bytes
 
     async def check(self, request: Request) -> Response | None:
         if self.keys.enabled:
-            name = self.keys.identify(presented_key(request.headers))
-            if name is None:
-                return _error(401, "unauthorized", "missing or unknown API key: send X-API-Key or Authorization: Bearer",
-                              headers={"WWW-Authenticate": 'Bearer realm="earful-ingest"'})
-            request.state.client = f"key:{name}"
+            key = self.keys.identify(presented_key(request.headers))
+            if key is None:
+                return _error(401, "unauthorized", "missing or unknown API key: send it as X-API-Key or Authorization: "
+                              "Bearer (a key in the URL is not accepted)",
+                              headers={"WWW-Authenticate": 'Bearer realm="earful"'})
+            if Scope.INGEST not in key.scopes:
+                return _error(403, "forbidden", f"the API key {key.name!r} lacks the scope 'ingest' this request needs "
+                              f"(it has {'+'.join(sorted(key.scopes))})")
+            request.state.client = f"key:{key.name}"
         else:
             request.state.client = f"addr:{request.client.host if request.client else 'unknown'}"
         media_type, _, params = (request.headers.get("content-type") or "").partition(";")
@@ -135,15 +135,15 @@ def _guarded_route(guard: _Guard) -> type[APIRoute]:
     return GuardedRoute
 
 
-_ERROR = {"model": ErrorBody}
-RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: {**_ERROR, "description": "Body is not JSON"},
-    401: {**_ERROR, "description": "Missing or unknown API key"},
-    413: {**_ERROR, "description": "Body larger than EARFUL_INGEST_MAX_BODY_BYTES, or more mentions than EARFUL_INGEST_MAX_BATCH"},
-    415: {**_ERROR, "description": "Content-Type is not application/json"},
-    422: {**_ERROR, "description": "Invalid mentions (each problem named by path)"},
-    429: {**_ERROR, "description": "Rate limit of this API key exceeded; see Retry-After"},
-    503: {**_ERROR, "description": "Kafka slow or unavailable; nothing was accepted, retry after Retry-After"},
+RESPONSES: dict[int | str, dict[str, Any]] = {  # each answered as problem details (earful.core.http.document_api)
+    400: {"description": "Body is not JSON"},
+    401: {"description": "Missing or unknown API key"},
+    403: {"description": "The key lacks the scope `ingest`"},
+    413: {"description": "Body larger than EARFUL_INGEST_MAX_BODY_BYTES, or more mentions than EARFUL_INGEST_MAX_BATCH"},
+    415: {"description": "Content-Type is not application/json"},
+    422: {"description": "Invalid mentions (each problem named by path in `errors[]`)"},
+    429: {"description": "Rate limit of this API key exceeded; see Retry-After"},
+    503: {"description": "Kafka slow or unavailable; nothing was accepted, retry after Retry-After"},
 }
 
 
@@ -155,8 +155,8 @@ def build_app(settings: Settings, publisher: Publisher, health: Health) -> FastA
         description="Push mentions into Earful. A 202 means every mention in the batch is durably in Kafka.",
     )
     # The push route's own guard bounds the body after the key check; mention texts are checked one by one.
-    limits = RequestLimits.from_settings(settings, keys_configured=bool(settings.ingest_api_key_map()), bound_body=False)
-    guard_requests(app, limits, render=_refusal, refusal_model=ErrorBody)
+    limits = RequestLimits.from_settings(settings, keys_configured=bool(settings.api_key_list()), bound_body=False)
+    guard_requests(app, limits, render=_refusal)
     add_ops_routes(app, health)
     _add_error_handlers(app)
     app.include_router(_push_router(settings, publisher))
@@ -164,18 +164,19 @@ def build_app(settings: Settings, publisher: Publisher, health: Health) -> FastA
 
 
 def _refusal(refusal: Refusal) -> Response:
-    """A refusal of the shared request guard, in the push API's error shape."""
+    """A refusal of the shared request guard, counted as the push API's own refusals are."""
     where = ".".join(refusal.loc)
     return _error(refusal.status, refusal.reason, refusal.message, [{"path": where, "message": refusal.message}] if where else None)
 
 
 def _add_error_handlers(app: FastAPI) -> None:
-    """Errors FastAPI raises itself, in the documented ErrorBody shape."""
+    """Errors FastAPI raises itself, as problem details counted by reason."""
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # Errors the framework raises itself (unknown path, wrong method, unparsable body) in the documented shape.
-        return _error(exc.status_code, f"http_{exc.status_code}", str(exc.detail), headers=getattr(exc, "headers", None))
+        return _error(exc.status_code, f"http_{exc.status_code}", str(exc.detail), headers=getattr(exc, "headers", None),
+                      instance=request.url.path)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -183,8 +184,9 @@ def _add_error_handlers(app: FastAPI) -> None:
         bad_json = next((e for e in errors if e.get("type") == "json_invalid"), None)
         if bad_json is not None:
             message = str(bad_json.get("ctx", {}).get("error", bad_json["msg"]))
-            return _error(400, "bad_json", "request body is not valid JSON", [{"path": "(body)", "message": message}])
-        return _error(422, "invalid", "invalid mentions", format_problems(errors))
+            return _error(400, "bad_json", "request body is not valid JSON", [{"path": "(body)", "message": message}],
+                          instance=request.url.path)
+        return _error(422, "invalid", "invalid mentions", format_problems(errors), instance=request.url.path)
 
 
 async def _publish(publisher: Publisher, limiter: RateLimiter, client: str, records: list[dict[str, Any]],
@@ -210,20 +212,21 @@ def _push_router(settings: Settings, publisher: Publisher) -> APIRouter:
     """POST /v1/mentions, behind the guard (key, content type, size) and the per-key rate limit."""
     limiter = RateLimiter(settings.ingest_rate_limit_per_s,
                           settings.ingest_rate_limit_burst or max(settings.ingest_rate_limit_per_s, settings.ingest_max_batch))
-    guard = _Guard(settings, ApiKeys(settings.ingest_api_key_map()))
+    keys = KeyRing.from_settings(settings)
+    guard = _Guard(settings, keys)
     metric_sources = frozenset(settings.ingest_metric_sources)
-    api_key_doc = APIKeyHeader(name="X-API-Key", auto_error=False,
-                               description="Required when EARFUL_INGEST_API_KEYS is set (or Authorization: Bearer <key>).")
     router = APIRouter(route_class=_guarded_route(guard))
+    # The guard above has checked the key and its scope already; the declaration documents it (and
+    # would check it again, were the route ever mounted without its guard).
+    scope = requires(Scope.INGEST, ApiAuth(keys, AuditLog("ingest")))
 
     @router.post("/v1/mentions", status_code=202, summary="Accept a batch of mentions.", response_model=AcceptedBody,
-                 responses=RESPONSES)
+                 responses=RESPONSES, operation_id="pushMentions", dependencies=[scope])
     async def post_mentions(
         batch: MentionBatch,
         request: Request,
         connector: Literal["push", "replay"] = Header(
             "push", alias="X-Earful-Connector", description="Which tool sends: push (default) or replay (`earful replay`)."),
-        _key: str | None = Security(api_key_doc),
     ) -> JSONResponse:
         started = time.perf_counter()
         now = utc_now()

@@ -13,19 +13,18 @@ ConfigMap) nothing is written: API changes live in the topic only.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from datetime import datetime, timezone
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, Body, Depends, Header, HTTPException, Request, Response
+from fastapi import APIRouter, Body, Header, HTTPException, Request, Response
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
-from earful.core.auth import api_key_guard
+from earful.core.auth import ApiAuth, AuditedRoute, Scope, principal_of, requires
 from earful.core.errors import BrokerError
 from earful.core.kafka import make_producer
 from earful.core.settings import Settings
@@ -170,8 +169,8 @@ class WatchlistRegistry:
                 if written:
                     log.info("watchlist file written", extra={"path": str(written), "revision": c.new.revision})
 
-    def router(self, api_keys: frozenset[str]) -> APIRouter:
-        return build_router(self, api_keys)
+    def router(self, auth: ApiAuth) -> APIRouter:
+        return build_router(self, auth)
 
 
 def _check_condition(if_match: str, existing: Published | None) -> None:
@@ -186,11 +185,10 @@ def _check_condition(if_match: str, existing: Published | None) -> None:
                             " read it again and re-apply your change")
 
 
-def _who(request: Request, api_keys: frozenset[str]) -> str:
-    key = request.headers.get("X-API-Key")
-    if api_keys and key:
-        return "api-key:" + hashlib.sha256(key.encode()).hexdigest()[:8]
-    return "api"
+def _who(request: Request) -> str:
+    """Who changes a watchlist: key:<name of the key>, or api when the API has no keys."""
+    name = principal_of(request)
+    return f"key:{name}" if name else "api"
 
 
 # --- HTTP ------------------------------------------------------------------------------------
@@ -210,7 +208,7 @@ class WatchlistOut(BaseModel):
     alert_rules: list[dict[str, Any]] = Field(default_factory=list)
     revision: str = Field(description="Content hash; send it as If-Match to update only this version.")
     updated_at: datetime | None = Field(None, description="When this version was published.")
-    updated_by: str | None = Field(None, description="'file:<path>', 'api' or 'api-key:<hash prefix>'.")
+    updated_by: str | None = Field(None, description="'file:<path>', 'api' (no keys) or 'key:<key name>'.")
     file: str | None = Field(None, description="Its YAML file in this service's folder, if there is one (on a read-only"
                                                " folder it may hold an older version).")
 
@@ -259,27 +257,29 @@ def _raise_http(exc: Exception) -> None:
     raise exc
 
 
-def build_router(registry: WatchlistRegistry, api_keys: frozenset[str]) -> APIRouter:
-    """/v1/watchlists: list, read, create, replace, delete, validate, and try a query on a text."""
-    router = APIRouter(prefix="/v1/watchlists", tags=["watchlists"], dependencies=[Depends(api_key_guard(api_keys))])
+def build_router(registry: WatchlistRegistry, auth: ApiAuth) -> APIRouter:
+    """/v1/watchlists: list, read, create, replace, delete, validate, and try a query on a text.
+    Reads and checks need the scope read, changes write, deletion admin (`auth`; changes are audited)."""
+    router = APIRouter(prefix="/v1/watchlists", tags=["watchlists"], route_class=AuditedRoute)
     id_param = PathParam(pattern=ID_PATTERN, description="Watchlist id.")
-    _add_reads(router, registry, id_param)
-    _add_writes(router, registry, api_keys, id_param)
-    _add_checks(router)
+    _add_reads(router, registry, id_param, requires(Scope.READ, auth))
+    _add_writes(router, registry, auth, id_param)
+    _add_checks(router, requires(Scope.READ, auth))
     return router
 
 
-def _add_reads(router: APIRouter, registry: WatchlistRegistry, id_param: Any) -> None:
+def _add_reads(router: APIRouter, registry: WatchlistRegistry, id_param: Any, read: Any) -> None:
     """GET the whole set, and one watchlist with its revision as ETag."""
     folder = registry.folder
 
-    @router.get("", summary="Every watchlist in force.", response_model=WatchlistList)
+    @router.get("", summary="Every watchlist in force.", response_model=WatchlistList, operation_id="listWatchlists",
+                dependencies=[read])
     async def list_watchlists() -> WatchlistList:
         return WatchlistList(watchlists=[_out(p, folder) for p in registry.store.all_published()],
                              revision=registry.store.current().revision)
 
     @router.get("/{watchlist_id}", summary="One watchlist (ETag: its revision).", response_model=WatchlistOut,
-                responses={404: {"description": "No such watchlist."}})
+                responses={404: {"description": "No such watchlist."}}, operation_id="getWatchlist", dependencies=[read])
     async def get_watchlist(response: Response, watchlist_id: str = id_param) -> WatchlistOut:
         p = registry.store.published(watchlist_id)
         if p is None:
@@ -288,15 +288,18 @@ def _add_reads(router: APIRouter, registry: WatchlistRegistry, id_param: Any) ->
         return _out(p, folder)
 
 
-def _add_writes(router: APIRouter, registry: WatchlistRegistry, api_keys: frozenset[str], id_param: Any) -> None:
+def _add_writes(router: APIRouter, registry: WatchlistRegistry, auth: ApiAuth, id_param: Any) -> None:
     """POST (create only), PUT (create or replace, conditional on If-Match / If-None-Match) and DELETE."""
     folder = registry.folder
+    write, admin = requires(Scope.WRITE, auth), requires(Scope.ADMIN, auth)
 
     @router.post("", status_code=201, response_model=WatchlistOut, summary="Create a watchlist (409 if the id exists).",
-                 responses={409: {"description": "The id exists."}, 503: {"description": "Kafka unreachable."}})
+                 responses={409: {"description": "The id exists."}, 503: {"description": "Kafka unreachable."}},
+                 operation_id="createWatchlist", dependencies=[write])
     async def create_watchlist(request: Request, response: Response, spec: WatchlistSpec = Body(...)) -> WatchlistOut:
+        request.state.audit_target = spec.id
         try:
-            p, _ = await registry.put(spec.to_watchlist(), _who(request, api_keys), create_only=True)
+            p, _ = await registry.put(spec.to_watchlist(), _who(request), create_only=True)
         except (Conflict, BrokerError) as exc:
             _raise_http(exc)
         assert p is not None
@@ -307,7 +310,7 @@ def _add_writes(router: APIRouter, registry: WatchlistRegistry, api_keys: frozen
     @router.put("/{watchlist_id}", response_model=WatchlistOut,
                 summary="Create or replace a watchlist (201 when created). If-Match: a revision, to update only that.",
                 responses={201: {"description": "Created."}, 412: {"description": "If-Match does not hold."},
-                           503: {"description": "Kafka unreachable."}})
+                           503: {"description": "Kafka unreachable."}}, operation_id="putWatchlist", dependencies=[write])
     async def put_watchlist(request: Request, response: Response, watchlist_id: str = id_param,
                             spec: WatchlistSpec = Body(...),
                             if_match: str | None = Header(None, description="Revision(s) the change applies to."),
@@ -316,7 +319,7 @@ def _add_writes(router: APIRouter, registry: WatchlistRegistry, api_keys: frozen
             raise RequestValidationError([{"loc": ("body", "id"), "type": "value_error", "input": spec.id,
                                            "msg": f"the body's id {spec.id!r} differs from the path's {watchlist_id!r}"}])
         try:
-            p, created = await registry.put(spec.to_watchlist(), _who(request, api_keys), if_match=if_match,
+            p, created = await registry.put(spec.to_watchlist(), _who(request), if_match=if_match,
                                             create_only=(if_none_match or "").strip() == "*")
         except Conflict as exc:
             raise HTTPException(412 if exc.status == 409 and if_none_match else exc.status, str(exc)) from exc
@@ -328,11 +331,12 @@ def _add_writes(router: APIRouter, registry: WatchlistRegistry, api_keys: frozen
         return _out(p, folder)
 
     @router.delete("/{watchlist_id}", status_code=204, summary="Delete a watchlist (a tombstone on the topic).",
-                   responses={404: {"description": "No such watchlist."}, 412: {"description": "If-Match does not hold."}})
+                   responses={404: {"description": "No such watchlist."}, 412: {"description": "If-Match does not hold."}},
+                   operation_id="deleteWatchlist", dependencies=[admin])
     async def delete_watchlist(request: Request, watchlist_id: str = id_param,
                                if_match: str | None = Header(None)) -> Response:
         try:
-            deleted = await registry.delete(watchlist_id, _who(request, api_keys), if_match=if_match)
+            deleted = await registry.delete(watchlist_id, _who(request), if_match=if_match)
         except (Conflict, BrokerError) as exc:
             _raise_http(exc)
         if not deleted:
@@ -356,14 +360,16 @@ def try_query(body: QueryTest) -> QueryTestResult:
                                   for s in spans])
 
 
-def _add_checks(router: APIRouter) -> None:
-    """Checks that publish nothing: validate a watchlist, try a query on a text."""
+def _add_checks(router: APIRouter, read: Any) -> None:
+    """Checks that publish nothing (so the scope read): validate a watchlist, try a query on a text."""
 
-    @router.post("/_validate", summary="Check a watchlist without publishing it (422 lists every problem).")
+    @router.post("/_validate", summary="Check a watchlist without publishing it (422 lists every problem).",
+                 operation_id="validateWatchlist", dependencies=[read])
     async def validate_watchlist(spec: WatchlistSpec = Body(...)) -> dict[str, Any]:
         w = spec.to_watchlist()
         return {"valid": True, "id": w.id, "revision": w.revision, "parsed": w.compiled.explain()}
 
-    @router.post("/_test", response_model=QueryTestResult, summary="Try a query on one mention text.")
+    @router.post("/_test", response_model=QueryTestResult, summary="Try a query on one mention text.",
+                 operation_id="testWatchlistQuery", dependencies=[read])
     async def test_query(body: QueryTest) -> QueryTestResult:
         return try_query(body)

@@ -15,11 +15,14 @@ import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from earful.core.audit import AuditLog
+from earful.core.auth import ApiAuth, KeyRing, install_auth
 from earful.core.errors import ValidationError
 from earful.core.health import Health
-from earful.core.http import RequestLimits, add_ops_routes, guard_requests
+from earful.core.http import RequestLimits, add_ops_routes, guard_requests, problem_response
 from earful.storage.api import (
     alerts,
+    audit,
     corrections,
     dashboard,
     entities,
@@ -28,34 +31,39 @@ from earful.storage.api import (
     questions,
     trends,
 )
-from earful.storage.api.deps import ApiContext, key_required
+from earful.storage.api.deps import ApiContext
 from earful.storage.outbox import CorrectionOutbox
 from earful.watchlists import WatchlistSet
 
-__all__ = ["build_api"]
+__all__ = ["build_api", "storage_auth"]
 
 DESCRIPTION = (
     "Mentions, trends, share of voice, entities, advocates, customer questions and alerts stored by "
-    "Earful, and corrections of the enrichment (applied to the stored mentions at once). Send the API key in `X-API-Key`. Times are RFC 3339 with a time zone; buckets are UTC. "
-    "Every listing can be exported with `?format=csv`.")
+    "Earful, and corrections of the enrichment (applied to the stored mentions at once). Send the API key in `X-API-Key` "
+    "(or `Authorization: Bearer`); each operation names the scope its key needs (read, write or admin), and write and "
+    "admin requests are audited (`GET /v1/audit`). Errors are RFC 9457 problem details. Times are RFC 3339 with a time "
+    "zone; buckets are UTC. Every listing can be exported with `?format=csv`.")
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse({"detail": [{"loc": [], "msg": str(exc), "type": "value_error"}]}, status_code=422)
+    return problem_response(422, str(exc), reason="invalid", instance=request.url.path,
+                            errors=[{"path": "", "detail": str(exc), "loc": [], "type": "value_error"}])
 
 
 async def _timeout(request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse({"detail": "the query took too long; narrow the time range or the filters"}, status_code=503)
+    return problem_response(503, "the query took too long; narrow the time range or the filters", reason="query_timeout",
+                            instance=request.url.path)
 
 
 async def _not_text(request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse({"detail": [{"loc": [], "msg": "holds characters PostgreSQL cannot store as text (NUL)",
-                                     "type": "value_error"}]}, status_code=422)
+    message = "holds characters PostgreSQL cannot store as text (NUL)"
+    return problem_response(422, message, reason="invalid", instance=request.url.path,
+                            errors=[{"path": "", "detail": message, "loc": [], "type": "value_error"}])
 
 
 async def _db_down(request: Request, exc: Exception) -> JSONResponse:
-    return JSONResponse({"detail": "the database is unavailable; try again shortly"}, status_code=503,
-                        headers={"Retry-After": "5"})
+    return problem_response(503, "the database is unavailable; try again shortly", reason="database_unavailable",
+                            instance=request.url.path, headers={"Retry-After": "5"})
 
 
 def add_error_handlers(app: FastAPI) -> None:
@@ -69,19 +77,25 @@ def add_error_handlers(app: FastAPI) -> None:
         app.add_exception_handler(unavailable, _db_down)
 
 
-def build_api(pool: asyncpg.Pool, health: Health, api_keys: frozenset[str],
+def storage_auth(pool: asyncpg.Pool, keys: KeyRing) -> ApiAuth:
+    """The storage service's guard: `keys`, auditing to the log and to `api_audit` through `pool`."""
+    return ApiAuth(keys, AuditLog("storage", lambda: pool))
+
+
+def build_api(pool: asyncpg.Pool, health: Health, keys: KeyRing,
               watchlists: Callable[[], WatchlistSet] = lambda: WatchlistSet([]), *, limits: RequestLimits,
               outbox: CorrectionOutbox | None = None) -> FastAPI:
-    """The FastAPI app: query endpoints, corrections, erasure, ops routes and the dashboard, behind the
-    request guard. Without `outbox`, corrections are stored unpublished (the service's loop publishes them)."""
+    """The FastAPI app: query endpoints, corrections, erasure, the audit log, ops routes and the dashboard,
+    behind the request guard; every /v1 route declares its scope. Without `outbox`, corrections are
+    stored unpublished (the service's loop publishes them)."""
     app = FastAPI(title="Earful query API", version="2", description=DESCRIPTION)
     guard_requests(app, limits)
     add_ops_routes(app, health)
     add_error_handlers(app)
-    app.state.query_api = ApiContext(pool, watchlists, keys_configured=bool(api_keys), outbox=outbox)
+    install_auth(app, storage_auth(pool, keys))
+    app.state.query_api = ApiContext(pool, watchlists, outbox=outbox)
     app.include_router(dashboard.page)  # open: the page asks for the key itself
-    auth = key_required(api_keys)
     for router in (mentions.router, corrections.router, trends.router, entities.router, questions.router, alerts.router,
-                   erasure.router, dashboard.summary):
-        app.include_router(router, dependencies=auth)
+                   erasure.router, audit.router, dashboard.summary):
+        app.include_router(router)
     return app

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 
+from earful.core.auth import AuditedRoute, Scope, requires
 from earful.storage.api.deps import (
     WATCHLIST_PATTERN,
     ApiContext,
@@ -25,7 +26,7 @@ from earful.storage.api.queries import (
 )
 from earful.storage.api.responses import CSV_RESPONSE, jsonable
 
-router = APIRouter()
+router = APIRouter(dependencies=[requires(Scope.READ)], route_class=AuditedRoute)
 
 ALERT_COLUMNS = ("detected_at", "alert_id", "status", "rule", "watchlist_id", "severity", "summary", "observed",
                  "baseline", "score", "starts_at", "ends_at", "group_key", "notifications")
@@ -38,7 +39,7 @@ async def notification_log_exists(ctx: ApiContext) -> bool:
     return ctx.notification_log_seen
 
 
-@router.get("/v1/alerts", tags=["alerts"], responses=CSV_RESPONSE,
+@router.get("/v1/alerts", tags=["alerts"], responses=CSV_RESPONSE, operation_id="listAlertHistory",
             summary="Alert state changes, newest first, each with its notifications.")
 async def alerts(
     watchlist: str | None = Query(None, pattern=WATCHLIST_PATTERN),

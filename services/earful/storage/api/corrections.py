@@ -4,7 +4,6 @@ model agreed with them (see earful.storage.corrections for what a correction doe
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from datetime import datetime
@@ -16,6 +15,7 @@ from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
+from earful.core.auth import AuditedRoute, Scope, principal_of, requires
 from earful.storage.api.deps import (
     WATCHLIST_PATTERN,
     ApiContext,
@@ -48,7 +48,7 @@ from earful.storage.corrections import (
 from earful.storage.writer import BrandHandles
 
 log = logging.getLogger(__name__)
-router = APIRouter()
+router = APIRouter(route_class=AuditedRoute)
 
 CORRECTION_COLUMNS = ("corrected_at", "id", "mention_id", "field", "value", "model_value", "previous_value", "agrees",
                       "model_version", "by", "principal", "note", "supersedes", "superseded_by", "published_at")
@@ -82,7 +82,7 @@ class CorrectionOut(BaseModel):
     agrees: bool = Field(description="value equals model_value: a confirmation of the model.")
     model_version: str = Field(description="The model (name@version) behind model_value, from the mention's provenance.")
     by: str = Field(description="Who corrected: the `by` given, else the principal.")
-    principal: str = Field(description="Who was authenticated: api-key:<hash prefix>, api (no keys) or cli:<user>.")
+    principal: str = Field(description="Who was authenticated: key:<key name>, api (no keys) or cli:<user>.")
     note: str | None
     corrected_at: datetime
     supersedes: int | None = Field(description="The correction of this mention and field it replaced.")
@@ -173,12 +173,10 @@ class ModelAgreement(BaseModel):
 # --- helpers -------------------------------------------------------------------------------------------
 
 
-def principal(request: Request, ctx: ApiContext) -> str:
-    """Who made the request: the key presented (as a hash prefix, never the key), or 'api' without keys."""
-    key = request.headers.get("x-api-key")
-    if ctx.keys_configured and key:
-        return "api-key:" + hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:8]  # as the watchlist API
-    return "api"
+def principal(request: Request) -> str:
+    """Who made the request: the name of the key that authenticated it, or 'api' without keys."""
+    name = principal_of(request)
+    return f"key:{name}" if name else "api"
 
 
 def _out(c: Correction) -> dict[str, Any]:
@@ -202,7 +200,8 @@ async def _published_now(ctx: ApiContext, applied: Applied) -> Applied:
 # --- endpoints -----------------------------------------------------------------------------------------
 
 
-@router.post("/v1/mentions/{mention_id}/corrections", tags=["corrections"], status_code=201,
+@router.post("/v1/mentions/{mention_id}/corrections", tags=["corrections"], status_code=201, operation_id="correctMention",
+             dependencies=[requires(Scope.WRITE)],
              response_model=CorrectionResult,
              responses={**ERRORS, **MENTION_404, 201: {"description": "Stored, and applied to the mention and its counts."},
                         200: {"description": "Nothing new stored (a retry, or a repeat of the "
@@ -223,7 +222,7 @@ async def correct(
     brands = BrandHandles.of(ctx.watchlists().watchlists.values())
     try:
         async with ctx.pool.acquire() as conn:
-            applied = await apply_correction(conn, mention_id, body, principal=principal(request, ctx),
+            applied = await apply_correction(conn, mention_id, body, principal=principal(request),
                                              idempotency_key=idempotency_key, brands=brands)
     except CorrectionInvalid as exc:
         FAILURES.labels(exc.kind).inc()
@@ -241,6 +240,7 @@ async def correct(
 
 
 @router.get("/v1/mentions/{mention_id}/corrections", tags=["corrections"], response_model=CorrectionTrail,
+            operation_id="getMentionCorrections", dependencies=[requires(Scope.READ)],
             responses={**ERRORS, **MENTION_404}, summary="A mention's corrections, oldest first (the audit trail).")
 async def trail(
     mention_id: uuid.UUID = PathParam(..., description="The mention's id."),
@@ -253,6 +253,7 @@ async def trail(
 
 
 @router.get("/v1/corrections", tags=["corrections"], response_model=CorrectionList, responses=CSV_RESPONSE,
+            operation_id="listCorrections", dependencies=[requires(Scope.READ)],
             summary="Every correction, newest first (filters: watchlist, since, field; keyset pagination).")
 async def corrections(
     watchlist: str | None = Query(None, pattern=WATCHLIST_PATTERN, description="Only corrections of this watchlist's mentions."),
@@ -271,6 +272,7 @@ async def corrections(
 
 
 @router.get("/v1/watchlists/{watchlist_id}/model-agreement", tags=["corrections"], response_model=ModelAgreement,
+            operation_id="getModelAgreement", dependencies=[requires(Scope.READ)],
             responses={**ERRORS, 404: {"description": "No watchlist with this id is configured or has data."}},
             summary="How often the model agreed with the corrections of this watchlist's mentions, per field.")
 async def model_agreement(

@@ -1,5 +1,5 @@
 """FastAPI dependencies shared by the query API's routers: the period, pagination, output format,
-API key, and the pool and watchlists a request runs against.
+and the pool and watchlists a request runs against (the key and its scope: earful.core.auth).
 
 The parameter dependencies only collect values FastAPI has already type-checked; the checks beyond
 types (a period's time zones, range and order, a cursor's shape) run when the handler asks for the
@@ -19,11 +19,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, TypeVar, cast
 
 import asyncpg
-from fastapi import Depends, Query, Request
 from fastapi import Path as PathParam
+from fastapi import Query, Request
 from fastapi.exceptions import RequestValidationError
 
-from earful.core.auth import api_key_guard
 from earful.storage.api.queries import MINUTE, ceil_to, floor_to
 from earful.storage.export import csv_response
 from earful.storage.outbox import CorrectionOutbox
@@ -55,7 +54,6 @@ class ApiContext:
     pool: asyncpg.Pool
     watchlists: Callable[[], WatchlistSet]
     notification_log_seen: bool = False  # the alerting service creates the table; once there, it stays
-    keys_configured: bool = False  # whether X-API-Key is checked (then it names who made a correction)
     outbox: CorrectionOutbox | None = None  # publishes corrections; None: they wait unpublished in PostgreSQL
 
 
@@ -65,11 +63,6 @@ async def context(request: Request) -> ApiContext:
 
 async def db_pool(request: Request) -> asyncpg.Pool:
     return (await context(request)).pool
-
-
-def key_required(api_keys: frozenset[str]) -> list[Any]:
-    """Route dependencies requiring one of `api_keys` in X-API-Key (none configured: open; never from the URL)."""
-    return [Depends(api_key_guard(api_keys))]
 
 
 def watchlist_path() -> Any:

@@ -15,6 +15,7 @@ from typing import Any, Literal
 import asyncpg
 from fastapi import APIRouter, Depends, Query
 
+from earful.core.auth import AuditedRoute, Scope, requires
 from earful.core.vocabulary import ENTITY_TYPES
 from earful.storage.api.deps import (
     ApiContext,
@@ -37,7 +38,7 @@ from earful.storage.api.queries import (
 from earful.storage.api.responses import WATCHLIST_RESPONSE, iso
 from earful.storage.api.watchlists import known_watchlist
 
-router = APIRouter()
+router = APIRouter(dependencies=[requires(Scope.READ)], route_class=AuditedRoute)
 
 FIRST_CHUNK = 200
 MAX_CHUNK = 10_000
@@ -131,6 +132,7 @@ async def entity_listing(
 
 
 @router.get("/v1/watchlists/{watchlist_id}/entities", tags=["trends"], responses=WATCHLIST_RESPONSE,
+             operation_id="getWatchlistEntities",
             summary="Top entities, hashtags and authors of a watchlist over a period (whole UTC days).")
 async def entities(
     watchlist_id: str = watchlist_path(),
@@ -165,6 +167,7 @@ async def advocate_listing(
 
 
 @router.get("/v1/watchlists/{watchlist_id}/advocates", tags=["trends"], responses=WATCHLIST_RESPONSE,
+             operation_id="getWatchlistAdvocates",
             summary="Authors who repeatedly post positively about a watchlist, largest reach first (whole UTC days).")
 async def advocates(
     watchlist_id: str = watchlist_path(),

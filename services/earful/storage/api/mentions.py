@@ -8,6 +8,7 @@ from typing import Any, Literal
 import asyncpg
 from fastapi import APIRouter, Depends, Query
 
+from earful.core.auth import AuditedRoute, Scope, requires
 from earful.core.vocabulary import TAGS
 from earful.storage.api.deps import (
     LANG_PATTERN,
@@ -32,7 +33,7 @@ from earful.storage.api.queries import (
 )
 from earful.storage.api.responses import CSV_RESPONSE, jsonable
 
-router = APIRouter()
+router = APIRouter(dependencies=[requires(Scope.READ)], route_class=AuditedRoute)
 
 Sort = Literal["time", "reach"]
 Sentiment = Literal["negative", "neutral", "positive", "unknown"]
@@ -83,7 +84,7 @@ def _after(page: Page, sort: Sort) -> tuple[Any, Any] | None:
     return c_key, c_id
 
 
-@router.get("/v1/mentions", tags=["mentions"], responses=CSV_RESPONSE,
+@router.get("/v1/mentions", tags=["mentions"], responses=CSV_RESPONSE, operation_id="listMentions",
             summary="Search mentions: filters, full-text search, sorted by time or reach, keyset pagination.")
 async def mentions(
     watchlist: str | None = Query(None, pattern=WATCHLIST_PATTERN, description="Only mentions of this watchlist."),

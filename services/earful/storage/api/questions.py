@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 from fastapi import APIRouter, Depends
 
+from earful.core.auth import AuditedRoute, Scope, requires
 from earful.storage.api.deps import (
     ApiContext,
     Output,
@@ -25,7 +26,7 @@ from earful.storage.api.queries import open_questions, question_stats
 from earful.storage.api.responses import WATCHLIST_RESPONSE, iso, jsonable
 from earful.storage.api.watchlists import known_watchlist
 
-router = APIRouter()
+router = APIRouter(dependencies=[requires(Scope.READ)], route_class=AuditedRoute)
 
 OPEN_QUESTION_COLUMNS = ("created_at", "waiting_s", "mention_id", "source", "source_id", "url", "author_handle",
                          "author_followers", "lang", "text")
@@ -42,6 +43,7 @@ def summarize(stats: asyncpg.Record, sla_s: int | None) -> dict[str, Any]:
 
 
 @router.get("/v1/watchlists/{watchlist_id}/questions", tags=["trends"], responses=WATCHLIST_RESPONSE,
+             operation_id="getWatchlistQuestions",
             summary="Open customer questions (longest waiting first) and time to first reply from a brand handle.")
 async def questions(
     watchlist_id: str = watchlist_path(),

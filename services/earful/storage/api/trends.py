@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 
+from earful.core.auth import AuditedRoute, Scope, requires
 from earful.storage.api.deps import (
     LANG_PATTERN,
     SOURCE_PATTERN,
@@ -29,7 +30,7 @@ from earful.storage.api.queries import share_of_voice as share_of_voice_query
 from earful.storage.api.responses import CSV_RESPONSE, WATCHLIST_RESPONSE, iso, jsonable
 from earful.storage.api.watchlists import known_watchlist
 
-router = APIRouter()
+router = APIRouter(dependencies=[requires(Scope.READ)], route_class=AuditedRoute)
 
 INTERVALS = {"1m": 60, "5m": 300, "15m": 900, "30m": 1800, "1h": 3600, "3h": 10800, "6h": 21600, "12h": 43200,
              "1d": 86400, "7d": 604800}
@@ -73,6 +74,7 @@ async def rollup_filter(source: str | None = Query(None, pattern=SOURCE_PATTERN)
 
 
 @router.get("/v1/watchlists/{watchlist_id}/series", tags=["trends"], responses=WATCHLIST_RESPONSE,
+             operation_id="getWatchlistSeries",
             summary="Volume and sentiment of a watchlist per interval (every bucket, zeros included).")
 async def series(
     watchlist_id: str = watchlist_path(),
@@ -105,7 +107,7 @@ def _compared(watchlist: list[str] | None) -> list[str] | None:
     return watchlist
 
 
-@router.get("/v1/share-of-voice", tags=["trends"], responses=CSV_RESPONSE,
+@router.get("/v1/share-of-voice", tags=["trends"], responses=CSV_RESPONSE, operation_id="getShareOfVoice",
             summary="Watchlists compared over a period: mentions, share and sentiment of each.")
 async def share_of_voice(
     watchlist: list[str] | None = Query(None, description="Compare only these watchlists (repeat the parameter). Default: every watchlist with mentions."),
