@@ -114,7 +114,7 @@ def _add_operations(sub: Commands) -> None:
     w.add_argument("--host", default="127.0.0.1")
     w.add_argument("--port", type=int, default=9000)
     w.add_argument("--out", type=Path, help="also append each received alert as a JSON line here")
-    w.add_argument("--secret", help="verify X-Earful-Signature with this HMAC key")
+    w.add_argument("--secret", help="verify the Standard Webhooks signature (webhook-signature) with this key; refuse timestamps over 5 min off")
 
 
 def _add_models(sub: Commands) -> None:
@@ -274,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as exc:  # e.g. enrichment started from the image without the NLP stack
         print(f"earful {args.command}: this installation lacks the Python module {exc.name!r}. "
               "The `earful` container image has no NLP stack: run enrichment (and `earful enrich`) from the "
-              "`earful-nlp` image; elsewhere reinstall Earful with its dependencies (see deploy/README.md).",
+              "`earful-nlp` image; elsewhere install Earful's `nlp` extra (pip install 'earful[nlp]'; see deploy/README.md).",
               file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -1,5 +1,10 @@
 """`earful webhook-receiver`: records every notification POSTed to it (and verifies signatures).
 
+With a secret, a request is accepted only when its Standard Webhooks signature verifies
+(`webhook-signature` over `webhook-id`, `webhook-timestamp` and the body) and its timestamp is
+within `tolerance_s` (5 minutes) of the clock, so a captured request cannot be replayed; a
+repeated `webhook-id` is acknowledged and dropped (retries of one delivery share it).
+
 The sink of local stacks, of the compose file's `webhook-sink` and of the tests; it sits beside
 the CLI, not in the alerting service, which only sends to it.
 
@@ -10,7 +15,6 @@ with `labels`, `annotations` and the Earful alert event under `earful`).
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import sys
 import time
@@ -21,7 +25,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from earful.alerting.notification.receivers import sign
+from earful.alerting.notification.signing import DEFAULT_TOLERANCE_S, WEBHOOK_ID, SignatureError, verify
 from earful.core.http import HttpServer
 from earful.core.runtime import wait_for_shutdown
 
@@ -31,6 +35,7 @@ class Received:
     payload: dict[str, Any]
     received_at: float
     idempotency_key: str | None
+    headers: dict[str, str] = field(default_factory=dict)  # as received (names lower-case)
 
     @property
     def alerts(self) -> list[dict[str, Any]]:
@@ -40,9 +45,10 @@ class Received:
 
 @dataclass
 class WebhookReceiver:
-    """Collects alerts; dedups by idempotency key like a well-behaved receiver should."""
+    """Collects alerts; dedups by webhook-id (else the idempotency key) like a well-behaved receiver should."""
 
     secret: str | None = None
+    tolerance_s: float = DEFAULT_TOLERANCE_S
     url: str | None = None  # where alerts are posted to, once a server runs the app
     out: Path | None = None
     echo: bool = False
@@ -57,20 +63,21 @@ class WebhookReceiver:
         @app.post("/alerts")
         async def receive(request: Request) -> JSONResponse:
             body = await request.body()
+            headers = {k.lower(): v for k, v in request.headers.items()}
             if self.secret:
-                ts = request.headers.get("X-Earful-Timestamp", "")
-                given = request.headers.get("X-Earful-Signature", "").removeprefix("v1=")
-                if not hmac.compare_digest(given, sign(self.secret, ts, body)):
-                    return JSONResponse({"error": "bad signature"}, status_code=401)
+                try:
+                    verify(self.secret, headers, body, tolerance_s=self.tolerance_s)
+                except SignatureError as exc:
+                    return JSONResponse({"error": f"bad signature: {exc}"}, status_code=401)
             try:
                 payload = json.loads(body)
             except ValueError:
                 return JSONResponse({"error": "body is not JSON"}, status_code=400)
-            key = request.headers.get("X-Earful-Idempotency-Key")
+            key = headers.get(WEBHOOK_ID) or headers.get("x-earful-idempotency-key")
             if key and any(r.idempotency_key == key for r in self.alerts):
                 self.duplicates += 1
                 return JSONResponse({"ok": True, "duplicate": True})
-            item = Received(payload, time.time(), key)
+            item = Received(payload, time.time(), key, headers)
             self.alerts.append(item)
             if self.out:
                 with self.out.open("a", encoding="utf-8") as f:

@@ -32,6 +32,8 @@ from earful.alerting.notification.dispatcher import Dispatcher
 from earful.alerting.notification.routing import DEFAULT_INHIBIT, NotifyConfig, Receiver, Route
 from earful.alerting.notification.store import AlertStore, reset_local_state
 from earful.alerting.notification.targets import TargetPolicy
+from earful.core.apikeys import parse_api_keys
+from earful.core.auth import KeyRing
 from earful.core.health import Health
 from earful.core.http import HttpServer, RequestLimits, ops_app
 from earful.core.migrate import migrate
@@ -269,12 +271,12 @@ async def test_retries_dead_letters_and_independent_receivers(harness: Harness) 
     assert len(h.hooks.seen["down"]) == 4 and len(h.hooks.seen["ops"]) == 1
 
 
-def alerting_app(h: Harness, keys: frozenset[str] = frozenset({"k1"}), changes: list[int] | None = None,
+def alerting_app(h: Harness, keys: KeyRing = KeyRing(parse_api_keys("k1")), changes: list[int] | None = None,
                  allowed_hosts: frozenset[str] = frozenset()) -> FastAPI:
     """The alerting service's app as it builds it: the ops app behind the request guard, and the API."""
     health = Health("alerting")
     health.started = True  # as once partitions are assigned
-    app = ops_app(health, "Earful alerting", RequestLimits(1024 * 1024, None if keys else allowed_hosts))
+    app = ops_app(health, "Earful alerting", RequestLimits(1024 * 1024, None if keys.enabled else allowed_hosts))
     noted = changes if changes is not None else []
     app.include_router(build_router(h.store, h.cfg, keys, h.clock, lambda: noted.append(1), timedelta(days=90)))
     return app
@@ -367,7 +369,7 @@ async def test_a_silence_ends_within_the_cap(harness: Harness) -> None:
                      silence(starts_at=iso(T0 + timedelta(days=89)), duration_s=2 * 86400)):
             r = await api.post("/v1/silences", json=body)
             assert r.status_code == 422, (body, r.text)
-            assert r.json()["detail"][0]["loc"][0] == "body" and "90 days" in r.text, r.text
+            assert r.json()["errors"][0]["loc"][0] == "body" and "90 days" in r.text, r.text
         huge = await api.post("/v1/silences", content=b'{"matchers": [{"name": "a", "value": "b"}], "created_by": "j",'
                                                       b' "comment": "c", "duration_s": 1e999}',
                               headers={"Content-Type": "application/json"})
@@ -415,7 +417,7 @@ async def test_hostile_input_is_a_4xx_never_a_5xx(harness: Harness) -> None:
         fp = (await api.get("/v1/alerts")).json()["alerts"][0]["fingerprint"]
         for raw in (rb'{"by": "jane\u0000", "comment": ""}', rb'{"by": "\udfff"}'):
             r = await api.post(f"/v1/alerts/{fp}/ack", content=raw, headers={"Content-Type": "application/json"})
-            assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body"], r.text
+            assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body"], r.text
         for hostile in ({"comment": "x\x00y"}, {"created_by": "\ud800"}, {"matchers": [{"name": "a\x00", "value": "b"}]}):
             body = json.dumps(silence(duration_s=60, **hostile)).encode()
             r = await api.post("/v1/silences", content=body, headers={"Content-Type": "application/json"})
@@ -426,7 +428,7 @@ async def test_hostile_input_is_a_4xx_never_a_5xx(harness: Harness) -> None:
 
 
 async def test_without_keys_the_alerting_api_answers_only_allowed_hosts(harness: Harness) -> None:
-    app = alerting_app(harness, keys=frozenset(), allowed_hosts=frozenset({"alerting.internal"}))
+    app = alerting_app(harness, keys=KeyRing(), allowed_hosts=frozenset({"alerting.internal"}))
     for host, status in (("evil.example", 421), ("127.0.0.1:8082", 200), ("localhost", 200), ("alerting.internal", 200)):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{host}") as api:
             assert (await api.get("/v1/silences")).status_code == status, host

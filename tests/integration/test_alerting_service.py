@@ -60,6 +60,11 @@ async def test_spike_fires_one_signed_alert(alerting: ServiceProcess, receiver: 
     assert event["observed"] >= 3 and event["baseline"] < 2  # the floor comes from the baseline (0.05 a bucket)
     assert event["sample_mention_ids"] and event["first_received_at"]
     notification = receiver.alerts[0].payload
+    # The receiver accepted it only after its Standard Webhooks signature verified (within 5 minutes).
+    headers = receiver.alerts[0].headers
+    assert headers["webhook-id"] == headers["x-earful-idempotency-key"] == receiver.alerts[0].idempotency_key
+    assert headers["webhook-signature"].startswith("v1,") and headers["webhook-timestamp"] == headers["x-earful-timestamp"]
+    assert headers["x-earful-signature"].startswith("v1=")  # the deprecated scheme, still sent
     assert notification["version"] == "4" and notification["status"] == "firing"
     assert notification["groupKey"] == "watchlist=acme-air" and notification["truncatedAlerts"] == 0
 

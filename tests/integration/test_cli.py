@@ -109,7 +109,7 @@ def test_models_evaluate_refuses_bad_arguments(env: dict[str, str], tmp_path: Pa
 
 
 def test_webhook_receiver_prints_and_verifies(env: dict[str, str]) -> None:
-    from earful.alerting.notification.receivers import sign
+    from earful.alerting.notification.signing import signed_headers
 
     port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "earful", "webhook-receiver", "--port", str(port), "--secret", "s3"],
@@ -120,10 +120,11 @@ def test_webhook_receiver_prints_and_verifies(env: dict[str, str]) -> None:
                    message="the webhook receiver never answered /healthz")
         body = json.dumps({"version": "4", "status": "firing", "alerts": [
             {"status": "firing", "labels": {"watchlist": "acme-air"}, "annotations": {"summary": "acme-air: 30 mentions"}}]}).encode()
-        ts = str(int(time.time()))
-        ok = httpx.post(url, content=body, headers={"X-Earful-Timestamp": ts, "X-Earful-Signature": "v1=" + sign("s3", ts, body)})
-        forged = httpx.post(url, content=body, headers={"X-Earful-Timestamp": ts, "X-Earful-Signature": "v1=00"})
-        assert ok.status_code == 200 and forged.status_code == 401
+        ok = httpx.post(url, content=body, headers=signed_headers({"webhook-id": "msg1"}, "s3", body))
+        forged = httpx.post(url, content=body, headers={**signed_headers({"webhook-id": "msg2"}, "s3", body),
+                                                        "webhook-signature": "v1,AAAA"})
+        stale = httpx.post(url, content=body, headers=signed_headers({"webhook-id": "msg3"}, "s3", body, time.time() - 600))
+        assert ok.status_code == 200 and forged.status_code == 401 and stale.status_code == 401
     finally:
         proc.send_signal(15)
         out, _ = proc.communicate(timeout=10)

@@ -105,6 +105,21 @@ def test_acknowledged_alerts_are_not_repeated() -> None:
     assert (p.send, p.reason, p.muted) == (False, "acknowledged", {a.alert_id: "acknowledged"})
 
 
+def test_an_alertmanager_receiver_is_re_sent_firing_alerts_every_resend_interval() -> None:
+    """Alertmanager lets an alert expire unless re-sent: firing alerts go again once half the resend
+    interval has passed since the last send (the dispatcher flushes every interval), acknowledged or not."""
+    a, b = alert(), alert("negative_surge")
+    entry = sent([a, b])
+    assert decide([a, b], entry, T + timedelta(seconds=29), resend_s=60).reason == "deduplicated"
+    p = decide([a, b], entry, T + timedelta(seconds=30), resend_s=60)
+    assert (p.send, p.reason, p.firing, p.resolved) == (True, "resend_interval_elapsed", (a, b), ())
+    acked = decide([replace(a, acked_by="jane"), b], entry, T + timedelta(hours=2), resend_s=60)
+    assert acked.send and acked.reason == "resend_interval_elapsed"
+    p = decide([resolved(a), b], entry, T + timedelta(seconds=10), resend_s=60)  # news still goes at once
+    assert (p.reason, [x.alert_id for x in p.resolved]) == ("resolved", [a.alert_id])
+    assert decide([a], entry, T + timedelta(minutes=30)).reason == "deduplicated"  # other receivers: repeat_interval
+
+
 def test_resolved_is_always_sent_once() -> None:
     a = alert()
     entry = sent([a])

@@ -15,8 +15,10 @@ from earful.alerting.detection.rules import RuleDefaults, rules_for
 from earful.alerting.notification.grouping import Alert, Plan
 from earful.alerting.notification.receivers import (
     ZERO_TIME,
+    alertmanager_body,
     build_request,
     escape_slack,
+    label_name,
     one_line,
     pagerduty_body,
     pagerduty_dedup_key,
@@ -223,6 +225,69 @@ def test_pagerduty_trigger_and_resolve_share_a_stable_dedup_key() -> None:
     resolve = pagerduty_body(Plan(True, "all_resolved", (), (alert(status="resolved"),)), PAGERDUTY, "watchlist=acme-air")
     assert resolve == {"routing_key": "R0UT1NGKEY", "event_action": "resolve", "dedup_key": trigger["dedup_key"]}
     assert pagerduty_dedup_key("watchlist=globex") != trigger["dedup_key"]
+
+
+# --- Alertmanager ----------------------------------------------------------------------------------
+
+ALERTMANAGER = Receiver("am", "alertmanager", "http://alertmanager.example:9093/api/v2/alerts", resend_s=60)
+
+
+def test_alertmanager_body_valid_labels_and_ends() -> None:
+    a = explained_alert()
+    odd = replace(alert("negative_surge", "warning"), labels={"watchlist": "acme-air", "rule": "negative_surge",
+                                                              "9lives": "x", "team.name": "comms"})
+    odd = replace(odd, event={**odd.event, "annotations": {"summary": "s", "severity-score": 6.9, "gone": None}})
+    body = alertmanager_body(Plan(True, "new_alerts", (a, odd), (alert(status="resolved"),)), ALERTMANAGER, T)
+    first, second, done = body
+    assert first["labels"]["alertname"] == "volume_spike" and first["annotations"]["summary"] == CRISIS
+    assert first["startsAt"] == "2026-11-02T07:30:02Z" and first["endsAt"] == "2026-11-02T07:34:02Z"  # now + 4 resends
+    assert first["generatorURL"].endswith("#watchlist=acme-air")
+    assert second["labels"] == {"alertname": "negative_surge", "watchlist": "acme-air", "rule": "negative_surge",
+                                "_9lives": "x", "team_name": "comms"}
+    assert second["annotations"] == {"summary": "s", "severity_score": "6.9"}
+    assert done["endsAt"] == "2026-11-02T07:39:02Z"  # a resolved alert ends at its own end
+    assert set(first) == {"labels", "annotations", "startsAt", "endsAt", "generatorURL"}
+    assert label_name("a-b.c") == "a_b_c" and label_name("ok_1") == "ok_1" and label_name("") == "_"
+
+
+def test_alertmanager_request_auth() -> None:
+    plan = Plan(True, "new_alerts", (alert(),))
+    plain = build_request(plan, ALERTMANAGER, "g", {}, "i", now=T)
+    assert "Authorization" not in plain.headers and "webhook-id" not in plain.headers
+    assert json.loads(plain.body)[0]["endsAt"] == "2026-11-02T07:34:02Z"
+    bearer = build_request(plan, replace(ALERTMANAGER, bearer_token="t0k"), "g", {}, "i", now=T)
+    assert bearer.headers["Authorization"] == "Bearer t0k"
+    basic = build_request(plan, replace(ALERTMANAGER, basic_auth="earful:pw"), "g", {}, "i", now=T)
+    assert basic.headers["Authorization"] == "Basic ZWFyZnVsOnB3"
+
+
+def test_alertmanager_receivers_from_settings_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = load_notify_config(settings(alertmanager_urls=("https://am.example/prefix/",), alertmanager_resend_s=30,
+                                      alertmanager_bearer_token="tok"))
+    am = cfg.receivers["alertmanager"]
+    assert (am.kind, am.url, am.resend_s, am.bearer_token) == ("alertmanager", "https://am.example/prefix/api/v2/alerts", 30, "tok")
+    assert cfg.default.receivers == ("alertmanager",)
+    monkeypatch.setenv("TEST_AM_AUTH", "earful:pw")
+    path = tmp_path / "r.yaml"
+    path.write_text("receivers:\n  - {name: am, kind: alertmanager, url: 'https://am.example', resend_s: 15, basic_auth_env: TEST_AM_AUTH}\n"
+                    "route: {receivers: [am]}\n")
+    am = load_notify_config(settings(alert_receivers_file=path, alertmanager_bearer_token="tok")).receivers["am"]
+    assert (am.url, am.resend_s, am.basic_auth, am.bearer_token) == ("https://am.example/api/v2/alerts", 15, "earful:pw", None)
+    assert "earful:pw" not in repr(am)
+
+
+@pytest.mark.parametrize("entry,fragment", [
+    ("{name: am, kind: alertmanager, url: 'https://am.example', resend_s: 0}", "resend_s must be"),
+    ("{name: am, kind: alertmanager, url: 'https://am.example', bearer_token: a, basic_auth: 'u:p'}", "not both"),
+    ("{name: am, kind: alertmanager, url: 'https://am.example', basic_auth: nocolon}", "user:password"),
+    ("{name: ops, kind: webhook, url: 'https://a.example', resend_s: 5}", "only apply to kind alertmanager"),
+    ("{name: ops, kind: webhook, url: 'https://a.example', secret: 'whsec_not base64!'}", "base64"),
+])
+def test_bad_alertmanager_and_secret_entries(tmp_path: Path, entry: str, fragment: str) -> None:
+    path = tmp_path / "r.yaml"
+    path.write_text(f"receivers: [{entry}]\n")
+    with pytest.raises(ConfigError, match=fragment):
+        load_notify_config(settings(alert_receivers_file=path))
 
 
 # --- the receivers file --------------------------------------------------------------------------

@@ -31,7 +31,9 @@ from earful.alerting.notification.grouping import Alert, utc_now
 from earful.alerting.notification.routing import NotifyConfig, Receiver, load_notify_config
 from earful.alerting.notification.store import AlertStore
 from earful.alerting.notification.targets import TargetPolicy
+from earful.core.auth import KeyRing
 from earful.core.db import open_pool, reason, redact
+from earful.core.erased_authors import follow_erasures
 from earful.core.errors import DeliveryError, StorageError
 from earful.core.faust_service import FaustDeadLetters, attach_ops_server, run_faust_service
 from earful.core.health import Health, tcp_check
@@ -40,7 +42,7 @@ from earful.core.metrics import ERRORS
 from earful.core.migrate import migrate
 from earful.core.retry import Backoff, retry
 from earful.core.settings import Settings
-from earful.core.topics import ALERTS
+from earful.core.topics import ALERTS, ERASURES
 from earful.watchlists import QuietHours, WatchlistSource
 from earful.watchlists.live import live_watchlists
 
@@ -199,12 +201,14 @@ class AlertingService:
         self.dead_letters = FaustDeadLetters(self.app, codecs, SERVICE)
         self.notifications = NotificationRuntime(settings, self.notify_config, self.database,
                                                  quiet_hours=self.quiet_hours, dead_letter=self.dead_letter)
-        router = build_router(lambda: self.database.store, self.notify_config, settings.api_key_set(), utc_now,
+        router = build_router(lambda: self.database.store, self.notify_config, KeyRing.from_settings(settings), utc_now,
                               self.notifications.changed, timedelta(days=settings.alert_silence_max_days))
         attach_ops_server(self.app, settings, self.health, SERVICE, routers=[router])
         self.app.service(self.notifications)  # type: ignore[arg-type]  # Faust starts instances as well as classes
         self.agents = AlertingAgents(self.app, settings, codecs, rulebook=self.rulebook, notify_config=self.notify_config,
-                                     dead_letters=self.dead_letters, notifications=self.notifications)
+                                     dead_letters=self.dead_letters, notifications=self.notifications,
+                                     erased=follow_erasures(self.app, settings, codecs.for_topic(ERASURES), SERVICE,
+                                                            self.health))
 
     def run(self) -> int:
         """Create the topics, then run until SIGTERM; the exit code."""

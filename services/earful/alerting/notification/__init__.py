@@ -9,6 +9,7 @@ In the order an alert travels:
 3. `grouping`: group_wait / group_interval / repeat_interval, the mute stages (inhibit, silence,
    quiet hours, acknowledgement) and the plan: what one receiver is told about one group, and why.
 4. `dispatcher`: flushes due groups, one queue per receiver, plans, sends, records.
-5. `receivers`: the HTTP request each kind of receiver gets (webhook, Slack, PagerDuty).
+5. `receivers`: the HTTP request each kind of receiver gets (webhook, Slack, PagerDuty,
+   Alertmanager); `signing`: the webhook signatures (Standard Webhooks).
 6. `delivery`: sending it, with retries, backoff, Retry-After and a circuit breaker per receiver.
 """

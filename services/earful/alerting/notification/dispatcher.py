@@ -145,9 +145,15 @@ class Dispatcher:
             for receiver in sorted(receivers):
                 self.queue(receiver).submit(key)
             if any(a.firing for a in alerts):  # Alertmanager flushes a live group every group_interval
-                route = self.config.route_for(alerts[0].labels)
-                await self.store.schedule(key, now + timedelta(seconds=route.group_interval_s))
+                await self.store.schedule(key, now + timedelta(seconds=self.flush_interval_s(alerts, receivers)))
         return len(keys)
+
+    def flush_interval_s(self, alerts: list[Alert], receivers: set[str]) -> float:
+        """How soon a live group is flushed again: its route's group_interval, or sooner when an
+        Alertmanager receiver of the group must be re-sent its firing alerts before that."""
+        interval = self.config.route_for(alerts[0].labels).group_interval_s
+        resends = [r.resend_s for name in receivers if (r := self.config.receivers[name]).kind == "alertmanager"]
+        return min([interval, *resends])
 
     async def notify(self, receiver_name: str, group_key: str) -> Plan | None:
         """Plan and, if needed, send one notification of `group_key` to one receiver."""
@@ -164,7 +170,8 @@ class Dispatcher:
         decided = plan(alerts, receiver_name, entry, now=now, route=route, silences=await self.store.silences(now),
                        inhibit_rules=self.config.inhibit_rules, firing_alerts=await self.store.firing(),
                        send_resolved=receiver.send_resolved,
-                       in_quiet_hours=lambda a, t: in_quiet_hours(self.quiet_hours(a), a.labels.get("severity", ""), t))
+                       in_quiet_hours=lambda a, t: in_quiet_hours(self.quiet_hours(a), a.labels.get("severity", ""), t),
+                       resend_s=receiver.resend_s if receiver.kind == "alertmanager" else None)
         self.last_plans[(group_key, receiver_name)] = decided
         DECISIONS.labels(receiver_name, decided.reason.split(":")[0]).inc()
         if not decided.send:
@@ -173,7 +180,7 @@ class Dispatcher:
         seq = (entry.seq if entry else 0) + 1
         group_labels = {name: alerts[0].labels.get(name, "") for name in route.group_by}
         request = build_request(decided, receiver, group_key, group_labels,
-                                idempotency_key(receiver_name, group_key, seq, decided.alerts), self.external_url)
+                                idempotency_key(receiver_name, group_key, seq, decided.alerts), self.external_url, now)
         await self._deliver(deliverer, receiver, group_key, route, entry, decided, request)
         return decided
 
@@ -198,7 +205,8 @@ class Dispatcher:
         if outcome.outcome == "dead_lettered":
             if self.dead_letter is not None:
                 await self.dead_letter(group_key, receiver, request.body, outcome)
-            await self.store.schedule(group_key, done + timedelta(seconds=route.group_interval_s))  # try again later
+            retry_s = min(route.group_interval_s, receiver.resend_s) if receiver.kind == "alertmanager" else route.group_interval_s
+            await self.store.schedule(group_key, done + timedelta(seconds=retry_s))  # try again later
 
     async def stop(self) -> None:
         for t in self._timers:

@@ -10,6 +10,9 @@ was last told — and decides whether to send, again with a named reason:
   always sent, even when the alert is muted by then);
 * ``repeat_interval_elapsed``: alerts still fire, unacknowledged, and the last notification is
   older than the route's repeat interval;
+* ``resend_interval_elapsed``: alerts still fire and the receiver (an Alertmanager, which lets an
+  alert expire when no client re-sends it) was last told half its resend interval ago or more;
+  acknowledged or not: to Alertmanager, an acknowledged alert still fires;
 * ``deduplicated``: nothing the receiver does not already know; ``acknowledged``: only repeats of
   acknowledged alerts were due; ``nothing_firing``: no alert to tell about.
 
@@ -183,8 +186,10 @@ def mute_reason(alert: Alert, *, now: datetime, silences: Iterable[Silence], inh
 def plan(group: Sequence[Alert], receiver: str, entry: NflogEntry | None, *, now: datetime, route: Route,
          silences: Iterable[Silence] = (), inhibit_rules: Sequence[InhibitRule] = (),
          firing_alerts: Iterable[Alert] = (), send_resolved: bool = True,
-         in_quiet_hours: Callable[[Alert, datetime], bool] = lambda a, t: False) -> Plan:
-    """What (if anything) `receiver` should be told about `group` now, and why."""
+         in_quiet_hours: Callable[[Alert, datetime], bool] = lambda a, t: False,
+         resend_s: float | None = None) -> Plan:
+    """What (if anything) `receiver` should be told about `group` now, and why; `resend_s`: the
+    receiver wants firing alerts re-sent that often (Alertmanager)."""
     mine = [a for a in group if receiver in a.receivers]
     firing_all = list(firing_alerts) or [a for a in group if a.firing]
     silences = list(silences)
@@ -213,6 +218,9 @@ def plan(group: Sequence[Alert], receiver: str, entry: NflogEntry | None, *, now
         return Plan(True, "resolved" if firing else "all_resolved", tuple(firing), tuple(resolved), muted)
     if not firing:
         return Plan(False, _quiet_reason(muted), muted=muted)
+    # Half the interval: the dispatcher flushes every resend_s, and the last send ended a moment after its flush.
+    if resend_s is not None and now - entry.sent_at >= timedelta(seconds=resend_s / 2):
+        return Plan(True, "resend_interval_elapsed", tuple(firing), (), muted)
     if now - entry.sent_at >= timedelta(seconds=route.repeat_interval_s):
         if all(a.acked_by for a in firing):
             return Plan(False, "acknowledged", muted={**muted, **{a.alert_id: "acknowledged" for a in firing}})

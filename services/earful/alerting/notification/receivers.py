@@ -4,9 +4,9 @@
   ``receiver``, ``groupLabels``, ``commonLabels``, ``commonAnnotations``, ``externalURL``,
   ``alerts[]`` with ``status``, ``labels``, ``annotations``, ``startsAt``, ``endsAt``,
   ``generatorURL``, ``fingerprint``, and ``truncatedAlerts``), each alert also carrying the whole
-  Earful alert event under ``earful``. Signed: ``X-Earful-Signature: v1=<hex HMAC-SHA256 of
-  "<X-Earful-Timestamp>.<body>">``; ``X-Earful-Idempotency-Key`` is the same for a re-sent
-  notification.
+  Earful alert event under ``earful``. Signed per Standard Webhooks (`signing`): ``webhook-id``
+  (also ``X-Earful-Idempotency-Key``, the same for every attempt of one delivery),
+  ``webhook-timestamp``, ``webhook-signature``; the deprecated ``X-Earful-Signature`` beside it.
   ``annotations.summary`` is the alert's summary sentence (the cause, the measurement, the first
   post), ``annotations.description`` the detector's measurement with the severity and its reasons,
   ``annotations.severity_level``/``severity_score`` the severity judged from the evidence; every
@@ -21,25 +21,36 @@
   the group fires, ``resolve`` when all resolved, with a ``dedup_key`` derived from the group key,
   so the incident survives restarts and is resolved by the same key; its summary is one line:
   the first firing alert's summary sentence, with the severity judged from the evidence.
+* **alertmanager**: Prometheus Alertmanager's ``POST /api/v2/alerts``: a JSON list of
+  ``{labels, annotations, startsAt, endsAt, generatorURL}``, label and annotation names made valid
+  Prometheus label names, ``alertname`` always set. A firing alert's ``endsAt`` is
+  `ALERTMANAGER_ENDS_AFTER` resend intervals from now (the receiver is re-sent firing alerts every
+  resend interval, so Alertmanager resolves an alert by itself only when Earful stops telling it);
+  a resolved one's is the alert's end. Authenticated with a bearer token or basic auth when set.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
-import hmac
 import json
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from earful.alerting.explain import tag_label
 from earful.alerting.notification.grouping import Alert, Plan
 from earful.alerting.notification.routing import Receiver
+from earful.alerting.notification.signing import WEBHOOK_ID, signed_headers
+from earful.alerting.notification.signing import sign as sign  # the deprecated scheme, still importable from here
 
 USER_AGENT = "earful-alerting/2"
 ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt of a firing alert
+ALERTMANAGER_ENDS_AFTER = 4  # resend intervals: a firing alert's endsAt sent to Alertmanager
+_LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NOT_LABEL_CHAR = re.compile(r"[^A-Za-z0-9_]")
 SEVERITY_TO_PAGERDUTY = {"critical": "critical", "warning": "warning", "info": "info"}
 # Line breaks (every one str.splitlines knows) and the other control characters.
 _BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
@@ -53,20 +64,6 @@ class Request:
     def resigned(self, secret: str | None) -> Request:
         """The same request with a fresh timestamp (and signature), for a retry."""
         return Request(self.body, signed_headers(self.headers, secret, self.body))
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """The signature receivers recompute: hex HMAC-SHA256 of b'{timestamp}.' + body."""
-    return hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-
-
-def signed_headers(headers: dict[str, str], secret: str | None, body: bytes) -> dict[str, str]:
-    out = {k: v for k, v in headers.items() if k not in ("X-Earful-Timestamp", "X-Earful-Signature")}
-    timestamp = str(int(time.time()))
-    out["X-Earful-Timestamp"] = timestamp
-    if secret:
-        out["X-Earful-Signature"] = "v1=" + sign(secret, timestamp, body)
-    return out
 
 
 def _dumps(payload: Any) -> bytes:
@@ -266,15 +263,65 @@ def pagerduty_body(plan: Plan, receiver: Receiver, group_key: str, external_url:
     return body
 
 
+def label_name(name: str) -> str:
+    """`name` as a valid Prometheus label name: other characters become '_', a leading digit gets '_' before it."""
+    if _LABEL_NAME.match(name):
+        return name
+    cleaned = _NOT_LABEL_CHAR.sub("_", name)
+    return cleaned if _LABEL_NAME.match(cleaned) else "_" + cleaned
+
+
+def label_set(values: Mapping[str, Any]) -> dict[str, str]:
+    """Valid label names with string values (None dropped); of two names that clean to one, the first sorted wins."""
+    out: dict[str, str] = {}
+    for name in sorted(values):
+        if values[name] is not None:
+            out.setdefault(label_name(str(name)), str(values[name]))
+    return out
+
+
+def alertmanager_body(plan: Plan, receiver: Receiver, now: datetime, external_url: str = "") -> list[dict[str, Any]]:
+    """Alertmanager's POST /api/v2/alerts body: every alert of the plan, firing ones valid for
+    `ALERTMANAGER_ENDS_AFTER` resend intervals, resolved ones ending at their end."""
+    valid_until = now + timedelta(seconds=ALERTMANAGER_ENDS_AFTER * receiver.resend_s)
+    out = []
+    for a in plan.alerts:
+        labels = label_set(a.labels)
+        labels.setdefault("alertname", labels.get("rule") or "earful")
+        annotations = dict(a.event.get("annotations") or {})
+        ends = valid_until if a.firing else max(a.ends_at or now, a.starts_at)
+        item: dict[str, Any] = {"labels": labels, "annotations": label_set(annotations),
+                                "startsAt": _iso(a.starts_at), "endsAt": _iso(ends)}
+        url = annotations.get("dashboard_url") or external_url
+        if url:
+            item["generatorURL"] = url
+        out.append(item)
+    return out
+
+
+def alertmanager_auth(receiver: Receiver) -> dict[str, str]:
+    """The Authorization header of an alertmanager receiver: its bearer token, else basic auth ("user:password")."""
+    if receiver.bearer_token:
+        return {"Authorization": f"Bearer {receiver.bearer_token}"}
+    if receiver.basic_auth:
+        return {"Authorization": "Basic " + base64.b64encode(receiver.basic_auth.encode()).decode()}
+    return {}
+
+
 def build_request(plan: Plan, receiver: Receiver, group_key: str, group_labels: dict[str, str], idempotency: str,
-                  external_url: str = "") -> Request:
-    """The HTTP request (body and headers) for `receiver`."""
+                  external_url: str = "", now: datetime | None = None) -> Request:
+    """The HTTP request (body and headers) for `receiver`; `now` dates an Alertmanager alert's validity."""
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "X-Earful-Idempotency-Key": idempotency}
+    payload: Any
     if receiver.kind == "slack":
         payload = slack_body(plan, receiver, group_key)
     elif receiver.kind == "pagerduty":
         payload = pagerduty_body(plan, receiver, group_key, external_url)
+    elif receiver.kind == "alertmanager":
+        payload = alertmanager_body(plan, receiver, now or datetime.now(timezone.utc), external_url)
+        headers.update(alertmanager_auth(receiver))
     else:
         payload = webhook_body(plan, receiver, group_key, group_labels, external_url)
+        headers[WEBHOOK_ID] = idempotency
     body = _dumps(payload)
-    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, "X-Earful-Idempotency-Key": idempotency}
     return Request(body, signed_headers(headers, receiver.secret if receiver.kind == "webhook" else None, body))

@@ -1,7 +1,8 @@
 """Who gets which alert: receivers, routes, grouping and inhibit rules (Alertmanager's model).
 
 Configured by a YAML file (`EARFUL_ALERT_RECEIVERS_FILE`); without one, every URL of
-`EARFUL_WEBHOOK_URLS` is a generic webhook receiver of the default route. An alert goes to the
+`EARFUL_WEBHOOK_URLS` is a generic webhook receiver of the default route, and every URL of
+`EARFUL_ALERTMANAGER_URLS` an Alertmanager receiver of it. An alert goes to the
 receivers its rule names (`AlertRule.receivers`), else to those of the first route whose matchers
 fit its labels, else to the default route's. Alerts of one route with equal values of the route's
 `group_by` labels form one notification group.
@@ -10,6 +11,7 @@ fit its labels, else to the default route's. Alerts of one route with equal valu
       - {name: oncall, kind: pagerduty, routing_key_env: PAGERDUTY_ROUTING_KEY}
       - {name: slack-comms, kind: slack, url_env: SLACK_COMMS_WEBHOOK_URL}
       - {name: ops, kind: webhook, url: "https://hooks.example.com/earful", secret_env: OPS_HOOK_SECRET}
+      - {name: am, kind: alertmanager, url: "http://alertmanager:9093", resend_s: 60, bearer_token_env: AM_TOKEN}
     route:
       receivers: [ops]
       group_by: [watchlist]
@@ -39,10 +41,12 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from earful.alerting.notification import signing
 from earful.alerting.notification.targets import TargetPolicy
 from earful.core.errors import ConfigError
 
-KINDS = ("webhook", "slack", "pagerduty")
+KINDS = ("webhook", "slack", "pagerduty", "alertmanager")
+ALERTMANAGER_ALERTS_PATH = "/api/v2/alerts"
 PAGERDUTY_EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -52,12 +56,15 @@ class Receiver:
     """One notification target."""
 
     name: str
-    kind: str  # webhook | slack | pagerduty
+    kind: str  # webhook | slack | pagerduty | alertmanager
     url: str
     secret: str | None = field(default=None, repr=False)  # webhook HMAC key
     routing_key: str | None = field(default=None, repr=False)  # PagerDuty integration key
     send_resolved: bool = True
     max_alerts: int = 0  # webhook: alerts per notification (0 = all); the rest are counted in truncatedAlerts
+    resend_s: float = 60.0  # alertmanager: firing alerts are re-sent this often
+    bearer_token: str | None = field(default=None, repr=False)  # alertmanager: Authorization: Bearer
+    basic_auth: str | None = field(default=None, repr=False)  # alertmanager: "user:password" for basic auth
 
 
 @dataclass(frozen=True)
@@ -189,19 +196,48 @@ def _route(entry: Mapping[str, Any], name: str, parent: Route | None, settings: 
 
 
 _RECEIVER_KEYS = frozenset({"name", "kind", "url", "url_env", "secret", "secret_env", "routing_key", "routing_key_env",
-                            "send_resolved", "max_alerts"})
+                            "send_resolved", "max_alerts", "resend_s", "bearer_token", "bearer_token_env", "basic_auth",
+                            "basic_auth_env"})
+_ALERTMANAGER_KEYS = frozenset({"resend_s", "bearer_token", "bearer_token_env", "basic_auth", "basic_auth_env"})
+
+
+@dataclass(frozen=True)
+class AlertmanagerDefaults:
+    """EARFUL_ALERTMANAGER_*: the receivers of EARFUL_ALERTMANAGER_URLS, and what a file's alertmanager receiver leaves out."""
+
+    resend_s: float = 60.0
+    bearer_token: str | None = field(default=None, repr=False)
+    basic_auth: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> AlertmanagerDefaults:
+        def secret(value: Any) -> str | None:
+            return value.get_secret_value() if value is not None else None
+
+        return cls(float(settings.alertmanager_resend_s), secret(settings.alertmanager_bearer_token),
+                   secret(settings.alertmanager_basic_auth))
+
+
+def alertmanager_url(url: str) -> str:
+    """Alertmanager's alerts endpoint under `url` (its base URL, route prefix included), unless `url` is it."""
+    base = url.rstrip("/")
+    return base if base.endswith(ALERTMANAGER_ALERTS_PATH) else base + ALERTMANAGER_ALERTS_PATH
 
 
 def load_notify_config(settings: Any) -> NotifyConfig:
     """The receivers and routes from the receivers file and EARFUL_WEBHOOK_URLS; bad config → ConfigError."""
     policy = TargetPolicy(settings.webhook_allowed_networks)
     secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
+    if secret:
+        signing.secret_key(secret)  # a malformed whsec_ secret fails the start
+    am = AlertmanagerDefaults.from_settings(settings)
     receivers = _env_receivers(settings.webhook_urls, secret, policy)
+    receivers.update(_env_alertmanagers(settings.alertmanager_urls, am, policy))
     env_receivers = tuple(receivers)
     path: Path | None = settings.alert_receivers_file
     doc = _read_receivers_file(path) if path is not None else {}
     for i, entry in enumerate(doc.get("receivers") or []):
-        receiver = _receiver(entry, f"{path}: receivers[{i}]", receivers, secret, policy)
+        receiver = _receiver(entry, f"{path}: receivers[{i}]", receivers, secret, policy, am)
         receivers[receiver.name] = receiver
     default, routes = _routes(doc.get("route") or {}, path, settings, env_receivers)
     for r in (default, *routes):
@@ -226,6 +262,16 @@ def _env_receivers(urls: Sequence[str], secret: str | None, policy: TargetPolicy
     return receivers
 
 
+def _env_alertmanagers(urls: Sequence[str], am: AlertmanagerDefaults, policy: TargetPolicy) -> dict[str, Receiver]:
+    """One Alertmanager receiver per URL of EARFUL_ALERTMANAGER_URLS."""
+    receivers: dict[str, Receiver] = {}
+    for i, url in enumerate(urls):
+        name = "alertmanager" if len(urls) == 1 else f"alertmanager-{i + 1}"
+        receivers[name] = Receiver(name, "alertmanager", alertmanager_url(_check_url(url, "EARFUL_ALERTMANAGER_URLS", policy)),
+                                   resend_s=am.resend_s, bearer_token=am.bearer_token, basic_auth=am.basic_auth)
+    return receivers
+
+
 def _read_receivers_file(path: Path) -> dict[str, Any]:
     """The receivers file as a mapping with receivers:, route:, inhibit_rules: (nothing else)."""
     try:
@@ -241,7 +287,7 @@ def _read_receivers_file(path: Path) -> dict[str, Any]:
 
 
 def _receiver(entry: Any, where: str, taken: Mapping[str, Receiver], default_secret: str | None,
-              policy: TargetPolicy) -> Receiver:
+              policy: TargetPolicy, am: AlertmanagerDefaults = AlertmanagerDefaults()) -> Receiver:
     """One receiver of the file, checked (name, kind, keys, URL, secrets); `taken`: those defined before."""
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: expected a mapping")
@@ -264,10 +310,38 @@ def _receiver(entry: Any, where: str, taken: Mapping[str, Receiver], default_sec
     max_alerts = entry.get("max_alerts", 0)
     if not isinstance(max_alerts, int) or max_alerts < 0:
         raise ConfigError(f"{where} ({name}): max_alerts must be an integer ≥ 0")
-    return Receiver(name, kind, _check_url(url, where, policy),
-                    secret=_secret(entry, "secret", where) or (default_secret if kind == "webhook" else None),
-                    routing_key=routing_key, send_resolved=bool(entry.get("send_resolved", True)),
-                    max_alerts=max_alerts)
+    secret = _secret(entry, "secret", where) or (default_secret if kind == "webhook" else None)
+    if secret:
+        try:
+            signing.secret_key(secret)
+        except ConfigError as exc:
+            raise ConfigError(f"{where} ({name}): {exc}") from exc
+    receiver = Receiver(name, kind, _check_url(url, where, policy), secret=secret, routing_key=routing_key,
+                        send_resolved=bool(entry.get("send_resolved", True)), max_alerts=max_alerts)
+    return _alertmanager(receiver, entry, where, am) if kind == "alertmanager" else _no_alertmanager_keys(receiver, entry, where)
+
+
+def _no_alertmanager_keys(receiver: Receiver, entry: Mapping[str, Any], where: str) -> Receiver:
+    given = set(entry) & _ALERTMANAGER_KEYS
+    if given:
+        raise ConfigError(f"{where} ({receiver.name}): {', '.join(sorted(given))} only apply to kind alertmanager")
+    return receiver
+
+
+def _alertmanager(receiver: Receiver, entry: Mapping[str, Any], where: str, am: AlertmanagerDefaults) -> Receiver:
+    """An alertmanager receiver's endpoint, resend interval and credentials (the settings' where the file gives none)."""
+    resend_s = entry.get("resend_s", am.resend_s)
+    if not isinstance(resend_s, (int, float)) or isinstance(resend_s, bool) or resend_s <= 0:
+        raise ConfigError(f"{where} ({receiver.name}): resend_s must be a number of seconds > 0, not {resend_s!r}")
+    bearer, basic = _secret(entry, "bearer_token", where), _secret(entry, "basic_auth", where)
+    if bearer and basic:
+        raise ConfigError(f"{where} ({receiver.name}): give bearer_token or basic_auth, not both")
+    if basic and ":" not in basic:
+        raise ConfigError(f"{where} ({receiver.name}): basic_auth must be user:password")
+    if not bearer and not basic:
+        bearer, basic = am.bearer_token, am.basic_auth
+    return replace(receiver, url=alertmanager_url(receiver.url), resend_s=float(resend_s), bearer_token=bearer,
+                   basic_auth=basic)
 
 
 def _routes(route_doc: Any, path: Path | None, settings: Any,
