@@ -21,6 +21,7 @@ from earful.core.topics import (
     CORRECTIONS,
     DLQ,
     ENRICHED,
+    ERASURES,
     RAW,
     WATCHLISTS,
     TopicSpec,
@@ -62,7 +63,7 @@ def _topic(doc: dict[str, Any], name: str) -> dict[str, Any]:
 
 def test_real_topics_load() -> None:
     topics = load_topics(SCHEMAS)
-    assert set(topics) == {RAW, ENRICHED, ALERTS, DLQ, WATCHLISTS, CORRECTIONS, ALERTING_BY_WATCHLIST,
+    assert set(topics) == {RAW, ENRICHED, ALERTS, DLQ, WATCHLISTS, CORRECTIONS, ERASURES, ALERTING_BY_WATCHLIST,
                            ALERTING_DETECTOR_CHANGELOG}
     assert all(isinstance(t, TopicSpec) for t in topics.values())
 

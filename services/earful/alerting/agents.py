@@ -1,6 +1,7 @@
 """The alerting stream processors (Faust agents), in the order a mention travels:
 
-1. ``fan_out``: enriched mentions → one record per watchlist on the internal
+1. ``fan_out``: enriched mentions (but an erased author's, see `earful.core.erased_authors`,
+   counted as ``erased_author`` and dropped) → one record per watchlist on the internal
    ``earful.alerting.by-watchlist.v1`` topic, keyed by watchlist id (matched watchlists, plus the
    watchlists whose own handle wrote the mention: its replies answer customer questions), so
    each watchlist's state lives in exactly one partition (and one worker).
@@ -39,13 +40,14 @@ from earful.alerting.notification.grouping import utc_now
 from earful.alerting.notification.routing import NotifyConfig
 from earful.alerting.notification.store import AlertStore
 from earful.alerting.source_monitor import SourceMonitor
+from earful.core.erased_authors import ErasedAuthors, follow_erasures
 from earful.core.errors import StorageError
 from earful.core.faust_service import FaustDeadLetters
 from earful.core.kafka import Codecs, millis_now
 from earful.core.metrics import ERRORS, MESSAGES, PIPELINE_LATENCY
 from earful.core.retry import Backoff, retry
 from earful.core.settings import Settings
-from earful.core.topics import ALERTING_BY_WATCHLIST, ALERTS, ENRICHED, TopicSpec, load_topics, partitions_for
+from earful.core.topics import ALERTING_BY_WATCHLIST, ALERTS, ENRICHED, ERASURES, TopicSpec, load_topics, partitions_for
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +73,9 @@ class AlertingAgents:
     """The topics, the detector's table and the agents over them, registered with the Faust app."""
 
     def __init__(self, app: faust.App, settings: Settings, codecs: Codecs, *, rulebook: RuleBook,
-                 notify_config: NotifyConfig, dead_letters: FaustDeadLetters, notifications: AlertIntake) -> None:
+                 notify_config: NotifyConfig, dead_letters: FaustDeadLetters, notifications: AlertIntake,
+                 erased: ErasedAuthors | None = None) -> None:
+        """`erased` defaults to a store following earful.erasures.v1, started with the app."""
         self.app = app
         self.settings = settings
         self.rulebook = rulebook
@@ -88,6 +92,7 @@ class AlertingAgents:
                                      lambda: notifications.store.pool if notifications.store is not None else None)
         app.service(self.keeper)  # type: ignore[arg-type]  # Faust starts instances as well as classes
         self.enriched_codec, self.alert_codec = codecs.for_topic(ENRICHED), codecs.for_topic(ALERTS)
+        self.erased = erased or follow_erasures(app, settings, codecs.for_topic(ERASURES), SERVICE)
         specs = load_topics(settings.schema_dir)
         self.enriched, self.by_watchlist, self.alerts = (_topic(app, specs, settings, n)
                                                          for n in (ENRICHED, ALERTING_BY_WATCHLIST, ALERTS))
@@ -101,10 +106,15 @@ class AlertingAgents:
         app.agent(self.alerts)(self.deliver)
 
     async def fan_out(self, stream: Any) -> None:
-        """Enriched mentions → one record per live watchlist it concerns, keyed by watchlist id."""
+        """Enriched mentions → one record per live watchlist it concerns, keyed by watchlist id;
+        an erased author's are dropped, so a replay does not count them again."""
+        await self.erased.wait_loaded()
         async for event in stream.events():
             record = await self.dead_letters.decode(event, self.enriched_codec)
             if record is None:
+                continue
+            if self.erased.erased(record["mention"]):
+                MESSAGES.labels(SERVICE, ENRICHED, "erased_author").inc()
                 continue
             self.sources.observe(record)  # every mention counts for its source's health
             handle = (record["mention"].get("author") or {}).get("handle")

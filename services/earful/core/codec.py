@@ -3,7 +3,8 @@
 Two wire formats, both standard so any Avro/Kafka tool can read our topics:
 
 * **Confluent framing** (when a schema registry is configured): ``0x00`` + 4-byte big-endian
-  schema id + Avro binary body. The writer's schema is fetched from the registry by id.
+  schema id + Avro binary body. The writer's schema is fetched from the registry by id, through
+  confluent-kafka's registry client (`HttpSchemaRegistry`); the framing and Avro stay ours.
 * **Avro single-object encoding** (no registry): ``0xC3 0x01`` + 8-byte little-endian
   CRC-64-AVRO (Rabin) fingerprint of the writer schema's Parsing Canonical Form + body. The
   writer schema is looked up by fingerprint among the current and historical schema files.
@@ -20,13 +21,18 @@ import struct
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
+from urllib.parse import urlsplit
 
 import fastavro
 import fastavro.schema
-import httpx
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
 
-from earful.core.errors import DecodeError, EncodeError, RegistryError, SchemaError
+from earful.core.errors import ConfigError, DecodeError, EncodeError, RegistryError, SchemaError
+
+if TYPE_CHECKING:
+    from earful.core.settings import Settings
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
@@ -146,29 +152,106 @@ class SchemaRegistry(Protocol):
 
 
 class HttpSchemaRegistry:
-    """Client of the Confluent Schema Registry REST API (also Karapace, Apicurio, Redpanda).
+    """A Confluent-compatible schema registry (Confluent, Karapace, Redpanda, Apicurio's ccompat API),
+    spoken to through confluent-kafka's maintained `SchemaRegistryClient` (basic or bearer
+    authentication, TLS with a private CA and client certificates, retries with backoff).
 
-    Both look-ups are cached: a schema id never changes meaning, so each costs one request per
-    process. Calls are synchronous because they happen once per schema, not per message.
+    Earful keeps its own framing and Avro code (fastavro); this class only maps subjects to ids
+    and ids to writer schemas. Both look-ups are cached: an id never changes meaning, so each costs
+    one request per process. Calls are synchronous because they happen once per schema, not per
+    message. With `auto_register` false the schema must already be registered under its subject
+    (`POST /subjects/{subject}` looks it up); production registries usually refuse writes from
+    services, and a schema nobody registered is a deployment mistake to stop at, not to repair.
     """
 
-    _CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
-
-    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
-        self.url = url.rstrip("/")
-        self._client = httpx.Client(timeout=timeout_s, headers={"Accept": self._CONTENT_TYPE})
+    def __init__(
+        self,
+        url: str,
+        timeout_s: float = 10.0,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        bearer_token: str | None = None,
+        ca_file: Path | None = None,
+        cert_file: Path | None = None,
+        key_file: Path | None = None,
+        auto_register: bool = True,
+    ) -> None:
+        urls = [u.strip().rstrip("/") for u in url.split(",") if u.strip()]
+        for one in urls:
+            if urlsplit(one).username is not None or urlsplit(one).password is not None:
+                raise ConfigError("the schema registry URL must not hold credentials: set EARFUL_SCHEMA_REGISTRY_USERNAME"
+                                  " and EARFUL_SCHEMA_REGISTRY_PASSWORD (or EARFUL_SCHEMA_REGISTRY_BEARER_TOKEN)")
+        self.url = ",".join(urls)
+        self.auto_register = auto_register
+        conf: dict[str, Any] = {"url": self.url, "timeout": timeout_s, **_RETRIES}
+        if username is not None or password is not None:
+            conf["basic.auth.user.info"] = f"{username or ''}:{password or ''}"
+        if bearer_token is not None:
+            # The client's static-token mode; the logical cluster header is Confluent Cloud's and empty elsewhere.
+            conf.update({"bearer.auth.credentials.source": "STATIC_TOKEN", "bearer.auth.token": bearer_token,
+                         "bearer.auth.logical.cluster": ""})
+        if ca_file is not None:
+            conf["ssl.ca.location"] = str(ca_file)
+        if cert_file is not None:
+            conf["ssl.certificate.location"] = str(cert_file)
+        if key_file is not None:
+            conf["ssl.key.location"] = str(key_file)
+        try:
+            self._client = SchemaRegistryClient(conf)
+        except (ValueError, TypeError, OSError) as exc:  # bad combination, unreadable CA/cert/key (ssl.SSLError is an OSError)
+            raise ConfigError(f"cannot set up the schema registry client for {self.url}: {exc}") from exc
         self._ids: dict[tuple[str, int], int] = {}
         self._schemas: dict[int, AvroSchema] = {}
         self._lock = threading.Lock()
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HttpSchemaRegistry | None:
+        """The registry the settings describe (EARFUL_SCHEMA_REGISTRY_*); None without a URL."""
+        if not settings.schema_registry_url:
+            return None
+        username = settings.schema_registry_username
+        secret = settings.schema_registry_password if username is not None else None  # used only with a user name
+        token = settings.schema_registry_bearer_token if username is None else None
+        return cls(
+            settings.schema_registry_url,
+            username=username,
+            password=secret.get_secret_value() if secret is not None else None,
+            bearer_token=token.get_secret_value() if token is not None else None,
+            ca_file=settings.schema_registry_ca_file,
+            cert_file=settings.schema_registry_cert_file,
+            key_file=settings.schema_registry_key_file,
+            auto_register=settings.schema_registry_auto_register,
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
     def id_for(self, subject: str, schema: AvroSchema) -> int:
+        """The id of `schema` under `subject`: registered when auto-registering, else looked up. A
+        subject or schema the registry does not have (auto-registration off) is a ConfigError naming
+        the subject; an unreachable or failing registry a RegistryError."""
         key = (subject, schema.fingerprint)
         with self._lock:
             if key not in self._ids:
-                body = self._request(
-                    "POST", f"/subjects/{subject}/versions", json={"schema": json.dumps(schema.raw)}
-                )
-                self._ids[key] = int(body["id"])
+                wanted = Schema(json.dumps(schema.raw), "AVRO")
+                try:
+                    if self.auto_register:
+                        self._ids[key] = int(self._client.register_schema(subject, wanted))
+                    else:
+                        found = self._client.lookup_schema(subject, wanted)
+                        if found.schema_id is None:
+                            raise RegistryError(f"schema registry {self.url} answered no id for subject {subject!r}")
+                        self._ids[key] = int(found.schema_id)
+                except SchemaRegistryError as exc:
+                    if not self.auto_register and exc.http_status_code == 404 and exc.error_code in _NOT_REGISTERED:
+                        raise ConfigError(
+                            f"schema registry {self.url} has no subject {subject!r} with the schema of {schema.path.name}"
+                            f" ({exc.error_message}); EARFUL_SCHEMA_REGISTRY_AUTO_REGISTER is false, so register it first"
+                        ) from exc
+                    raise RegistryError(f"schema registry {self.url} refused subject {subject!r}: {exc}") from exc
+                except Exception as exc:  # transport errors of the client's HTTP library (connection, TLS, timeout)
+                    raise RegistryError(f"schema registry {self.url} unreachable: {exc!r}") from exc
             return self._ids[key]
 
     def schema_for(self, schema_id: int) -> AvroSchema:
@@ -177,12 +260,19 @@ class HttpSchemaRegistry:
         help. An unreachable or failing registry stays a RegistryError (transient: retry)."""
         with self._lock:
             if schema_id not in self._schemas:
-                body = self._request("GET", f"/schemas/ids/{schema_id}")
-                if body.get("schemaType", "AVRO") != "AVRO":
-                    raise DecodeError(f"schema id {schema_id} is a {body.get('schemaType')} schema, not Avro")
                 try:
-                    raw = json.loads(body["schema"])
-                except (KeyError, TypeError, ValueError) as exc:
+                    found = self._client.get_schema(schema_id)
+                except SchemaRegistryError as exc:
+                    if exc.http_status_code == 404 and exc.error_code == _SCHEMA_NOT_FOUND:
+                        raise DecodeError(f"schema registry {self.url} has no schema {schema_id}") from exc
+                    raise RegistryError(f"schema registry {self.url} cannot give schema {schema_id}: {exc}") from exc
+                except Exception as exc:  # as in id_for
+                    raise RegistryError(f"schema registry {self.url} unreachable: {exc!r}") from exc
+                if (found.schema_type or "AVRO") != "AVRO":
+                    raise DecodeError(f"schema id {schema_id} is a {found.schema_type} schema, not Avro")
+                try:
+                    raw = json.loads(found.schema_str or "")
+                except (TypeError, ValueError) as exc:
                     raise RegistryError(f"registry returned no usable schema for id {schema_id}") from exc
                 try:
                     self._schemas[schema_id] = AvroSchema.from_dict(raw, Path(f"registry:{schema_id}"))
@@ -190,37 +280,13 @@ class HttpSchemaRegistry:
                     raise DecodeError(f"schema id {schema_id} is not a valid Avro schema: {exc}") from exc
             return self._schemas[schema_id]
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        headers = {"Content-Type": self._CONTENT_TYPE} if "json" in kwargs else None
-        try:
-            resp = self._client.request(method, self.url + path, headers=headers, **kwargs)
-        except httpx.HTTPError as exc:
-            raise RegistryError(f"schema registry {self.url} unreachable: {exc}") from exc
-        if resp.status_code == 404 and _error_code(resp) == _SCHEMA_NOT_FOUND:
-            raise DecodeError(f"schema registry {self.url} has no schema {path.rsplit('/', 1)[-1]}")
-        if resp.status_code >= 400:
-            raise RegistryError(f"schema registry {method} {path} -> {resp.status_code}: {resp.text[:200]}")
-        try:
-            body = resp.json()
-        except ValueError as exc:
-            raise RegistryError(f"schema registry {method} {path} answered something other than JSON") from exc
-        if not isinstance(body, dict):
-            raise RegistryError(f"schema registry {method} {path} answered {type(body).__name__}, not an object")
-        return body
 
-
-_SCHEMA_NOT_FOUND = 40403  # the Confluent API's error_code for an unknown schema id
-
-
-def _error_code(resp: httpx.Response) -> int | None:
-    """The `error_code` of a registry error answer (None when the body is not one): a plain 404
-    may be a wrong URL, which is an outage to retry, not a verdict on the record."""
-    try:
-        body = resp.json()
-    except ValueError:
-        return None
-    code = body.get("error_code") if isinstance(body, dict) else None
-    return code if isinstance(code, int) else None
+# The Confluent API's error codes: 40401 subject not found, 40403 schema not found.
+_SCHEMA_NOT_FOUND = 40403
+_NOT_REGISTERED = frozenset({40401, _SCHEMA_NOT_FOUND})
+# Few, short retries: callers retry a RegistryError themselves (it is transient), and a decode
+# waiting on the registry holds up its partition.
+_RETRIES = {"max.retries": 2, "retries.wait.ms": 200, "retries.max.wait.ms": 2000}
 
 
 class AvroCodec:
@@ -241,6 +307,10 @@ class AvroCodec:
         # fastavro writes any Python int into an Avro int/long as a varint of any length, which other
         # readers reject; full validation costs ~5x the write, so check only the numeric fields.
         self._check_ranges = _range_checker(schema.parsed) or (lambda value, path: None)
+        if registry is not None and not getattr(registry, "auto_register", True):
+            # Nothing registers for us: a subject missing from the registry stops the process at
+            # start-up (ConfigError naming it) instead of at its first record.
+            self.header()
 
     def header(self) -> bytes:
         """The framing prefix this codec writes (computed once; may register the schema)."""

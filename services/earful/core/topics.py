@@ -18,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError
 
 from earful.core.errors import BrokerError, SchemaError
+from earful.core.kafka_security import client_kwargs, start_client
 from earful.core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -28,6 +29,7 @@ ALERTS = "earful.alerts.v1"
 DLQ = "earful.dlq.v1"
 WATCHLISTS = "earful.watchlists.v1"
 CORRECTIONS = "earful.corrections.v1"
+ERASURES = "earful.erasures.v1"
 ALERTING_BY_WATCHLIST = "earful.alerting.by-watchlist.v1"
 ALERTING_DETECTOR_CHANGELOG = "earful-alerting-detector-changelog"
 
@@ -116,12 +118,9 @@ async def create_topics(settings: Settings, names: list[str] | None = None) -> d
     """Create the declared topics that do not exist yet. Returns name → 'created' | 'exists'."""
     specs = load_topics(settings.schema_dir)
     wanted = [specs[n] for n in names] if names else list(specs.values())
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="earful-topics")
-    try:
-        await admin.start()
-    except KafkaError as exc:
-        await admin.close()
-        raise BrokerError(f"cannot reach Kafka at {settings.kafka_bootstrap}: {exc}") from exc
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, client_id="earful-topics",
+                                **client_kwargs(settings))
+    await start_client(admin, settings, "the topic admin client")  # a BrokerError naming broker, protocol and reason
     result: dict[str, str] = {}
     try:
         new = [

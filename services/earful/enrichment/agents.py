@@ -5,7 +5,9 @@ its enriched records are acknowledged by the broker. The models run in a worker 
 event loop keeps heartbeating while they work; the loop gathers the next batch (Faust's
 per-event work) and encodes and sends one chunk while the thread runs the models on the next.
 Undecodable records, records the models or the schema cannot handle, and enriched records larger
-than the producer may send, go to the DLQ and the agent goes on.
+than the producer may send, go to the DLQ and the agent goes on. Mentions by an erased author
+(`earful.core.erased_authors`, fed by earful.erasures.v1) are dropped before the models, counted
+as `earful_messages_total{outcome="erased_author"}` and never published.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from faust.transport.drivers import aiokafka as faust_aiokafka
 from prometheus_client import Counter, Gauge
 
 from earful.core.codec import AvroCodec, EmbeddingEncoder
+from earful.core.erased_authors import ErasedAuthors
 from earful.core.errors import EncodeError, ProcessingError
 from earful.core.faust_service import FaustDeadLetters
 from earful.core.kafka import send_keyed_batches, utc_now
@@ -59,6 +62,7 @@ class BatchEnricher:
     raw_codec: AvroCodec
     encoder: EmbeddingEncoder  # copies each raw mention's bytes into its enriched record
     dead_letters: FaustDeadLetters
+    erased: ErasedAuthors | None = None  # authors whose mentions are dropped (None: no erasure topic followed)
 
     async def consume(self, stream: Any) -> None:
         """Each batch is processed by its own task while the stream gathers the next one, so Faust's
@@ -90,12 +94,19 @@ class BatchEnricher:
                 await asyncio.shield(asyncio.gather(*in_flight, return_exceptions=True))
 
     async def decode(self, events: list[Any]) -> list[Decoded]:
-        """The batch's decodable records; the others are dead-lettered. Counts the texts the models
-        will read only the start of (TEXTS_CLIPPED)."""
+        """The batch's decodable records by authors not erased; undecodable ones are dead-lettered,
+        erased authors' dropped (their offsets are released with the batch's). Counts the texts the
+        models will read only the start of (TEXTS_CLIPPED)."""
         good: list[Decoded] = []
         limit = self.processor.max_text_chars
+        erased = self.erased
+        if erased is not None:
+            await erased.wait_loaded()  # at start-up: every erasure known before the first mention is judged
         for event in events:
             record = await self.dead_letters.decode(event, self.raw_codec)
+            if record is not None and erased is not None and erased.erased(record):
+                MESSAGES.labels(SERVICE, RAW, "erased_author").inc()
+                continue
             if record is not None:
                 good.append((event, record))
                 if len(record["text"]) > limit:

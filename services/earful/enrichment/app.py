@@ -2,8 +2,9 @@
 
 `EnrichmentService.build` is the whole composition: the agent that turns raw mentions into
 enriched ones is `earful.enrichment.agents`, the models it runs are
-`earful.enrichment.processor`, and the live watchlists they match against come from
-`earful.watchlists.live`.
+`earful.enrichment.processor`, the live watchlists they match against come from
+`earful.watchlists.live`, and the erased authors whose mentions are dropped from
+`earful.core.erased_authors`.
 """
 
 from __future__ import annotations
@@ -14,11 +15,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from earful.core.codec import EmbeddingEncoder
+from earful.core.erased_authors import ErasedAuthors, follow_erasures
 from earful.core.faust_service import FaustDeadLetters, attach_ops_server, run_faust_service
 from earful.core.health import Health, tcp_check
 from earful.core.kafka import Codecs, EarfulFaustApp, faust_app
 from earful.core.settings import Settings
-from earful.core.topics import ENRICHED, RAW
+from earful.core.topics import ENRICHED, ERASURES, RAW
 from earful.enrichment.agents import SERVICE, BatchEnricher, add_enrich_agent
 from earful.enrichment.processor import EnrichmentProcessor
 from earful.watchlists.live import WatchlistStore, live_watchlists
@@ -35,6 +37,7 @@ class EnrichmentService:
     processor: EnrichmentProcessor
     enricher: BatchEnricher
     agent: Any
+    erased: ErasedAuthors  # follows earful.erasures.v1: erased authors' mentions are dropped
 
     @classmethod
     def build(cls, settings: Settings, processor: EnrichmentProcessor | None = None) -> EnrichmentService:
@@ -49,15 +52,16 @@ class EnrichmentService:
         health = Health(SERVICE)
         health.add_check("kafka", tcp_check(settings.kafka_bootstrap, 9092))
         watchlists = live_watchlists(app, settings, health, SERVICE)
+        erased = follow_erasures(app, settings, codecs.for_topic(ERASURES), SERVICE, health)
         processor = processor or EnrichmentProcessor.from_settings(settings, watchlists)
         attach_ops_server(app, settings, health, SERVICE)
         enricher = BatchEnricher(
             settings, app, processor,
             executor=ThreadPoolExecutor(max_workers=1, thread_name_prefix="enrich-models"),
             raw_codec=raw_codec, encoder=EmbeddingEncoder(codecs.for_topic(ENRICHED), raw_codec),
-            dead_letters=FaustDeadLetters(app, codecs, SERVICE),
+            dead_letters=FaustDeadLetters(app, codecs, SERVICE), erased=erased,
         )
-        return cls(settings, app, health, watchlists, processor, enricher, add_enrich_agent(app, enricher))
+        return cls(settings, app, health, watchlists, processor, enricher, add_enrich_agent(app, enricher), erased)
 
     def run(self) -> int:
         """Create the topics, then run the Faust worker until SIGTERM/SIGINT; the exit code."""

@@ -6,7 +6,8 @@ out of every rollup (decrementing the counts they contributed, deleting the auth
 drops their customer questions and brand replies (recomputing the first reply of questions they
 answered) and the corrections of their mentions, and scrubs their posts from alert explanations. The erasure itself is recorded with
 the author kept only as hashes, so a re-delivered old mention of theirs is refused by the writer
-(see writer.py). It holds the erasure lock exclusively, so no batch can slip a mention of the
+(see writer.py), and is published to `earful.erasures.v1` once committed (erasure_outbox.py), so
+downstream copies can be erased too. It holds the erasure lock exclusively, so no batch can slip a mention of the
 author in between.
 """
 
@@ -21,6 +22,7 @@ from earful.core.errors import ValidationError
 from earful.storage.writer import ERASURE_LOCK, author_hash
 
 _ERASED = "earful_erased"
+ERASURES_CHANNEL = "earful_erasures"  # PostgreSQL NOTIFY channel: an erasure committed, publish it
 
 _DELETE_MENTIONS = f"""
 WITH gone AS (
@@ -149,6 +151,9 @@ async def erase_author(conn: asyncpg.Connection, source: str, author: str, *, vi
             identities.update(v.lower() for v in (row["author_handle"], row["author_id"]) if v)
         hashes = sorted(author_hash(source, i) for i in identities)
         row = await conn.fetchrow(
-            "INSERT INTO erasures (source, author_hashes, requested_via, mentions_erased) VALUES ($1, $2, $3, $4)"
-            " RETURNING id, requested_at", source, hashes, via, erased)
+            "INSERT INTO erasures (source, author_hashes, requested_via, mentions_erased, author_key)"
+            " VALUES ($1, $2, $3, $4, $5) RETURNING id, requested_at", source, hashes, via, erased,
+            author_hash(source, author))
+        # Wakes the storage service's erasure outbox when this commits (wherever the erasure ran).
+        await conn.execute(f"NOTIFY {ERASURES_CHANNEL}")
     return Erasure(int(row["id"]), source, erased, row["requested_at"])

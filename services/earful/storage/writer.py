@@ -15,7 +15,6 @@ of an erased author that is re-delivered later is refused rather than resurrecte
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Iterable, Sequence
@@ -24,6 +23,8 @@ from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import asyncpg
+
+from earful.core.erased_authors import author_hash  # how an erased author is remembered, as the erasure topic names it
 
 ERASURE_LOCK = 0x6561726676  # "earfv": writers share it, an erasure holds it alone
 
@@ -252,11 +253,6 @@ def mention_row(enriched: dict[str, Any]) -> tuple[Any, ...]:
 def alert_row(alert: dict[str, Any]) -> tuple[Any, ...]:
     """AlertEvent record → a row of ALERT_COLUMNS (pure)."""
     return tuple(_json(alert[c]) if c in _JSON_ALERT_COLUMNS else alert[c] for c in ALERT_COLUMNS)
-
-
-def author_hash(source: str, author: str) -> str:
-    """How an erased author is remembered: SHA-256 of "<source>\\0<lower-case handle or id>"."""
-    return hashlib.sha256(f"{source}\0{author.lower()}".encode()).hexdigest()
 
 
 def utc_day(ts: datetime) -> date:
