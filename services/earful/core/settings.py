@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from earful.core.apikeys import ApiKey, Scope, configured_keys
 from earful.core.errors import ConfigError
 from earful.core.vocabulary import ALERTING_RISK_TAGS, RISK_TAGS
 
@@ -49,7 +50,24 @@ class Settings(BaseSettings):
     # --- Kafka -------------------------------------------------------------------------------
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated host:port.")
     schema_registry_url: str | None = Field(
-        None, description="Confluent-compatible schema registry URL. Unset: Avro single-object encoding, no registry."
+        None, description="Confluent-compatible schema registry URL (several: comma-separated). Unset: Avro single-object"
+        " encoding, no registry. Credentials in the URL are refused: use the settings below."
+    )
+    schema_registry_username: str | None = Field(None, description="Schema registry basic-auth user (with `EARFUL_SCHEMA_REGISTRY_PASSWORD`).")
+    schema_registry_password: SecretStr | None = Field(None, description="Schema registry basic-auth password (a secret; used only with EARFUL_SCHEMA_REGISTRY_USERNAME).")
+    schema_registry_bearer_token: SecretStr | None = Field(
+        None, description="Schema registry bearer token, sent as `Authorization: Bearer` (a secret; instead of basic auth)."
+    )
+    schema_registry_ca_file: Path | None = Field(
+        None, description="PEM CA bundle the registry's TLS certificate is verified against. Unset: the bundled public CAs."
+    )
+    schema_registry_cert_file: Path | None = Field(None, description="PEM client certificate for registries that require mutual TLS.")
+    schema_registry_key_file: Path | None = Field(
+        None, description="PEM private key of the client certificate, when it is not in `EARFUL_SCHEMA_REGISTRY_CERT_FILE`."
+    )
+    schema_registry_auto_register: bool = Field(
+        True, description="Register each topic's schema under `<topic>-value` at first use. false (production): the"
+        " schemas must already be registered; a missing subject stops the service at start-up, naming it."
     )
     schema_dir: Path = Field(default_factory=_default_schema_dir, description="Folder with the Avro schemas and topics.yaml.")
     topic_replication_factor: int = Field(1, ge=1, description="Replication factor for `earful topics create` (3 on a real cluster).")
@@ -64,6 +82,27 @@ class Settings(BaseSettings):
         100, ge=0, description="How long a fetch waits for data. Bounds end-to-end latency on brokers that answer a waiting fetch only at its deadline."
     )
     kafka_idempotence: bool = Field(False, description="Idempotent producer. Enable on Apache Kafka/Redpanda; unsupported by the local Tansu broker.")
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="How every Kafka client (services, CLI) talks to the brokers: PLAINTEXT, SSL (TLS, optionally"
+        " with a client certificate), SASL_PLAINTEXT or SASL_SSL (SASL over TLS: what managed clusters use). See docs/kafka-security.md."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="SASL mechanism; required with SASL_PLAINTEXT/SASL_SSL, refused otherwise."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name (an API key on Confluent Cloud); required with SASL.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password (an API secret on Confluent Cloud; a secret); required with SASL.")
+    kafka_ssl_cafile: Path | None = Field(
+        None, description="PEM CA bundle the brokers' certificates are verified against (SSL/SASL_SSL). Unset: the system's CAs."
+    )
+    kafka_ssl_certfile: Path | None = Field(None, description="PEM client certificate for brokers that require mutual TLS (SSL/SASL_SSL).")
+    kafka_ssl_keyfile: Path | None = Field(
+        None, description="PEM private key of the client certificate, when it is not in `EARFUL_KAFKA_SSL_CERTFILE`."
+    )
+    kafka_ssl_key_password: SecretStr | None = Field(None, description="Password of an encrypted client key (a secret).")
+    kafka_ssl_check_hostname: bool = Field(
+        True, description="Check that the broker's certificate names the host connected to. Turn off only for brokers"
+        " reached by an address their certificate does not list."
+    )
 
     # --- PostgreSQL ----------------------------------------------------------------------------
     database_url: SecretStr = Field(
@@ -99,8 +138,9 @@ class Settings(BaseSettings):
     )
     ingest_api_keys: SecretStr | None = Field(
         None,
-        description="Push API keys, comma-separated `name:key` pairs (a bare key is named key1, key2, ...), sent as "
-        "`X-API-Key` or `Authorization: Bearer`. Unset: the push API is open (local use only).",
+        description="Push-only API keys in the format from before scopes: comma-separated `name:key` pairs (a bare key "
+        "is named key1, key2, ...), each with the scope `ingest` only; `EARFUL_API_KEYS` entries with the scope "
+        "`ingest` do the same. Sent as `X-API-Key` or `Authorization: Bearer`.",
     )
     ingest_rate_limit_per_s: float = Field(
         0.0, ge=0, description="Mentions per second each API key (without keys: each client address) may push; 429 with Retry-After beyond. 0 = unlimited."
@@ -112,7 +152,7 @@ class Settings(BaseSettings):
         20000, ge=1, description="Mentions waiting for the broker's acknowledgement at once. Beyond it the push API answers 503 with Retry-After and connectors wait."
     )
     ingest_dedup_entries: int = Field(
-        200000, ge=0, description="Recent mention observations remembered to drop exact re-deliveries (about 100 bytes each: 20 MiB at the default). 0 = no dedup."
+        200000, ge=0, description="Recent mention observations remembered to drop exact re-deliveries (about 45 bytes each, allocated at start: 9 MiB at the default). 0 = no dedup."
     )
     ingest_dedup_ttl_s: float = Field(86400.0, gt=0, description="How long a mention observation is remembered for dedup, in seconds.")
     ingest_state_dir: Path = Field(
@@ -318,7 +358,9 @@ class Settings(BaseSettings):
         None, description="Base URL of the dashboard; alerts link to <url>#watchlist=<id>. Unset: no link."
     )
     webhook_urls: CommaList = Field((), description="Comma-separated URLs that receive alert JSON by POST (the default receivers when no receivers file names its own).")
-    webhook_secret: SecretStr | None = Field(None, description="HMAC-SHA256 key; when set, each webhook carries X-Earful-Signature.")
+    webhook_secret: SecretStr | None = Field(None, description=(
+        "Webhook signing key; when set, each webhook carries a Standard Webhooks webhook-signature (and the deprecated "
+        "X-Earful-Signature). whsec_<base64> is the scheme's format; any other value is used as its UTF-8 bytes."))
     webhook_timeout_s: float = Field(5.0, gt=0, description="Timeout of one webhook request (connect, read and write each).")
     webhook_max_attempts: int = Field(8, ge=1, description="Delivery attempts per notification before it goes to the DLQ.")
     webhook_retry_base_s: float = Field(1.0, gt=0, description="First retry delay; it doubles per attempt, with full jitter, honouring Retry-After.")
@@ -328,6 +370,14 @@ class Settings(BaseSettings):
     webhook_allowed_networks: CommaList = Field(
         (), description="CIDRs webhook targets may resolve to although private, loopback or link-local (e.g. 127.0.0.0/8 for a local receiver). Unset: such targets are refused."
     )
+    alertmanager_urls: CommaList = Field((), description=(
+        "Comma-separated Prometheus Alertmanager base URLs (e.g. http://alertmanager:9093): each receives the alerts by "
+        "POST /api/v2/alerts as a receiver of the default route. Their addresses must be allowed by EARFUL_WEBHOOK_ALLOWED_NETWORKS when private."))
+    alertmanager_resend_s: float = Field(60.0, gt=0, description=(
+        "How often firing alerts are re-sent to an Alertmanager receiver; each is sent valid for four of these intervals, "
+        "so Alertmanager resolves it by itself only when Earful stops re-sending it."))
+    alertmanager_bearer_token: SecretStr | None = Field(None, description="Bearer token sent to Alertmanager receivers (Authorization: Bearer). Unset: none.")
+    alertmanager_basic_auth: SecretStr | None = Field(None, description="user:password for basic auth to Alertmanager receivers (ignored with a bearer token). Unset: none.")
 
     # --- Storage -------------------------------------------------------------------------------
     storage_batch_size: int = Field(2000, ge=1, description=(
@@ -335,7 +385,10 @@ class Settings(BaseSettings):
         "share, so fewer, larger batches write faster (2,000 against 1,000: +35-45% in `make bench-storage`)."))
     storage_batch_timeout_s: float = Field(0.25, gt=0, description="Longest wait to fill a batch before writing a partial one.")
     api_keys: SecretStr | None = Field(
-        None, description="Comma-separated API keys for the storage query API (X-API-Key). Unset: the API is open (local use only)."
+        None, description="API keys of every HTTP API, comma-separated `name:scope+scope:secret` entries (scopes: ingest,"
+        " read, write, admin; see docs/api.md), sent as `X-API-Key` or `Authorization: Bearer`. A bare secret (the format"
+        " from before scopes) is a key with read+write+admin. With no key here nor in `EARFUL_INGEST_API_KEYS`, every API"
+        " is open (local use only: see `EARFUL_HTTP_ALLOWED_HOSTS`)."
     )
     storage_write_concurrency: int = Field(
         2, ge=1, le=8, description="Batches the storage service writes to PostgreSQL at the same time (each in its own transaction; offsets are still committed in order)."
@@ -363,6 +416,41 @@ class Settings(BaseSettings):
                 raise ValueError(f"{url!r} is not an http(s) URL")
         return urls
 
+    @field_validator("schema_registry_url")
+    @classmethod
+    def _registry_url(cls, url: str | None) -> str | None:
+        for one in (url or "").split(",") if url else ():
+            parts = urlsplit(one.strip())
+            if parts.username is not None or parts.password is not None:
+                # The message must not repeat the URL: it holds the credentials.
+                raise ValueError("credentials in the URL are not accepted (`earful settings` would print them): set"
+                                 " EARFUL_SCHEMA_REGISTRY_USERNAME and EARFUL_SCHEMA_REGISTRY_PASSWORD, or"
+                                 " EARFUL_SCHEMA_REGISTRY_BEARER_TOKEN")
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{one.strip()!r} is not an http(s) URL")
+        return url
+
+    @model_validator(mode="after")
+    def _registry_auth(self) -> Settings:
+        # A password without a user name is left unused, as the Kafka passwords are: every pod gets the
+        # same optional Secret keys, whichever way the registry authenticates.
+        if self.schema_registry_username is not None and self.schema_registry_password is None:
+            raise ValueError("EARFUL_SCHEMA_REGISTRY_USERNAME needs EARFUL_SCHEMA_REGISTRY_PASSWORD")
+        if self.schema_registry_username is not None and self.schema_registry_bearer_token is not None:
+            raise ValueError("set either EARFUL_SCHEMA_REGISTRY_USERNAME/_PASSWORD or EARFUL_SCHEMA_REGISTRY_BEARER_TOKEN, not both")
+        if self.schema_registry_key_file is not None and self.schema_registry_cert_file is None:
+            raise ValueError("EARFUL_SCHEMA_REGISTRY_KEY_FILE needs EARFUL_SCHEMA_REGISTRY_CERT_FILE")
+        return self
+
+    @model_validator(mode="after")
+    def _kafka_security(self) -> Settings:
+        from earful.core.kafka_security import security_problem  # keeps the rules next to the clients that use them
+
+        problem = security_problem(self)
+        if problem:
+            raise ValueError(problem)
+        return self
+
     @field_validator("ingest_bluesky_url")
     @classmethod
     def _websocket_url(cls, url: str | None) -> str | None:
@@ -371,18 +459,21 @@ class Settings(BaseSettings):
         return url
 
     def ingest_api_key_map(self) -> dict[str, str]:
-        """Push API keys: name → key (empty = no authentication)."""
-        if self.ingest_api_keys is None:
-            return {}
-        keys: dict[str, str] = {}
-        for i, entry in enumerate(p.strip() for p in self.ingest_api_keys.get_secret_value().split(",")):
-            if entry:
-                name, sep, key = entry.partition(":")
-                keys[name.strip() if sep else f"key{i + 1}"] = key.strip() if sep else entry
-        return keys
+        """Keys with the scope ingest: name → secret (what `earful replay` may send)."""
+        return {k.name: k.secret for k in self.api_key_list() if Scope.INGEST in k.scopes}
+
+    def api_key_list(self) -> list[ApiKey]:
+        """Every configured key with its scopes, from EARFUL_API_KEYS and EARFUL_INGEST_API_KEYS (empty = no authentication)."""
+        return configured_keys(self.api_keys.get_secret_value() if self.api_keys else None,
+                               self.ingest_api_keys.get_secret_value() if self.ingest_api_keys else None)
+
+    @model_validator(mode="after")
+    def _api_keys_parse(self) -> Settings:
+        self.api_key_list()  # a malformed entry stops start-up with its position and the expected format
+        return self
 
     @field_validator("webhook_urls", "alert_default_rules", "alert_risk_tags", "alert_group_by", "webhook_allowed_networks",
-                     "http_allowed_hosts", mode="before")
+                     "http_allowed_hosts", "alertmanager_urls", mode="before")
     @classmethod
     def _split_commas(cls, value: object) -> object:
         return split_commas(value)
@@ -401,7 +492,7 @@ class Settings(BaseSettings):
             names.append(name)
         return tuple(names)
 
-    @field_validator("webhook_urls")
+    @field_validator("webhook_urls", "alertmanager_urls")
     @classmethod
     def _valid_urls(cls, urls: tuple[str, ...]) -> tuple[str, ...]:
         for url in urls:
@@ -442,10 +533,8 @@ class Settings(BaseSettings):
         return self.http_port if self.http_port is not None else SERVICE_PORTS[service]
 
     def api_key_set(self) -> frozenset[str]:
-        """The configured API keys (empty = no authentication)."""
-        if self.api_keys is None:
-            return frozenset()
-        return frozenset(k.strip() for k in self.api_keys.get_secret_value().split(",") if k.strip())
+        """The secrets of every configured key, whatever its scopes (empty = no authentication)."""
+        return frozenset(k.secret for k in self.api_key_list())
 
 
 def drop_window_buckets_max(baseline_buckets: int, lateness_buckets: int, warmup_buckets: int) -> int:
@@ -473,7 +562,7 @@ def settings_markdown() -> str:
     for name, field in Settings.model_fields.items():
         default: object
         if field.default_factory is not None:
-            default = "(see description)" if name != "webhook_urls" else "(none)"
+            default = "(see description)" if name not in ("webhook_urls", "alertmanager_urls") else "(none)"
         else:
             default = field.default
             if isinstance(default, SecretStr):
