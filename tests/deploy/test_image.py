@@ -162,7 +162,9 @@ def test_lock_files_pin_what_pyproject_pins() -> None:
     dev_project = tomllib.loads((REPO / "dev" / "pyproject.toml").read_text())["project"]
     lock = lock_module()
     pins = {**lock.read("core"), **lock.read("nlp"), **lock.read("dev")}
-    declared = list(project["dependencies"]) + [d for extra in lock.DEV_EXTRAS for d in project["optional-dependencies"][extra]]
+    extras = (lock.NLP_EXTRA, *lock.DEV_EXTRAS)
+    assert set(project["optional-dependencies"]) == set(extras), "lock.py must know every extra"
+    declared = list(project["dependencies"]) + [d for extra in extras for d in project["optional-dependencies"][extra]]
     declared += dev_project["dependencies"]
     for line in declared:
         req = Requirement(line)
