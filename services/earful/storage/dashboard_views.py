@@ -1,0 +1,527 @@
+"""What the dashboard shows, assembled from the stored rollups: the period, the figures with their
+change from the previous period, the charts (earful.storage.charts) and the lists, each mark linking
+to the mentions behind it.
+
+The pure parts (the period picked by default, humane numbers and durations, local time labels,
+drill-down links, the highlighted spans of a mention) are functions of their arguments, tested
+without a database; `overview` and `mention_detail` run the queries. The queries reuse the query
+API's (earful.storage.api.queries) and read rollups, except the tags over time, which reads the
+watchlist's mentions of the period through the facet index (no rollup counts tags).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from earful.core.vocabulary import INTENT_TAGS, RISK_TAGS
+from earful.storage.api.entities import top_entities
+from earful.storage.api.queries import (
+    DAY,
+    HOUR,
+    MINUTE,
+    ORIGIN,
+    WATCHLIST_TOTALS,
+    AlertFilter,
+    Params,
+    alert_listing,
+    ceil_to,
+    floor_to,
+    open_questions,
+    question_stats,
+    rollup_parts,
+    share_of_voice,
+    volume_series,
+)
+from earful.storage.api.responses import iso, jsonable
+from earful.storage.charts import Bar, Column, Line, Marker, Segment, hbars, lines, stacked_columns
+from earful.watchlists import WatchlistSet
+
+UTC = timezone.utc
+
+#: Period lengths the picker offers, and the bucket of each one's charts (about 24-90 buckets).
+LENGTHS: dict[str, tuple[timedelta, int]] = {
+    "6h": (timedelta(hours=6), 15 * MINUTE),
+    "24h": (timedelta(hours=24), HOUR),
+    "7d": (timedelta(days=7), 6 * HOUR),
+    "30d": (timedelta(days=30), DAY),
+    "90d": (timedelta(days=90), DAY),
+}
+DEFAULT_LENGTH = "24h"
+SENTIMENT_COLORS = {"negative": "#d92d20", "neutral": "#98a2b3", "positive": "#12b76a", "unknown": "#d0d5dd"}
+TAG_COLORS = {"reputational": "#b42318", "regulatory": "#7a2e0e", "legal_privacy": "#c11574", "operational": "#f79009",
+              "customer_question": "#2e90fa", "complaint": "#f04438", "purchase_intent": "#12b76a"}
+PALETTE = ("#2e6be6", "#f79009", "#12b76a", "#9e77ed", "#f04438", "#06aed4", "#667085", "#c11574")
+COMPARED_KINDS = ("brand", "competitor")
+MAX_COMPARED = 8
+
+
+# --- the period ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Span:
+    """The period shown: [lo, hi) in `step`-second buckets, and the previous period of equal length."""
+
+    length: str
+    lo: datetime
+    hi: datetime
+    step: int
+
+    @property
+    def prev_lo(self) -> datetime:
+        return self.lo - (self.hi - self.lo)
+
+    def buckets(self) -> list[datetime]:
+        n = int((self.hi - self.lo).total_seconds() // self.step)
+        return [self.lo + timedelta(seconds=self.step * i) for i in range(n)]
+
+
+def pick_period(length: str, to: datetime | None, newest: datetime | None, now: datetime) -> Span:
+    """The period of `length` ending at `to`; without `to`, ending just after the newest stored
+    mention (`newest`: the end of its minute), so stored data shows at first sight however old it
+    is; with no data at all, ending now. The end is rounded up to the period's bucket."""
+    span, step = LENGTHS[length]
+    end = to or newest or now
+    hi = ceil_to(end, step)
+    return Span(length, hi - span, hi, step)
+
+
+# --- humane formats ----------------------------------------------------------------------------------
+
+
+def duration(seconds: float | None) -> str:
+    """'45 s', '12 min', '3 h 20 min', '34 d 4 h': at most two units, never '49230 min'."""
+    if seconds is None or math.isnan(seconds):
+        return "n/a"
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s} s"
+    if s < HOUR:
+        return f"{s // 60} min"
+    if s < DAY:
+        h, m = divmod(s // 60, 60)
+        return f"{h} h {m} min" if m else f"{h} h"
+    d, h = divmod(s // HOUR, 24)
+    return f"{d} d {h} h" if h else f"{d} d"
+
+
+def count(n: float) -> str:
+    """12345 → '12,345'."""
+    return f"{round(n):,}"
+
+
+def change(current: float, previous: float) -> str:
+    """The relative change from the previous period: '+12 %', '−5 %', '±0 %', 'new' (from nothing)."""
+    if previous == 0:
+        return "±0 %" if current == 0 else "new"
+    pct = round(100 * (current - previous) / previous)
+    if pct == 0:
+        return "±0 %"
+    return f"+{pct} %" if pct > 0 else f"−{-pct} %"
+
+
+def point_change(current: float | None, previous: float | None) -> str:
+    """The change of a share in percentage points: '+3.1 pp'; 'n/a' when either is unknown."""
+    if current is None or previous is None:
+        return "n/a"
+    pp = round(100 * (current - previous), 1)
+    if pp == 0:
+        return "±0 pp"
+    return f"+{pp:g} pp" if pp > 0 else f"−{-pp:g} pp"
+
+
+def zone(name: str | None) -> ZoneInfo:
+    """The IANA zone `name` (UTC when None); ValueError when there is no such zone."""
+    if not name:
+        return ZoneInfo("UTC")
+    try:
+        return ZoneInfo(name)
+    except (KeyError, ValueError, OSError) as exc:  # ZoneInfoNotFoundError is a KeyError
+        raise ValueError(f"{name[:64]!r} is not an IANA time zone") from exc
+
+
+def local(ts: datetime, tz: ZoneInfo, step: int = MINUTE, *, with_zone: bool = False) -> str:
+    """`ts` in `tz` as the bucket `step` needs: '2 Nov' for days, '2 Nov 09:00' otherwise; the zone's
+    abbreviation appended with `with_zone`."""
+    t = ts.astimezone(tz)
+    text = f"{t.day} {t:%b}" if step >= DAY else f"{t.day} {t:%b %H:%M}"
+    return f"{text} {t.tzname()}" if with_zone else text
+
+
+def period_label(span: Span, tz: ZoneInfo) -> str:
+    """'2 Nov 2026 01:00 – 3 Nov 2026 01:00 CET'."""
+    a, b = span.lo.astimezone(tz), span.hi.astimezone(tz)
+    return f"{a.day} {a:%b %Y %H:%M} – {b.day} {b:%b %Y %H:%M} {b.tzname()}"
+
+
+# --- drill-down links ----------------------------------------------------------------------------------
+
+
+def mentions_link(**filters: Any) -> str:
+    """The page's address of the mentions behind a mark: `#mentions?` and the filters the mentions
+    API takes (watchlist, from, to, sentiment, risk, source, lang, entity), times in RFC 3339."""
+    kept = {("from" if k == "from_" else k): (iso(v) if isinstance(v, datetime) else str(v))
+            for k, v in filters.items() if v is not None and v != ""}
+    return "#mentions?" + urlencode(sorted(kept.items()))
+
+
+def mention_link(mention_id: str) -> str:
+    return "#mention?" + urlencode({"id": mention_id})
+
+
+# --- a mention's highlighted text -------------------------------------------------------------------------
+
+
+def highlight(text: str, marks: Iterable[tuple[int, int, str]]) -> list[dict[str, Any]]:
+    """`text` cut at every mark's start and end (character offsets, as enrichment gives them): a
+    list of {text, marks} in order whose texts join to `text`; a mark out of range is clipped, an
+    empty one dropped. The page shows each piece as text, never as markup."""
+    n = len(text)
+    kept = [(max(0, min(n, a)), max(0, min(n, b)), label) for a, b, label in marks]
+    kept = [(a, b, label) for a, b, label in kept if a < b]
+    cuts = sorted({0, n, *(a for a, _, _ in kept), *(b for _, b, _ in kept)})
+    out = []
+    for a, b in itertools.pairwise(cuts):
+        labels = sorted({label for x, y, label in kept if x <= a and b <= y})
+        out.append({"text": text[a:b], "marks": labels})
+    return out
+
+
+def mention_marks(m: dict[str, Any]) -> list[tuple[int, int, str]]:
+    """Every span enrichment pointed at: risk evidence, entities, watchlist matches."""
+    marks = [(int(r["start"]), int(r["end"]), f"tag:{r['tag']}") for r in m.get("risks") or [] if "start" in r and "end" in r]
+    marks += [(int(e["start"]), int(e["end"]), f"entity:{e['type']}") for e in m.get("entities") or []
+              if "start" in e and "end" in e]
+    marks += [(int(x["start"]), int(x["end"]), f"match:{x['watchlist_id']}") for x in m.get("matches") or []
+              if "start" in x and "end" in x]
+    return marks
+
+
+# --- queries of our own (fixed fragments, values as bind parameters) -----------------------------------------
+
+
+def _table(family: str, step: int) -> str:
+    return f"{family}_minute" if step < HOUR else f"{family}_hour" if step < DAY else f"{family}_day"
+
+
+def share_series(ids: Sequence[str], lo: datetime, hi: datetime, step: int) -> tuple[str, list[Any]]:
+    """Mentions per bucket of [lo, hi) of each of the watchlists `ids` (share-of-voice rollups)."""
+    p = Params()
+    sql = (f"SELECT date_bin({p(timedelta(seconds=step))}::interval, bucket, {p(ORIGIN)}::timestamptz) AS start,"
+           f" watchlist_id, sum(mentions)::bigint AS mentions FROM {_table('watchlist_rollups', step)}"
+           f" WHERE bucket >= {p(lo)} AND bucket < {p(hi)} AND watchlist_id = ANY({p(list(ids))}::text[]) GROUP BY 1, 2")
+    return sql, p.values
+
+
+def tag_series(watchlist_id: str, lo: datetime, hi: datetime, step: int) -> tuple[str, list[Any]]:
+    """Mentions with each risk or intent tag per bucket of [lo, hi): the watchlist's tagged
+    mentions of the period, found through the facet index."""
+    p = Params()
+    tags = [f"r:{t}" for t in RISK_TAGS + INTENT_TAGS]
+    sql = (f"SELECT date_bin({p(timedelta(seconds=step))}::interval, m.created_at, {p(ORIGIN)}::timestamptz) AS start,"
+           " r.tag, count(DISTINCT m.mention_id)::bigint AS mentions"
+           " FROM mentions m CROSS JOIN LATERAL (SELECT DISTINCT x->>'tag' AS tag FROM jsonb_array_elements(m.risks) x) r"
+           f" WHERE m.facets @> {p([f'w:{watchlist_id}'])}::text[] AND m.facets && {p(tags)}::text[]"
+           f" AND m.created_at >= {p(lo)} AND m.created_at < {p(hi)} GROUP BY 1, 2")
+    return sql, p.values
+
+
+def source_lang_totals(watchlist_id: str, lo: datetime, hi: datetime) -> tuple[str, list[Any]] | None:
+    """Mentions of the watchlist per (source, language) over the minute-aligned [lo, hi)."""
+    p = Params()
+    wl = p(watchlist_id)
+    union = " UNION ALL ".join(
+        f"SELECT source, lang, mentions FROM {table} WHERE watchlist_id = {wl} AND bucket >= {p(a)} AND bucket < {p(b)}"
+        for table, a, b in rollup_parts(lo, hi, "mention_rollups"))
+    if not union:
+        return None
+    return f"SELECT source, lang, sum(mentions)::bigint AS mentions FROM ({union}) x GROUP BY 1, 2", p.values
+
+
+MENTION_DETAIL = (
+    "SELECT mention_id, source, source_id, url, author_handle, author_name, author_followers, text, title, country,"
+    " connector, content_type, declared_lang, lang, lang_confidence, created_at, received_at, enriched_at, in_reply_to,"
+    " reposted_from, likes, reposts, replies, sentiment, sentiment_score, sentiment_reason, sentiment_probabilities,"
+    " watchlist_ids, entities, risks, matches, models FROM mentions WHERE mention_id = $1 LIMIT 1")
+
+
+# --- assembly --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    """What the page asked for (already checked by the endpoint)."""
+
+    watchlist: str | None
+    length: str
+    to: datetime | None
+    tz: ZoneInfo
+
+
+async def _fetch(pool: asyncpg.Pool, query: tuple[str, list[Any]] | None) -> list[asyncpg.Record]:
+    return list(await pool.fetch(query[0], *query[1])) if query else []
+
+
+def _kpi(name: str, label: str, current: float | None, previous: float | None, display: str, delta: str) -> dict[str, Any]:
+    return {"name": name, "label": label, "value": current, "previous": previous, "display": display, "delta": delta}
+
+
+def choose_watchlist(asked: str | None, totals: Sequence[dict[str, Any]], watchlists: WatchlistSet) -> str | None:
+    """The watchlist shown: the one asked for; else the brand with the most mentions; else the
+    watchlist with the most mentions; None with no data and no watchlists."""
+    if asked:
+        return asked
+    named = [t for t in totals if t["watchlist_id"] != "(none)"]
+    wl = watchlists.watchlists
+    brands = [t for t in named if t["watchlist_id"] in wl and wl[t["watchlist_id"]].kind == "brand"]
+    for candidates in (brands, named):
+        if candidates:
+            return str(candidates[0]["watchlist_id"])
+    return next(iter(sorted(wl)), None)
+
+
+def compared_watchlists(selected: str, totals: Sequence[dict[str, Any]], watchlists: WatchlistSet) -> list[str]:
+    """Who the share of voice compares: the selected watchlist and the configured brands and
+    competitors with data (most mentioned first); without kinds, the most mentioned watchlists."""
+    wl = watchlists.watchlists
+    with_data = [str(t["watchlist_id"]) for t in totals if t["watchlist_id"] != "(none)"]
+    kinds = [w for w in with_data if w in wl and wl[w].kind in COMPARED_KINDS]
+    chosen = kinds if kinds else with_data
+    out = [selected] + [w for w in chosen if w != selected]
+    return out[:MAX_COMPARED]
+
+
+def _name(watchlists: WatchlistSet, wid: str) -> str:
+    w = watchlists.watchlists.get(wid)
+    return w.name if w else wid
+
+
+async def overview(pool: asyncpg.Pool, watchlists: WatchlistSet, req: Request, now: datetime | None = None) -> dict[str, Any]:
+    """Everything the dashboard's overview shows for one watchlist and period."""
+    now = now or datetime.now(UTC)
+    totals = [dict(r) for r in await pool.fetch(WATCHLIST_TOTALS)]
+    selected = choose_watchlist(req.watchlist, totals, watchlists)
+    choices = [{"id": t["watchlist_id"], "name": _name(watchlists, t["watchlist_id"]),
+                "kind": (watchlists.watchlists[t["watchlist_id"]].kind if t["watchlist_id"] in watchlists.watchlists else None),
+                "mentions": t["mentions"], "newest": iso(t["last_minute"] + timedelta(minutes=1)) if t["last_minute"] else None}
+               for t in totals if t["watchlist_id"] != "(none)"]
+    for wid in sorted(set(watchlists.watchlists) - {c["id"] for c in choices}):
+        choices.append({"id": wid, "name": _name(watchlists, wid), "kind": watchlists.watchlists[wid].kind,
+                        "mentions": 0, "newest": None})
+    body: dict[str, Any] = {"watchlists": choices, "watchlist": None}
+    if selected is None:
+        return body
+    last = next((t["last_minute"] for t in totals if t["watchlist_id"] == selected), None)
+    newest = last + timedelta(minutes=1) if last else None
+    span = pick_period(req.length, req.to, newest, now)
+    tz = req.tz
+    body["watchlist"] = {"id": selected, "name": _name(watchlists, selected),
+                         "kind": watchlists.watchlists[selected].kind if selected in watchlists.watchlists else None}
+    body["newest"] = iso(newest) if newest else None
+    body["period"] = {"length": span.length, "from": iso(span.lo), "to": iso(span.hi), "interval_s": span.step,
+                      "label": period_label(span, tz), "zone": str(tz.key)}
+    body["previous"] = {"from": iso(span.prev_lo), "to": iso(span.lo),
+                        "label": period_label(Span(span.length, span.prev_lo, span.lo, span.step), tz)}
+    body["lengths"] = list(LENGTHS)
+    buckets = span.buckets()
+    labels = [local(b, tz, span.step) for b in buckets]
+    end_of = {b: b + timedelta(seconds=span.step) for b in buckets}
+
+    # Volume and sentiment, this period and the previous one (one query over both).
+    vol = [dict(r) for r in await _fetch(pool, volume_series(selected, span.prev_lo, span.hi, span.step))]
+    cur = [r for r in vol if r["start"] >= span.lo]
+    prev = [r for r in vol if r["start"] < span.lo]
+    sums = {k: (sum(r[k] for r in cur), sum(r[k] for r in prev)) for k in ("mentions", "negative", "positive", "neutral")}
+
+    # Alerts detected in either period: markers on the volume chart, a count, a list.
+    alert_sql = alert_listing(AlertFilter(watchlist=selected, from_=span.prev_lo, to=span.hi), None, 200, False)
+    alerts = [jsonable(r) for r in await _fetch(pool, alert_sql)]
+    firing_now = [a for a in alerts if a["status"] == "firing" and a["detected_at"] >= iso(span.lo)]
+    firing_before = [a for a in alerts if a["status"] == "firing" and a["detected_at"] < iso(span.lo)]
+    markers = []
+    for a in firing_now:
+        at = datetime.fromisoformat(a["detected_at"])
+        index = int((at - span.lo).total_seconds() // span.step)
+        start = datetime.fromisoformat(a["starts_at"]) if a.get("starts_at") else at
+        end = datetime.fromisoformat(a["ends_at"]) if a.get("ends_at") else max(at, start + timedelta(seconds=span.step))
+        markers.append(Marker(index, f"{a['severity']} alert at {local(at, tz, with_zone=True)}: {a['summary']}",
+                              href=mentions_link(watchlist=selected, from_=start, to=end)))
+
+    columns = []
+    for r, label in zip(cur, labels):
+        b = r["start"]
+        when = local(b, tz, span.step, with_zone=True)
+        segs = [Segment(s, r[s], SENTIMENT_COLORS[s],
+                        mentions_link(watchlist=selected, from_=b, to=end_of[b], sentiment=s),
+                        f"{when}: {count(r[s])} {s} of {count(r['mentions'])}")
+                for s in ("negative", "neutral", "positive", "unknown")]
+        columns.append(Column(label, segs))
+    charts = {"volume": stacked_columns(columns, title=f"Mentions of {_name(watchlists, selected)} by sentiment",
+                                        legend=list(SENTIMENT_COLORS.items()), markers=markers, kind="volume")}
+
+    # Share of voice over time against the compared watchlists.
+    compared = compared_watchlists(selected, totals, watchlists)
+    share_rows = await _fetch(pool, share_series(compared, span.lo, span.hi, span.step))
+    per_bucket: dict[datetime, dict[str, int]] = {}
+    for r in share_rows:
+        per_bucket.setdefault(r["start"], {})[r["watchlist_id"]] = r["mentions"]
+    sov_lines = []
+    for i, wid in enumerate(compared):
+        values: list[float | None] = []
+        hrefs: list[str | None] = []
+        titles: list[str] = []
+        for b in buckets:
+            row = per_bucket.get(b, {})
+            total = sum(row.values())
+            n = row.get(wid, 0)
+            values.append(n / total if total else None)
+            hrefs.append(mentions_link(watchlist=wid, from_=b, to=end_of[b]))
+            titles.append(f"{_name(watchlists, wid)}, {local(b, tz, span.step, with_zone=True)}: "
+                          f"{n / total:.0%} ({count(n)} of {count(total)})" if total else "")
+        sov_lines.append(Line(_name(watchlists, wid), PALETTE[i % len(PALETTE)], values, hrefs, titles, emphasis=wid == selected))
+    charts["share_of_voice"] = lines(labels, sov_lines, title="Share of voice", kind="share_of_voice")
+    sov_now = {r["watchlist_id"]: r["mentions"] for r in await _fetch(pool, share_of_voice(span.lo, span.hi, compared))}
+    sov_prev = {r["watchlist_id"]: r["mentions"] for r in await _fetch(pool, share_of_voice(span.prev_lo, span.lo, compared))}
+    total_now, total_prev = sum(sov_now.values()), sum(sov_prev.values())
+    share = [{"watchlist_id": w, "name": _name(watchlists, w), "mentions": sov_now.get(w, 0),
+              "share": sov_now.get(w, 0) / total_now if total_now else None,
+              "previous_share": sov_prev.get(w, 0) / total_prev if total_prev else None,
+              "href": mentions_link(watchlist=w, from_=span.lo, to=span.hi)} for w in compared]
+    for s in share:
+        s["delta"] = point_change(s["share"], s["previous_share"])
+        s["display"] = f"{s['share']:.1%}" if s["share"] is not None else "n/a"
+
+    # Risk and intent tags over time.
+    tag_rows = await _fetch(pool, tag_series(selected, span.prev_lo, span.hi, span.step))
+    tag_now: dict[datetime, dict[str, int]] = {}
+    tag_totals: dict[str, list[int]] = {t: [0, 0] for t in TAG_COLORS}
+    for r in tag_rows:
+        if r["tag"] not in tag_totals:
+            continue
+        if r["start"] >= span.lo:
+            tag_now.setdefault(r["start"], {})[r["tag"]] = r["mentions"]
+            tag_totals[r["tag"]][0] += r["mentions"]
+        else:
+            tag_totals[r["tag"]][1] += r["mentions"]
+    tag_columns = [Column(label, [Segment(t, tag_now.get(b, {}).get(t, 0), color,
+                                          mentions_link(watchlist=selected, from_=b, to=end_of[b], risk=t),
+                                          f"{local(b, tz, span.step, with_zone=True)}: {count(tag_now.get(b, {}).get(t, 0))} {t}")
+                                  for t, color in TAG_COLORS.items()])
+                   for b, label in zip(buckets, labels)]
+    charts["tags"] = stacked_columns(tag_columns, title="Risk and intent tags", legend=list(TAG_COLORS.items()), kind="tags")
+
+    # Sources and languages, with the previous period's figures as ticks.
+    by_now = await _fetch(pool, source_lang_totals(selected, span.lo, span.hi))
+    by_prev = await _fetch(pool, source_lang_totals(selected, span.prev_lo, span.lo))
+
+    def split(rows: Sequence[asyncpg.Record], key: str) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in rows:
+            out[r[key]] = out.get(r[key], 0) + r["mentions"]
+        return out
+
+    for key, title, kind in (("source", "Sources", "sources"), ("lang", "Languages", "languages")):
+        now_c, prev_c = split(by_now, key), split(by_prev, key)
+        keys = sorted(set(now_c) | set(prev_c), key=lambda k: (-now_c.get(k, 0), -prev_c.get(k, 0), k))[:10]
+        charts[kind] = hbars([Bar(k, now_c.get(k, 0), prev_c.get(k, 0),
+                                  mentions_link(watchlist=selected, from_=span.lo, to=span.hi, **{key: k}),
+                                  note=change(now_c.get(k, 0), prev_c.get(k, 0)))
+                              for k in keys], title=f"{title} (tick: previous period)", kind=kind)
+
+    # Top entities and hashtags (whole UTC days), and the ones that rose most since the previous period.
+    day_lo, day_hi = floor_to(span.lo, DAY), ceil_to(span.hi, DAY)
+    prev_day_lo = day_lo - (day_hi - day_lo)
+    lists: dict[str, Any] = {}
+    rising: list[dict[str, Any]] = []
+    for name, etype in (("entities", None), ("hashtags", "hashtag")):
+        top = await top_entities(pool, selected, day_lo, day_hi, 30, etype)
+        before = {(e["type"], e["text"].casefold()): e["mentions"]
+                  for e in await top_entities(pool, selected, prev_day_lo, day_lo, 200, etype)}
+        items = []
+        for e in top:
+            p_n = before.get((e["type"], e["text"].casefold()), 0)
+            items.append({"text": e["text"], "type": e["type"], "mentions": e["mentions"], "previous": p_n,
+                          "delta": change(e["mentions"], p_n),
+                          "href": mentions_link(watchlist=selected, from_=span.lo, to=span.hi, entity=e["text"])})
+        lists[name] = items[:10]
+        rising += [i for i in items if i["mentions"] >= 3]
+    rising.sort(key=lambda i: (-(i["mentions"] + 1) / (i["previous"] + 1), -i["mentions"], i["text"]))
+    lists["rising"] = rising[:8]
+    lists["days"] = {"from": iso(day_lo), "to": iso(day_hi)}
+    lists["share_of_voice"] = share
+    lists["alerts"] = [{"detected_at": a["detected_at"], "when": local(datetime.fromisoformat(a["detected_at"]), tz,
+                                                                       with_zone=True),
+                        "severity": a["severity"], "rule": a["rule"], "summary": a["summary"],
+                        "href": m.href} for a, m in zip(firing_now, markers)][:20]
+
+    # Customer questions: asked, answered, time to first reply; the longest waiting.
+    w = watchlists.watchlists.get(selected)
+    sla = w.response_sla_s if w else None
+    q_now = dict(await pool.fetchrow(*_q(question_stats(selected, span.lo, span.hi, sla))))
+    q_prev = dict(await pool.fetchrow(*_q(question_stats(selected, span.prev_lo, span.lo, sla))))
+    waiting = [jsonable(r) for r in await _fetch(pool, open_questions(selected, span.lo, span.hi, None, 8))][:8]
+    lists["questions"] = [{"mention_id": q["mention_id"], "author_handle": q["author_handle"], "text": q["text"],
+                           "source": q["source"], "created_at": q["created_at"],
+                           "when": local(datetime.fromisoformat(q["created_at"]), tz, with_zone=True),
+                           "waiting": duration(q["waiting_s"]), "href": mention_link(q["mention_id"])} for q in waiting]
+    lists["question_stats"] = {
+        "asked": q_now["asked"], "answered": q_now["answered"], "open": q_now["asked"] - q_now["answered"],
+        "median_first_reply": duration(q_now["median_response_s"]) if q_now["median_response_s"] is not None else "n/a",
+        "p90_first_reply": duration(q_now["p90_response_s"]) if q_now["p90_response_s"] is not None else "n/a",
+        "sla": duration(sla) if sla else None, "sla_breached": q_now["sla_breached"] if sla else None}
+
+    def neg_share(neg: int, total: int) -> float | None:
+        return neg / total if total else None
+
+    def net(pos: int, neg: int) -> float | None:
+        return (pos - neg) / (pos + neg) if pos + neg else None
+
+    ns_now, ns_prev = neg_share(sums["negative"][0], sums["mentions"][0]), neg_share(sums["negative"][1], sums["mentions"][1])
+    net_now, net_prev = net(sums["positive"][0], sums["negative"][0]), net(sums["positive"][1], sums["negative"][1])
+    med_now, med_prev = q_now["median_response_s"], q_prev["median_response_s"]
+    body["kpis"] = [
+        _kpi("mentions", "Mentions", sums["mentions"][0], sums["mentions"][1], count(sums["mentions"][0]),
+             change(sums["mentions"][0], sums["mentions"][1])),
+        _kpi("negative_share", "Negative", ns_now, ns_prev, f"{ns_now:.1%}" if ns_now is not None else "n/a",
+             point_change(ns_now, ns_prev)),
+        _kpi("net_sentiment", "Net sentiment", net_now, net_prev, f"{net_now:+.2f}" if net_now is not None else "n/a",
+             f"{net_now - net_prev:+.2f}" if net_now is not None and net_prev is not None else "n/a"),
+        _kpi("share_of_voice", "Share of voice", share[0]["share"], share[0]["previous_share"], share[0]["display"],
+             share[0]["delta"]),
+        _kpi("alerts", "Alerts fired", len(firing_now), len(firing_before), count(len(firing_now)),
+             change(len(firing_now), len(firing_before))),
+        _kpi("questions", "Questions asked", q_now["asked"], q_prev["asked"], count(q_now["asked"]),
+             change(q_now["asked"], q_prev["asked"])),
+        _kpi("first_reply", "Median first reply", med_now, med_prev, duration(med_now) if med_now is not None else "n/a",
+             (("+" if med_now >= med_prev else "−") + duration(abs(med_now - med_prev)))
+             if med_now is not None and med_prev is not None else "n/a"),
+    ]
+    body["charts"] = charts
+    body["lists"] = lists
+    return body
+
+
+def _q(query: tuple[str, list[Any]]) -> list[Any]:
+    return [query[0], *query[1]]
+
+
+async def mention_detail(pool: asyncpg.Pool, mention_id: uuid.UUID) -> dict[str, Any] | None:
+    """A stored mention with all of its enrichment (spans, confidences, model versions), its text
+    cut into highlighted pieces; None when no mention has this id."""
+    row = await pool.fetchrow(MENTION_DETAIL, mention_id)
+    if row is None:
+        return None
+    m = jsonable(row)
+    m["pieces"] = highlight(m["text"], mention_marks(m))
+    m["link"] = mention_link(m["mention_id"])
+    return m

@@ -1,0 +1,167 @@
+"""The dashboard's pure parts: SVG charts (well-formed, escaped, linked), humane formats, the period
+picked by default, drill-down links, highlighted spans, and the page's Content-Security-Policy."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from datetime import datetime, timedelta, timezone
+from urllib.parse import parse_qsl
+
+import pytest
+
+from earful.storage.api.dashboard import _hashes, _page
+from earful.storage.charts import Bar, Column, Line, Marker, Segment, hbars, lines, nice_max, stacked_columns
+from earful.storage.dashboard_views import (
+    change,
+    choose_watchlist,
+    compared_watchlists,
+    count,
+    duration,
+    highlight,
+    local,
+    mention_marks,
+    mentions_link,
+    pick_period,
+    point_change,
+    zone,
+)
+from earful.watchlists import WatchlistSet
+from earful.watchlists.model import WatchlistSpec
+
+UTC = timezone.utc
+SVG = "{http://www.w3.org/2000/svg}"
+HOSTILE = '</text><script>alert(1)</script>"\' & <b>x</b>\x00\x07\ufffe'
+
+
+def parse(svg: str) -> ET.Element:
+    root = ET.fromstring(svg)  # strict XML, as the page's DOMParser reads it
+    assert root.tag == SVG + "svg"
+    return root
+
+
+def test_stacked_columns_link_every_segment_and_scale_to_the_tallest() -> None:
+    cols = [Column(f"c{i}", [Segment("negative", i, "#f00", f"#mentions?i={i}&s=n", f"{i} negative"),
+                             Segment("positive", 2, "#0f0", f"#mentions?i={i}&s=p")]) for i in range(5)]
+    root = parse(stacked_columns(cols, title="t", legend=[("negative", "#f00")], markers=[Marker(2, "alert", href="#mentions?a=1")]))
+    bars = [a for a in root.iter(SVG + "a") if next(iter(a)).tag == SVG + "rect"]
+    assert len(bars) == 9  # the zero segment of column 0 is not drawn
+    assert {a.attrib["href"] for a in bars} >= {"#mentions?i=4&s=n", "#mentions?i=0&s=p"}
+    heights = {a.attrib["href"]: float(next(iter(a)).attrib["height"]) for a in bars}
+    assert heights["#mentions?i=4&s=n"] == pytest.approx(2 * heights["#mentions?i=0&s=p"])
+    assert len(root.findall(f".//{SVG}g[@class='marker']")) == 1
+    empty = parse(stacked_columns([Column("a", [Segment("x", 0, "#000")])], title="t"))
+    assert "no mentions in this period" in "".join(empty.itertext())
+
+
+def test_every_text_is_escaped_and_xml_safe() -> None:
+    svgs = [
+        stacked_columns([Column(HOSTILE, [Segment(HOSTILE, 3, HOSTILE, "#mentions?x=" + HOSTILE, HOSTILE)])], title=HOSTILE,
+                        legend=[(HOSTILE, "#000")], markers=[Marker(0, HOSTILE, href=HOSTILE)]),
+        lines([HOSTILE, "b"], [Line(HOSTILE, "#000", [0.5, 0.25], [HOSTILE, None], [HOSTILE, HOSTILE])], title=HOSTILE),
+        hbars([Bar(HOSTILE, 3, 1, HOSTILE, note=HOSTILE)], title=HOSTILE),
+    ]
+    for svg in svgs:
+        assert "<script" not in svg and "<b>" not in svg and "\x00" not in svg and "\ufffe" not in svg
+        root = parse(svg)
+        assert not list(root.iter("script")) and not list(root.iter(SVG + "script"))
+        assert "</text><script>alert(1)</script>" in "".join(root.itertext())  # shown as text
+
+
+def test_lines_skip_missing_points_and_emphasise_the_selected() -> None:
+    root = parse(lines(["a", "b", "c"], [Line("us", "#00f", [0.5, None, 0.6], ["#1", "#2", "#3"], emphasis=True),
+                                         Line("them", "#f00", [0.5, 1.0, 0.4])], title="share"))
+    points = root.findall(f".//{SVG}circle")
+    assert len(points) == 5 and {p.attrib["data-series"] for p in points} == {"us", "them"}
+    assert [p.attrib["r"] for p in points if p.attrib["data-series"] == "us"] == ["3.5", "3.5"]
+
+
+def test_hbars_show_the_previous_period_as_a_tick() -> None:
+    root = parse(hbars([Bar("twitter", 10, 20, "#mentions?source=twitter", note="−50 %"), Bar("news", 5)], title="Sources"))
+    groups = root.findall(f".//{SVG}g[@class='hbar']")
+    assert [g.attrib["data-label"] for g in groups] == ["twitter", "news"]
+    assert len(root.findall(f".//{SVG}line")) == 1 and "−50 %" in "".join(root.itertext())
+
+
+@pytest.mark.parametrize("value,top", [(0, 1), (1, 1), (3, 5), (7, 10), (12, 20), (2950, 5000), (50, 50)])
+def test_nice_max(value: float, top: float) -> None:
+    assert nice_max(value) == top
+
+
+@pytest.mark.parametrize("seconds,text", [(None, "n/a"), (0, "0 s"), (59.6, "1 min"), (45, "45 s"), (720, "12 min"),
+                                          (3600, "1 h"), (12000, "3 h 20 min"), (49230 * 60, "34 d 4 h"), (86400, "1 d")])
+def test_durations_are_humane(seconds: float | None, text: str) -> None:
+    assert duration(seconds) == text
+
+
+def test_changes_and_counts() -> None:
+    assert count(1234567) == "1,234,567"
+    assert [change(112, 100), change(95, 100), change(0, 0), change(5, 0), change(100, 100)] == \
+        ["+12 %", "−5 %", "±0 %", "new", "±0 %"]
+    assert [point_change(0.25, 0.2), point_change(0.1, 0.131), point_change(None, 0.1)] == ["+5 pp", "−3.1 pp", "n/a"]
+
+
+def test_local_time_names_its_zone() -> None:
+    t = datetime(2026, 11, 2, 7, 30, tzinfo=UTC)
+    assert local(t, zone("Europe/Paris"), with_zone=True) == "2 Nov 08:30 CET"
+    assert local(t, zone("America/New_York"), 86400) == "2 Nov"
+    assert local(t, zone(None), with_zone=True) == "2 Nov 07:30 UTC"
+    with pytest.raises(ValueError):
+        zone("Mars/Olympus")
+
+
+def test_the_default_period_ends_with_the_newest_data_not_now() -> None:
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    newest = datetime(2026, 11, 2, 7, 55, tzinfo=UTC)  # a month-old sample
+    day = pick_period("24h", None, newest, now)
+    assert (day.lo, day.hi, day.step) == (datetime(2026, 11, 1, 8, tzinfo=UTC), datetime(2026, 11, 2, 8, tzinfo=UTC), 3600)
+    assert day.prev_lo == datetime(2026, 10, 31, 8, tzinfo=UTC) and len(day.buckets()) == 24
+    assert pick_period("24h", None, None, now).hi == now  # no data: ends now
+    asked = pick_period("7d", datetime(2026, 11, 20, 1, tzinfo=UTC), newest, now)
+    assert asked.hi == datetime(2026, 11, 20, 6, tzinfo=UTC) and asked.hi - asked.lo == timedelta(days=7)
+    assert pick_period("30d", None, newest, now).hi == datetime(2026, 11, 3, tzinfo=UTC)
+
+
+def test_drill_down_links_carry_the_mentions_api_filters() -> None:
+    href = mentions_link(watchlist="acme-air", from_=datetime(2026, 11, 2, 7, tzinfo=UTC), to=None, sentiment="negative",
+                         entity="#Acme&Co")
+    assert href.startswith("#mentions?")
+    assert dict(parse_qsl(href.split("?", 1)[1])) == {"watchlist": "acme-air", "from": "2026-11-02T07:00:00Z",
+                                                      "sentiment": "negative", "entity": "#Acme&Co"}
+
+
+def test_highlight_cuts_text_at_every_span_and_keeps_it_whole() -> None:
+    text = "Worst flight ✈ ever @AcmeAir"
+    m = {"risks": [{"tag": "complaint", "start": 0, "end": 5}], "entities": [{"type": "mention", "start": 20, "end": 28}],
+         "matches": [{"watchlist_id": "acme-air", "start": 21, "end": 99}]}
+    pieces = highlight(text, [*mention_marks(m), (7, 3, "empty")])
+    assert "".join(p["text"] for p in pieces) == text
+    assert pieces[0] == {"text": "Worst", "marks": ["tag:complaint"]}
+    assert pieces[-1] == {"text": "AcmeAir", "marks": ["entity:mention", "match:acme-air"]}
+    assert highlight("", [(0, 3, "x")]) == []
+
+
+def _set(*specs: tuple[str, str]) -> WatchlistSet:
+    return WatchlistSet([WatchlistSpec.model_validate({"id": i, "name": i.title(), "kind": k, "terms": [i]}).to_watchlist()
+                         for i, k in specs])
+
+
+def test_which_watchlists_are_shown_and_compared() -> None:
+    wls = _set(("acme", "brand"), ("sky", "competitor"), ("topic", "topic"))
+    totals = [{"watchlist_id": w} for w in ("(none)", "topic", "sky", "acme", "old")]
+    assert choose_watchlist(None, totals, wls) == "acme"  # the most mentioned brand
+    assert choose_watchlist("sky", totals, wls) == "sky"
+    assert choose_watchlist(None, [{"watchlist_id": "old"}], WatchlistSet([])) == "old"
+    assert compared_watchlists("acme", totals, wls) == ["acme", "sky"]
+    assert compared_watchlists("topic", totals, wls) == ["topic", "sky", "acme"]
+    assert compared_watchlists("old", totals, WatchlistSet([])) == ["old", "topic", "sky", "acme"]
+
+
+def test_the_page_allows_only_its_own_inline_script_and_style() -> None:
+    html, headers = _page()
+    csp = headers["Content-Security-Policy"]
+    assert re.search(r"script-src 'sha256-[A-Za-z0-9+/=]+'; style-src 'sha256-", csp) and "unsafe" not in csp
+    assert _hashes("<p>no script</p>", "script") == "'none'"
+    assert "innerHTML" not in html and "outerHTML" not in html and "insertAdjacentHTML" not in html
+    assert "DOMParser" in html and "image/svg+xml" in html
+    assert headers["Referrer-Policy"] == "no-referrer"
