@@ -9,7 +9,16 @@ from datetime import datetime, timezone
 
 from earful.alerting.detection import Decision
 from earful.alerting.events import alert_record, dashboard_link, event_json
-from earful.alerting.explain import HOUR_MS, MAX_HOUR_TERMS, Evidence, Post, TermHistory, compact_number, post_of
+from earful.alerting.explain import (
+    HOUR_MS,
+    MAX_HOUR_TERMS,
+    MAX_OPEN_HOUR_TERMS,
+    Evidence,
+    Post,
+    TermHistory,
+    compact_number,
+    post_of,
+)
 from earful.alerting.terms import BrandTerms, brand_terms, distinctive, stop_words, terms_of
 from earful.watchlists import Watchlist
 from tests.support import example
@@ -116,6 +125,25 @@ def test_a_closed_hour_keeps_at_most_its_most_frequent_terms() -> None:
     h.add(1, ["t0"])
     h.add(2, ["x"])
     assert len(h.by_hour[1]) == MAX_HOUR_TERMS and h.by_hour[1]["t0"] == 3 and sum(h.total.values()) == h.total_count
+
+
+def test_the_open_hour_is_bounded_however_varied_the_text() -> None:
+    """A busy hour of varied text held every word and phrase until it closed (the service's memory
+    grew with it): past MAX_OPEN_HOUR_TERMS the open hour is trimmed to its frequent terms."""
+    h = TermHistory()
+    for i in range(MAX_OPEN_HOUR_TERMS + 10):
+        h.add(5, [f"rare{i}", "refund"])
+    assert len(h.by_hour[5]) <= MAX_OPEN_HOUR_TERMS and h.by_hour[5]["refund"] == MAX_OPEN_HOUR_TERMS + 10
+    assert h.total["refund"] == MAX_OPEN_HOUR_TERMS + 10 and sum(h.total.values()) == h.total_count
+
+
+def test_a_kept_post_is_small_and_shares_its_terms_with_the_others() -> None:
+    """Thousands of posts are kept per watchlist: no per-instance dict, one copy of each term."""
+    record = example("enriched_mention/v3/01_english_complaint")
+    a = post_of(record)
+    b = post_of({**record, "mention": {**record["mention"], "text": str(record["mention"]["text"]) + " again"}})
+    assert not hasattr(a, "__dict__")
+    assert a.terms and all(x is y for x, y in zip(a.terms, b.terms, strict=False))
 
 
 def test_evidence_keeps_each_post_once_bounded_in_time_and_number() -> None:

@@ -22,6 +22,7 @@ it saw before the restart.
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -36,6 +37,10 @@ TEXT_CHARS = 280
 MAX_IDS = 100  # mention ids kept per claim, tag or term
 HISTORY_HOURS = 24
 MAX_HOUR_TERMS = 20_000  # distinct terms kept of one closed hour (the most frequent)
+# The open hour is trimmed the same way whenever it passes this many distinct terms (a busy hour of
+# varied text would otherwise hold every word and phrase seen until it closes): a term seen once
+# before a trim and once after counts one, so close to the cap a rare term may be missed.
+MAX_OPEN_HOUR_TERMS = 4 * MAX_HOUR_TERMS
 MAX_PENDING = 20_000  # posts waiting to be written to PostgreSQL (older ones are not needed after a restart)
 LOW_CONFIDENCE = 0.6  # a sentiment label whose probability is below this is counted as unsure
 MIN_CAUSE_SHARE = 0.3  # share of the window's posts a tag needs to be the cause
@@ -59,9 +64,11 @@ def tag_kind(tag: str) -> str:
     return "risk" if tag in RISK_TAGS else ("intent" if tag in INTENT_TAGS else "other")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Post:
-    """What is kept of one enriched mention, for explanations."""
+    """What is kept of one enriched mention, for explanations. Thousands are kept per watchlist:
+    slots, and its repeated strings (terms, source, language) interned, so a post costs a few
+    hundred bytes and a full cache no more than a fraction of the service's memory."""
 
     mention_id: str
     source: str
@@ -92,8 +99,13 @@ class Post:
     def from_json(cls, d: dict[str, Any]) -> Post:
         return cls(mention_id=d["id"], source=d["src"], url=d.get("url"), author_handle=d.get("by"), reach=d.get("reach"),
                    text=d["text"], created_ms=int(d["at"]), lang=d.get("lang") or "und", sentiment=d.get("s") or "unknown",
-                   terms=tuple(d.get("terms") or ()), engagement=d.get("eng"), confidence=d.get("conf"),
+                   terms=_interned(d.get("terms") or ()), engagement=d.get("eng"), confidence=d.get("conf"),
                    negative=d.get("neg"), tags=tuple((str(t[0]), str(t[1])) for t in d.get("tags") or ()))
+
+
+def _interned(terms: Iterable[str]) -> tuple[str, ...]:
+    """One copy of each term however many posts and history hours hold it."""
+    return tuple(sys.intern(t) for t in terms)
 
 
 def post_of(record: dict[str, Any]) -> Post:
@@ -108,9 +120,9 @@ def post_of(record: dict[str, Any]) -> Post:
     lang = (record.get("language") or {}).get("code") or "und"
     eng = sum(int(engagement.get(k) or 0) for k in ("likes", "reposts", "replies")) if engagement else None
     return Post(
-        mention_id=m["mention_id"], source=m["source"], url=m.get("url"), author_handle=author.get("handle"),
+        mention_id=m["mention_id"], source=sys.intern(m["source"]), url=m.get("url"), author_handle=author.get("handle"),
         reach=author.get("followers"), text=m["text"][:TEXT_CHARS], created_ms=int(m["created_at"].timestamp() * 1000),
-        lang=lang, sentiment=str(label), terms=terms_of(m["text"], lang), engagement=eng,
+        lang=sys.intern(lang), sentiment=sys.intern(str(label)), terms=_interned(terms_of(m["text"], lang)), engagement=eng,
         confidence=None if confidence is None else float(confidence),
         negative=float(probabilities["negative"]) if "negative" in probabilities else None,
         tags=tuple((str(r["tag"]), str(r.get("evidence") or "")) for r in record.get("risks") or ()),
@@ -138,13 +150,15 @@ class TermHistory:
         """Count one post's terms (or, restoring, an hour's counts) into `hour`."""
         if self.newest is not None and hour <= self.newest - self.hours:
             return  # older than the history keeps
-        counts = Counter(terms) if not isinstance(terms, Counter) else terms
+        counts = Counter(terms) if not isinstance(terms, Counter) else Counter({sys.intern(t): n for t, n in terms.items()})
         bucket = self.by_hour.setdefault(hour, Counter())
         bucket.update(counts)
         self.posts_by_hour[hour] = self.posts_by_hour.get(hour, 0) + posts
         self.total.update(counts)
         self.total_count += sum(counts.values())
         self.posts += posts
+        if len(bucket) > MAX_OPEN_HOUR_TERMS:
+            self._compact(hour, MAX_OPEN_HOUR_TERMS // 2)
         if pending:
             n, d = self.delta.get(hour, (0, Counter()))
             d.update(counts)
@@ -162,14 +176,15 @@ class TermHistory:
             self._drop(hour, self.by_hour.pop(hour))
             self.posts -= self.posts_by_hour.pop(hour, 0)
 
-    def _compact(self, hour: int) -> None:
-        """A closed hour keeps terms seen in two posts or more, at most MAX_HOUR_TERMS of them."""
+    def _compact(self, hour: int, limit: int = MAX_HOUR_TERMS) -> None:
+        """A closed hour keeps terms seen in two posts or more, at most `limit` of them (the most
+        frequent); an open hour grown past MAX_OPEN_HOUR_TERMS is trimmed alike."""
         bucket = self.by_hour.get(hour)
         if not bucket:
             return
         dropped = Counter({t: n for t, n in bucket.items() if n < 2})
-        if len(bucket) - len(dropped) > MAX_HOUR_TERMS:
-            kept = dict(Counter({t: n for t, n in bucket.items() if n >= 2}).most_common(MAX_HOUR_TERMS))
+        if len(bucket) - len(dropped) > limit:
+            kept = dict(Counter({t: n for t, n in bucket.items() if n >= 2}).most_common(limit))
             dropped = Counter({t: n for t, n in bucket.items() if t not in kept})
         for t in dropped:
             del bucket[t]

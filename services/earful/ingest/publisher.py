@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import time
+from array import array
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -68,39 +70,90 @@ def observation_key(record: dict[str, Any]) -> bytes:
 
 
 class Dedup:
-    """A size- and time-bounded memory of recently produced observations (oldest forgotten first)."""
+    """A size- and time-bounded memory of recently produced observations.
+
+    A key is remembered for `ttl_s` after its latest delivery, and forgotten earlier once
+    `max_entries` newer keys arrived after its first (oldest first). The memory is one fixed
+    table allocated at start (open addressing over the 128-bit keys, about 40 bytes a key): it does
+    not grow as it fills, and a long-running ingest's memory stays flat.
+    """
 
     def __init__(self, max_entries: int, ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.max_entries = max_entries
         self.ttl_s = ttl_s
         self._clock = clock
-        self._seen: dict[bytes, float] = {}  # insertion order = age order
+        n = max(1, max_entries)
+        size = 1 << max(4, (2 * n - 1).bit_length())  # at least twice the entries: probes stay short
+        self._mask = size - 1
+        self._slots = array("q", [-1]) * size  # table slot → ring position of its key; -1: empty
+        self._hi = array("Q", [0]) * n  # the ring of keys in arrival order (first 8 and last 8 bytes)
+        self._lo = array("Q", [0]) * n
+        self._at = array("d", [-math.inf]) * n  # each key's latest delivery; -inf: the position is free
+        self._next = 0  # the ring position the next new key takes (the oldest key's, once full)
+        self._live = 0
 
     def __len__(self) -> int:
-        return len(self._seen)
+        return self._live
 
     def __contains__(self, key: bytes) -> bool:
-        at = self._seen.get(key)
-        return at is not None and self._clock() - at < self.ttl_s
+        pos = self._find(key)
+        return pos >= 0 and self._clock() - self._at[pos] < self.ttl_s
 
     def add(self, keys: Iterable[bytes]) -> None:
         if self.max_entries == 0:
             return
         now = self._clock()
         for key in keys:
-            self._seen.pop(key, None)
-            self._seen[key] = now
-        self._evict(now)
-        DEDUP_SIZE.set(len(self._seen))
+            pos = self._find(key)
+            if pos >= 0:
+                self._at[pos] = now
+                continue
+            pos = self._next
+            if self._at[pos] != -math.inf:  # full: the oldest key goes
+                self._remove(self._hi[pos], self._lo[pos])
+            hi, lo = int.from_bytes(key[:8], "big"), int.from_bytes(key[8:16], "big")
+            self._hi[pos], self._lo[pos], self._at[pos] = hi, lo, now
+            i = lo & self._mask
+            while self._slots[i] != -1:
+                i = (i + 1) & self._mask
+            self._slots[i] = pos
+            self._live += 1
+            self._next = (pos + 1) % len(self._at)
+        DEDUP_SIZE.set(self._live)
 
-    def _evict(self, now: float) -> None:
-        seen = self._seen
-        while seen:
-            oldest = next(iter(seen))
-            if len(seen) > self.max_entries or now - seen[oldest] >= self.ttl_s:
-                del seen[oldest]
-            else:
+    def _find(self, key: bytes) -> int:
+        """The ring position of `key`, or -1."""
+        if self.max_entries == 0:
+            return -1
+        hi, lo = int.from_bytes(key[:8], "big"), int.from_bytes(key[8:16], "big")
+        i = lo & self._mask
+        while (pos := self._slots[i]) != -1:
+            if self._lo[pos] == lo and self._hi[pos] == hi:
+                return pos
+            i = (i + 1) & self._mask
+        return -1
+
+    def _remove(self, hi: int, lo: int) -> None:
+        """Take a key out of the table, shifting the keys probed past it back (no tombstones)."""
+        mask, slots = self._mask, self._slots
+        i = lo & mask
+        while (pos := slots[i]) != -1 and not (self._lo[pos] == lo and self._hi[pos] == hi):
+            i = (i + 1) & mask
+        if pos == -1:
+            return
+        j = i
+        while True:
+            j = (j + 1) & mask
+            pos = slots[j]
+            if pos == -1:
                 break
+            home = self._lo[pos] & mask
+            # the key at j may move to the hole at i unless its home lies cyclically in (i, j]
+            if (i < j and not i < home <= j) or (i > j and j < home <= i):
+                slots[i] = pos
+                i = j
+        slots[i] = -1
+        self._live -= 1
 
 
 @dataclass
