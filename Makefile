@@ -45,9 +45,9 @@ $(STAMP): pyproject.toml dev/pyproject.toml $(LOCKS) $(MODEL_WHEELS)
 install: $(STAMP)
 
 # Debian packages the tests run for real (prometheus-alertmanager: the alertmanager receiver's test;
-# chromium: the dashboard's browser tests).
+# chromium: the dashboard's browser tests; kcat: a stock client reading the topics).
 # Installed with apt-get when missing (as root, no prompt); `apt-get update` only when that fails.
-SYSTEM_PACKAGES := prometheus-alertmanager chromium
+SYSTEM_PACKAGES := prometheus-alertmanager chromium kcat
 APT_GET := DEBIAN_FRONTEND=noninteractive apt-get -q -y -o Dpkg::Use-Pty=0
 install-system:
 	@missing=$$(for p in $(SYSTEM_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \

@@ -1,6 +1,7 @@
 """`earful run` and `earful demo`: the whole pipeline on this machine with the sample crisis.
 
-Starts the local broker, finds (or starts) PostgreSQL, starts a webhook receiver and the four
+Starts the local broker, a schema registry (so the topics carry the Confluent wire format that
+stock consumers decode), finds (or starts) PostgreSQL, starts a webhook receiver and the four
 services as separate processes, replays the bundled sample stream, and waits until the crisis
 alert reached the receiver and every sent mention is in PostgreSQL. `demo` then stops everything
 and prints one JSON summary line last; `run` keeps the stack up until Ctrl-C.
@@ -30,6 +31,7 @@ from earful_dev.sample.generator import read_meta, read_stream
 from earful_dev.stack.broker import LocalBroker, free_port
 from earful_dev.stack.postgres import PostgresHandle, find_postgres
 from earful_dev.stack.processes import Pipeline, StackError
+from earful_dev.stack.registry import LocalRegistry
 
 DEFAULT_SPEED = 600.0  # 8 h of sample history in ~48 s
 
@@ -118,7 +120,10 @@ async def _run(settings: Settings, headless: bool, speed: float, work_dir: Path,
     pg = None
     pipeline: Pipeline | None = None
     server: HttpServer | None = None
+    registry: LocalRegistry | None = None
     try:
+        registry = LocalRegistry.start()
+        say(f"  registry    schema registry (Confluent API, in memory) on {registry.url}")
         pg = await find_postgres("earful", os.environ.get("EARFUL_DATABASE_URL"), work_dir / "postgres", log=lambda m: say(f"  postgres    {m}"))
         await _fresh_alert_state(pg.url)
         receiver = WebhookReceiver(out=log_dir / "alerts.jsonl", echo=False)
@@ -134,6 +139,7 @@ async def _run(settings: Settings, headless: bool, speed: float, work_dir: Path,
             "EARFUL_LOG_FORMAT": "json",
             "EARFUL_LOG_LEVEL": settings.log_level,
             "EARFUL_SCHEMA_DIR": str(settings.schema_dir),
+            "EARFUL_SCHEMA_REGISTRY_URL": registry.url,  # Confluent framing: stock tools decode the topics
         })
         await create_topics(Settings(kafka_bootstrap=broker.bootstrap, schema_dir=settings.schema_dir))
         pipeline = Pipeline(env, log_dir)
@@ -146,6 +152,8 @@ async def _run(settings: Settings, headless: bool, speed: float, work_dir: Path,
         say(f"  dashboard   {pipeline['storage'].url}/   (query API docs: {pipeline['storage'].url}/docs)")
         say(f"  ingest API  {pipeline['ingest'].url}/v1/mentions   (docs: {pipeline['ingest'].url}/docs)")
         say(f"  webhooks    http://127.0.0.1:{receiver_port}/alerts -> {log_dir / 'alerts.jsonl'}")
+        say(f"  topics      Avro in the Confluent wire format; registry {registry.url}, e.g."
+            f" kcat -b {broker.bootstrap} -C -t earful.mentions.enriched.v1 -o beginning -e -J -s value=avro -r {registry.url}")
 
         crisis_start = crisis["start"] if crisis else None
         first_crisis_accepted: list[float] = []
@@ -204,13 +212,14 @@ async def _run(settings: Settings, headless: bool, speed: float, work_dir: Path,
             await asyncio.Event().wait()  # until a signal cancels the run
         return summary
     finally:
-        await _stop_stack(pipeline, server, broker, pg)
+        await _stop_stack(pipeline, server, broker, pg, registry)
 
 
 async def _stop_stack(pipeline: Pipeline | None, server: HttpServer | None, broker: LocalBroker,
-                      pg: PostgresHandle | None) -> None:
-    """Stop what `_run` started: the services (in order), the receiver, the broker, PostgreSQL. Each
-    is stopped even when stopping another failed, and further signals only say it is under way."""
+                      pg: PostgresHandle | None, registry: LocalRegistry | None = None) -> None:
+    """Stop what `_run` started: the services (in order), the receiver, the registry, the broker,
+    PostgreSQL. Each is stopped even when stopping another failed, and further signals only say it
+    is under way."""
     loop = asyncio.get_running_loop()
     for sig in STOP_SIGNALS:  # a second Ctrl-C must not abandon the clean-up
         loop.add_signal_handler(sig, lambda: say("still stopping the local stack..."))
@@ -219,6 +228,8 @@ async def _stop_stack(pipeline: Pipeline | None, server: HttpServer | None, brok
         if pg is not None:
             stopping.push_async_callback(pg.stop)
         stopping.callback(broker.stop)
+        if registry is not None:
+            stopping.callback(registry.stop)
         if server is not None:
             stopping.push_async_callback(server.stop)
         if pipeline is not None:
