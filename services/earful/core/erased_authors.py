@@ -26,12 +26,13 @@ from datetime import datetime
 from typing import Any
 
 import mode
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
 from earful.core.codec import AvroCodec
 from earful.core.errors import BrokerError, CodecError
+from earful.core.kafka import topic_partitions
 from earful.core.kafka_security import client_kwargs, start_client
 from earful.core.metrics import ERRORS
 from earful.core.retry import Backoff, retry
@@ -113,9 +114,9 @@ class ErasedAuthors:
         )
         await start_client(consumer, self.settings, f"the {self.service} erasure consumer")
         self._consumer = consumer
-        deadline = time.monotonic() + timeout_s
+        deadline = time.monotonic() + timeout_s  # the whole load, the wait for the topic included
         try:
-            partitions = await self._partitions(consumer, deadline)
+            partitions = await topic_partitions(consumer, ERASURES, timeout_s)
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             ends = await consumer.end_offsets(partitions)
@@ -151,16 +152,6 @@ class ErasedAuthors:
         if self._consumer is not None:
             await self._consumer.stop()
             self._consumer = None
-
-    async def _partitions(self, consumer: AIOKafkaConsumer, deadline: float) -> list[TopicPartition]:
-        while True:
-            await consumer.topics()  # all-topics metadata: never auto-creates the topic
-            found = consumer.partitions_for_topic(ERASURES)
-            if found:
-                return [TopicPartition(ERASURES, p) for p in sorted(found)]
-            if time.monotonic() > deadline:
-                raise BrokerError(f"topic {ERASURES} does not exist (run `earful topics create`)")
-            await asyncio.sleep(0.2)
 
     async def _follow(self) -> None:
         """Apply records as they come; read failures are retried with backoff."""

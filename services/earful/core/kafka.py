@@ -160,6 +160,20 @@ class LagReporter:
         self._reported = current
 
 
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str, timeout_s: float) -> list[TopicPartition]:
+    """The partitions of `topic`, waiting up to `timeout_s` for it to exist. Asks for all topics'
+    metadata, which never auto-creates one; a BrokerError naming the topic if it does not appear."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        await consumer.topics()
+        found = consumer.partitions_for_topic(topic)
+        if found:
+            return [TopicPartition(topic, p) for p in sorted(found)]
+        if time.monotonic() > deadline:
+            raise BrokerError(f"topic {topic} does not exist (run `earful topics create`)")
+        await asyncio.sleep(0.2)
+
+
 def millis_now() -> int:
     return int(time.time() * 1000)
 

@@ -25,13 +25,13 @@ from datetime import datetime
 from typing import Any
 
 import mode
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
 from earful.core.codec import AvroCodec
 from earful.core.errors import BrokerError, CodecError, ConfigError, ValidationError
-from earful.core.kafka import Codecs
+from earful.core.kafka import Codecs, topic_partitions
 from earful.core.kafka_security import client_kwargs
 from earful.core.metrics import ERRORS
 from earful.core.retry import Backoff, retry
@@ -151,7 +151,7 @@ class WatchlistStore:
         self._consumer = consumer
         try:
             await consumer.start()
-            partitions = await self._partitions(consumer, timeout_s)
+            partitions = await topic_partitions(consumer, WATCHLISTS, timeout_s)
             consumer.assign(partitions)
             await consumer.seek_to_beginning(*partitions)
             ends = await consumer.end_offsets(partitions)
@@ -212,17 +212,6 @@ class WatchlistStore:
                 except TimeoutError:
                     return False
         return True
-
-    async def _partitions(self, consumer: AIOKafkaConsumer, timeout_s: float) -> list[TopicPartition]:
-        deadline = time.monotonic() + timeout_s
-        while True:
-            await consumer.topics()  # all-topics metadata: never auto-creates the topic
-            found = consumer.partitions_for_topic(WATCHLISTS)
-            if found:
-                return [TopicPartition(WATCHLISTS, p) for p in sorted(found)]
-            if time.monotonic() > deadline:
-                raise BrokerError(f"topic {WATCHLISTS} does not exist (run `earful topics create`)")
-            await asyncio.sleep(0.2)
 
     async def _follow(self) -> None:
         """Apply the topic's records as they come until stopped; read failures are retried with backoff."""
