@@ -43,7 +43,10 @@ async def test_posts_and_history_seen_before_a_restart_explain_an_alert_after_it
                 "EARFUL_DATABASE_URL": pg_url})
     c = codecs(settings).for_topic(ENRICHED)
     start = datetime.now(timezone.utc) - timedelta(minutes=15)
-    spike_at = start + timedelta(seconds=20 * 40 + 5)
+    # The crisis in one 10-second bucket (the default): one second after a bucket's start, so the
+    # precursors and the spike (4.1 s in all) are never split by a boundary and judged apart.
+    spike_at = datetime.fromtimestamp((int((start + timedelta(seconds=20 * 40 + 5)).timestamp()) // 10) * 10 + 1,
+                                      timezone.utc)
 
     def mention(sid: str, at: datetime, text: str, sentiment: str = "neutral", legal: bool = False,
                 handle: str = "someone", followers: int = 10) -> tuple[bytes, bytes]:

@@ -314,17 +314,19 @@ def test_observation_key_separates_updates_from_redeliveries() -> None:
 
 
 def test_dedup_is_bounded_by_size_and_time() -> None:
+    """Keys from the push payload are 16-byte digests; short ones stand in for them here."""
     now = [0.0]
     d = Dedup(3, ttl_s=10, clock=lambda: now[0])
     d.add([b"a", b"b", b"c", b"d"])
     assert len(d) == 3 and b"a" not in d and b"d" in d
-    d.add([b"b"])  # seen again: becomes the newest
-    d.add([b"e"])
-    assert b"c" not in d and b"b" in d
+    now[0] = 5.0
+    d.add([b"b"])  # seen again: remembered 10 s from now, but it keeps its place in line
+    d.add([b"e"])  # full: the first to arrive (b) goes
+    assert b"b" not in d and b"c" in d and b"e" in d
     now[0] = 10.0
+    assert b"c" not in d and b"d" not in d and b"e" in d  # c and d came at 0, e at 5
+    now[0] = 15.0
     assert b"e" not in d
-    d.add([b"f"])
-    assert len(d) == 1
     off = Dedup(0, 10)
     off.add([b"a"])
     assert b"a" not in off
