@@ -32,10 +32,10 @@ from prometheus_client import Counter, Gauge
 
 from earful.core.codec import AvroCodec
 from earful.core.errors import BrokerError, CodecError
-from earful.core.kafka import topic_partitions
+from earful.core.kafka import note_progress, read_followed, stop_following, topic_partitions
 from earful.core.kafka_security import client_kwargs, start_client
 from earful.core.metrics import ERRORS
-from earful.core.retry import Backoff, retry
+from earful.core.retry import Backoff
 from earful.core.settings import Settings
 from earful.core.topics import ERASURES
 
@@ -142,37 +142,18 @@ class ErasedAuthors:
         log.info("erasures loaded", extra={"service": self.service, "identities": len(self._until)})
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+        await stop_following(self._task, self._consumer)
+        self._task, self._consumer = None, None
 
     async def _follow(self) -> None:
         """Apply records as they come; read failures are retried with backoff."""
         consumer = self._consumer
         assert consumer is not None
         backoff = Backoff(1.0, 10.0)
-
-        def read_failed(exc: BaseException, delay: float) -> None:
-            ERRORS.labels(self.service, BrokerError.kind).inc()
-            log.warning("reading %s failed; retrying", ERASURES,
-                        extra={"service": self.service, "error": str(exc), "attempt": backoff.attempt})
-
         while True:
-            batches = await retry(lambda: consumer.getmany(timeout_ms=1000), retry_on=(KafkaError,),
-                                  backoff=backoff, on_retry=read_failed)
-            records = [msg for msgs in batches.values() for msg in msgs]
+            records = await read_followed(consumer, ERASURES, self.service, backoff)
             self.apply(records)
-            async with self._progress:
-                for msg in records:
-                    self._next[msg.partition] = max(self._next.get(msg.partition, 0), msg.offset + 1)
-                self._progress.notify_all()
+            await note_progress(self._progress, self._next, records)
 
     def apply(self, records: list[Any]) -> None:
         """Remember each erasure's hashes with the latest `erased_before` seen for them. A null

@@ -16,6 +16,7 @@ runs against Apache Kafka, Redpanda or the local Tansu broker. Notes on the tuni
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import tempfile
 import time
@@ -26,7 +27,7 @@ from typing import Any, Protocol, cast
 
 import faust
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import IllegalStateError
+from aiokafka.errors import IllegalStateError, KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from faust.sensors import prometheus as faust_prometheus
 from faust.sensors.prometheus import setup_prometheus_sensors
@@ -37,6 +38,7 @@ from earful.core.codec import AvroCodec, HttpSchemaRegistry, SchemaRegistry, Sch
 from earful.core.errors import BrokerError, EarfulError
 from earful.core.kafka_security import client_kwargs, faust_credentials, start_client
 from earful.core.metrics import CONSUMER_LAG, DEAD_LETTERS, ERRORS
+from earful.core.retry import Backoff, retry
 from earful.core.settings import Settings
 from earful.core.topics import DLQ, load_topics
 
@@ -172,6 +174,38 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str, timeout_s: fl
         if time.monotonic() > deadline:
             raise BrokerError(f"topic {topic} does not exist (run `earful topics create`)")
         await asyncio.sleep(0.2)
+
+
+async def read_followed(consumer: AIOKafkaConsumer, topic: str, service: str, backoff: Backoff) -> list[Any]:
+    """The next records of a topic a service follows from its start (waits at most a second); a
+    failed read is counted, logged and retried with `backoff`."""
+
+    def read_failed(exc: BaseException, delay: float) -> None:
+        ERRORS.labels(service, BrokerError.kind).inc()
+        log.warning("reading %s failed; retrying", topic,
+                    extra={"service": service, "error": str(exc), "attempt": backoff.attempt})
+
+    batches = await retry(lambda: consumer.getmany(timeout_ms=1000), retry_on=(KafkaError,),
+                          backoff=backoff, on_retry=read_failed)
+    return [msg for msgs in batches.values() for msg in msgs]
+
+
+async def note_progress(progress: asyncio.Condition, next_offsets: dict[int, int], records: list[Any]) -> None:
+    """Advance each partition's next offset past `records` and wake whoever waits on `progress`."""
+    async with progress:
+        for msg in records:
+            next_offsets[msg.partition] = max(next_offsets.get(msg.partition, 0), msg.offset + 1)
+        progress.notify_all()
+
+
+async def stop_following(task: asyncio.Task[None] | None, consumer: AIOKafkaConsumer | None) -> None:
+    """Cancel a follower's read loop and stop its consumer (either may be missing)."""
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    if consumer is not None:
+        await consumer.stop()
 
 
 def millis_now() -> int:

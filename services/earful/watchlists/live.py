@@ -31,10 +31,10 @@ from prometheus_client import Counter, Gauge
 
 from earful.core.codec import AvroCodec
 from earful.core.errors import BrokerError, CodecError, ConfigError, ValidationError
-from earful.core.kafka import Codecs, topic_partitions
+from earful.core.kafka import Codecs, note_progress, read_followed, stop_following, topic_partitions
 from earful.core.kafka_security import client_kwargs
 from earful.core.metrics import ERRORS
-from earful.core.retry import Backoff, retry
+from earful.core.retry import Backoff
 from earful.core.settings import Settings
 from earful.core.topics import WATCHLISTS
 from earful.watchlists.files import load_partial
@@ -181,16 +181,8 @@ class WatchlistStore:
 
     async def stop(self) -> None:
         self._stopping = True
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
-        if self._consumer is not None:
-            await self._consumer.stop()
-            self._consumer = None
+        await stop_following(self._task, self._consumer)
+        self._task, self._consumer = None, None
 
     async def check(self) -> None:
         """Readiness: the store has read the topic to its end and is following it."""
@@ -218,21 +210,10 @@ class WatchlistStore:
         consumer = self._consumer
         assert consumer is not None
         backoff = Backoff(1.0, 10.0)
-
-        def read_failed(exc: BaseException, delay: float) -> None:
-            ERRORS.labels(self.service, BrokerError.kind).inc()
-            log.warning("reading %s failed; retrying", WATCHLISTS,
-                        extra={"service": self.service, "error": str(exc), "attempt": backoff.attempt})
-
         while not self._stopping:
-            batches = await retry(lambda: consumer.getmany(timeout_ms=1000), retry_on=(KafkaError,),
-                                  backoff=backoff, on_retry=read_failed)
-            records = [msg for msgs in batches.values() for msg in msgs]
+            records = await read_followed(consumer, WATCHLISTS, self.service, backoff)
             changes = self.apply(records) if records else []
-            async with self._progress:
-                for msg in records:
-                    self._next[msg.partition] = max(self._next.get(msg.partition, 0), msg.offset + 1)
-                self._progress.notify_all()
+            await note_progress(self._progress, self._next, records)
             if changes:
                 await self._notify(changes)
 
