@@ -15,7 +15,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timezone
 from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -27,7 +27,7 @@ from earful.core.errors import ValidationError
 from earful.watchlists.query import CompiledQuery, QueryError, compile_query
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
-Kind = Literal["brand", "competitor", "campaign", "executive", "product", "topic"]
+Kind = Literal["brand", "competitor", "campaign", "executive", "product", "topic", "staff"]
 Rule = Literal["volume_spike", "negative_surge", "risk_mention", "viral_post", "unanswered_question", "volume_drop"]
 Severity = Literal["info", "warning", "critical"]
 KINDS: tuple[str, ...] = get_args(Kind)
@@ -60,6 +60,47 @@ class AlertRule:
     quiet_hours: QuietHours | None = None
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True)
+class BusinessHours:
+    """When the care team answers: daily ranges per weekday in a time zone, minus holidays.
+
+    `days` maps a weekday (mon..sun) to its (start, end) HH:MM ranges; a day not listed is closed.
+    """
+
+    timezone: str = "UTC"
+    days: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
+    holidays: tuple[str, ...] = ()  # ISO dates (local), closed all day
+
+
+@dataclass(frozen=True)
+class Care:
+    """How a watchlist's customer questions are answered: SLA clock hours and when to warn."""
+
+    business_hours: BusinessHours | None = None  # None: the SLA runs around the clock
+    warn_at: float = 0.75  # share of the SLA after which an open case gets a warning
+
+
+@dataclass(frozen=True)
+class Kpis:
+    """Targets a watchlist is judged against (None: no target for that figure)."""
+
+    net_sentiment: float | None = None  # (positive - negative) / all, in -1..1
+    share_of_voice: float | None = None  # 0..1 against the compared brands and competitors
+    first_response_s: int | None = None  # median seconds to a first reply
+    answered_within_sla: float | None = None  # 0..1 share of questions answered within the SLA
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A campaign's launch and optional end (UTC); its lift is judged against the period before launch."""
+
+    launch_at: datetime
+    ends_at: datetime | None = None
+
+
 def terms_query(terms: tuple[str, ...] | list[str]) -> str:
     """The query a plain list of terms stands for: any of them (phrases quoted, tags as written)."""
     out = []
@@ -90,6 +131,9 @@ class Watchlist:
     response_sla_s: int | None = None
     labels: dict[str, str] = field(default_factory=dict)
     alert_rules: tuple[AlertRule, ...] = ()
+    care: Care | None = None
+    kpis: Kpis | None = None
+    campaign: Campaign | None = None
 
     def __post_init__(self) -> None:
         if self.query is None:
@@ -135,6 +179,15 @@ def _clock(value: Any) -> Any:
 Clock = Annotated[str, BeforeValidator(_clock)]
 
 
+def _known_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise PydanticCustomError("timezone", "unknown time zone {zone} (use an IANA name like Europe/Berlin)",
+                                  {"zone": repr(value)}) from exc
+    return value
+
+
 class QuietHoursSpec(BaseModel):
     """A daily time range in a time zone."""
 
@@ -146,12 +199,7 @@ class QuietHoursSpec(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise PydanticCustomError("timezone", "unknown time zone {zone} (use an IANA name like Europe/Berlin)",
-                                      {"zone": repr(value)}) from exc
-        return value
+        return _known_zone(value)
 
 
 class AlertRuleSpec(BaseModel):
@@ -177,6 +225,99 @@ class AlertRuleSpec(BaseModel):
         return value
 
 
+_RANGE = re.compile(r"^([01]\d|2[0-3]):[0-5]\d-(([01]\d|2[0-3]):[0-5]\d|24:00)$")
+
+
+class BusinessHoursSpec(BaseModel):
+    """Opening hours per weekday, e.g. {timezone: Europe/London, days: {mon-fri: "09:00-17:30"}}."""
+
+    model_config = ConfigDict(extra="forbid")
+    timezone: str = Field("UTC", description="IANA time zone name, e.g. Europe/Berlin.")
+    days: dict[str, str | list[str]] = Field(
+        description="Weekday (mon..sun) or range (mon-fri) to HH:MM-HH:MM ranges (a string or a list);"
+                    " days not named are closed.")
+    holidays: list[date] = Field(default_factory=list, description="Local dates closed all day (YYYY-MM-DD).")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return _known_zone(value)
+
+    @field_validator("days")
+    @classmethod
+    def _days(cls, value: dict[str, str | list[str]]) -> dict[str, str | list[str]]:
+        if not value:
+            raise PydanticCustomError("business_hours", "needs at least one open day", {})
+        for key, ranges in value.items():
+            _weekdays(key)
+            for item in [ranges] if isinstance(ranges, str) else ranges:
+                m = _RANGE.match(str(item))
+                if not m or str(item)[6:] <= str(item)[:5]:
+                    raise PydanticCustomError(
+                        "business_hours", "{key}: {item} is not an HH:MM-HH:MM range ending after it starts",
+                        {"key": key, "item": repr(item)})
+        return value
+
+    def to_business_hours(self) -> BusinessHours:
+        days: dict[str, list[tuple[str, str]]] = {}
+        for key, ranges in self.days.items():
+            for day in _weekdays(key):
+                for item in [ranges] if isinstance(ranges, str) else ranges:
+                    days.setdefault(day, []).append((item[:5], item[6:]))
+        return BusinessHours(self.timezone, {d: tuple(sorted(days[d])) for d in WEEKDAYS if d in days},
+                             tuple(sorted(d.isoformat() for d in self.holidays)))
+
+
+def _weekdays(key: str) -> list[str]:
+    """mon -> [mon]; mon-fri -> [mon, tue, wed, thu, fri]; unknown names are a validation error."""
+    first, _, last = key.strip().lower().partition("-")
+    if first not in WEEKDAYS or (last and last not in WEEKDAYS):
+        raise PydanticCustomError("business_hours", "{key} is not a weekday or range of weekdays (mon..sun, mon-fri)",
+                                  {"key": repr(key)})
+    i, j = WEEKDAYS.index(first), WEEKDAYS.index(last or first)
+    return [WEEKDAYS[k % 7] for k in range(i, (j if j >= i else j + 7) + 1)]
+
+
+class CareSpec(BaseModel):
+    """How customer questions are answered: business hours for the SLA clock, and when to warn."""
+
+    model_config = ConfigDict(extra="forbid")
+    business_hours: BusinessHoursSpec | None = Field(None, description="The SLA clock runs only in these hours;"
+                                                     " unset: around the clock.")
+    warn_at: float = Field(0.75, gt=0, lt=1, description="Share of the SLA after which an open case gets a warning.")
+
+
+class KpiSpec(BaseModel):
+    """Targets shown on the dashboard and in reports."""
+
+    model_config = ConfigDict(extra="forbid")
+    net_sentiment: float | None = Field(None, ge=-1, le=1, description="(positive - negative) / all mentions.")
+    share_of_voice: float | None = Field(None, ge=0, le=1, description="Share of voice against compared watchlists.")
+    first_response_s: int | None = Field(None, gt=0, description="Median seconds to a first reply.")
+    answered_within_sla: float | None = Field(None, ge=0, le=1, description="Share of questions answered within SLA.")
+
+
+class CampaignSpec(BaseModel):
+    """A campaign's launch and optional end."""
+
+    model_config = ConfigDict(extra="forbid")
+    launch_at: datetime = Field(description="Launch time, ISO 8601 with a zone (e.g. 2026-11-02T09:00:00Z).")
+    ends_at: datetime | None = Field(None, description="End time; unset: still running.")
+
+    @field_validator("launch_at", "ends_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise PydanticCustomError("campaign", "give a time zone (e.g. 2026-11-02T09:00:00Z)", {})
+        return value.astimezone(timezone.utc) if value is not None else None
+
+    @model_validator(mode="after")
+    def _order(self) -> CampaignSpec:
+        if self.ends_at is not None and self.ends_at <= self.launch_at:
+            raise PydanticCustomError("campaign", "ends_at must be after launch_at", {})
+        return self
+
+
 class WatchlistSpec(BaseModel):
     """A watchlist as written in a YAML file or sent to the API (`query`, or `terms` as a shorthand)."""
 
@@ -195,6 +336,9 @@ class WatchlistSpec(BaseModel):
     response_sla_s: int | None = Field(None, gt=0, description="Seconds within which questions should get a reply.")
     labels: dict[str, LabelValue] = Field(default_factory=dict, description="Free labels, copied onto alerts.")
     alert_rules: list[AlertRuleSpec] = Field(default_factory=list, description="Alert rules; empty: the defaults.")
+    care: CareSpec | None = Field(None, description="Customer care: business hours of the SLA clock, warning share.")
+    kpis: KpiSpec | None = Field(None, description="Targets for the dashboard and reports.")
+    campaign: CampaignSpec | None = Field(None, description="Launch and end of a campaign (kind campaign only).")
 
     @field_validator("handles")
     @classmethod
@@ -234,6 +378,8 @@ class WatchlistSpec(BaseModel):
             raise PydanticCustomError("query", "give either query or terms, not both", {})
         if self.query is None and self.terms is None:
             raise PydanticCustomError("query", "needs a query (or a list of terms) saying what to listen for", {})
+        if self.campaign is not None and self.kind != "campaign":
+            raise PydanticCustomError("campaign", "campaign: only a watchlist of kind campaign has a launch", {})
         query = self.query if self.query is not None else terms_query(self.terms or [])
         try:
             compile_query(query)
@@ -248,8 +394,15 @@ class WatchlistSpec(BaseModel):
                       QuietHours(r.quiet_hours.start, r.quiet_hours.end, r.quiet_hours.timezone) if r.quiet_hours else None)
             for r in self.alert_rules
         )
+        care = None
+        if self.care is not None:
+            hours = self.care.business_hours.to_business_hours() if self.care.business_hours else None
+            care = Care(hours, self.care.warn_at)
+        kpis = Kpis(**self.kpis.model_dump()) if self.kpis is not None else None
+        campaign = Campaign(self.campaign.launch_at, self.campaign.ends_at) if self.campaign is not None else None
         return Watchlist(self.id, self.name or self.id, self.kind, tuple(self.terms or ()), tuple(self.handles),
-                         self.owner_team, self.query, self.response_sla_s, dict(self.labels), rules)
+                         self.owner_team, self.query, self.response_sla_s, dict(self.labels), rules,
+                         care, kpis, campaign)
 
 
 def describe_errors(exc: PydanticValidationError) -> list[str]:
@@ -320,17 +473,51 @@ def to_document(w: Watchlist, full: bool = False) -> dict[str, Any]:
         doc["labels"] = dict(sorted(w.labels.items()))
     if full or w.alert_rules:
         doc["alert_rules"] = [_rule_document(r, full) for r in w.alert_rules]
+    # Written only when set, even in full: a watchlist without them keeps the revision it had before they existed.
+    if w.care is not None:
+        care: dict[str, Any] = {"warn_at": w.care.warn_at}
+        if w.care.business_hours is not None:
+            hours = w.care.business_hours
+            care["business_hours"] = {"timezone": hours.timezone,
+                                      "days": {d: [f"{a}-{b}" for a, b in r] for d, r in hours.days.items()},
+                                      "holidays": list(hours.holidays)}
+        doc["care"] = care
+    if w.kpis is not None:
+        doc["kpis"] = {k: v for k, v in vars(w.kpis).items() if v is not None}
+    if w.campaign is not None:
+        doc["campaign"] = {"launch_at": _iso(w.campaign.launch_at),
+                           "ends_at": _iso(w.campaign.ends_at) if w.campaign.ends_at else None}
     return doc
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
 
 
 def to_record(w: Watchlist, updated_at: datetime, updated_by: str | None) -> dict[str, Any]:
     """The Avro record (schemas/watchlist.avsc) of `w`."""
     doc = to_document(w, full=True)
-    return {"schema_version": 1, **doc, "revision": w.revision, "updated_at": updated_at, "updated_by": updated_by}
+    care = doc.pop("care", None)
+    if care is not None:
+        care = {"business_hours": care.get("business_hours"), "warn_at": care["warn_at"]}
+    kpis = doc.pop("kpis", None)
+    if kpis is not None:
+        kpis = {name: kpis.get(name) for name in ("net_sentiment", "share_of_voice", "first_response_s",
+                                                  "answered_within_sla")}
+    campaign = None
+    if w.campaign is not None:
+        campaign = {"launch_at": w.campaign.launch_at, "ends_at": w.campaign.ends_at}
+    doc.pop("campaign", None)
+    return {"schema_version": 2, **doc, "care": care, "kpis": kpis, "campaign": campaign,
+            "revision": w.revision, "updated_at": updated_at, "updated_by": updated_by}
 
 
 def from_record(record: Mapping[str, Any]) -> Watchlist:
     """A watchlist from its Avro record, validated like any other input."""
     data = {k: record[k] for k in ("id", "name", "kind", "owner_team", "query", "handles", "response_sla_s", "labels",
-                                   "alert_rules") if k in record}
+                                   "alert_rules", "care", "kpis", "campaign") if record.get(k) is not None}
+    if isinstance(data.get("kpis"), Mapping):
+        data["kpis"] = {k: v for k, v in data["kpis"].items() if v is not None}
+    if isinstance(data.get("care"), Mapping) and data["care"].get("business_hours") is None:
+        data["care"] = {k: v for k, v in data["care"].items() if k != "business_hours"}
     return parse_watchlist(data, f"record {record.get('id')!r}")

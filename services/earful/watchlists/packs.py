@@ -9,7 +9,8 @@ questions) need reach and, for risk, news (a tag the watchlist rarely sees).
 
 A watchlist may override any rule: an entry of its `alert_rules` replaces the pack's entry of the
 same rule (its thresholds are added to the pack's, overriding those it names), `enabled: false`
-switches a pack rule off, and rules the pack lacks are added. Kind `topic` has no pack: it runs
+switches a pack rule off, and rules the pack lacks are added. Kind `staff` runs no rule unless it
+lists some. Kind `topic` has no pack: it runs
 its own rules, or the service defaults (`EARFUL_ALERT_DEFAULT_RULES`) when it lists none.
 """
 
@@ -53,6 +54,7 @@ RULE_PACKS: dict[str, tuple[AlertRule, ...]] = {
         AlertRule("unanswered_question", severity="warning",
                   thresholds={"min_reach": QUESTION_REACH, "own_sources": 1.0}),
     ),
+    "staff": (),  # employees' own posts: checked against the social-media policy, not for volume
 }
 
 
