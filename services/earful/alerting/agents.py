@@ -58,6 +58,14 @@ _POISON_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, 
                   ValueError, TypeError, OverflowError)
 
 DECISIONS = Counter("earful_alert_decisions_total", "Alert state changes decided, by rule and status.", ["rule", "status"])
+STATE_WRITES = Counter("earful_alert_state_writes_total", "Detector states written to the changelog (at most one per watchlist and second).")
+
+# The detector reads by-watchlist records in batches of at most DETECT_BATCH, gathered for at most
+# DETECT_WAIT_S (the most a mention waits before it is counted), and writes a changed state to the
+# changelog at most once per STATE_FLUSH_S; see `AlertingAgents.detect`.
+DETECT_BATCH = 500
+DETECT_WAIT_S = 0.05
+STATE_FLUSH_S = 1.0
 
 
 class AlertIntake(Protocol):
@@ -98,11 +106,15 @@ class AlertingAgents:
                                                          for n in (ENRICHED, ALERTING_BY_WATCHLIST, ALERTS))
         self.partitions = partitions_for(specs[ALERTING_BY_WATCHLIST], settings)
         self.state = detector_table(app, self.partitions)
+        self._changed: dict[bytes, Any] = {}  # states counted into since the last flush, by key
+        self._unflushed: list[Any] = []  # their events, held (incref) until the flush writes them
+        self._flushed_at = time.monotonic()
         self.sources = SourceMonitor(self.state, SourceHealthConfig.from_settings(settings), settings.alert_source_health)
         self._partitioner = DefaultPartitioner()
         app.agent(self.enriched)(self.fan_out)
         app.agent(self.by_watchlist)(self.detect)
         app.timer(interval=settings.alert_tick_s)(self.let_time_pass)
+        app.timer(interval=STATE_FLUSH_S)(self.flush_due_states)
         app.agent(self.alerts)(self.deliver)
 
     async def fan_out(self, stream: Any) -> None:
@@ -127,21 +139,57 @@ class AlertingAgents:
             MESSAGES.labels(SERVICE, ENRICHED, "fanned_out" if targets else "no_watchlist").inc()
 
     async def detect(self, stream: Any) -> None:
-        """Each watchlist's mentions through the detector; its decisions published as alert events."""
+        """Each watchlist's mentions through the detector; its decisions published as alert events.
+
+        The states are the table's own objects, changed in place as mentions arrive; writing one
+        to the changelog is what makes it survive a restart. A state is several KB of JSON, and a
+        restarted worker replays the changelog before it counts again, so a changed state is
+        written at most once per `STATE_FLUSH_S` (`flush_states`), not once per mention; the
+        offsets of the mentions it holds are released only after that write. A decision writes
+        its watchlist's state at once, before the alert leaves.
+        """
         await self.keeper.wait_restored()  # posts seen before a restart explain alerts after it
-        async for event in stream.events():
-            record = await self.dead_letters.decode(event, self.enriched_codec)
-            if record is None:
-                continue
-            wid = event.message.key.decode()
-            mention = mention_of(record, wid)
-            if mention.matched:
-                self.evidence.add(wid, post_of(record))
-            state = upgrade_state(self.state.get(event.message.key))
-            decisions = observe(state, self.rulebook.rules(wid), mention, self.detector, wall_ms=millis_now())
-            self.state[event.message.key] = state
-            await self._publish(decisions, wid)
-            PIPELINE_LATENCY.labels(SERVICE).observe(max(0.0, time.time() - mention.received_ms / 1000))
+        try:
+            async for events in stream.take_events(DETECT_BATCH, within=DETECT_WAIT_S):
+                for event in events:
+                    event.message.incref()  # released by flush_states, once the state that counted it is written
+                    self._unflushed.append(event)
+                    record = await self.dead_letters.decode(event, self.enriched_codec)
+                    if record is None:
+                        continue
+                    key = event.message.key
+                    wid = key.decode()
+                    mention = mention_of(record, wid)
+                    if mention.matched:
+                        self.evidence.add(wid, post_of(record))
+                    state = self._changed.get(key)
+                    if state is None:
+                        state = self._changed[key] = upgrade_state(self.state.get(key))
+                    decisions = observe(state, self.rulebook.rules(wid), mention, self.detector, wall_ms=millis_now())
+                    if decisions:
+                        self.state[key] = state
+                        await self._publish(decisions, wid)
+                    PIPELINE_LATENCY.labels(SERVICE).observe(max(0.0, time.time() - mention.received_ms / 1000))
+                if time.monotonic() - self._flushed_at >= STATE_FLUSH_S:
+                    self.flush_states()
+        finally:
+            self.flush_states()  # a clean stop keeps what was counted and commits its offsets
+
+    def flush_states(self) -> None:
+        """Write every state changed since the last flush to the table, then release the offsets
+        of the mentions they counted (Faust sends the changelog before it commits offsets)."""
+        changed, unflushed = self._changed, self._unflushed
+        self._changed, self._unflushed, self._flushed_at = {}, [], time.monotonic()
+        for key, state in changed.items():
+            self.state[key] = state
+        for event in unflushed:
+            event.ack()
+        STATE_WRITES.inc(len(changed))
+
+    async def flush_due_states(self) -> None:
+        """The timer's flush, for a quiet stream (a busy one flushes between batches)."""
+        if time.monotonic() - self._flushed_at >= STATE_FLUSH_S:
+            self.flush_states()
 
     async def let_time_pass(self) -> None:
         """Time-based decisions for this worker's watchlists (silent ones resolve, questions go overdue)."""
