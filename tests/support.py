@@ -104,18 +104,6 @@ def scraped(url: str, sample: str, **labels: str) -> float:
     return 0.0
 
 
-async def records_on(settings: Settings, topic: str) -> int:
-    """How many records were ever written to `topic` (the sum of its partitions' end offsets)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=None, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer.topics()
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        return sum((await consumer.end_offsets(partitions)).values()) if partitions else 0
-    finally:
-        await consumer.stop()
-
-
 async def committed_to_end(settings: Settings, group_id: str, topic: str) -> bool:
     """Whether consumer group `group_id` has committed every record now on `topic`: all it was given
     is durably processed, and a batch it re-reads after a restart has been handled too."""

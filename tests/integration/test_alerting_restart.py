@@ -12,7 +12,7 @@ from earful.core.topics import ALERTING_DETECTOR_CHANGELOG, ENRICHED
 from earful.webhook_receiver import WebhookReceiver
 from earful_dev.stack.broker import free_port
 from earful_dev.stack.processes import ServiceProcess, service_env
-from tests.support import codecs, enriched_record, eventually, produce, raw_record, records_on, webhook_receiver
+from tests.support import codecs, consume_all, enriched_record, eventually, produce, raw_record, webhook_receiver
 
 pytestmark = pytest.mark.integration
 GROUPS = ("acme-air", "globex")
@@ -84,7 +84,8 @@ async def test_kill9_during_a_spike_gives_one_firing_and_one_resolved_per_group(
         # The detector's states were written to the changelog about once a second, not once per mention:
         # a restart replays far fewer records than were counted.
         observed = (len(items) + len(rest)) * len(GROUPS)
-        written = await records_on(settings, ALERTING_DETECTOR_CHANGELOG)
+        # (read, not end offsets: Tansu's "latest" offset is the start of the last batch + 1)
+        written = len(await consume_all(settings, ALERTING_DETECTOR_CHANGELOG, expect=observed, timeout_s=10))
         assert 0 < written < observed / 3, (written, observed)
     finally:
         if second is not None:
