@@ -14,6 +14,9 @@ Prints one JSON object. The figures and the community's metrics:
   Both for the best guess (how fastText and py3langid are scored: they never abstain) and for the
   recorded decision, where an unsure vote is 'und' and counts as wrong.
 - risk and intent tags: precision and recall per tag on bench/data/risk_intent (dev, test, all).
+- customer questions: precision, recall and F1 of the `customer_question` tag on
+  enrichment/data/questions_labelled.jsonl (tune, holdout), per language and per label
+  (`earful.enrichment.question_eval`).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from earful.core.errors import ValidationError
 from earful.enrichment.language import MIN_CONFIDENCE, LanguageDetector
 from earful.enrichment.ner import EntityRecogniser
 from earful.enrichment.ner_training import conll_docs, read_conll, wnut_root
+from earful.enrichment.question_eval import evaluate_questions
 from earful.enrichment.rules import RISK_RULES_VERSION, risk_tags
 from earful.enrichment.sentiment import LABELS, SentimentResult, load_backend
 from earful.enrichment.training import (
@@ -247,4 +251,6 @@ def evaluate_all(data: Path, only: set[str], settings: Any) -> dict[str, Any]:
         out["language"] = evaluate_language(data, lambda text: detector.vote(text)[:2], detector.name, MIN_CONFIDENCE)
     if "risk" in only:
         out["risk"] = {"model": RISK_RULES_VERSION, **evaluate_risk(risk_tags)}
+    if "questions" in only:
+        out["questions"] = evaluate_questions()
     return out

@@ -95,6 +95,11 @@ class EnrichmentProcessor:
                                 author=(mention.get("author") or {}).get("handle"), country=mention.get("country"),
                                 url=mention.get("url"))
 
+    def _title(self, mention: dict[str, Any]) -> str | None:
+        """The mention's headline, clipped like its text: the question rules skip a question in it."""
+        title = mention.get("title")
+        return clip_text(title, self.max_text_chars) if title else None
+
     def enrich(self, mentions: list[dict[str, Any]], now: datetime) -> list[dict[str, Any]]:
         """Enrich a batch; the models see the batch's texts together, each clipped to `max_text_chars`."""
         if not mentions:
@@ -127,7 +132,7 @@ class EnrichmentProcessor:
                                  "script": languages[i].script},
                     "entities": entities,
                     "sentiment": {"label": s.label, "score": s.score, "reason": s.reason, "probabilities": s.probabilities},
-                    "risks": risk_tags(text),
+                    "risks": risk_tags(text, title=self._title(mention), source=mention.get("source")),
                     "watchlist_ids": sorted({m.watchlist_id for m in matches}),
                     "matches": [{"watchlist_id": m.watchlist_id, "start": m.start, "end": m.end, "term": m.term}
                                 for m in matches],

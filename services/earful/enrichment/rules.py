@@ -13,7 +13,7 @@ from typing import Any
 from earful.core.errors import ConfigError
 from earful.core.vocabulary import MAX_ENTITY_CHARS, SYNTAX_ENTITY_TYPES, TAGS
 
-RISK_RULES_VERSION = "earful-risk-rules@3"
+RISK_RULES_VERSION = "earful-risk-rules@4"
 #: The one tag found from a sentence's shape (a question asked) rather than from a term list.
 QUESTION_TAG = "customer_question"
 
@@ -226,27 +226,157 @@ RISK_PATTERNS: dict[str, tuple[str, ...]] = {
     ),
 }
 
+# --- customer questions ----------------------------------------------------------------------------
+# A customer question is a sentence ending in "?" that asks the brand, or the public, for information
+# or help. Three kinds of sentence share its shape and wait for nobody's answer: headlines (article,
+# blog and video titles, and the posts that share them), rhetorical questions, and polls. Every check
+# below reads one question sentence (or a bounded slice after it), so the whole text is read in
+# linear time. Languages: en, es, de, fr, pt, it.
+
+#: Sources whose text is an article or an episode, not a post: nobody there waits for a reply.
+EDITORIAL_SOURCES = frozenset({"news", "blog", "rss", "atom", "feed", "press", "podcast", "newsletter"})
+#: Sources whose `title` is the author's own words (a thread's opening question), not a headline.
+DISCUSSION_SOURCES = frozenset({"reddit", "forum"})
+
 _QUESTION_START = re.compile(
-    r"(?i)^(?:how|what|when|where|why|which|who|can|could|is|are|does|do|did|will|would|has|have|should|anyone|any)\b|"
-    r"^(?:c[oó]mo|qu[eé]|cu[aá]ndo|cu[aá]nto|d[oó]nde|por qu[eé]|puedo|alguien|hay|tiene)\b|"
-    r"^(?:wie|was|wann|wo|warum|weshalb|welche\w*|kann|können|ist|sind|gibt|habt|hat|weiß|wisst)\b|"
-    r"^(?:comment|quand|où|pourquoi|combien|quel\w*|est-ce|puis-je|peut-on|quelqu'un|y a-t-il)\b|"
-    r"^(?:como|quando|onde|por que|quanto|qual|posso|algu[eé]m|tem|o app|a granola)\b|"
-    r"^(?:come|quando|dove|perch[eé]|quanto|quale|posso|qualcuno|c'è)\b"
+    r"(?i)^(?:how|what|when|where|why|which|who|whom|whose|can|could|is|are|am|was|were|does|do|did|will|would|has|"
+    r"have|should|may|anyone|anybody|any|(?:is|are|does|do|did|wo|ca|has|have)n't)\b|"
+    r"^(?:c[oó]mo|qu[eé]|cu[aá]ndo|cu[aá]nt[oa]s?|d[oó]nde|por qu[eé]|puedo|podemos|alguien|hay|tiene|tienen|ten[eé]is|"
+    r"qui[eé]n(?:es)?|a qui[eé]n|con qui[eé]n|cu[aá]l(?:es)?|se puede|pod[eé]is|sab[eé]is|a qu[eé])\b|"
+    r"^(?:wie|was|wann|wo|warum|weshalb|wieso|wozu|wer|wen|wem|welche\w*|kann|können|könnt|ist|sind|gibt|habt|hat|hast|"
+    r"weiß|wisst|muss|darf|soll|wird|an wen|bei wem)\b|"
+    r"^(?:comment|quand|où|pourquoi|combien|quel\w*|est-ce|puis-je|peut-on|quelqu'un|y a-t-il|qui|qu'est-ce|à qui|"
+    r"à quel\w*|avez-vous|pouvez-vous|savez-vous|vous (?:savez|avez|pouvez)|dois-je|faut-il)\b|"
+    r"^(?:como|quando|onde|por que|quanto|qual|quais|posso|podemos|algu[eé]m|tem|o app|a granola|quem|com quem|"
+    r"a quem|o que|que horas|voc[eê]s (?:sabem|t[eê]m|podem))\b|"
+    r"^(?:come|quando|dove|perch[eé]|quanto|quale|posso|qualcuno|c'è|chi|a chi|a che|cosa|sapete|avete|si può)\b"
 )
-# Asks others for information mid-sentence ("..., where can I book a test drive?").
+# Asks others for information mid-sentence ("..., where can I book a test drive?", "... - am I entitled to").
 _QUESTION_INSIDE = re.compile(
     r"(?i)\b(?:anyone (?:know|tried)|does anyone know|where can i|how (?:do|can) i|is there a way|"
-    r"alguien sabe|d[oó]nde puedo|weiß jemand|wo kann ich|quelqu'un sait|où (?:réserver|acheter|puis-je)|"
-    r"algu[eé]m sabe|onde (?:agendo|compro|posso)|qualcuno sa|dove posso|"
+    r"(?:am|can|could|should|do|did|will|may|must) (?:i|we)|who do i|"
+    r"alguien sabe|d[oó]nde puedo|a qui[eé]n|con qui[eé]n|weiß jemand|wo kann ich|an wen|bei wem|"
+    r"(?:kann|muss|soll|darf|bekomme) ich|quelqu'un sait|où (?:réserver|acheter|puis-je)|puis-je|dois-je|à qui|"
+    r"algu[eé]m sabe|onde (?:agendo|compro|posso)|como faço|com quem|a quem|qualcuno sa|dove posso|come faccio|a chi|"
     r"(?:chez vous|bei euch|anche a voi|for anyone else)(?: aussi| auch)?)\b|\b(?:\w+ or \w+)\?$"
+)
+# "Quick one for X users: how do you ...?", "Frage an @X: Wie lange ...?": a question after a lead-in.
+_ASK_LEAD_IN = re.compile(
+    r"(?i)[^:?\n]{0,40}?(?:@\w+|\b(?:quick (?:one|q|question)|question|frage|pregunta|duda|pergunta|d[uú]vida|"
+    r"domanda|help|hilfe|aide|ayuda|ajuda|aiuto)\b)[^:?\n]{0,40}:\s*"
+)
+# Asking a brand's handle for help without a question mark ("@X need help, my line is dead").
+_HELP_REQUEST = re.compile(
+    r"(?i)\b(?:need (?:some |urgent )?help|help me|can (?:someone|somebody|anyone|you) (?:call|contact|dm|help|ring)|"
+    r"please (?:call|contact|dm|help|ring)|necesito (?:\w+ )?ayuda|brauche (?:\w+ )?hilfe|besoin d'aide|"
+    r"preciso de (?:\w+ )?ajuda|(?:ho bisogno di|serve|chiedo) (?:\w+ )?aiuto|(?<![\w'’]\s)(?<![\w'’])aiuto(?=\s*[@!,:]))(?!\w)"
 )
 # Opinion polls and rhetorical questions are not questions waiting for an answer.
 _NOT_A_QUESTION = re.compile(
     r"(?i)\b(?:anyone else (?:think|thinks|find)|is it just me|who else|how do you even|asking for a friend|"
-    r"alguien m[aá]s piensa|findet noch jemand|quelqu'un d'autre trouve|algu[eé]m mais acha|"
-    r"what a|what is going on|datenschutz\?)"
+    r"what a|what is going on|datenschutz\?|am i the only one|is there anything better|anything better than|"
+    r"what'?s the point|how is (?:it|this) (?:already|possible|even|a|an|ok|okay|acceptable|allowed|legal)|"
+    r"remember when|ever notice|would you (?:rather|pay)|who'?s (?:watching|excited|ready|going|coming)|"
+    r"best answer|do you even|who has time|are you (?:kidding|serious|joking)|why is it that|"
+    r"what kind of \w+ (?:does|would|is)|do they (?:really )?think (?:we|i)|"
+    r"(?:quick )?poll|vote (?:below|now|in the replies)|"
+    r"alguien m[aá]s (?:piensa|cree|opina)|qui[eé]n m[aá]s|soy (?:el|la) [uú]nic[oa]|hay algo mejor|algo mejor que|"
+    r"de verdad creen|c[oó]mo puede ser|qu[eé] sentido tiene|de qu[eé] sirve|encuesta|"
+    r"findet noch jemand|wer (?:ist|hat|war) noch|bin ich (?:der|die) einzige|(?:etwas|was) besseres als|"
+    r"für wie (?:blöd|dumm)|wie kann es sein|umfrage|"
+    r"quelqu'un d'autre (?:trouve|pense)|qui d'autre|je suis (?:le|la) seule?|y a-t-il mieux|rien de mieux que|"
+    r"ils nous prennent pour|"
+    r"comment est-ce possible|à quoi bon|sondage|"
+    r"algu[eé]m mais acha|mais algu[eé]m (?:acha|achou|pensa)|quem mais|s[oó] eu (?:acho|que)|algo melhor (?:que|do que)|"
+    r"acham que somos|como pode (?:a|o|ser|isso)|qual o sentido|de que adianta|enquete|"
+    r"qualcun altro (?:trova|pensa)|chi altro|sono (?:l'unic[oa]|il solo|la sola)|qualcosa di meglio|ci prendono per|"
+    r"com'è possibile|a che serve|che senso ha|sondaggio)(?!\w)"
 )
+# The author answers their own question ("Is there anything better? Didn't think so"), or asks for votes.
+_ANSWERED_OR_POLL = re.compile(
+    r"(?i)^[\s\W]{0,3}(?:didn'?t think so|i doubt it|doubt it|thought not|of course not|good times|reply with|best answer|"
+    r"vote (?:below|now)|lo dudo|creo que no|glaube (?:ich )?nicht|wohl kaum|je ne crois pas|j'en doute|"
+    r"acho que não|duvido|non credo|ne dubito)(?!\w)"
+)
+
+# Headline style. Format cues hold whoever writes: a label before a colon, "X vs Y:", a listicle, a
+# question in an unclosed parenthesis ("10 Things ... (Is #7 True?)"), Title Case, a teaser after it.
+_HEADLINE_LABEL = re.compile(
+    r"(?i)^(?:review|opinion|op-ed|analysis|explained|explainer|watch|new video|video|new post|new blog post|blogged|"
+    r"podcast|episode \d+|breaking|exclusive|guide|comparison|deep dive|fact check|"
+    r"rese[nñ]a|an[aá]lisis|opini[oó]n|nuevo art[ií]culo|nuevo v[ií]deo|v[ií]deo|comparativa|"
+    r"kommentar|analyse|test|vergleich|neuer blogpost|neues video|"
+    r"tribune|avis|critique|nouvel article|nouvelle vidéo|comparatif|"
+    r"an[aá]lise|opini[aã]o|novo post|novo v[ií]deo|comparativo|"
+    r"recensione|analisi|nuovo articolo|nuovo video|confronto)\s*[:|–—]"
+)
+# "... Acme Air (Is #7 True?": the question is an aside in a parenthesis the title opened (not ":(").
+_OPEN_ASIDE = re.compile(r"(?<![:;=])\((?=[¿¡#\w])[^()]*$")
+_VERSUS = re.compile(r"(?i)\bvs\.?\s[^?:|–—\n]{1,60}(?:[:|–—]|\s-\s)")
+_LISTICLE = re.compile(
+    r"(?i)^(?:the |los |las |die |les |os |as |i |gli |le )?(?:top )?\d{1,3}\s+(?:\S+\s+){0,2}?(?:things|reasons|ways|"
+    r"tips|tricks|facts|mistakes|signs|best|worst|secrets|hacks|cosas|razones|motivos|trucos|consejos|mejores|peores|"
+    r"dinge|gründe|tipps|fakten|fehler|besten|choses|raisons|astuces|conseils|erreurs|meilleur\w*|coisas|dicas|erros|"
+    r"melhores|piores|cose|motivi|consigli|trucchi|errori|migliori|peggiori)\b"
+)
+_TEASER_AFTER = re.compile(
+    r"(?i)^[^\n]{0,80}?(?:👉|👇|⬇|🧵|\b(?:here'?s|here is|we (?:tested|tried|compared)|"
+    r"our (?:take|review|analysis|verdict|comparison|guide|test)|full (?:breakdown|review|story|guide|comparison)|"
+    r"read (?:more|our|the|it|on)|everything you need|a (?:thread|deep dive|guide)|te lo contamos|"
+    r"nuestr[oa] (?:comparativa|an[aá]lisis|opini[oó]n|prueba)|unser (?:vergleich|test|fazit)|"
+    r"wir haben (?:nachgerechnet|getestet|verglichen)|notre (?:comparatif|test|avis|analyse)|on a (?:fait|testé|comparé)|"
+    r"fizemos|nosso (?:comparativo|teste)|nossa (?:an[aá]lise|opini[aã]o)|il nostro (?:confronto|test)|"
+    r"la nostra (?:analisi|recensione)|abbiamo (?:fatto|provato|confrontato))\b)"
+)
+# Title Case: most words capitalised, including words ordinary prose writes in lower case.
+_WORD = re.compile(r"(?:https?://|[@#])\S*|[^\W\d_][\w'-]*")
+_SMALL_WORDS = frozenset(
+    "a an the and or but of in on at to for by with from as vs via de del la el los las y o en al der die das den dem "
+    "des und oder im am zu von vom zum zur le les du et ou à au aux d l os as e do da dos em no na il lo gli di della "
+    "nel per con".split())
+_TITLE_CASE_TELLS = frozenset(
+    "is are was were be been do does did has have had can could will would should it its it's this that these those "
+    "you your you're they them their we our really still actually worth need know why what how when which who not "
+    "more much most better best right ever everyone everything nobody "
+    "ist sind war hat haben wird werden kann können alle alles man es sich noch wirklich wer wie was warum nicht mehr "
+    "es son está están qué que por todo todos nadie cuál cómo vale merece pena más muy se su sus lo mejor peor "
+    "est sont tout tous pourquoi qui quoi comment vaut il elle ils on pas plus très mieux "
+    "é são todo todos quem porque mais não seu sua "
+    "è sono tutti tutto che chi perché più non si".split())
+# Meaning cues, for questions that involve nobody in particular (no I, my, we, no @handle): "is X
+# worth it", "is X the best ...", a year at the end, "should you", and "why" asked of no one.
+_PERSONAL = re.compile(
+    r"(?i)(?<![\w'])(?:i|i'm|i've|i'd|i'll|me|my|mine|we|we're|we've|our|ours|yo|mi|mis|nos|nuestr[oa]s?|"
+    r"ich|mir|mich|mein\w*|wir|uns|unser\w*|je|j'|moi|mon|ma|nous|notre|m'|eu|meu|minha|meus|minhas|nós|nosso|nossa|"
+    r"io|mio|mia|miei|mie|noi|nostr[oa])(?![\w'])"
+)
+_EVALUATIVE = re.compile(
+    r"(?i)\b(?:worth (?:it|the (?:money|price|hype|cost|wait|upgrade))|worth [$€£]|live up to the hype|"
+    r"too good to be true|is this the end of|vale la pena|merece la pena|lohnt (?:sich|es sich)|lohnen sie sich|"
+    r"(?:vaut|valent)(?:-(?:il|elle|ils|elles))?(?: (?:vraiment|encore|toujours))? le coup|valem? a pena|"
+    r"(?:ne )?vale la pena|vale il prezzo|conviene)\b"
+)
+_WH_START = re.compile(r"(?i)^(?:which|what|cu[aá]l|qu[eé]|welche\w*|was|quel\w*|qual|quale|quais)\b")
+_SUPERLATIVE = re.compile(
+    r"(?i)\b(?:is|are|es|ist|sind|est(?:-(?:il|elle))?|é|è|sono|são)\s+(?:\S+\s+){0,6}?(?:the (?:best|worst|cheapest|"
+    r"fastest|safest|most|least)|(?:el|la) (?:mejor|peor)|(?:el|la|los|las) (?:\w+ )?m[aá]s|"
+    r"(?:der|die|das) (?:beste|bessere|schlechteste|günstigste|billigste)|(?:le|la|les) (?:meilleure?s?|pire)|"
+    r"(?:le|la) (?:moins|plus)|(?:o|a) (?:melhor|pior)|(?:o|a) (?:\w+ )?(?:mais|menos)|(?:il|la|lo) (?:migliore|peggiore)|"
+    r"(?:più|meno) \w+)\b"
+)
+_YEAR_AT_END = re.compile(r"\b(?:19|20)\d\d\s*\)?\s*\?*$|\((?:[^()]{0,20}\s)?(?:19|20)\d\d\b[^()]{0,20}\)")
+_GENERIC_YOU = re.compile(
+    r"(?i)\b(?:should you|do you (?:really )?need|what you need to know|everything you need|is your \w+ (?:affected|safe)|"
+    r"how much (?:more )?will (?:your|you)|will your|you won't believe|lo que (?:debes|necesitas) saber|"
+    r"was (?:du|sie) wissen (?:musst|müssen)|ce qu'il faut savoir|o que você precisa saber|cosa c'è da sapere)\b"
+)
+_WHY_START = re.compile(r"(?i)^(?:why|por qu[eé]|warum|wieso|weshalb|pourquoi|por que|perch[eé])\b")
+# "Why is the app not loading?" reports a fault: a customer's question even when it names no one.
+_NEGATION = re.compile(r"(?i)(?:\b(?:not|no longer|never|still|nicht|kein\w*|no|pas|plus|não|non|più)\b|n't\b)")
+_LEAD = re.compile(r"(?:@\w+[\s,:]+)*[¿¡]?\s*")
+_LETTER = re.compile(r"[^\W\d_]")
+# A handle the text speaks to; "via @site" and "by @author" credit a source instead.
+_HANDLE_INSIDE = re.compile(r"(?<![\w@])(?<!via )(?<!by )@\w")
 
 
 def _check_vocabulary() -> None:
@@ -283,14 +413,17 @@ def social_entities(text: str) -> list[dict[str, Any]]:
     return sorted(spans, key=lambda s: s["start"])
 
 
-def risk_tags(text: str) -> list[dict[str, Any]]:
-    """Risk and intent tags with their evidence; one tag per category (its first evidence)."""
+def risk_tags(text: str, *, title: str | None = None, source: str | None = None) -> list[dict[str, Any]]:
+    """Risk and intent tags with their evidence; one tag per category (its first evidence).
+
+    `title` and `source` are the mention's, when known: a question in an article's or a video's
+    title, or anywhere in an article, is not a customer's (see `_question_span`)."""
     tags = []
     for tag, regex in _RISK_REGEX.items():
         m = regex.search(text)
         if m:
             tags.append({"tag": tag, "evidence": m.group(0), "start": m.start(), "end": m.end()})
-    question = _question_span(text)
+    question = _question_span(text, title=title, source=source)
     if question:
         tags.append({"tag": QUESTION_TAG, **question})
     return tags
@@ -313,22 +446,110 @@ def _questions(text: str) -> Iterator[tuple[int, int]]:
         start = end.end()
 
 
-def _question_span(text: str) -> dict[str, Any] | None:
+def _title_end(text: str, title: str | None, source: str) -> int:
+    """How many leading characters of `text` are the item's headline (0: none). A feed item's text
+    starts with its title (the feed connector writes "title\\n\\nbody"); a Reddit or forum title is
+    the author's own question, so it is read like the rest of the text."""
+    if not title or source in DISCUSSION_SOURCES:
+        return 0
+    head = title.strip()
+    skipped = len(text) - len(text.lstrip())
+    return skipped + len(head) if head and text.startswith(head, skipped) else 0
+
+
+def _title_case(body: str) -> bool:
+    """Title Case ("Which Phone Should You Buy?"): after the first word, at least four words that are
+    not function words, 80 % of them capitalised (not shouted), one being a word prose keeps in lower
+    case (a verb, a pronoun). German capitalises its nouns, hence that last condition."""
+    words = capitalised = tells = 0
+    first = True
+    for m in _WORD.finditer(body):
+        word = m.group(0)
+        if word.startswith(("@", "#", "http://", "https://")):
+            continue
+        if first or word.lower() in _SMALL_WORDS:
+            first = False
+            continue
+        words += 1
+        if word[0].isupper() and not (len(word) > 1 and word.isupper()):
+            capitalised += 1
+            tells += word.lower() in _TITLE_CASE_TELLS
+    return words >= 4 and capitalised >= 0.8 * words and tells > 0
+
+
+def _headline(body: str, after: str, personal: bool) -> bool:
+    """Whether the question sentence `body` (handles and ¿ removed) reads as a headline, given the
+    text `after` it on its line and whether it involves someone (I, we, an @handle). A listicle, a
+    question in an open parenthesis and Title Case are headlines whoever writes them; the other cues
+    ("Review:", "X vs Y:", "worth it", a year, a teaser after it) only when it involves nobody, as a
+    customer may write "@ZephyrMobile Essentials vs Plus: which one includes roaming?"."""
+    if _LISTICLE.match(body) or _OPEN_ASIDE.search(body) or _title_case(body):
+        return True
+    if personal:
+        return False
+    return bool(_HEADLINE_LABEL.match(body) or _VERSUS.search(body) or _TEASER_AFTER.match(after)
+                or _EVALUATIVE.search(body) or _YEAR_AT_END.search(body) or _GENERIC_YOU.search(body)
+                or (_WHY_START.match(body) and not _NEGATION.search(body))
+                or (_SUPERLATIVE.search(body) and not _WH_START.match(body)))
+
+
+# After a question, as much of the text as the checks on what follows it read.
+_AFTER_CHARS = 120
+# A "sentence" longer than this is unpunctuated text, not a question (and would be all evidence).
+MAX_QUESTION_CHARS = 1000
+
+
+def _question_span(text: str, title: str | None = None, source: str | None = None) -> dict[str, Any] | None:
+    """The first sentence that asks for an answer, with its span; None when there is none.
+
+    Not a customer question: anything from an editorial source (news, blogs, feeds), a question in
+    the item's `title` (unless a Reddit or forum thread), a headline-style question, a rhetorical
+    question or a poll."""
+    kind = (source or "").strip().lower()
+    if kind in EDITORIAL_SOURCES:
+        return None
+    headline_end = _title_end(text, title, kind)
     for begin, finish in _questions(text):
+        if finish <= headline_end or finish - begin > MAX_QUESTION_CHARS:
+            continue
         chunk = text[begin:finish]
         stripped = chunk.lstrip()
         offset = begin + len(chunk) - len(stripped)
-        if _NOT_A_QUESTION.search(stripped):
-            continue
         # Skip leading @handles ("@AcmeAir how do I ...?") and an opening ¿ before the question word.
-        lead = re.match(r"(?:@\w+[\s,:]+)*[¿¡]?\s*", stripped)
-        body = stripped[lead.end():] if lead else stripped
-        if not re.search(r"[^\W\d_]", body):
+        lead = _LEAD.match(stripped)  # always matches (possibly nothing)
+        body = stripped[lead.end() if lead else 0:].replace("’", "'")
+        if not _LETTER.search(body) or _NOT_A_QUESTION.search(body):
             continue
-        addressed = stripped.startswith("@") or "¿" in stripped
-        if _QUESTION_START.match(body) or _QUESTION_INSIDE.search(body) or (addressed and len(body.split()) >= 3):
+        line_end = text.find("\n", finish, finish + _AFTER_CHARS)
+        after = text[finish:line_end if line_end >= 0 else finish + _AFTER_CHARS].replace("’", "'")
+        if _ANSWERED_OR_POLL.match(after):
+            continue
+        # Addressed to someone: a handle before, inside or right after the question ("...? @OrbitTelecom").
+        handled = stripped.startswith("@") or bool(_HANDLE_INSIDE.search(body) or _HANDLE_INSIDE.search(after))
+        lead_in = _ASK_LEAD_IN.match(body)
+        asked = (_QUESTION_START.match(body) or _QUESTION_INSIDE.search(body)
+                 or ((handled or "¿" in stripped) and len(body.split()) >= 3)
+                 or (lead_in and _QUESTION_START.match(body[lead_in.end():])))
+        if asked and not _headline(body, after, handled or bool(_PERSONAL.search(body))):
             return {"evidence": stripped, "start": offset, "end": finish}
-    return None
+    return _help_request(text, headline_end)
+
+
+def _help_request(text: str, skip: int) -> dict[str, Any] | None:
+    """A plea for help to a brand's handle with no question mark, as its sentence; only when the
+    text names a handle (without one it is a plea to nobody in particular)."""
+    m = _HELP_REQUEST.search(text, skip)
+    if m is None or _HANDLE_INSIDE.search(text, skip) is None:
+        return None
+    start = max(text.rfind(end, skip, m.start()) for end in ".!?\n") + 1
+    start = max(start, skip)
+    stop = min((i for i in (text.find(end, m.end()) for end in ".!?\n") if i >= 0), default=len(text))
+    if text.startswith("?", stop) or stop - start > MAX_QUESTION_CHARS:  # a question: judged (and refused) above
+        return None
+    sentence = text[start:stop]
+    stripped = sentence.strip()
+    first = start + len(sentence) - len(sentence.lstrip())
+    return {"evidence": stripped, "start": first, "end": first + len(stripped)} if stripped else None
 
 
 _COMPLAINT_CUE_REGEX = re.compile(
