@@ -373,11 +373,15 @@ def test_the_documented_query_examples_compile_and_do_what_they_say() -> None:
         assert not compile_query(apple).matches(Doc(text, lang="en")), text
 
 
-def test_the_documented_yaml_example_is_a_valid_watchlist(tmp_path: Path) -> None:
-    (block,) = [body for lang, body in _query_doc_blocks() if lang == "yaml"]
-    folder = _folder(tmp_path, {"acme-air.yaml": block})
-    (w,) = load_watchlists(folder)
+def test_the_documented_yaml_examples_are_valid_watchlists(tmp_path: Path) -> None:
+    brand, campaign = [body for lang, body in _query_doc_blocks() if lang == "yaml"]
+    (tmp_path / "brand").mkdir()
+    (tmp_path / "campaign").mkdir()
+    (w,) = load_watchlists(_folder(tmp_path / "brand", {"acme-air.yaml": brand}))
     assert w.rule("volume_spike") is not None and w.response_sla_s == 1800
+    assert w.care is not None and w.care.business_hours is not None and w.kpis is not None
+    (c,) = load_watchlists(_folder(tmp_path / "campaign", {"acme-winter-sale.yaml": campaign}))
+    assert c.kind == "campaign" and c.campaign is not None and c.campaign.ends_at is not None
 
 
 def test_a_phrase_is_indexed_under_its_rarest_word() -> None:
