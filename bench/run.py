@@ -41,6 +41,7 @@ from benchmarks import (  # noqa: E402
     enrichment_service,
     ingest,
     nab,
+    pipeline,
     replay,
     resources,
     soak,
@@ -55,9 +56,9 @@ VERSIONED_PACKAGES = ("spacy", "faust-streaming", "aiokafka", "asyncpg", "fastav
 # In the order `make bench` runs them.
 BENCHMARKS: dict[str, ModuleType] = {module.NAME: module for module in (
     enrichment, enrichment_service, enrichment_accuracy, watchlists, storage, ingest, replay, api, nab, alerting, demo,
-    resources, chaos, soak)}
-# Long runs (10-30 minutes each): only when named (`make bench-chaos`, `make bench-soak`), not in `make bench`.
-ON_DEMAND = ("chaos", "soak")
+    resources, pipeline, chaos, soak)}
+# Long runs (10-30 minutes each): only when named (`make bench-chaos`, ...), not in `make bench`.
+ON_DEMAND = ("pipeline", "chaos", "soak")
 
 
 def machine() -> dict[str, Any]:
