@@ -267,11 +267,11 @@ def test_int_out_of_range_raises_encode_error(tiny_codec: AvroCodec) -> None:
 
 
 RAW_RECORD = example("raw_mention/v2/01_twitter_complaint")
-ENRICHED_RECORD = example("enriched_mention/v3/01_english_complaint")
+ENRICHED_RECORD = example("enriched_mention/v4/01_english_complaint_reprocessed")
 # The enriched mention's scores are Avro floats (32 bits): for the round trip to compare with ==,
 # these records hold values a float keeps exactly.
 ENRICHED_RECORD["sentiment"].update(score=-0.875, probabilities={"negative": 0.875, "neutral": 0.0625, "positive": 0.0625})
-HINDI_ENRICHED_RECORD = example("enriched_mention/v3/02_romanised_hindi")
+HINDI_ENRICHED_RECORD = example("enriched_mention/v4/02_romanised_hindi")
 HINDI_ENRICHED_RECORD["language"]["confidence"] = 0.9375
 HINDI_ENRICHED_RECORD["sentiment"].update(score=-0.625, probabilities={"negative": 0.75, "neutral": 0.125, "positive": 0.125})
 ALERT_RECORD = example("alert_event/v3/01_firing_explained")

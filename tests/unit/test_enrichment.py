@@ -211,7 +211,7 @@ def test_output_shape(enriched: list[dict[str, Any]]) -> None:
     assert len(enriched) == len(BATCH)
     for raw, out in zip(BATCH, enriched):
         assert out["mention"] is raw or out["mention"] == raw
-        assert out["schema_version"] == 3
+        assert out["schema_version"] == 4
         assert out["enriched_at"] == NOW
 
 

@@ -126,7 +126,7 @@ class EnrichmentProcessor:
             s = sentiments[i]
             out.append(
                 {
-                    "schema_version": 3,
+                    "schema_version": 4,
                     "mention": mention,
                     "language": {"code": languages[i].code, "confidence": languages[i].confidence,
                                  "script": languages[i].script},
