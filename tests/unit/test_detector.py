@@ -194,6 +194,19 @@ def test_a_spike_right_after_warm_up_fires() -> None:
     assert [d.status for _, d in decisions] == ["firing"]
 
 
+def test_the_brands_own_posts_never_make_a_spike() -> None:
+    """Owned posts (a care account, staff, EARFUL_OWNED_HANDLES: earful.watchlists.owned) are not
+    mentions of the brand: a burst of them counts for nothing; the same burst earned fires."""
+    b = CFG.warmup_buckets
+    burst = [(T0 + b * BUCKET_MS + k * 100, T0 + b * BUCKET_MS + k * 100 + 500, f"x{k}") for k in range(40)]
+    for owned, expected in ((True, []), (False, ["firing"])):
+        state = new_state()
+        run(steady(b), state)
+        statuses = [d.status for created, received, mid in burst
+                    for d in observe(state, VOLUME, Mention(mid, created, received, owned=owned), CFG, wall_ms=received)]
+        assert statuses == expected, owned
+
+
 def test_spike_fires_on_the_event_that_crosses_the_threshold() -> None:
     history = steady(B)
     spike = _spike_events(30)

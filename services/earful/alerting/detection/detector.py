@@ -39,10 +39,11 @@ def observe(state: DetectorState, rules: WatchlistRules, m: Mention, cfg: Detect
     advance_clock(state, m.created_ms, m.received_ms if wall_ms is None else wall_ms)
     own = (m.author_handle or "").casefold().lstrip("@") in rules.handles if m.author_handle else False
     idx = m.created_ms // cfg.bucket_ms
+    earned = m.matched and not own and not m.owned  # the brand talking about itself is not a mention of it
 
-    if m.matched and not own and count(state, idx, m, cfg):
+    if earned and count(state, idx, m, cfg):
         decisions += _judge_counts(state, rules, idx, cfg, m.created_ms)
-    if m.matched and not own:
+    if earned:
         decisions += risk_mention.observe(state, rules, m, cfg)
     decisions += viral_post.observe(state, rules, m, cfg)
     decisions += unanswered_question.observe(state, rules, m, own, cfg)

@@ -63,6 +63,7 @@ class Mention:
     engagement: int = 0  # reposts + replies at the observation
     observed_ms: int | None = None  # when the engagement was observed at the source; None = unknown
     matched: bool = True  # False: routed to this watchlist only because one of its handles wrote it
+    owned: bool = False  # written by one of the brand's own accounts (earful.watchlists.owned): not counted
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,9 @@ def fingerprint(labels: dict[str, str]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def mention_of(record: dict[str, Any], watchlist_id: str) -> Mention:
-    """The detector's view of an enriched mention (schemas/enriched_mention.avsc), for one watchlist."""
+def mention_of(record: dict[str, Any], watchlist_id: str, owned: bool = False) -> Mention:
+    """The detector's view of an enriched mention (schemas/enriched_mention.avsc), for one watchlist;
+    `owned`: its author is one of the watchlist's brand's own accounts (staff included)."""
     m = record["mention"]
     engagement = m.get("engagement") or {}
     observed = engagement.get("observed_at")
@@ -106,7 +108,7 @@ def mention_of(record: dict[str, Any], watchlist_id: str) -> Mention:
         reposted_from=m.get("reposted_from"),
         engagement=int(engagement.get("reposts") or 0) + int(engagement.get("replies") or 0),
         observed_ms=None if observed is None else int(observed.timestamp() * 1000),
-        matched=watchlist_id in record.get("watchlist_ids", ()),
+        matched=watchlist_id in record.get("watchlist_ids", ()), owned=owned,
     )
 
 

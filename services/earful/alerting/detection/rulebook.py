@@ -6,25 +6,33 @@ The service hands in the live store fed by `earful.watchlists.v1` (backtests and
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 from earful.alerting.detection.rules import RuleConfig, RuleDefaults, WatchlistRules, rules_for
 from earful.watchlists import Watchlist, WatchlistSet, WatchlistSource
+from earful.watchlists.owned import OwnedHandles
 
 
 class RuleBook:
     """Per-watchlist rules and the handle → watchlists index, derived from the source's current set."""
 
-    def __init__(self, source: WatchlistSource, defaults: RuleDefaults) -> None:
+    def __init__(self, source: WatchlistSource, defaults: RuleDefaults, owned_handles: Iterable[str] = ()) -> None:
+        """`owned_handles`: EARFUL_OWNED_HANDLES (accounts owned for every watchlist)."""
         self.source = source
         self.defaults = defaults
+        self.owned_handles = tuple(owned_handles)
         self._for: WatchlistSet | None = None
         self._rules: dict[str, WatchlistRules] = {}
         self._handles: dict[str, tuple[str, ...]] = {}
+        self._owned = OwnedHandles()
 
     def _refresh(self) -> None:
         current = self.source.current()
         if current is self._for:
             return
         self._for, self._rules = current, {}
+        self._owned = OwnedHandles.of(current.watchlists.values(), self.owned_handles)
         handles: dict[str, list[str]] = {}
         for w in current.watchlists.values():
             for h in w.handles:
@@ -41,6 +49,13 @@ class RuleBook:
 
     def rule(self, watchlist_id: str, rule: str) -> RuleConfig | None:
         return self.rules(watchlist_id).get(rule)
+
+    def owned(self, watchlist_id: str, mention: dict[str, Any]) -> bool:
+        """Is this enriched record's `mention` written by one of the watchlist's brand's own accounts
+        (its handles, a staff watchlist's, EARFUL_OWNED_HANDLES)? Such posts are not counted."""
+        self._refresh()
+        author = mention.get("author") or {}
+        return self._owned.is_owned(watchlist_id, mention["source"], author.get("handle"), author.get("id"))
 
     def live(self, watchlist_id: str) -> bool:
         """Whether the watchlist exists now (a deleted one stops counting at once)."""
