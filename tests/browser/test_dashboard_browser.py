@@ -1,14 +1,19 @@
 """The dashboard in a real Chromium over a real storage process and PostgreSQL: the key typed
 into the page, the charts drawn without console errors, a bar opening the mentions behind it, a
-correction made in the page landing in the API, hostile text shown as text, a phone-sized screen."""
+correction made in the page landing in the API, hostile text shown as text, a report's link
+opening the view it names, a phone-sized screen."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
 
+from earful.storage.api.queries import DAY, floor_to
+from earful.storage.api.responses import iso
+from earful.storage.report_data import Period, mentions_url, view_url
 from tests.browser.dashboard_stack import HOSTILE, READ_KEY, WRITE_KEY, seed_month_old, storage_service
 
 pytestmark = pytest.mark.browser
@@ -56,6 +61,8 @@ async def test_charts_render_after_the_key_is_typed(page: Any, api: Any, data: d
     assert await page.locator("#chart-volume svg rect.bar").count() >= 10
     assert await page.locator("#chart-share_of_voice svg circle.point").count() > 0
     assert await page.locator("#kpis .kpi").count() == 7
+    assert "amplification" in (await page.text_content("#advocates tr") or "")  # the advocates panel rendered
+    assert await page.locator("#advocates tr td a[href^='#mention?id=']").count() > 0  # each links to a best post
     period = await page.text_content("#period") or ""
     assert "CET" in period or "CEST" in period  # local time (the browser's zone), the zone shown
     assert await page.evaluate("() => location.href.indexOf('dash-reader') === -1 && !location.search")
@@ -122,6 +129,7 @@ async def test_readable_on_a_phone(browser: Any, api: Any) -> None:
     tab = await context.new_page()
     try:
         await tab.goto(api.url + "/")
+        await tab.locator("#login.shown").wait_for()  # the refusal removes a stored key: store it after, not before
         await tab.evaluate("(k) => sessionStorage.setItem('earful.apiKey', k)", READ_KEY)
         await tab.reload()
         await tab.locator("#chart-volume svg rect.bar").first.wait_for()
@@ -130,3 +138,30 @@ async def test_readable_on_a_phone(browser: Any, api: Any) -> None:
         assert box is not None and 300 <= box["width"] <= 390
     finally:
         await context.close()
+
+
+async def test_a_report_link_opens_the_view_it_names(page: Any, api: Any, data: dict[str, Any]) -> None:
+    """The executive report links its figures to `/?watchlist=…&length=…&to=…#mentions?…` (built by
+    the report's own functions here): the page shows that watchlist and period, not the one it kept."""
+    await open_with_key(page, api, READ_KEY)  # the tab now keeps the default view: the top watchlist, 24 h
+    assert await page.input_value("#wl") == data["watchlist"] != data["competitor"]
+    hi = floor_to(data["newest"], DAY)  # a whole week ending at midnight UTC before the newest data
+    period = Period(hi - timedelta(days=7), hi, "week")
+    view = view_url(api.url + "/", data["competitor"], period)
+    assert "length=7d" in view and "to=" in view
+    await page.goto(mentions_url(view, watchlist=data["competitor"], from_=period.lo, to=period.hi))
+    await page.locator("#chart-volume svg rect.bar").first.wait_for()
+    expected = httpx.get(api.url + "/v1/dashboard", headers={"X-API-Key": READ_KEY}, timeout=60,
+                         params={"watchlist": data["competitor"], "length": "7d", "to": iso(hi), "tz": "Europe/Berlin"}).json()
+    await page.locator("#period").filter(has_text=expected["period"]["label"]).wait_for()
+    assert await page.input_value("#wl") == data["competitor"] and await page.input_value("#len") == "7d"
+    assert expected["period"]["to"] == iso(hi)
+    assert await page.evaluate("() => !location.search && location.hash.startsWith('#mentions?')")
+    # The figure's mentions are listed, of that watchlist and week.
+    await page.locator("#mention-list tr[data-mention]").first.wait_for()
+    assert f"watchlist: {data['competitor']}" in (await page.text_content("#drill-body .chips") or "")
+    # The view is the tab's now: a reload keeps it (the address no longer carries it).
+    await page.reload()
+    await page.locator("#period").filter(has_text=expected["period"]["label"]).wait_for()
+    assert await page.input_value("#wl") == data["competitor"]
+    assert [e for e in page.errors if "401" not in e] == []

@@ -13,6 +13,7 @@ import pytest
 from earful.storage.api.dashboard import _hashes, _page
 from earful.storage.charts import Bar, Column, Line, Marker, Segment, hbars, lines, nice_max, stacked_columns
 from earful.storage.dashboard_views import (
+    alert_markers,
     change,
     choose_watchlist,
     compared_watchlists,
@@ -165,3 +166,21 @@ def test_the_page_allows_only_its_own_inline_script_and_style() -> None:
     assert "innerHTML" not in html and "outerHTML" not in html and "insertAdjacentHTML" not in html
     assert "DOMParser" in html and "image/svg+xml" in html
     assert headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_alert_markers_stand_where_the_episode_started_not_where_it_was_detected() -> None:
+    span = pick_period("24h", datetime(2026, 11, 3, tzinfo=UTC), None, datetime(2026, 12, 9, tzinfo=UTC))
+    start = span.lo + timedelta(hours=5, minutes=10)
+
+    def alert(summary: str, starts: datetime, detected: datetime, ends: datetime | None = None) -> dict[str, object]:
+        return {"summary": summary, "severity": "critical", "starts_at": starts, "ends_at": ends, "detected_at": detected}
+
+    replayed = alert("replayed", start, datetime(2026, 12, 9, tzinfo=UTC), start + timedelta(minutes=20))
+    live = alert("live", span.lo + timedelta(hours=9), span.lo + timedelta(hours=9, minutes=2))
+    old = alert("old episode", span.lo - timedelta(days=10), span.lo + timedelta(hours=1))
+    marks = alert_markers([replayed, live, old], span, zone("UTC"), "acme")
+    assert [m.index for m in marks] == [5, 9]
+    assert marks[0].label.startswith("critical alert from 2 Nov 05:10 UTC: replayed") and "detected 9 Dec" in marks[0].label
+    assert "detected" not in marks[1].label  # detected at once: nothing to add
+    link = dict(parse_qsl(str(marks[0].href).split("?", 1)[1]))
+    assert link == {"watchlist": "acme", "from": "2026-11-02T05:10:00Z", "to": "2026-11-02T05:30:00Z"}

@@ -19,7 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from html import escape
 
-__all__ = ["Bar", "Column", "Line", "Marker", "Segment", "hbars", "lines", "nice_max", "stacked_columns"]
+__all__ = ["Bar", "Column", "Interval", "Line", "Marker", "Segment", "hbars", "intervals", "lines", "nice_max",
+           "stacked_columns"]
 
 SVG_NS = "http://www.w3.org/2000/svg"
 WIDTH, HEIGHT = 480, 220
@@ -117,7 +118,8 @@ def nice_max(value: float) -> float:
 
 
 def _open(title: str, kind: str, height: int = HEIGHT) -> list[str]:
-    return [(f'<svg xmlns={_attr(SVG_NS)} viewBox="0 0 {WIDTH} {height}" role="img" class="chart"'
+    # A named group, not an img: an img's content is hidden from assistive technology, and the marks are links.
+    return [(f'<svg xmlns={_attr(SVG_NS)} viewBox="0 0 {WIDTH} {height}" role="group" class="chart"'
              f' data-chart={_attr(kind)} aria-label={_attr(title)} font-size="{FONT}" font-family="system-ui, sans-serif">'),
             f"<title>{_text(title)}</title>"]
 
@@ -257,5 +259,58 @@ def hbars(bars: Sequence[Bar], *, title: str, kind: str = "bars") -> str:
         out.append(_link(b.href, inner))
     if not bars:
         out.append(f'<text x="{WIDTH / 2}" y="{TOP + 12}" text-anchor="middle" fill="#98a2b3">no mentions in this period</text>')
+    out.append("</svg>")
+    return "".join(out)
+
+
+@dataclass(frozen=True)
+class Interval:
+    """One row of an interval chart: an estimate and its confidence interval, on a scale where
+    `null` means no change (e.g. a log ratio with null 0, or a difference); None: not estimable."""
+
+    label: str
+    estimate: float | None
+    low: float | None
+    high: float | None
+    null: float = 0.0
+    text: str = ""  # what the row says, e.g. "×2.9 (×2.4 to ×3.5)"
+    color: str = "#2e6be6"
+    href: str | None = None
+
+
+def intervals(rows: Sequence[Interval], *, title: str, kind: str = "intervals") -> str:
+    """A forest plot: per row, the interval as a bar, the estimate as a dot and the no-change line;
+    each row has its own scale (rows measure different things), symmetric around no change."""
+    row, label_w, text_w = 34, 100, 200
+    height = TOP + row * max(1, len(rows)) + 4
+    out = _open(title, kind, height)
+    x0, x1 = label_w, WIDTH - RIGHT - text_w
+    mid = (x0 + x1) / 2
+    for i, r in enumerate(rows):
+        y = TOP + i * row + row / 2
+        parts = [f'<g class="interval" data-label={_attr(r.label)}'
+                 + (f' data-estimate="{r.estimate:.4g}"' if r.estimate is not None else "")
+                 + (f' data-low="{r.low:.4g}" data-high="{r.high:.4g}"' if r.low is not None and r.high is not None else "")
+                 + ">",
+                 f'<text x="{label_w - 6}" y="{_num(y + 4)}" text-anchor="end" fill="#344054">{_text(r.label)}</text>',
+                 (f'<line class="null" x1="{_num(mid)}" x2="{_num(mid)}" y1="{_num(y - 11)}" y2="{_num(y + 11)}"'
+                  ' stroke="#98a2b3" stroke-dasharray="3 2"/>')]
+        ends = [v - r.null for v in (r.estimate, r.low, r.high) if v is not None and math.isfinite(v)]
+        span = max([abs(v) for v in ends] + [1e-9]) * 1.15
+
+        def x_of(v: float, span: float = span, r: Interval = r) -> float:
+            return mid + (x1 - x0) / 2 * max(-1.0, min(1.0, (v - r.null) / span))
+
+        if r.low is not None and r.high is not None:
+            a, b = x_of(r.low), x_of(r.high)
+            parts.append(f'<rect class="ci" x="{_num(min(a, b))}" y="{_num(y - 4)}" width="{_num(max(abs(b - a), 1))}"'
+                         f' height="8" rx="3" fill={_attr(r.color)} fill-opacity="0.35"/>')
+        if r.estimate is not None:
+            parts.append(f'<circle class="estimate" cx="{_num(x_of(r.estimate))}" cy="{_num(y)}" r="4.5" fill={_attr(r.color)}/>')
+        parts.append(f'<text x="{x1 + 8}" y="{_num(y + 4)}" fill="#344054">{_text(r.text)}</text>')
+        parts.append(f"<title>{_text(r.label + ': ' + r.text)}</title></g>")
+        out.append(_link(r.href, "".join(parts)))
+    if not rows:
+        out.append(f'<text x="{WIDTH / 2}" y="{TOP + 12}" text-anchor="middle" fill="#98a2b3">nothing to compare yet</text>')
     out.append("</svg>")
     return "".join(out)

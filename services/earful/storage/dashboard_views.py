@@ -24,16 +24,14 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from earful.core.vocabulary import INTENT_TAGS, RISK_TAGS
-from earful.storage.api.entities import top_entities
+from earful.storage.api.entities import top_advocates, top_entities
 from earful.storage.api.queries import (
     DAY,
     HOUR,
     MINUTE,
     ORIGIN,
     WATCHLIST_TOTALS,
-    AlertFilter,
     Params,
-    alert_listing,
     ceil_to,
     floor_to,
     open_questions,
@@ -44,7 +42,9 @@ from earful.storage.api.queries import (
 )
 from earful.storage.api.responses import iso, jsonable
 from earful.storage.charts import Bar, Column, Line, Marker, Segment, hbars, lines, stacked_columns
+from earful.storage.sentiment import of_period
 from earful.watchlists import WatchlistSet
+from earful.watchlists.owned import OwnedHandles
 
 UTC = timezone.utc
 
@@ -63,6 +63,8 @@ TAG_COLORS = {"reputational": "#b42318", "regulatory": "#7a2e0e", "legal_privacy
 PALETTE = ("#2e6be6", "#f79009", "#12b76a", "#9e77ed", "#f04438", "#06aed4", "#667085", "#c11574")
 COMPARED_KINDS = ("brand", "competitor")
 MAX_COMPARED = 8
+ADVOCATES_SHOWN = 8
+ADVOCATE_MIN_POSITIVE = 1  # the panel shows whose praise travels, even a single post's
 
 
 # --- the period ------------------------------------------------------------------------------------
@@ -179,6 +181,36 @@ def mention_link(mention_id: str) -> str:
     return "#mention?" + urlencode({"id": mention_id})
 
 
+def advocate_entry(a: dict[str, Any]) -> dict[str, Any]:
+    """An advocate as the panel lists it: who, how far their praise went, the trend, a link to their best post."""
+    best = a["best_posts"][0] if a["best_posts"] else None
+    delta = {"new": "new", "flat": "±0 %"}.get(a["trend"]) if a["change"] is None else change(
+        a["amplification"], a["previous_amplification"])
+    return {"author_handle": a["author_handle"], "author_name": a["author_name"], "source": a["source"],
+            "author_type": a["author_type"], "positive": a["positive"], "reach": a["reach"],
+            "amplification": a["amplification"], "display": f"{a['amplification']:,.1f}",
+            "previous_amplification": a["previous_amplification"], "trend": a["trend"], "delta": delta,
+            "best_post": best["text"] if best else None, "href": mention_link(best["mention_id"]) if best else None}
+
+
+def alert_markers(alerts: Sequence[dict[str, Any]], span: Span, tz: ZoneInfo, watchlist_id: str) -> list[Marker]:
+    """A marker over the column each alert's episode started in (`starts_at`, not when it was
+    detected: a replayed sample's alerts mark the period of their mentions), linking to the
+    mentions of the episode; alerts that started outside [span.lo, span.hi) get none."""
+    out = []
+    for a in alerts:
+        start, detected = a["starts_at"], a["detected_at"]
+        if not span.lo <= start < span.hi:
+            continue
+        end = a["ends_at"] or start + timedelta(seconds=span.step)
+        label = f"{a['severity']} alert from {local(start, tz, with_zone=True)}: {a['summary']}"
+        if detected - start >= timedelta(hours=1):
+            label += f" (detected {local(detected, tz, with_zone=True)})"
+        out.append(Marker(int((start - span.lo).total_seconds() // span.step), label,
+                          href=mentions_link(watchlist=watchlist_id, from_=start, to=max(end, start + timedelta(minutes=1)))))
+    return out
+
+
 # --- a mention's highlighted text -------------------------------------------------------------------------
 
 
@@ -224,15 +256,16 @@ def share_series(ids: Sequence[str], lo: datetime, hi: datetime, step: int) -> t
 
 
 def tag_series(watchlist_id: str, lo: datetime, hi: datetime, step: int) -> tuple[str, list[Any]]:
-    """Mentions with each risk or intent tag per bucket of [lo, hi): the watchlist's tagged
-    mentions of the period, found through the facet index."""
+    """Mentions with each risk or intent tag per bucket of [lo, hi): the watchlist's tagged earned
+    mentions of the period (not its own accounts' posts, as the rollups), found through the facet index."""
     p = Params()
     tags = [f"r:{t}" for t in RISK_TAGS + INTENT_TAGS]
     sql = (f"SELECT date_bin({p(timedelta(seconds=step))}::interval, m.created_at, {p(ORIGIN)}::timestamptz) AS start,"
            " r.tag, count(DISTINCT m.mention_id)::bigint AS mentions"
            " FROM mentions m CROSS JOIN LATERAL (SELECT DISTINCT x->>'tag' AS tag FROM jsonb_array_elements(m.risks) x) r"
            f" WHERE m.facets @> {p([f'w:{watchlist_id}'])}::text[] AND m.facets && {p(tags)}::text[]"
-           f" AND m.created_at >= {p(lo)} AND m.created_at < {p(hi)} GROUP BY 1, 2")
+           f" AND m.created_at >= {p(lo)} AND m.created_at < {p(hi)}"
+           f" AND {p(watchlist_id)} <> ALL (m.owned_watchlist_ids) GROUP BY 1, 2")
     return sql, p.values
 
 
@@ -248,11 +281,17 @@ def source_lang_totals(watchlist_id: str, lo: datetime, hi: datetime) -> tuple[s
     return f"SELECT source, lang, sum(mentions)::bigint AS mentions FROM ({union}) x GROUP BY 1, 2", p.values
 
 
+#: The firing alerts of a watchlist whose episode started in [lo, hi), in order (event time: a
+#: replayed stream's alerts belong to the period of their mentions, not to when they were detected).
+ALERTS_STARTED = (
+    "SELECT alert_id, rule, severity, summary, starts_at, ends_at, detected_at FROM alerts"
+    " WHERE watchlist_id = $1 AND status = 'firing' AND starts_at >= $2 AND starts_at < $3 ORDER BY starts_at, alert_id")
+
 MENTION_DETAIL = (
     "SELECT mention_id, source, source_id, url, author_handle, author_name, author_followers, text, title, country,"
     " connector, content_type, declared_lang, lang, lang_confidence, created_at, received_at, enriched_at, in_reply_to,"
     " reposted_from, likes, reposts, replies, sentiment, sentiment_score, sentiment_reason, sentiment_probabilities,"
-    " watchlist_ids, entities, risks, matches, models FROM mentions WHERE mention_id = $1 LIMIT 1")
+    " watchlist_ids, entities, risks, matches, models, owned_watchlist_ids FROM mentions WHERE mention_id = $1 LIMIT 1")
 
 
 # --- assembly --------------------------------------------------------------------------------------------
@@ -306,8 +345,10 @@ def _name(watchlists: WatchlistSet, wid: str) -> str:
     return w.name if w else wid
 
 
-async def overview(pool: asyncpg.Pool, watchlists: WatchlistSet, req: Request, now: datetime | None = None) -> dict[str, Any]:
-    """Everything the dashboard's overview shows for one watchlist and period."""
+async def overview(pool: asyncpg.Pool, watchlists: WatchlistSet, req: Request, now: datetime | None = None,
+                   accounts: OwnedHandles | None = None) -> dict[str, Any]:
+    """Everything the dashboard's overview shows for one watchlist and period; `accounts`: the brand and
+    staff accounts in force (default: the watchlists' own, without EARFUL_OWNED_HANDLES)."""
     now = now or datetime.now(UTC)
     totals = [dict(r) for r in await pool.fetch(WATCHLIST_TOTALS)]
     selected = choose_watchlist(req.watchlist, totals, watchlists)
@@ -343,19 +384,12 @@ async def overview(pool: asyncpg.Pool, watchlists: WatchlistSet, req: Request, n
     prev = [r for r in vol if r["start"] < span.lo]
     sums = {k: (sum(r[k] for r in cur), sum(r[k] for r in prev)) for k in ("mentions", "negative", "positive", "neutral")}
 
-    # Alerts detected in either period: markers on the volume chart, a count, a list.
-    alert_sql = alert_listing(AlertFilter(watchlist=selected, from_=span.prev_lo, to=span.hi), None, 200, False)
-    alerts = [jsonable(r) for r in await _fetch(pool, alert_sql)]
-    firing_now = [a for a in alerts if a["status"] == "firing" and a["detected_at"] >= iso(span.lo)]
-    firing_before = [a for a in alerts if a["status"] == "firing" and a["detected_at"] < iso(span.lo)]
-    markers = []
-    for a in firing_now:
-        at = datetime.fromisoformat(a["detected_at"])
-        index = int((at - span.lo).total_seconds() // span.step)
-        start = datetime.fromisoformat(a["starts_at"]) if a.get("starts_at") else at
-        end = datetime.fromisoformat(a["ends_at"]) if a.get("ends_at") else max(at, start + timedelta(seconds=span.step))
-        markers.append(Marker(index, f"{a['severity']} alert at {local(at, tz, with_zone=True)}: {a['summary']}",
-                              href=mentions_link(watchlist=selected, from_=start, to=end)))
+    # Alerts whose episode started in either period (event time, as the report counts them):
+    # markers on the volume chart, a count, a list.
+    alerts = [dict(r) for r in await pool.fetch(ALERTS_STARTED, selected, span.prev_lo, span.hi)]
+    firing_now = [a for a in alerts if a["starts_at"] >= span.lo]
+    firing_before = [a for a in alerts if a["starts_at"] < span.lo]
+    markers = alert_markers(firing_now, span, tz, selected)
 
     columns = []
     for r, label in zip(cur, labels):
@@ -458,11 +492,16 @@ async def overview(pool: asyncpg.Pool, watchlists: WatchlistSet, req: Request, n
     rising.sort(key=lambda i: (-(i["mentions"] + 1) / (i["previous"] + 1), -i["mentions"], i["text"]))
     lists["rising"] = rising[:8]
     lists["days"] = {"from": iso(day_lo), "to": iso(day_hi)}
+
+    # Advocates: people (no outlets, no brand or staff accounts) whose positive posts travelled furthest.
+    found = await top_advocates(pool, selected, day_lo, day_hi, ADVOCATES_SHOWN, ADVOCATE_MIN_POSITIVE,
+                                accounts if accounts is not None else OwnedHandles.of(watchlists.watchlists.values()),
+                                best_posts=1)
+    lists["advocates"] = [advocate_entry(a) for a in found]
     lists["share_of_voice"] = share
-    lists["alerts"] = [{"detected_at": a["detected_at"], "when": local(datetime.fromisoformat(a["detected_at"]), tz,
-                                                                       with_zone=True),
-                        "severity": a["severity"], "rule": a["rule"], "summary": a["summary"],
-                        "href": m.href} for a, m in zip(firing_now, markers)][:20]
+    lists["alerts"] = [{"starts_at": iso(a["starts_at"]), "detected_at": iso(a["detected_at"]),
+                        "when": local(a["starts_at"], tz, with_zone=True), "severity": a["severity"], "rule": a["rule"],
+                        "summary": a["summary"], "href": m.href} for a, m in zip(firing_now, markers)][:20]
 
     # Customer questions: asked, answered, time to first reply; the longest waiting.
     w = watchlists.watchlists.get(selected)
@@ -483,11 +522,9 @@ async def overview(pool: asyncpg.Pool, watchlists: WatchlistSet, req: Request, n
     def neg_share(neg: int, total: int) -> float | None:
         return neg / total if total else None
 
-    def net(pos: int, neg: int) -> float | None:
-        return (pos - neg) / (pos + neg) if pos + neg else None
-
     ns_now, ns_prev = neg_share(sums["negative"][0], sums["mentions"][0]), neg_share(sums["negative"][1], sums["mentions"][1])
-    net_now, net_prev = net(sums["positive"][0], sums["negative"][0]), net(sums["positive"][1], sums["negative"][1])
+    net_now = of_period(sums["mentions"][0], sums["positive"][0], sums["negative"][0])
+    net_prev = of_period(sums["mentions"][1], sums["positive"][1], sums["negative"][1])
     med_now, med_prev = q_now["median_response_s"], q_prev["median_response_s"]
     body["kpis"] = [
         _kpi("mentions", "Mentions", sums["mentions"][0], sums["mentions"][1], count(sums["mentions"][0]),

@@ -95,7 +95,7 @@ async def dashboard_overview(
     watchlists = ctx.watchlists()
     if watchlist:
         await known_watchlist(ctx, watchlist)
-    return await overview(ctx.pool, watchlists, Request(watchlist, length, to, where))
+    return await overview(ctx.pool, watchlists, Request(watchlist, length, to, where), accounts=ctx.owned())
 
 
 @summary.get("/v1/dashboard/mentions/{mention_id}", tags=["mentions"],
