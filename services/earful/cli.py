@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_models(sub)
     _add_corrections(sub)
     _add_backtest(sub)
+    _add_reprocess(sub)
+    _add_report(sub)
     _add_replay(sub)
     _add_dev_tools(sub)
     return p
@@ -137,7 +139,8 @@ def _add_models(sub: Commands) -> None:
                     help="JSONL of corrections; the English entity ones are added as training sentences")
     ev = msub.add_parser("evaluate", help="print every enrichment accuracy figure as JSON")
     ev.add_argument("--data", required=True, type=Path, help="the evaluation data folder (e.g. ../shared/eval)")
-    ev.add_argument("--only", default="sentiment,ner,language,risk", help="comma-separated: sentiment,ner,language,risk")
+    ev.add_argument("--only", default="sentiment,ner,language,risk,questions",
+                    help="comma-separated: sentiment,ner,language,risk,questions")
 
 
 def _add_corrections(sub: Commands) -> None:
@@ -186,6 +189,42 @@ def _add_backtest(sub: Commands) -> None:
     bt.add_argument("--cooldown-s", type=int, help="the candidate rule's cooldown")
     bt.add_argument("--warmup", help="history before --from that only trains the baseline (default: 1h or more)")
 
+
+
+def _add_reprocess(sub: Commands) -> None:
+    """`earful reprocess` (earful.storage.reprocess; PostgreSQL at EARFUL_DATABASE_URL, the broker for the watchlists
+    in force and the re-scored records)."""
+    r = sub.add_parser(
+        "reprocess", help="re-enrich stored mentions with the current models, in place, every count adjusted",
+        description="Re-enrich the stored mentions of a period (optionally of one watchlist or source) with the models "
+                    "and watchlists in force: changed fields and provenance are stored, every rollup is adjusted exactly, "
+                    "and each re-scored mention is published to earful.mentions.enriched.v1 with reprocessed_at set. "
+                    "Resumable (--resume), idempotent, throttled (docs/history.md). Prints a JSON summary last.")
+    r.add_argument("--from", dest="start", help="first creation time covered (RFC 3339; no zone = UTC)")
+    r.add_argument("--to", dest="end", help="end of the period, excluded")
+    r.add_argument("--watchlist", help="only mentions stored with this watchlist")
+    r.add_argument("--source", help="only mentions of this source, e.g. twitter")
+    r.add_argument("--rate", type=float, help="at most this many mentions per second (default 100)")
+    r.add_argument("--batch", type=int, default=100, help="mentions per transaction (default 100; at most --rate)")
+    r.add_argument("--resume", type=int, metavar="JOB", help="continue a stopped job (its period and filters)")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+
+
+def _add_report(sub: Commands) -> None:
+    """`earful report` (earful.storage.report; PostgreSQL at EARFUL_DATABASE_URL, read only)."""
+    r = sub.add_parser(
+        "report", help="write a watchlist's executive report: figures, charts, KPIs, risks, alerts (PDF or HTML)",
+        description="The executive report of one watchlist over a period, compared with the period before, each figure "
+                    "linked to the dashboard view that shows it (docs/reports.md). Default period: the latest complete "
+                    "Monday-to-Sunday UTC week with mentions of the watchlist.")
+    r.add_argument("--watchlist", required=True, help="the watchlist's id, e.g. acme-air")
+    r.add_argument("--from", dest="start", help="start of the period (RFC 3339 or YYYY-MM-DD; no zone = UTC); with --to")
+    r.add_argument("--to", dest="end", help="end of the period, excluded (RFC 3339 or YYYY-MM-DD); with --from")
+    r.add_argument("--period", choices=("last-week", "last-month"),
+                   help="last-week: the last complete Monday-to-Sunday UTC week; last-month: the last complete calendar month")
+    r.add_argument("--format", dest="fmt", choices=("pdf", "html"), help="default: html for an --out ending in .html, else pdf")
+    r.add_argument("--out", required=True, help="the file to write ('-': standard output)")
+    r.add_argument("--tz", default="UTC", help="IANA time zone of the times shown, e.g. Europe/London (default UTC)")
 
 
 def _add_replay(sub: Commands) -> None:
@@ -339,6 +378,27 @@ def _corrections(args: argparse.Namespace, settings: Settings) -> int:
     return run(args, settings)
 
 
+def _report(args: argparse.Namespace, settings: Settings) -> int:
+    from earful.storage.report import run
+
+    return run(args, settings)
+
+
+def _reprocess(args: argparse.Namespace, settings: Settings) -> int:
+    from earful.enrichment.processor import EnrichmentProcessor
+    from earful.storage.reprocess import reprocess_cli
+
+    return reprocess_cli(args, settings, lambda watchlists: EnrichmentProcessor.from_settings(settings, watchlists))
+
+
+def _watchlists(args: argparse.Namespace, settings: Settings) -> int:
+    if args.watchlists_command == "backfill":
+        from earful.storage.backfill import backfill_cli
+
+        return backfill_cli(args, settings)
+    return run_watchlists(args, settings.watchlists_dir)
+
+
 def _backtest(args: argparse.Namespace, settings: Settings) -> int:
     from earful.alerting.detection.backtest import backtest_cli
 
@@ -408,17 +468,18 @@ def _models(args: argparse.Namespace, settings: Settings) -> int:
     from earful.enrichment.evaluation import evaluate_all
 
     only = {part.strip() for part in args.only.split(",") if part.strip()}
-    unknown = only - {"sentiment", "ner", "language", "risk"}
+    unknown = only - {"sentiment", "ner", "language", "risk", "questions"}
     if unknown:
-        raise ValidationError(f"--only: unknown {', '.join(sorted(unknown))}; choose from sentiment, ner, language, risk")
+        raise ValidationError(f"--only: unknown {', '.join(sorted(unknown))}; "
+                              "choose from sentiment, ner, language, risk, questions")
     print(json.dumps(evaluate_all(args.data, only, settings), indent=2))
     return 0
 
 
 _HANDLERS: dict[str, Callable[[argparse.Namespace, Settings], int]] = {
     "storage": _storage_tool, "topics": _topics, "migrate": _migrate, "settings": _settings, "enrich": _enrich,
-    "watchlists": lambda args, settings: run_watchlists(args, settings.watchlists_dir), "models": _models,
-    "backtest": _backtest, "corrections": _corrections, "replay": _replay, "webhook-receiver": _webhook_receiver, "broker": _broker,
+    "watchlists": _watchlists, "models": _models, "reprocess": _reprocess,
+    "backtest": _backtest, "report": _report, "corrections": _corrections, "replay": _replay, "webhook-receiver": _webhook_receiver, "broker": _broker,
     "run": _stack, "demo": _stack,
 }
 

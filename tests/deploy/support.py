@@ -50,11 +50,16 @@ SECRET_KEYS = {"EARFUL_DATABASE_URL": "database-url", "EARFUL_WEBHOOK_SECRET": "
                "EARFUL_ALERTMANAGER_BASIC_AUTH": "alertmanager-basic-auth",
                "EARFUL_KAFKA_SASL_PASSWORD": "kafka-sasl-password", "EARFUL_KAFKA_SSL_KEY_PASSWORD": "kafka-ssl-key-password",
                "EARFUL_SCHEMA_REGISTRY_PASSWORD": "schema-registry-password",
-               "EARFUL_SCHEMA_REGISTRY_BEARER_TOKEN": "schema-registry-bearer-token"}
+               "EARFUL_SCHEMA_REGISTRY_BEARER_TOKEN": "schema-registry-bearer-token",
+               "EARFUL_LEADS_WEBHOOK_SECRET": "leads-webhook-secret",
+               "EARFUL_CASES_WEBHOOK_SECRET": "cases-webhook-secret",
+               "EARFUL_REPORT_SMTP_PASSWORD": "report-smtp-password"}
 # Secret keys a pod may start without (the setting is optional and the feature off without it).
 OPTIONAL_SECRET_KEYS = frozenset({"mastodon-access-token", "alertmanager-bearer-token", "alertmanager-basic-auth",
                                   "kafka-sasl-password", "kafka-ssl-key-password",
-                                  "schema-registry-password", "schema-registry-bearer-token"})
+                                  "schema-registry-password", "schema-registry-bearer-token", "leads-webhook-secret",
+                                  "cases-webhook-secret",
+                                  "report-smtp-password"})
 # The Kafka and schema-registry credentials every workload that talks to Kafka gets (deploy/k8s/base/kafka-security.yaml).
 KAFKA_SECRETS = frozenset({"EARFUL_KAFKA_SASL_PASSWORD", "EARFUL_KAFKA_SSL_KEY_PASSWORD",
                            "EARFUL_SCHEMA_REGISTRY_PASSWORD", "EARFUL_SCHEMA_REGISTRY_BEARER_TOKEN"})

@@ -31,6 +31,7 @@ from earful.storage.corrections import CorrectionRequest, apply_correction
 from earful.storage.outbox import CorrectionOutbox
 from earful.storage.writer import BrandHandles, mention_row, write_batch
 from earful.watchlists import WatchlistSet
+from earful.watchlists.owned import OwnedHandles
 from earful_dev.stack.broker import LocalBroker, free_port
 from earful_dev.stack.processes import ServiceProcess, service_env
 from tests.integration.test_storage_db import assert_rollups_match_recount, enriched
@@ -72,6 +73,10 @@ MENTIONS: dict[str, dict[str, Any]] = {
                    "text": "Acme Air vs Globex in Zürich #AcmeAir", "entities": []},
     "bystander": {"handle": "lee", "sentiment": "negative", "watchlists": ("acme-air",), "text": "Acme Air again",
                   "entities": [], "minutes": 1},
+    # The brand's own care handle (acme-air's `handles`): owned for acme-air, earned for globex.
+    "care": {"handle": "AcmeAirHelp", "sentiment": "positive", "watchlists": ("acme-air", "globex"),
+             "text": "Acme Air and Globex: our lounges reopen #AcmeAir",
+             "entities": [_tag("Acme Air and Globex: our lounges reopen #AcmeAir", "#AcmeAir")]},
 }
 
 
@@ -93,8 +98,9 @@ async def stored(pg_url: str) -> dict[str, Any]:
     conn = await asyncpg.connect(pg_url)
     try:
         await migrate(conn)
-        brands = BrandHandles.of(WatchlistSet.from_file(PACKAGE_DIR / "sample" / "watchlists").watchlists.values())
-        result = await write_batch(conn, [mention_row(record(n)) for n in MENTIONS], [], brands=brands)
+        watchlists = WatchlistSet.from_file(PACKAGE_DIR / "sample" / "watchlists").watchlists.values()
+        result = await write_batch(conn, [mention_row(record(n)) for n in MENTIONS], [], brands=BrandHandles.of(watchlists),
+                                   owned=OwnedHandles.of(watchlists))
         assert result.mentions_inserted == len(MENTIONS)
         await assert_rollups_match_recount(conn)
     finally:
@@ -516,6 +522,32 @@ async def test_export_writes_one_line_per_mention_and_field(pg_url: str, base_en
     future = earful("corrections", "export", "--out", "-", "--since", (datetime.now(UTC) + timedelta(days=1)).isoformat(),
                     env=env)
     assert future.returncode == 0 and future.stdout == ""
+
+
+async def test_correcting_an_owned_post_moves_only_the_earned_counts(storage: Any, pg_url: str) -> None:
+    """The care handle's post is stored and can be corrected, but acme-air never counted it (owned):
+    a correction moves globex's counts only, and a recount under the same rule still agrees."""
+    rows = await fetch(pg_url, "SELECT owned_watchlist_ids FROM mentions WHERE source_id = 'c-care'")
+    assert [r["owned_watchlist_ids"] for r in rows] == [["acme-air"]]
+
+    async def counts() -> dict[tuple[str, str], int]:
+        return {(w, s): await day_count(pg_url, w, s) for w in ("acme-air", "globex") for s in ("positive", "negative")}
+
+    async def hashtag_total(watchlist: str) -> int:
+        found = await fetch(pg_url, "SELECT mentions FROM entity_totals WHERE watchlist_id = $1 AND entity_key = '#acmeair'",
+                            watchlist)
+        return int(found[0]["mentions"]) if found else 0
+
+    before, tags = await counts(), {w: await hashtag_total(w) for w in ("acme-air", "globex")}
+    r = post(storage, "care", {"sentiment": "negative", "entities": []})
+    assert r.status_code == 201, r.text
+    after = await counts()
+    assert after[("acme-air", "positive")] == before[("acme-air", "positive")]
+    assert after[("acme-air", "negative")] == before[("acme-air", "negative")]
+    assert after[("globex", "positive")] == before[("globex", "positive")] - 1
+    assert after[("globex", "negative")] == before[("globex", "negative")] + 1
+    assert await hashtag_total("acme-air") == tags["acme-air"] and await hashtag_total("globex") == tags["globex"] - 1
+    await recount_agrees(pg_url)
 
 
 # --- consistency under concurrency, append-only, erasure ----------------------------------------------------------

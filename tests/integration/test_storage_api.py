@@ -240,8 +240,11 @@ def test_entities_advocates_questions(api: Any, seeded: dict[str, Any]) -> None:
     assert get(api, f"/v1/watchlists/{wl}/entities", type="planet").status_code == 422
     adv = get(api, f"/v1/watchlists/{wl}/advocates", min_positive=1, **period).json()["advocates"]
     assert adv and all(a["positive"] >= 1 and a["positive"] > a["negative"] for a in adv)
-    assert [a["reach"] for a in adv] == sorted((a["reach"] for a in adv), reverse=True)
+    assert [a["amplification"] for a in adv] == sorted((a["amplification"] for a in adv), reverse=True)
+    assert all(a["author_type"] == "person" and a["best_posts"] for a in adv)
     assert all(not (a["author_handle"] or "").lower().endswith("help") for a in adv)  # the brand's own handles are not advocates
+    exported = get(api, f"/v1/watchlists/{wl}/advocates", min_positive=1, format="csv", **period)
+    assert [r["author_handle"] for r in csv.DictReader(io.StringIO(exported.text))] == [a["author_handle"] for a in adv]
     q = get(api, f"/v1/watchlists/{wl}/questions", limit=5, **period).json()
     stats = q["stats"]
     assert stats["asked"] == stats["answered"] + stats["open"] and stats["answered"] > 0

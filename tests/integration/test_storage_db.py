@@ -20,6 +20,7 @@ import pytest
 
 from earful.core.db import drop_database, ensure_database, with_database
 from earful.core.migrate import MIGRATIONS_DIR, migrate, migration_files
+from earful.storage.api.entities import top_advocates
 from earful.storage.erasure import erase_author
 from earful.storage.retention import apply_retention, create_partitions_ahead
 from earful.storage.writer import (
@@ -32,6 +33,7 @@ from earful.storage.writer import (
     write_batch,
 )
 from earful.watchlists import Watchlist
+from earful.watchlists.owned import OwnedHandles
 from tests.support import eventually, example
 
 pytestmark = pytest.mark.integration
@@ -249,6 +251,110 @@ async def test_rollups_agree_with_a_recount(db: Any) -> None:
     await erase_author(conn, "twitter", "user2", via="test")
     await assert_rollups_match_recount(conn)
     assert await val(conn, "SELECT count(*) FROM mention_rollups_minute WHERE mentions <= 0") == 0
+
+
+# --- owned and earned ------------------------------------------------------------------------------
+
+OWNED = OwnedHandles.of([
+    Watchlist("acme-air", "Acme Air", "brand", ("Acme Air",), ("AcmeAir", "AcmeAirHelp")),
+    Watchlist("globex", "Globex", "brand", ("Globex",), ("GlobexCares", "bluesky:id:did:plc:globex")),
+    Watchlist("acme-staff", "Acme staff", "staff", ("Acme",), ("pat_at_acme",)),
+], extra=("mastodon:acmenews",))
+
+
+async def test_owned_posts_are_stored_but_left_out_of_every_rollup(db: Any) -> None:
+    """A brand's own accounts (its handles, a staff watchlist's, EARFUL_OWNED_HANDLES) are stored,
+    marked owned per watchlist, left out of that watchlist's rollups, and still reply to questions;
+    the rollups agree with a recount under the same rule, through re-delivery, erasure and a rebuild."""
+    conn, _ = db
+    t = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    both = ("acme-air", "globex")
+    records = [
+        enriched("q", t, handle="ann", risks=("customer_question",), sentiment="negative"),
+        enriched("care", t + timedelta(minutes=3), handle="AcmeAirHelp", reply_to="q", sentiment="positive", watchlists=both),
+        enriched("brand", t + timedelta(minutes=4), handle="acmeair", sentiment="positive"),
+        enriched("staff", t + timedelta(minutes=5), handle="Pat_At_Acme", sentiment="positive", watchlists=both),
+        enriched("setting", t + timedelta(minutes=6), handle="AcmeNews", source="mastodon", watchlists=both),
+        enriched("setting-elsewhere", t + timedelta(minutes=6), handle="AcmeNews", source="twitter"),
+        enriched("did", t + timedelta(minutes=7), author_id="did:plc:globex", source="bluesky", watchlists=both),
+        enriched("fan", t + timedelta(minutes=8), handle="fan", sentiment="positive", watchlists=both),
+        enriched("staff-list", t + timedelta(minutes=9), handle="pat_at_acme", watchlists=("acme-staff",)),
+    ]
+    records[6]["mention"]["author"]["handle"] = None  # Bluesky posts carry the account's DID, no handle
+    state = WriterState()
+    await write_batch(conn, rows(*records), [], brands=BRANDS, owned=OWNED, state=state)
+    await write_batch(conn, rows(*records[2:6]), [], brands=BRANDS, owned=OWNED, state=state)  # re-delivered
+    got = {r["source_id"]: r["owned_watchlist_ids"]
+           for r in await conn.fetch("SELECT source_id, owned_watchlist_ids FROM mentions")}
+    assert got == {"q": [], "care": ["acme-air"], "brand": ["acme-air"], "staff": ["acme-air", "globex"],
+                   "setting": ["acme-air", "globex"], "setting-elsewhere": [], "did": ["globex"], "fan": [],
+                   "staff-list": []}  # a staff watchlist owns nothing: its staff's posts are what it watches
+    counted = {r["watchlist_id"]: r["n"] for r in await conn.fetch(
+        "SELECT watchlist_id, sum(mentions) AS n FROM mention_rollups_day GROUP BY 1")}
+    assert counted == {"acme-air": 4, "globex": 2, "acme-staff": 1}  # q, setting-elsewhere, did, fan; care, fan; staff-list
+    assert await val(conn, "SELECT count(*) FROM author_totals WHERE author_key IN ('acmeairhelp', 'acmeair')"
+                           " AND watchlist_id = 'acme-air'") == 0
+    assert await val(conn, "SELECT mentions FROM author_totals WHERE author_key = 'acmeairhelp' AND watchlist_id = 'globex'") == 1
+    assert await val(conn, "SELECT count(*) FROM mentions") == 9  # all stored
+    assert await val(conn, "SELECT first_reply_at FROM questions WHERE source_id = 'q'") == t + timedelta(minutes=3)
+    await assert_rollups_match_recount(conn)
+    await erase_author(conn, "twitter", "acmeairhelp", via="test")  # an owned post leaves no count behind to undo
+    await assert_rollups_match_recount(conn)
+    tables = (*ROLLUPS, "watchlist_rollups_day", "author_rollups_day", "author_totals", "entity_rollups_day", "entity_totals")
+    snapshot = {t: {tuple(r) for r in await conn.fetch(f"SELECT * FROM {t}")} for t in tables}
+    await conn.execute("SELECT earful_rebuild_rollups()")  # a rebuild from the mentions follows the same rule
+    assert {t: {tuple(r) for r in await conn.fetch(f"SELECT * FROM {t}")} for t in tables} == snapshot
+
+
+async def test_advocates_are_people_ranked_by_amplification(db: Any) -> None:
+    """Outlets and brand accounts with the most amplified praise are passed over; people are ranked by
+    reposts + replies + engagement velocity of their positive posts, with the previous period's trend."""
+    conn, url = db
+    lo = datetime(2026, 11, 2, tzinfo=UTC)
+    hi, prev = lo + timedelta(days=1), lo - timedelta(days=1)
+
+    def post(sid: str, at: datetime, handle: str, *, source: str = "twitter", sentiment: str = "positive",
+             reposts: int = 0, replies: int = 0, likes: int = 0, name: str | None = None, age_h: float = 10) -> dict[str, Any]:
+        r = enriched(sid, at, handle=handle, source=source, sentiment=sentiment, likes=likes,
+                     observed=at + timedelta(hours=age_h))
+        r["mention"]["engagement"].update(reposts=reposts, replies=replies)
+        if name:
+            r["mention"]["author"]["display_name"] = name
+        return r
+
+    noon = lo + timedelta(hours=12)
+    records = [
+        post("o1", noon, "metrowire", source="news", reposts=900),  # an outlet: the most amplified, never an advocate
+        post("o2", noon, "thedailyledger", reposts=800),  # an outlet by its handle
+        post("o3", noon, "wanda", reposts=700, name="Wanda Radio"),  # ... by its name
+        post("b1", noon, "SkyJetHelp", reposts=600),  # a competitor's care handle: a brand account
+        post("b2", noon, "Pat_At_Acme", reposts=500),  # staff
+        post("p1", noon, "jane", reposts=10, replies=5, likes=100),  # velocity 115 / 10 h = 11.5 → 26.5
+        post("p2", noon + timedelta(hours=1), "jane", reposts=1),  # → 1.1; jane: 27.6
+        post("p3", noon, "kim", reposts=20, likes=0, age_h=0.1),  # velocity floored at 1 hour: 20 + 20 = 40
+        post("p4", noon, "lou", reposts=30, sentiment="negative"),  # lou: more negative than positive
+        post("p5", noon, "lou", reposts=1),
+        post("p6", noon, "lou", reposts=1, sentiment="negative"),
+        post("prev-jane", prev + timedelta(hours=12), "jane", reposts=100),  # jane's previous period: down
+        post("prev-kim", prev + timedelta(hours=12), "kim", reposts=5),  # kim: up
+    ]
+    await write_batch(conn, rows(*records), [], owned=OWNED)
+    accounts = OwnedHandles.of([
+        Watchlist("acme-air", "Acme Air", "brand", ("Acme Air",), ("AcmeAir", "AcmeAirHelp")),
+        Watchlist("skyjet", "SkyJet", "competitor", ("SkyJet",), ("SkyJetHelp",)),
+        Watchlist("acme-staff", "Acme staff", "staff", ("Acme",), ("pat_at_acme",))])
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+    try:
+        found = await top_advocates(pool, "acme-air", lo, hi, 5, 1, accounts, best_posts=2)
+    finally:
+        await pool.close()
+    assert [a["author_handle"] for a in found] == ["kim", "jane"]
+    kim, jane = found
+    assert (kim["amplification"], kim["velocity"], kim["previous_amplification"], kim["trend"]) == (40.0, 20.0, 5.5, "up")
+    assert jane["amplification"] == 27.6 and (jane["reposts"], jane["replies"], jane["likes"], jane["positive"]) == (11, 5, 100, 2)
+    assert jane["trend"] == "down" and jane["change"] == round((27.6 - 110.0) / 110.0, 4)
+    assert [p["mention_id"] for p in jane["best_posts"]] == [records[5]["mention"]["mention_id"], records[6]["mention"]["mention_id"]]
+    assert all(a["author_type"] == "person" for a in found)
 
 
 async def test_killed_between_insert_and_commit_leaves_nothing(db: Any) -> None:

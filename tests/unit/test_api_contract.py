@@ -33,6 +33,7 @@ from earful.storage.api import (
     alerts,
     audit,
     build_api,
+    cases,
     corrections,
     dashboard,
     entities,
@@ -52,7 +53,10 @@ OPERATION_ID = re.compile(r"^[a-z][A-Za-z0-9]*$")
 EXPECTED = {("post", "/v1/mentions/{mention_id}/corrections"): "write", ("delete", "/v1/authors/{source}/{author}"): "admin",
             ("get", "/v1/audit"): "admin", ("post", "/v1/watchlists"): "write", ("put", "/v1/watchlists/{watchlist_id}"): "write",
             ("delete", "/v1/watchlists/{watchlist_id}"): "admin", ("post", "/v1/silences"): "write",
-            ("delete", "/v1/silences/{silence_id}"): "write", ("post", "/v1/alerts/{key}/ack"): "write"}
+            ("delete", "/v1/silences/{silence_id}"): "write", ("post", "/v1/alerts/{key}/ack"): "write",
+            ("post", "/v1/watchlists/{watchlist_id}/backfill"): "write",
+            **{("post", f"/v1/cases/{{case_id}}/{action}"): "write"
+               for action in ("assign", "answer", "dismiss", "escalate", "reopen")}}
 
 
 @pytest.fixture(params=["storage", "alerting", "ingest"])
@@ -110,7 +114,7 @@ def test_every_write_and_admin_route_is_audited() -> None:
     keys = KeyRing.from_settings(SETTINGS)
     route = Route("default", ("ops",), ("watchlist",), group_wait_s=0.5, group_interval_s=60, repeat_interval_s=3600)
     config = NotifyConfig({"ops": Receiver("ops", "webhook", "https://hooks.example.com/x")}, route, (), DEFAULT_INHIBIT)
-    routers = [m.router for m in (alerts, audit, corrections, entities, erasure, mentions, questions, trends)]
+    routers = [m.router for m in (alerts, audit, cases, corrections, entities, erasure, mentions, questions, trends)]
     routers += [dashboard.summary, alerting_router(lambda: None, config, keys, lambda: datetime.now(timezone.utc), lambda: None)]
     found = 0
     for router in routers:

@@ -91,7 +91,8 @@ def test_the_doc_checker_finds_gaps() -> None:
 
 
 def test_expected_schemas_exist() -> None:
-    assert STEMS == ["alert_event", "correction", "dead_letter", "enriched_mention", "erasure", "raw_mention", "watchlist"]
+    assert STEMS == ["alert_event", "case_event", "correction", "dead_letter", "enriched_mention", "erasure", "lead",
+                     "policy_flag", "raw_mention", "watchlist"]
 
 
 @pytest.mark.parametrize("stem", STEMS)

@@ -12,7 +12,17 @@ import pytest
 
 from earful.core.errors import StorageError
 from earful.core.migrate import migration_files
-from earful.storage.writer import ALERT_COLUMNS, MENTION_COLUMNS, alert_row, facets, mention_row
+from earful.storage.writer import (
+    ALERT_COLUMNS,
+    MENTION_COLUMNS,
+    WRITTEN_COLUMNS,
+    alert_row,
+    facets,
+    mention_row,
+    with_owned,
+)
+from earful.watchlists import Watchlist
+from earful.watchlists.owned import OwnedHandles
 from tests.support import example
 
 
@@ -133,7 +143,17 @@ def test_facets_are_lower_case_and_unique() -> None:
 def test_mention_columns_exist_in_the_table() -> None:
     table = _table_columns("mentions")
     assert set(MENTION_COLUMNS) <= set(table)
-    assert set(table) - set(MENTION_COLUMNS) == {"stored_at", "tsv"}  # filled by the database
+    assert set(WRITTEN_COLUMNS) - set(MENTION_COLUMNS) == {"owned_watchlist_ids"}  # decided by the writer
+    assert set(table) - set(WRITTEN_COLUMNS) == {"stored_at", "tsv"}  # filled by the database
+
+
+def test_the_writer_appends_the_watchlists_a_row_is_owned_for() -> None:
+    row = mention_row(ENRICHED)
+    handle = dict(zip(MENTION_COLUMNS, row))["author_handle"]
+    assert with_owned(row, OwnedHandles()) == (*row, [])
+    owned = OwnedHandles.of([Watchlist("acme-air", "Acme Air", "brand", ("Acme Air",), (handle,))])
+    assert with_owned(row, owned)[len(MENTION_COLUMNS):] == (["acme-air"],)
+    assert len(with_owned(row, owned)) == len(WRITTEN_COLUMNS)
 
 
 # --- alert_row --------------------------------------------------------------------------------

@@ -18,10 +18,13 @@ from earful.core.topics import (
     ALERTING_BY_WATCHLIST,
     ALERTING_DETECTOR_CHANGELOG,
     ALERTS,
+    CASES,
     CORRECTIONS,
     DLQ,
     ENRICHED,
     ERASURES,
+    LEADS,
+    POLICY_FLAGS,
     RAW,
     WATCHLISTS,
     TopicSpec,
@@ -63,8 +66,8 @@ def _topic(doc: dict[str, Any], name: str) -> dict[str, Any]:
 
 def test_real_topics_load() -> None:
     topics = load_topics(SCHEMAS)
-    assert set(topics) == {RAW, ENRICHED, ALERTS, DLQ, WATCHLISTS, CORRECTIONS, ERASURES, ALERTING_BY_WATCHLIST,
-                           ALERTING_DETECTOR_CHANGELOG}
+    assert set(topics) == {RAW, ENRICHED, ALERTS, DLQ, WATCHLISTS, CORRECTIONS, ERASURES, CASES, LEADS, POLICY_FLAGS,
+                           ALERTING_BY_WATCHLIST, ALERTING_DETECTOR_CHANGELOG}
     assert all(isinstance(t, TopicSpec) for t in topics.values())
 
 

@@ -11,6 +11,7 @@ Where things are, starting from `__main__`:
 * `detection`: the detector (one module per rule, the episode life cycle, the typed state), the
   rules per watchlist, and `earful backtest`.
 * `notification`: routing → store → grouping → dispatcher → receivers → delivery.
+* `case_sla`: customer-care cases (earful.cases.v1) → case_sla_warning / case_sla_breach alerts.
 * `events` (decisions → AlertEvent records), `explain` (why an alert fired), `api` (/v1/alerts,
   silences, acknowledgements, the notification log).
 """

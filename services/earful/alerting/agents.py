@@ -128,6 +128,9 @@ class AlertingAgents:
             if self.erased.erased(record["mention"]):
                 MESSAGES.labels(SERVICE, ENRICHED, "erased_author").inc()
                 continue
+            if record.get("reprocessed_at") is not None:  # re-scored history (`earful reprocess`), not a new mention
+                MESSAGES.labels(SERVICE, ENRICHED, "reprocessed").inc()
+                continue
             self.sources.observe(record)  # every mention counts for its source's health
             handle = (record["mention"].get("author") or {}).get("handle")
             wanted = dict.fromkeys([*record["watchlist_ids"], *self.rulebook.watchlists_of_handle(handle)])
@@ -159,7 +162,7 @@ class AlertingAgents:
                         continue
                     key = event.message.key
                     wid = key.decode()
-                    mention = mention_of(record, wid)
+                    mention = mention_of(record, wid, owned=self.rulebook.owned(wid, record["mention"]))
                     if mention.matched:
                         self.evidence.add(wid, post_of(record))
                     state = self._changed.get(key)

@@ -8,6 +8,8 @@
 * `NotificationRuntime`: the dispatcher and its background tasks, once PostgreSQL is up;
 * `AlertingAgents` (`earful.alerting.agents`): the stream processors, from enriched mentions to
   alert events in PostgreSQL.
+* `CaseSla` (`earful.alerting.case_sla`): customer-care cases from earful.cases.v1 → SLA warning
+  and breach alert events, on time.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import mode
 from earful.alerting import SERVICE
 from earful.alerting.agents import AlertingAgents
 from earful.alerting.api import build_router
+from earful.alerting.case_sla import follow_cases
 from earful.alerting.detection.rulebook import RuleBook
 from earful.alerting.detection.rules import RuleDefaults
 from earful.alerting.notification.delivery import Outcome, deliverers_for, make_client
@@ -193,7 +196,7 @@ class AlertingService:
         self.health.add_check("kafka", tcp_check(settings.kafka_bootstrap, 9092))
         if watchlists is None:  # rules, handles and SLAs come live from the topic
             watchlists = live_watchlists(self.app, settings, self.health, SERVICE)
-        self.rulebook = RuleBook(watchlists, RuleDefaults.from_settings(settings))
+        self.rulebook = RuleBook(watchlists, RuleDefaults.from_settings(settings), settings.owned_handles)
         self.notify_config = load_notify_config(settings)
         self.database = AlertDatabase(settings)
         self.app.service(self.database)  # type: ignore[arg-type]  # Faust starts instances as well as classes
@@ -209,6 +212,10 @@ class AlertingService:
                                      dead_letters=self.dead_letters, notifications=self.notifications,
                                      erased=follow_erasures(self.app, settings, codecs.for_topic(ERASURES), SERVICE,
                                                             self.health))
+        # Customer-care cases past their warning share or deadline (earful.cases.v1); None when switched off.
+        self.case_sla = follow_cases(self.app, settings, codecs, self.health, rulebook=self.rulebook,
+                                     notify_config=self.notify_config, notifications=self.notifications,
+                                     alerts_topic=self.agents.alerts)
 
     def run(self) -> int:
         """Create the topics, then run until SIGTERM; the exit code."""

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -33,6 +34,7 @@ def _default_schema_dir() -> Path:
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
 _HOST_NAME = re.compile(r"^[a-z0-9_]([a-z0-9_-]{0,62})(\.[a-z0-9_]([a-z0-9_-]{0,62}))*$")
+_OWNED_ENTRY = re.compile(r"^(?:[a-z0-9][a-z0-9_.-]{0,31}:)?(?:id:)?@?[^\s,:@](?:[^\s,]*[^\s,:])?$")
 
 
 def split_commas(value: object) -> object:
@@ -249,6 +251,12 @@ class Settings(BaseSettings):
         " topic (`changed`: the folder wins), or only those the topic has never had (`missing`: API changes survive"
         " restarts on a read-only folder).",
     )
+    owned_handles: CommaList = Field(
+        (), description="The company's own accounts, owned for every watchlist besides each watchlist's `handles` and the"
+        " handles of `staff` watchlists, comma-separated: `AcmeAirHelp` (any source), `twitter:AcmeAir` (one source),"
+        " `id:did:plc:…` (an account id). Their posts are stored and count as replies, but not as mentions: volume,"
+        " sentiment, share of voice, authors, advocates and entities leave them out.",
+    )
 
     # --- Alerting ------------------------------------------------------------------------------
     alert_bucket_s: int = Field(10, ge=1, description="Length of a counting bucket, in seconds of event time.")
@@ -341,6 +349,12 @@ class Settings(BaseSettings):
     alert_source_lag_s: int = Field(
         600, ge=1, description="Source health: a source is late (degraded) when the median delay from creation to receipt over the window exceeds its usual median by this many seconds and fourfold."
     )
+    alert_case_sla: bool = Field(
+        True, description="Follow earful.cases.v1 and alert per customer-care case: case_sla_warning when an open case passes its warn_at, case_sla_breach when it passes its deadline_at (see docs/alerting.md#customer-care-cases-sla-warnings-and-breaches). false: no case alerts."
+    )
+    alert_case_sla_min_priority: int = Field(
+        0, ge=0, le=100, description="case_sla_warning and case_sla_breach: cases with a lower priority (0-100) do not alert, unless a watchlist's rule sets its own min_priority."
+    )
     alert_tick_s: float = Field(
         1.0, gt=0, description="How often time-based decisions run when no mention arrives (a silent watchlist resolves, a question becomes overdue)."
     )
@@ -399,7 +413,75 @@ class Settings(BaseSettings):
     storage_partitions_ahead_days: int = Field(
         7, ge=1, le=366, description="Daily mention partitions the storage service keeps created ahead of today (checked at start-up and hourly)."
     )
+    care_agents: str | None = Field(
+        None, description="Care agents per watchlist who get new cases in turn (round-robin), as `watchlist=name,name;watchlist=name`, e.g. `acme-air=ann,bob;globex=cy`. A watchlist not listed leaves its cases unassigned (see docs/care.md)."
+    )
+    cases_webhook_url: str | None = Field(
+        None, description="Helpdesk webhook: every case event (opened, assigned, answered, dismissed, escalated,"
+        " reopened) is POSTed here as JSON with the case mapped to a ticket (docs/care.md#helpdesk-webhook), after it"
+        " committed, at least once, in order per case; `webhook-id` is the event_id. Unset: case events go to"
+        " `earful.cases.v1` only. Private addresses need `EARFUL_WEBHOOK_ALLOWED_NETWORKS`."
+    )
+    cases_webhook_secret: SecretStr | None = Field(
+        None, description="Signing key of the helpdesk webhook (a secret): each request carries a Standard Webhooks"
+        " webhook-signature. `whsec_<base64>` is the decoded bytes, anything else its UTF-8 bytes. Unset: unsigned."
+    )
     api_query_timeout_s: float = Field(10.0, gt=0, description="Longest a query API request may run in PostgreSQL before it is cancelled with a 503.")
+
+    # --- Sales leads and staff policy (storage) ------------------------------------------------
+    lead_period_days: int = Field(
+        7, ge=1, le=366, description="Length of a lead's period in days: a prospect's purchase-intent mentions of a watchlist"
+        " within one period are one lead (`earful.leads.v1`). Periods are fixed, counted from Monday 1970-01-05 UTC"
+        " (7: ISO weeks); see docs/staff-policy.md#sales-leads."
+    )
+    leads_webhook_url: str | None = Field(
+        None, description="CRM webhook: every change of a lead is POSTed here as JSON (Standard Webhooks headers; the same"
+        " record as on `earful.leads.v1`), after it committed, at least once, in order. Unset: leads go to the topic only."
+        " Private addresses need `EARFUL_WEBHOOK_ALLOWED_NETWORKS`."
+    )
+    leads_webhook_secret: SecretStr | None = Field(
+        None, description="Signing key of the CRM webhook (a secret): each request carries a Standard Webhooks"
+        " webhook-signature. `whsec_<base64>` is the decoded bytes, anything else its UTF-8 bytes. Unset: unsigned."
+    )
+    policy_file: Path | None = Field(
+        None, description="YAML file of the social-media policy staff posts are checked against (confidential terms,"
+        " missing disclosure, legal claims; format in docs/staff-policy.md). Read at start-up (a bad file stops it) and"
+        " again when it changes. Unset: staff posts are not checked."
+    )
+
+    # --- Executive reports (`earful report`, and the weekly delivery by the storage service) -------
+    dashboard_url: str | None = Field(
+        None, description="The dashboard's address as its readers reach it (the storage service's `/`, e.g."
+        " https://earful.example.com/); reports link every figure to it. Unset: EARFUL_ALERT_DASHBOARD_URL, else"
+        " http://127.0.0.1:<storage port>/."
+    )
+    report_fonts: CommaList = Field(
+        (), description="TrueType fonts for the PDF report's text, comma-separated file paths: the first is the main font,"
+        " the others fallbacks for characters it lacks (e.g. /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf). Unset: the"
+        " PDF's built-in Helvetica, which holds Windows-1252 only: other characters print as '?' (the HTML report shows them all)."
+    )
+    report_schedule: str = Field(
+        "", description="When the storage service delivers the weekly report: `DAY HH:MM ZONE`, e.g. `mon 08:00 Europe/London`"
+        " (zone optional: UTC). Each report covers the last complete Monday-to-Sunday UTC week. Empty: no scheduled reports."
+        " Needs EARFUL_REPORT_SMTP_HOST or EARFUL_REPORT_WEBHOOK_URL."
+    )
+    report_watchlists: CommaList = Field(
+        (), description="Watchlists whose weekly report is delivered, comma-separated. Empty: every watchlist of kind brand."
+    )
+    report_smtp_host: str | None = Field(None, description="SMTP server the weekly report is mailed through (PDF attached). Unset: no email.")
+    report_smtp_port: int = Field(587, ge=1, le=65535, description="Port of the SMTP server.")
+    report_smtp_user: str | None = Field(None, description="SMTP user name (AUTH); unset: no authentication.")
+    report_smtp_password: SecretStr | None = Field(None, description="SMTP password (a secret); used with EARFUL_REPORT_SMTP_USER.")
+    report_smtp_from: str | None = Field(None, description="Sender address of the report emails; required with EARFUL_REPORT_SMTP_HOST.")
+    report_smtp_to: CommaList = Field((), description="Recipients of the report emails, comma-separated; required with EARFUL_REPORT_SMTP_HOST.")
+    report_smtp_starttls: bool = Field(
+        True, description="Upgrade the SMTP connection with STARTTLS (certificate checked) before authenticating and sending;"
+        " false only for a relay on a trusted network."
+    )
+    report_webhook_url: str | None = Field(
+        None, description="URL that receives the weekly report by POST (multipart: the report's JSON metadata and the PDF;"
+        " see docs/reports.md). Unset: no webhook."
+    )
 
     @field_validator("ingest_feed_urls", "ingest_mastodon_instances", "ingest_mastodon_hashtags", "ingest_mastodon_search",
                      "ingest_allowed_networks", "ingest_metric_sources", mode="before")
@@ -450,6 +532,29 @@ class Settings(BaseSettings):
         if problem:
             raise ValueError(problem)
         return self
+
+    @field_validator("owned_handles", mode="before")
+    @classmethod
+    def _split_owned_handles(cls, value: object) -> object:
+        return split_commas(value)
+
+    @field_validator("owned_handles")
+    @classmethod
+    def _owned_handles(cls, entries: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in entries:  # the full syntax: earful.watchlists.owned.parse_entry (core cannot import it)
+            if not _OWNED_ENTRY.match(entry):
+                raise ValueError(f"{entry!r} is not an account: use a handle, source:handle, id:ID or source:id:ID")
+        return entries
+
+    @field_validator("care_agents")
+    @classmethod
+    def _care_agents(cls, value: str | None) -> str | None:
+        parse_care_agents(value)
+        return value
+
+    def care_agent_map(self) -> dict[str, tuple[str, ...]]:
+        """EARFUL_CARE_AGENTS as watchlist id → agents, in the order cases go round."""
+        return parse_care_agents(self.care_agents)
 
     @field_validator("ingest_bluesky_url")
     @classmethod
@@ -505,6 +610,11 @@ class Settings(BaseSettings):
                 raise ValueError(f"{url!r} is not an http(s) URL")
         return urls
 
+    @field_validator("leads_webhook_url", "cases_webhook_url")
+    @classmethod
+    def _valid_lead_webhook(cls, url: str | None) -> str | None:
+        return None if url is None else cls._valid_urls((url,))[0]
+
     @field_validator("webhook_allowed_networks", "ingest_allowed_networks")
     @classmethod
     def _valid_networks(cls, networks: tuple[str, ...]) -> tuple[str, ...]:
@@ -524,6 +634,26 @@ class Settings(BaseSettings):
                              "_LATENESS_BUCKETS and _WARMUP_BUCKETS")
         return self
 
+    @field_validator("report_fonts", "report_watchlists", "report_smtp_to", mode="before")
+    @classmethod
+    def _split_report_lists(cls, value: object) -> object:
+        return split_commas(value)
+
+    @model_validator(mode="after")
+    def _report_delivery(self) -> Settings:
+        if self.report_schedule:
+            parse_report_schedule(self.report_schedule)  # ValueError saying what a schedule looks like
+            if not self.report_smtp_host and not self.report_webhook_url:
+                raise ValueError("EARFUL_REPORT_SCHEDULE is set but the report goes nowhere: set EARFUL_REPORT_SMTP_HOST"
+                                 " (with _FROM and _TO) or EARFUL_REPORT_WEBHOOK_URL")
+        if self.report_smtp_host and (not self.report_smtp_from or not self.report_smtp_to):
+            raise ValueError("EARFUL_REPORT_SMTP_HOST needs EARFUL_REPORT_SMTP_FROM and EARFUL_REPORT_SMTP_TO")
+        if self.report_webhook_url:
+            parts = urlsplit(self.report_webhook_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"EARFUL_REPORT_WEBHOOK_URL: {self.report_webhook_url!r} is not an http(s) URL")
+        return self
+
     def enrichment_text_limit(self) -> int:
         """The characters of a text enrichment reads (EARFUL_ENRICH_MAX_TEXT_CHARS, else the ingest limit)."""
         return self.enrich_max_text_chars or self.ingest_max_text_chars
@@ -535,6 +665,51 @@ class Settings(BaseSettings):
     def api_key_set(self) -> frozenset[str]:
         """The secrets of every configured key, whatever its scopes (empty = no authentication)."""
         return frozenset(k.secret for k in self.api_key_list())
+
+
+_CARE_WATCHLIST = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
+_CARE_AGENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@+-]{0,99}$")
+
+
+def parse_care_agents(value: str | None) -> dict[str, tuple[str, ...]]:
+    """'acme-air=ann,bob;globex=cy' → {'acme-air': ('ann', 'bob'), 'globex': ('cy',)}; a malformed
+    entry is a ValueError naming it."""
+    out: dict[str, tuple[str, ...]] = {}
+    for entry in (value or "").split(";"):
+        if not entry.strip():
+            continue
+        watchlist, sep, names = entry.partition("=")
+        watchlist = watchlist.strip()
+        agents = tuple(dict.fromkeys(n.strip() for n in names.split(",") if n.strip()))
+        if not sep or not _CARE_WATCHLIST.match(watchlist) or not agents:
+            raise ValueError(f"{entry.strip()!r} is not watchlist=agent,agent (e.g. acme-air=ann,bob;globex=cy)")
+        bad = [a for a in agents if not _CARE_AGENT.match(a)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not an agent name (letters, digits and _ . @ + -)")
+        if watchlist in out:
+            raise ValueError(f"watchlist {watchlist!r} is listed twice")
+        out[watchlist] = agents
+    return out
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_DAY_NAMES = {**{d: i for i, d in enumerate(WEEKDAYS)},
+              **{d: i for i, d in enumerate(("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"))}}
+_SCHEDULE = re.compile(r"^\s*([a-z]+)\s+([01]?\d|2[0-3]):([0-5]\d)(?:\s+(\S+))?\s*$", re.IGNORECASE)
+
+
+def parse_report_schedule(text: str) -> tuple[int, int, int, str]:
+    """`DAY HH:MM [ZONE]` (e.g. 'mon 08:00 Europe/London') as (weekday 0 = Monday, hour, minute,
+    IANA zone; UTC when none); ValueError saying what a schedule looks like."""
+    m = _SCHEDULE.match(text)
+    if not m or m.group(1).lower() not in _DAY_NAMES:
+        raise ValueError(f"EARFUL_REPORT_SCHEDULE: {text!r} is not `DAY HH:MM ZONE`, e.g. `mon 08:00 Europe/London`")
+    name = m.group(4) or "UTC"
+    try:
+        ZoneInfo(name)
+    except (KeyError, ValueError, OSError) as exc:  # ZoneInfoNotFoundError is a KeyError
+        raise ValueError(f"EARFUL_REPORT_SCHEDULE: {name!r} is not an IANA time zone (e.g. Europe/London)") from exc
+    return _DAY_NAMES[m.group(1).lower()], int(m.group(2)), int(m.group(3)), name
 
 
 def drop_window_buckets_max(baseline_buckets: int, lateness_buckets: int, warmup_buckets: int) -> int:

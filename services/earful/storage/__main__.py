@@ -12,6 +12,7 @@ import asyncio
 import logging
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -26,13 +27,20 @@ from earful.core.kafka_security import start_client
 from earful.core.retry import wait_or_stop
 from earful.core.runtime import run_service, wait_for_shutdown
 from earful.core.settings import Settings
-from earful.core.topics import ALERTS, CORRECTIONS, ENRICHED, ERASURES, create_topics
+from earful.core.topics import ALERTS, CASES, CORRECTIONS, ENRICHED, ERASURES, create_topics
 from earful.storage.api import build_api, storage_auth
+from earful.storage.backfill import BackfillRunner
+from earful.storage.case_outbox import CaseOutbox
+from earful.storage.case_webhook import start_case_webhook
 from earful.storage.consumer import StorageConsumer
 from earful.storage.erasure_outbox import ErasureOutbox
 from earful.storage.outbox import CorrectionOutbox
 from earful.storage.retention import create_partitions_ahead
+from earful.storage.signals import SignalLoops, start_signals
 from earful.watchlists.registry import WatchlistRegistry
+
+if TYPE_CHECKING:
+    from earful.storage.report_schedule import ReportScheduler
 
 log = logging.getLogger("earful.storage")
 MAINTENANCE_INTERVAL_S = 3600.0
@@ -103,13 +111,17 @@ class StorageService:
     server: HttpServer
     outbox: CorrectionOutbox
     erasures: ErasureOutbox | None = None  # publishes committed erasures to earful.erasures.v1
+    cases: CaseOutbox | None = None  # publishes committed case events to earful.cases.v1
+    reports: ReportScheduler | None = None  # delivers the weekly report (EARFUL_REPORT_SCHEDULE)
+    signals: SignalLoops | None = None  # publishes sales leads and staff policy flags (and the CRM webhook)
 
     @classmethod
     async def open(cls, settings: Settings, stack: AsyncExitStack) -> StorageService:
         """Migrate, connect and start every part in order; `stack` closes them in reverse."""
         codecs = Codecs(settings)
         await create_topics(settings)
-        pool = await open_pool(settings.database_url.get_secret_value(), max_size=settings.storage_write_concurrency + 2)
+        # The writers, plus the outboxes: two of them hold a connection to listen on.
+        pool = await open_pool(settings.database_url.get_secret_value(), max_size=settings.storage_write_concurrency + 3)
         stack.push_async_callback(pool.close)
         api_pool = await open_api_pool(settings)
         stack.push_async_callback(api_pool.close)
@@ -130,16 +142,28 @@ class StorageService:
                                  settings.storage_batch_size, settings.storage_batch_timeout_s,
                                  watchlists=registry.store.current,
                                  retention_days=settings.storage_retention_days or None,
-                                 write_concurrency=settings.storage_write_concurrency)
+                                 write_concurrency=settings.storage_write_concurrency,
+                                 owned_handles=settings.owned_handles, care_agents=settings.care_agent_map())
         limits = RequestLimits.from_settings(settings, keys_configured=bool(settings.api_key_set()))
         outbox = CorrectionOutbox(pool, producer, codecs.for_topic(CORRECTIONS))
         keys = KeyRing.from_settings(settings)
-        api = build_api(api_pool, health, keys, registry.store.current, limits=limits, outbox=outbox)
+        api = build_api(api_pool, health, keys, registry.store.current, limits=limits, outbox=outbox,
+                        owned_handles=settings.owned_handles)
         api.include_router(registry.router(storage_auth(api_pool, keys)))
         server = HttpServer(api, settings.http_host, settings.port_for("storage"))
         await server.start()
         stack.push_async_callback(server.stop)
-        return cls(settings, health, pool, worker, server, outbox, ErasureOutbox(pool, producer, codecs.for_topic(ERASURES)))
+        # The writer's lead and policy rules from here on (a bad EARFUL_POLICY_FILE stops the start), and their outboxes.
+        signals = await start_signals(settings, stack, producer, codecs, registry.store.current)
+        reports = None
+        if settings.report_schedule:  # imported only when scheduled: the report's PDF library is not small
+            from earful.storage.report_schedule import ReportScheduler
+
+            reports = ReportScheduler(settings, api_pool, registry.store.current)
+        # Case events to the topic and, with EARFUL_CASES_WEBHOOK_URL, to a helpdesk (on a pool of its own).
+        cases = CaseOutbox(pool, producer, codecs.for_topic(CASES), webhook=await start_case_webhook(settings, stack))
+        return cls(settings, health, pool, worker, server, outbox, ErasureOutbox(pool, producer, codecs.for_topic(ERASURES)),
+                   cases, reports, signals)
 
     async def run(self) -> None:
         """Consume (and keep partitions ahead, and publish corrections left unpublished) until SIGTERM;
@@ -152,6 +176,11 @@ class StorageService:
         maintenance = asyncio.create_task(maintain_partitions(self.pool, self.settings, worker.stopping))
         publishing = asyncio.create_task(self.outbox.run(worker.stopping))
         erasing = asyncio.create_task(self.erasures.run(worker.stopping) if self.erasures else asyncio.sleep(0))
+        casing = asyncio.create_task(self.cases.run(worker.stopping) if self.cases else asyncio.sleep(0))
+        reporting = asyncio.create_task(self.reports.run(worker.stopping) if self.reports else asyncio.sleep(0))
+        signalling = asyncio.create_task(self.signals.run(worker.stopping) if self.signals else asyncio.sleep(0))
+        backfilling = asyncio.create_task(BackfillRunner(  # back-fills started over the API
+            self.settings, self.pool, worker.watchlists, worker.owned, worker.brands).run(worker.stopping))
         stop_task = asyncio.create_task(wait_for_shutdown())
         try:
             done, _ = await asyncio.wait({run_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
@@ -167,7 +196,8 @@ class StorageService:
             stop_task.cancel()
             if not run_task.done():  # only when leaving on an error: the batch in hand stays uncommitted
                 run_task.cancel()
-            await asyncio.gather(run_task, maintenance, publishing, erasing, stop_task, return_exceptions=True)
+            await asyncio.gather(run_task, maintenance, publishing, erasing, casing, reporting, signalling, backfilling,
+                                 stop_task, return_exceptions=True)
 
 
 async def serve(settings: Settings) -> None:

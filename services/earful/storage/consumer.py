@@ -15,7 +15,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,8 +30,10 @@ from earful.core.metrics import BATCH_SECONDS, ERRORS, MESSAGES, PIPELINE_LATENC
 from earful.core.retry import Backoff, retry
 from earful.core.runtime import stopped_by
 from earful.core.topics import ALERTS, ENRICHED
+from earful.storage.cases import CareBook
 from earful.storage.writer import BrandHandles, WriteResult, WriterState, alert_row, mention_row, write_batch
 from earful.watchlists import WatchlistSet
+from earful.watchlists.owned import OwnedHandles
 
 log = logging.getLogger(__name__)
 SERVICE = "storage"
@@ -72,6 +74,8 @@ class StorageConsumer:
         watchlists: Callable[[], WatchlistSet] = lambda: WatchlistSet([]),
         retention_days: int | None = None,
         write_concurrency: int = 1,
+        owned_handles: tuple[str, ...] = (),
+        care_agents: Mapping[str, tuple[str, ...]] | None = None,
     ) -> None:
         self.consumer = consumer
         self.pool = pool
@@ -84,6 +88,10 @@ class StorageConsumer:
         self.write_concurrency = write_concurrency
         self.state = WriterState()
         self._brands: tuple[WatchlistSet | None, BrandHandles] = (None, BrandHandles())
+        self.owned_handles = owned_handles  # EARFUL_OWNED_HANDLES
+        self._owned: tuple[WatchlistSet | None, OwnedHandles] = (None, OwnedHandles())
+        self.care_agents = dict(care_agents or {})  # EARFUL_CARE_AGENTS
+        self._care: tuple[WatchlistSet | None, CareBook] = (None, CareBook())
         self.stopping = asyncio.Event()
         self.lag = LagReporter(consumer, SERVICE)
 
@@ -93,6 +101,20 @@ class StorageConsumer:
         if self._brands[0] is not current:
             self._brands = (current, BrandHandles.of(current.watchlists.values()))
         return self._brands[1]
+
+    def owned(self) -> OwnedHandles:
+        """The owned accounts of the current watchlists and the setting (recomputed only when the set changes)."""
+        current = self.watchlists()
+        if self._owned[0] is not current:
+            self._owned = (current, OwnedHandles.of(current.watchlists.values(), self.owned_handles))
+        return self._owned[1]
+
+    def care(self) -> CareBook:
+        """The care policies (SLA, business hours, agents) of the current watchlists (recomputed when the set changes)."""
+        current = self.watchlists()
+        if self._care[0] is not current:
+            self._care = (current, CareBook.of(current.watchlists.values(), self.care_agents))
+        return self._care[1]
 
     async def run(self) -> None:
         """Consume until `stopping` is set; batches in hand are finished (or left uncommitted).
@@ -150,7 +172,7 @@ class StorageConsumer:
                     await self.dead_letters.send(topic=msg.topic, partition=msg.partition, offset=msg.offset,
                                                  key=msg.key, value=msg.value, error=exc)
                     continue
-                if tp.topic == ENRICHED:
+                if tp.topic == ENRICHED and record.get("reprocessed_at") is None:  # re-scored: `earful reprocess` stored it
                     mentions.append((msg, mention_row(record)))
                     received.append(record["mention"]["received_at"].timestamp())
                 elif tp.topic == ALERTS:
@@ -183,8 +205,8 @@ class StorageConsumer:
 
     async def _write(self, conn: asyncpg.Connection, mentions: list[tuple[Any, ...]],
                      alerts: list[tuple[Any, ...]]) -> WriteResult:
-        return await write_batch(conn, mentions, alerts, brands=self.brands(), state=self.state,
-                                 retention_days=self.retention_days)
+        return await write_batch(conn, mentions, alerts, brands=self.brands(), owned=self.owned(), state=self.state,
+                                 retention_days=self.retention_days, care=self.care())
 
     async def _write_until_durable(self, mentions: list[tuple[Any, Any]], alerts: list[tuple[Any, Any]]) -> bool:
         """Write the batch, retrying outages; False if the service began stopping during one."""

@@ -12,7 +12,7 @@ One transaction per request (`apply_correction`, used by the API and by `earful 
   old contribution is subtracted and the new one added (volume and watchlist rollups by sentiment,
   authors' positive/negative counts, entity rollups and totals, customer questions), exactly what
   the writer would have counted had the mention arrived with the corrected values, so a recount
-  from `mentions` still agrees.
+  from `mentions` still agrees (earful.storage.contributions, which re-scoring and back-fill share).
 
 Retries do not double-count: an adjustment is computed from the value stored now, so applying the
 same value again changes nothing; a request that repeats the correction in force (same value, same
@@ -36,7 +36,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from earful.core.errors import EarfulError, ValidationError
 from earful.core.vocabulary import ENTITY_TYPES, MAX_ENTITY_CHARS, TAGS
-from earful.storage.writer import ERASURE_LOCK, QUESTIONS_LOCK, BrandHandles, facets
+from earful.storage.contributions import Contribution, move_contributions
+from earful.storage.writer import ERASURE_LOCK, BrandHandles, facets
 
 log = logging.getLogger(__name__)
 
@@ -342,7 +343,8 @@ class Applied:
 
 _MENTION = """
 SELECT mention_id, source, source_id, created_at, text, lang, sentiment, sentiment_score, sentiment_probabilities,
-       sentiment_reason, entities, risks, models, watchlist_ids, author_id, author_handle
+       sentiment_reason, entities, risks, models, watchlist_ids, author_id, author_handle, author_name, author_followers,
+       owned_watchlist_ids
 FROM mentions WHERE mention_id = $1 LIMIT 1 FOR UPDATE
 """
 _LATEST = "SELECT DISTINCT ON (field) * FROM corrections WHERE mention_id = $1 ORDER BY field, id DESC"
@@ -358,123 +360,6 @@ _UPDATE_MENTION = """
 UPDATE mentions SET sentiment = $4, sentiment_score = $5, sentiment_probabilities = $6::jsonb, sentiment_reason = $7,
                     entities = $8::jsonb, risks = $9::jsonb, facets = $10
 WHERE source = $1 AND source_id = $2 AND created_at = $3
-"""
-
-# The mention's contribution to the rollups before (sign -1) and after (sign +1) the correction, per
-# watchlist ('(none)' when it matched none), as the writer counts it (writer._INSERT_MENTIONS):
-# s = sentiment deltas, e = entity deltas (one per distinct type and lower-case text). Parameters:
-# $1 watchlist_ids, $2 created_at, $3 source, $4 lang, $5 author key, $6/$7 old/new sentiment
-# ('unknown' for none), $8/$9 old/new entities (jsonb).
-_DELTA = """
-p AS (
-    SELECT w.watchlist_id, $2::timestamptz AS created_at, $3::text AS source, $4::text AS lang, $5::text AS author_key
-    FROM unnest(CASE WHEN cardinality($1::text[]) = 0 THEN ARRAY['(none)'] ELSE $1::text[] END) AS w(watchlist_id)
-), d AS (
-    SELECT p.*, -1 AS sign, $6::text AS sentiment, $8::jsonb AS entities FROM p
-    UNION ALL
-    SELECT p.*, 1, $7::text, $9::jsonb FROM p
-), s AS (
-    SELECT watchlist_id, created_at, source, lang, author_key, sentiment, sum(sign)::bigint AS n
-    FROM d GROUP BY 1, 2, 3, 4, 5, 6 HAVING sum(sign) <> 0
-), e AS (
-    SELECT watchlist_id, date_trunc('day', created_at, 'UTC') AS bucket, entity_type, entity_key,
-           min(entity_text) AS entity_text, sum(sign)::bigint AS n
-    FROM (
-        SELECT DISTINCT ON (d.watchlist_id, d.sign, x ->> 'type', lower(x ->> 'text'))
-               d.watchlist_id, d.created_at, d.sign, x ->> 'type' AS entity_type, lower(x ->> 'text') AS entity_key,
-               x ->> 'text' AS entity_text
-        FROM d, jsonb_array_elements(d.entities) AS x
-        WHERE d.watchlist_id <> '(none)'
-    ) k
-    GROUP BY 1, 2, 3, 4 HAVING sum(sign) <> 0
-)"""
-
-
-def _volume(table: str, unit: str) -> str:
-    return f"""
-    INSERT INTO {table} AS t (watchlist_id, bucket, sentiment, source, lang, mentions)
-    SELECT watchlist_id, date_trunc('{unit}', created_at, 'UTC'), sentiment, source, lang, n FROM s ORDER BY 1, 2, 3, 4, 5
-    ON CONFLICT (watchlist_id, bucket, sentiment, source, lang) DO UPDATE SET mentions = t.mentions + EXCLUDED.mentions"""
-
-
-def _per_watchlist(unit: str) -> str:
-    return f"""
-    INSERT INTO watchlist_rollups_{unit} AS t (bucket, watchlist_id, sentiment, mentions)
-    SELECT date_trunc('{unit}', created_at, 'UTC'), watchlist_id, sentiment, n FROM s ORDER BY 1, 2, 3
-    ON CONFLICT (bucket, watchlist_id, sentiment) DO UPDATE SET mentions = t.mentions + EXCLUDED.mentions"""
-
-
-_ADJUST = f"""
-WITH {_DELTA},
-r_minute AS ({_volume("mention_rollups_minute", "minute")}
-), r_hour AS ({_volume("mention_rollups_hour", "hour")}
-), r_day AS ({_volume("mention_rollups_day", "day")}
-), w_minute AS ({_per_watchlist("minute")}
-), w_hour AS ({_per_watchlist("hour")}
-), w_day AS ({_per_watchlist("day")}
-), a AS (
-    SELECT watchlist_id, date_trunc('day', created_at, 'UTC') AS bucket, source, author_key,
-           coalesce(sum(n) FILTER (WHERE sentiment = 'positive'), 0) AS positive,
-           coalesce(sum(n) FILTER (WHERE sentiment = 'negative'), 0) AS negative
-    FROM s WHERE watchlist_id <> '(none)' AND author_key IS NOT NULL GROUP BY 1, 2, 3, 4
-), a_day AS (
-    UPDATE author_rollups_day t SET positive = t.positive + a.positive, negative = t.negative + a.negative
-    FROM a WHERE t.watchlist_id = a.watchlist_id AND t.source = a.source AND t.author_key = a.author_key
-      AND t.bucket = a.bucket
-), a_total AS (
-    UPDATE author_totals t SET positive = t.positive + a.positive, negative = t.negative + a.negative
-    FROM a WHERE t.watchlist_id = a.watchlist_id AND t.source = a.source AND t.author_key = a.author_key
-), r_entity AS (
-    INSERT INTO entity_rollups_day AS t (watchlist_id, bucket, entity_type, entity_key, entity_text, mentions)
-    SELECT watchlist_id, bucket, entity_type, entity_key, entity_text, n FROM e ORDER BY 1, 3, 4, 2
-    ON CONFLICT (watchlist_id, entity_type, entity_key, bucket) DO UPDATE SET mentions = t.mentions + EXCLUDED.mentions
-), t_entity AS (
-    INSERT INTO entity_totals AS t (watchlist_id, entity_type, entity_key, mentions)
-    SELECT watchlist_id, entity_type, entity_key, n FROM e ORDER BY 1, 2, 3
-    ON CONFLICT (watchlist_id, entity_type, entity_key) DO UPDATE SET mentions = t.mentions + EXCLUDED.mentions
-)
-SELECT (SELECT count(*) FROM s) AS sentiment_rows, (SELECT count(*) FROM e) AS entity_rows
-"""
-
-
-def _prune_volume(table: str, unit: str, keys: str) -> str:
-    match = " AND ".join(f"t.{k} = s.{k}" for k in keys.split(", "))
-    return (f"DELETE FROM {table} t USING s WHERE t.bucket = date_trunc('{unit}', s.created_at, 'UTC') AND {match}"
-            " AND t.mentions <= 0")
-
-
-# The rows the adjustment brought to zero go, as the recount has no row for them (a second
-# statement: the first one's updates are not visible to itself).
-_PRUNE = f"""
-WITH {_DELTA},
-k_minute AS ({_prune_volume("mention_rollups_minute", "minute", "watchlist_id, sentiment, source, lang")}
-), k_hour AS ({_prune_volume("mention_rollups_hour", "hour", "watchlist_id, sentiment, source, lang")}
-), k_day AS ({_prune_volume("mention_rollups_day", "day", "watchlist_id, sentiment, source, lang")}
-), kw_minute AS ({_prune_volume("watchlist_rollups_minute", "minute", "watchlist_id, sentiment")}
-), kw_hour AS ({_prune_volume("watchlist_rollups_hour", "hour", "watchlist_id, sentiment")}
-), kw_day AS ({_prune_volume("watchlist_rollups_day", "day", "watchlist_id, sentiment")}
-), k_entity AS (
-    DELETE FROM entity_rollups_day t USING e WHERE t.watchlist_id = e.watchlist_id AND t.entity_type = e.entity_type
-      AND t.entity_key = e.entity_key AND t.bucket = e.bucket AND t.mentions <= 0
-), k_total AS (
-    DELETE FROM entity_totals t USING e WHERE t.watchlist_id = e.watchlist_id AND t.entity_type = e.entity_type
-      AND t.entity_key = e.entity_key AND t.mentions <= 0
-)
-SELECT 1
-"""
-
-_QUESTION_REMOVED = "DELETE FROM questions WHERE source = $1 AND source_id = $2"
-# As the writer links a new question (writer._QUESTIONS): per watchlist, unless a brand handle of
-# that watchlist wrote it, with the earliest brand reply already stored.
-_QUESTION_ADDED = """
-INSERT INTO questions (watchlist_id, source, source_id, created_at, mention_id, first_reply_at)
-SELECT w.watchlist_id, $2, $3, $4, $5,
-       (SELECT min(r.created_at) FROM brand_replies r
-        WHERE r.watchlist_id = w.watchlist_id AND r.source = $2 AND r.in_reply_to = $3)
-FROM unnest($1::text[]) AS w(watchlist_id)
-WHERE NOT EXISTS (SELECT 1 FROM unnest($6::text[], $7::text[]) AS b(handle, watchlist_id)
-                  WHERE b.watchlist_id = w.watchlist_id AND b.handle = lower($8::text))
-ON CONFLICT DO NOTHING
 """
 
 
@@ -589,22 +474,9 @@ async def _apply_to_mention(conn: asyncpg.Connection, mention: asyncpg.Record, w
     await conn.execute(_UPDATE_MENTION, mention["source"], mention["source_id"], mention["created_at"], label, score,
                        probabilities, reason, _dumps(entities), _dumps(risks),
                        facets(mention["watchlist_ids"], entities, risks))
-    if changed & {"sentiment", "entities"}:
-        args = (list(mention["watchlist_ids"]), mention["created_at"], mention["source"], mention["lang"],
-                author_key(mention["author_handle"], mention["author_id"]), mention["sentiment"] or "unknown",
-                label or "unknown", _dumps(old_entities), _dumps(entities))
-        await conn.fetchrow(_ADJUST, *args)
-        await conn.execute(_PRUNE, *args)
-    was_question = any(r["tag"] == QUESTION_TAG for r in old_risks)
-    is_question = any(r["tag"] == QUESTION_TAG for r in risks)
-    if was_question != is_question and mention["watchlist_ids"]:
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", QUESTIONS_LOCK)  # after the rollups, as the writer
-        if is_question:
-            await conn.execute(_QUESTION_ADDED, list(mention["watchlist_ids"]), mention["source"], mention["source_id"],
-                               mention["created_at"], mention["mention_id"], list(brands.handles),
-                               list(brands.watchlist_ids), mention["author_handle"])
-        else:
-            await conn.execute(_QUESTION_REMOVED, mention["source"], mention["source_id"])
+    # Every rollup and the customer questions follow, as the writer would have counted the corrected mention.
+    await move_contributions(conn, [(Contribution.of(mention), Contribution.of(mention, sentiment=label, entities=entities,
+                                                                            risks=risks))], brands)
     return now
 
 

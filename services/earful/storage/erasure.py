@@ -28,7 +28,7 @@ _DELETE_MENTIONS = f"""
 WITH gone AS (
     DELETE FROM mentions WHERE source = $1 AND (lower(author_handle) = lower($2) OR author_id = $2)
     RETURNING mention_id, source, source_id, created_at, lang, coalesce(sentiment, 'unknown') AS sentiment,
-              watchlist_ids, entities, author_id, author_handle
+              watchlist_ids, entities, author_id, author_handle, owned_watchlist_ids
 )
 INSERT INTO {_ERASED} SELECT * FROM gone
 """
@@ -37,6 +37,7 @@ _PER_WATCHLIST = f"""
 SELECT w.watchlist_id, e.* FROM {_ERASED} e
 CROSS JOIN LATERAL unnest(CASE WHEN cardinality(e.watchlist_ids) = 0 THEN ARRAY['(none)']
                                ELSE e.watchlist_ids END) AS w(watchlist_id)
+WHERE w.watchlist_id <> ALL (e.owned_watchlist_ids)  -- owned mentions were never counted there (writer.py)
 """
 
 
@@ -136,7 +137,8 @@ async def erase_author(conn: asyncpg.Connection, source: str, author: str, *, vi
         await conn.execute("SELECT pg_advisory_xact_lock($1)", ERASURE_LOCK)
         await conn.execute(
             f"CREATE TEMP TABLE {_ERASED} (mention_id uuid, source text, source_id text, created_at timestamptz,"
-            " lang text, sentiment text, watchlist_ids text[], entities jsonb, author_id text, author_handle text)"
+            " lang text, sentiment text, watchlist_ids text[], entities jsonb, author_id text, author_handle text,"
+            " owned_watchlist_ids text[])"
             " ON COMMIT DROP"
         )
         await conn.execute(_DELETE_MENTIONS, source, author)

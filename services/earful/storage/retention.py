@@ -29,6 +29,7 @@ _AGED_TABLES = (
     ("mention_totals_day", "bucket"), ("entity_rollups_day", "bucket"), ("author_rollups_day", "bucket"),
     ("questions", "created_at"), ("brand_replies", "created_at"), ("alerts", "detected_at"),
     ("corrections", "mention_created_at"),  # a correction lives as long as its mention
+    ("leads", "last_mention_at"), ("policy_flags", "mention_created_at"),  # leads go with their evidence and events
 )
 
 

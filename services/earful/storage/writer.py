@@ -8,6 +8,11 @@ RETURNING rows only, in the same transaction. A replayed or re-delivered mention
 changes nothing, and the rollups always agree with the mentions table. A later observation of a
 stored mention (newer ``engagement.observed_at``) updates its engagement counts and nothing else.
 
+Owned and earned: a mention written by one of a brand's own accounts (earful.watchlists.owned) is
+owned for that watchlist. The writer decides it once, from the watchlists in force, and stores it
+(``owned_watchlist_ids``); the rollups of those watchlists leave the mention out, and so does the
+recount (migration 045), while questions and brand replies see it as before.
+
 Before the transaction the daily partitions the batch needs are created if missing. Inside it,
 a shared advisory lock orders the batch with erasures (which take it exclusively), so a mention
 of an erased author that is re-delivered later is refused rather than resurrected.
@@ -25,6 +30,8 @@ from typing import Any
 import asyncpg
 
 from earful.core.erased_authors import author_hash  # how an erased author is remembered, as the erasure topic names it
+from earful.storage.cases import CareBook, sync_cases
+from earful.watchlists.owned import OwnedHandles
 
 ERASURE_LOCK = 0x6561726676  # "earfv": writers share it, an erasure holds it alone
 
@@ -43,18 +50,23 @@ ALERT_COLUMNS = (
 _JSON_ALERT_COLUMNS = frozenset({"labels", "annotations", "explanation"})
 _JSON_MENTION_COLUMNS = frozenset({"sentiment_probabilities", "entities", "risks", "matches", "models"})
 
+#: What the writer adds to a record's row when it stores it: the watchlists for which the mention is
+#: owned (earful.watchlists.owned), decided from the watchlists in force then.
+WRITTEN_COLUMNS = (*MENTION_COLUMNS, "owned_watchlist_ids")
+
 _I = {name: i for i, name in enumerate(MENTION_COLUMNS)}
 _SOURCE, _AUTHOR_ID, _AUTHOR_HANDLE, _CREATED_AT = _I["source"], _I["author_id"], _I["author_handle"], _I["created_at"]
+_WATCHLIST_IDS = _I["watchlist_ids"]
 
-_COLS = ", ".join(MENTION_COLUMNS)
-_L_COLS = ", ".join(f"l.{c}" for c in MENTION_COLUMNS)
+_COLS = ", ".join(WRITTEN_COLUMNS)
+_L_COLS = ", ".join(f"l.{c}" for c in WRITTEN_COLUMNS)
 _STAGING = "earful_mentions_staging"
 _CONVERSATION = "earful_conversation_rows"
 _CREATE_STAGING = (
     f"CREATE TEMP TABLE IF NOT EXISTS {_STAGING} ON COMMIT DELETE ROWS AS SELECT {_COLS} FROM mentions WITH NO DATA;"
     f" CREATE TEMP TABLE IF NOT EXISTS {_CONVERSATION} ON COMMIT DELETE ROWS AS SELECT mention_id, source, source_id,"
     " created_at, lang, sentiment, watchlist_ids, entities, author_id, author_handle, author_name, author_followers,"
-    " in_reply_to, facets FROM mentions WITH NO DATA"
+    " in_reply_to, facets, owned_watchlist_ids FROM mentions WITH NO DATA"
 )
 QUESTIONS_LOCK = 0x6561726677  # "earfw": one writer at a time links questions and replies
 
@@ -89,7 +101,8 @@ WITH latest AS (
     INSERT INTO mentions ({_COLS})
     SELECT {_L_COLS} FROM latest l JOIN new_keys k ON k.source = l.source AND k.source_id = l.source_id
     RETURNING mention_id, source, source_id, created_at, lang, coalesce(sentiment, 'unknown') AS sentiment,
-              watchlist_ids, entities, author_id, author_handle, author_name, author_followers, in_reply_to, facets
+              watchlist_ids, entities, author_id, author_handle, author_name, author_followers, in_reply_to, facets,
+              owned_watchlist_ids
 ), observed AS (
     UPDATE mention_keys k SET observed_at = coalesce(l.engagement_observed_at, l.received_at)
     FROM latest l
@@ -103,9 +116,12 @@ WITH latest AS (
     WHERE m.source = o.source AND m.source_id = o.source_id AND m.created_at = o.created_at
     RETURNING 1
 ), per_watchlist AS (
+    -- Every rollup below counts a mention for each of its watchlists but those it is owned for
+    -- (the recount view mention_watchlist_rows applies the same rule; see migration 045).
     SELECT w.watchlist_id, i.* FROM inserted i
     CROSS JOIN LATERAL unnest(CASE WHEN cardinality(i.watchlist_ids) = 0 THEN ARRAY['(none)']
                                    ELSE i.watchlist_ids END) AS w(watchlist_id)
+    WHERE w.watchlist_id <> ALL (i.owned_watchlist_ids)
 ), r_minute AS ({_volume_rollup("mention_rollups_minute", "minute")}
 ), r_hour AS ({_volume_rollup("mention_rollups_hour", "hour")}
 ), r_day AS ({_volume_rollup("mention_rollups_day", "day")}
@@ -161,7 +177,8 @@ WITH latest AS (
         negative = t.negative + EXCLUDED.negative, reach = greatest(t.reach, EXCLUDED.reach)
 ), conversation AS (
     INSERT INTO {_CONVERSATION} SELECT * FROM inserted
-    WHERE in_reply_to IS NOT NULL OR ('r:customer_question' = ANY(facets) AND cardinality(watchlist_ids) > 0)
+    WHERE in_reply_to IS NOT NULL
+       OR (facets && ARRAY['r:customer_question', 'r:complaint'] AND cardinality(watchlist_ids) > 0)  -- cases.py
 )
 SELECT (SELECT count(*) FROM inserted) AS inserted, (SELECT count(*) FROM observed) AS updated
 """
@@ -248,6 +265,11 @@ def mention_row(enriched: dict[str, Any]) -> tuple[Any, ...]:
         _json(enriched["matches"]), _json(enriched["models"]),
         facets(enriched["watchlist_ids"], enriched["entities"], enriched["risks"]),
     )
+
+
+def with_owned(row: Sequence[Any], owned: OwnedHandles) -> tuple[Any, ...]:
+    """A row of MENTION_COLUMNS → a row of WRITTEN_COLUMNS: the watchlists it is owned for appended (pure)."""
+    return (*row, owned.owned_ids(row[_WATCHLIST_IDS], row[_SOURCE], row[_AUTHOR_HANDLE], row[_AUTHOR_ID]))
 
 
 def alert_row(alert: dict[str, Any]) -> tuple[Any, ...]:
@@ -373,22 +395,26 @@ async def write_batch(
     alerts: Sequence[tuple[Any, ...]],
     *,
     brands: BrandHandles = BrandHandles(),
+    owned: OwnedHandles = OwnedHandles(),
+    care: CareBook | None = None,
     state: WriterState | None = None,
     retention_days: int | None = None,
     now: datetime | None = None,
 ) -> WriteResult:
-    """Write one batch in one transaction; see the module docstring for what that means."""
+    """Write one batch in one transaction; see the module docstring for what that means. `mentions`
+    are rows of MENTION_COLUMNS; `owned` decides which of their watchlists each one is owned for."""
     state = state if state is not None else WriterState()
     dropped = 0
     horizon = retention_horizon(retention_days, now)
     if horizon is not None and mentions:
         kept = [r for r in mentions if not expired(r, horizon)]
         dropped, mentions = len(mentions) - len(kept), kept
+    mentions = [with_owned(r, owned) for r in mentions]
     for attempt in (1, 2):
         if mentions:
             await ensure_partitions(conn, {utc_day(r[_CREATED_AT]) for r in mentions}, state)
         try:
-            return await _write(conn, mentions, alerts, brands, state, dropped)
+            return await _write(conn, mentions, alerts, brands, state, dropped, care)
         except asyncpg.CheckViolationError as exc:
             # A partition this writer believed in was dropped meanwhile (retention): recreate it.
             if attempt == 2 or not _NO_PARTITION.search(str(exc)):
@@ -398,7 +424,7 @@ async def write_batch(
 
 
 async def _write(conn: asyncpg.Connection, mentions: Sequence[tuple[Any, ...]], alerts: Sequence[tuple[Any, ...]],
-                 brands: BrandHandles, state: WriterState, expired: int) -> WriteResult:
+                 brands: BrandHandles, state: WriterState, expired: int, care: CareBook | None = None) -> WriteResult:
     inserted = updated = erased = 0
     async with conn.transaction():
         if mentions:
@@ -409,13 +435,18 @@ async def _write(conn: asyncpg.Connection, mentions: Sequence[tuple[Any, ...]], 
                 erased, mentions = len(mentions) - len(kept), kept
         if mentions:
             await conn.execute(_CREATE_STAGING)
-            await conn.copy_records_to_table(_STAGING, records=mentions, columns=MENTION_COLUMNS)
+            await conn.copy_records_to_table(_STAGING, records=mentions, columns=WRITTEN_COLUMNS)
             handles, wids = list(brands.handles), list(brands.watchlist_ids)
             row = await conn.fetchrow(_INSERT_MENTIONS)
             inserted, updated = int(row["inserted"]), int(row["updated"])
             if inserted:
                 await conn.execute("SELECT pg_advisory_xact_lock($1)", QUESTIONS_LOCK)
                 await conn.execute(_QUESTIONS, handles, wids)
+                await sync_cases(conn, _CONVERSATION, handles, wids, care)  # cases open and answer with the stream
         if alerts:
             await conn.executemany(_INSERT_ALERT, alerts)
+        if mentions:
+            from earful.storage.signals import record_signals  # imported here: signals imports this module
+
+            await record_signals(conn, mentions)  # sales leads and staff policy flags, idempotent per mention
     return WriteResult(inserted, len(mentions) - inserted, len(alerts), updated, erased, expired)

@@ -1,6 +1,8 @@
 """`earful watchlists validate DIR` and `earful watchlists test QUERY --text ...`, for people
-writing watchlists. Exit codes: validate 0 = valid, 1 = problems; test 0 = every text matched,
-1 = some text did not match, 2 = the query is not valid."""
+writing watchlists; `earful watchlists backfill ID --since T` applies one to stored history (its
+options here, the job in earful.storage.backfill, which earful.cli runs). Exit codes: validate 0 =
+valid, 1 = problems; test 0 = every text matched, 1 = some text did not match, 2 = the query is not
+valid; backfill 0 = done."""
 
 from __future__ import annotations
 
@@ -31,6 +33,16 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     t.add_argument("--author", help="the author's handle, for author:")
     t.add_argument("--country", help="the mention's country (ISO 3166-1 alpha-2), for country:")
     t.add_argument("--url", help="the mention's own link, for site:")
+    b = wsub.add_parser("backfill", help="apply a new or changed watchlist to the stored mentions since a time",
+                        description="Match the stored mentions created since --since with the watchlist as it is now "
+                                    "(the set in force: earful.watchlists.v1): mentions gain or lose it, and every count "
+                                    "(volume, sentiment, share of voice, entities, authors) follows exactly. Resumable "
+                                    "(--resume), throttled (docs/history.md). Prints the job as JSON last.")
+    b.add_argument("id", help="the watchlist's id")
+    b.add_argument("--since", help="first creation time covered (RFC 3339 or YYYY-MM-DD; no zone = UTC)")
+    b.add_argument("--rate", type=float, help="at most this many mentions per second (default 1000)")
+    b.add_argument("--resume", type=int, metavar="JOB", help="continue a stopped back-fill job of this watchlist")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
 
 
 def run(args: argparse.Namespace, default_dir: Path, out: TextIO | None = None, err: TextIO | None = None) -> int:

@@ -28,7 +28,8 @@ from earful.watchlists.query import CompiledQuery, QueryError, compile_query
 
 ID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 Kind = Literal["brand", "competitor", "campaign", "executive", "product", "topic", "staff"]
-Rule = Literal["volume_spike", "negative_surge", "risk_mention", "viral_post", "unanswered_question", "volume_drop"]
+Rule = Literal["volume_spike", "negative_surge", "risk_mention", "viral_post", "unanswered_question", "volume_drop",
+               "case_sla_warning", "case_sla_breach"]
 Severity = Literal["info", "warning", "critical"]
 KINDS: tuple[str, ...] = get_args(Kind)
 RULES: tuple[str, ...] = get_args(Rule)
@@ -87,7 +88,7 @@ class Care:
 class Kpis:
     """Targets a watchlist is judged against (None: no target for that figure)."""
 
-    net_sentiment: float | None = None  # (positive - negative) / all, in -1..1
+    net_sentiment: float | None = None  # (positive - negative) / (positive + negative), in -1..1
     share_of_voice: float | None = None  # 0..1 against the compared brands and competitors
     first_response_s: int | None = None  # median seconds to a first reply
     answered_within_sla: float | None = None  # 0..1 share of questions answered within the SLA
@@ -291,7 +292,8 @@ class KpiSpec(BaseModel):
     """Targets shown on the dashboard and in reports."""
 
     model_config = ConfigDict(extra="forbid")
-    net_sentiment: float | None = Field(None, ge=-1, le=1, description="(positive - negative) / all mentions.")
+    net_sentiment: float | None = Field(None, ge=-1, le=1, description="(positive - negative) / (positive + negative): "
+                                        "neutral and unknown mentions left out; 0 when none is either.")
     share_of_voice: float | None = Field(None, ge=0, le=1, description="Share of voice against compared watchlists.")
     first_response_s: int | None = Field(None, gt=0, description="Median seconds to a first reply.")
     answered_within_sla: float | None = Field(None, ge=0, le=1, description="Share of questions answered within SLA.")

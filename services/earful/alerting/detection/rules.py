@@ -27,7 +27,10 @@ RISK_MENTION = "risk_mention"
 VIRAL_POST = "viral_post"
 UNANSWERED_QUESTION = "unanswered_question"
 VOLUME_DROP = "volume_drop"
-RULES = (VOLUME_SPIKE, NEGATIVE_SURGE, RISK_MENTION, VIRAL_POST, UNANSWERED_QUESTION, VOLUME_DROP)
+CASE_SLA_WARNING = "case_sla_warning"  # judged by earful.alerting.case_sla, not the detector
+CASE_SLA_BREACH = "case_sla_breach"
+RULES = (VOLUME_SPIKE, NEGATIVE_SURGE, RISK_MENTION, VIRAL_POST, UNANSWERED_QUESTION, VOLUME_DROP, CASE_SLA_WARNING,
+         CASE_SLA_BREACH)
 SEVERITIES = ("info", "warning", "critical")
 
 # Each rule's thresholds and what they mean (names are the keys of AlertRule.thresholds).
@@ -75,10 +78,13 @@ THRESHOLDS: dict[str, dict[str, str]] = {
         "max_p_value": "Poisson probability of so few mentions below which the drop alerts",
         "recover_ratio": "share of the usual volume (as it was when the alert fired) that resolves the alert",
     },
+    CASE_SLA_WARNING: {"min_priority": "cases with a lower priority (0-100) do not alert"},
+    CASE_SLA_BREACH: {"min_priority": "cases with a lower priority (0-100) do not alert"},
 }
 
 DEFAULT_SEVERITY = {VOLUME_SPIKE: "critical", NEGATIVE_SURGE: "warning", RISK_MENTION: "warning",
-                    VIRAL_POST: "warning", UNANSWERED_QUESTION: "warning", VOLUME_DROP: "warning"}
+                    VIRAL_POST: "warning", UNANSWERED_QUESTION: "warning", VOLUME_DROP: "warning",
+                    CASE_SLA_WARNING: "warning", CASE_SLA_BREACH: "critical"}
 
 
 @dataclass(frozen=True)
@@ -141,6 +147,8 @@ class RuleDefaults:
             VOLUME_DROP: {"window_s": float(s.alert_drop_window_s), "min_expected": float(s.alert_drop_min_expected),
                           "max_ratio": s.alert_drop_max_ratio, "max_p_value": s.alert_drop_max_p_value,
                           "recover_ratio": s.alert_drop_recover_ratio},
+            CASE_SLA_WARNING: {"min_priority": float(s.alert_case_sla_min_priority)},
+            CASE_SLA_BREACH: {"min_priority": float(s.alert_case_sla_min_priority)},
         }
         unknown = [r for r in s.alert_default_rules if r not in RULES]
         if unknown:

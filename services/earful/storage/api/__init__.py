@@ -20,17 +20,6 @@ from earful.core.auth import ApiAuth, KeyRing, install_auth
 from earful.core.errors import ValidationError
 from earful.core.health import Health
 from earful.core.http import RequestLimits, add_ops_routes, guard_requests, problem_response
-from earful.storage.api import (
-    alerts,
-    audit,
-    corrections,
-    dashboard,
-    entities,
-    erasure,
-    mentions,
-    questions,
-    trends,
-)
 from earful.storage.api.deps import ApiContext
 from earful.storage.outbox import CorrectionOutbox
 from earful.watchlists import WatchlistSet
@@ -84,18 +73,39 @@ def storage_auth(pool: asyncpg.Pool, keys: KeyRing) -> ApiAuth:
 
 def build_api(pool: asyncpg.Pool, health: Health, keys: KeyRing,
               watchlists: Callable[[], WatchlistSet] = lambda: WatchlistSet([]), *, limits: RequestLimits,
-              outbox: CorrectionOutbox | None = None) -> FastAPI:
+              outbox: CorrectionOutbox | None = None, owned_handles: tuple[str, ...] = ()) -> FastAPI:
     """The FastAPI app: query endpoints, corrections, erasure, the audit log, ops routes and the dashboard,
     behind the request guard; every /v1 route declares its scope. Without `outbox`, corrections are
-    stored unpublished (the service's loop publishes them)."""
+    stored unpublished (the service's loop publishes them). `owned_handles`: EARFUL_OWNED_HANDLES."""
+    # The routers are imported here, not with this package: they import the storage modules
+    # (dashboard_views, kpis, cases, ...), which import this package's query helpers, so importing
+    # them with the package would make every such module circular when it is imported first.
+    from earful.storage.api import (
+        alerts,
+        audit,
+        backfill,
+        campaigns,
+        cases,
+        corrections,
+        dashboard,
+        entities,
+        erasure,
+        kpis,
+        leads,
+        mentions,
+        questions,
+        trends,
+    )
+
     app = FastAPI(title="Earful query API", version="2", description=DESCRIPTION)
     guard_requests(app, limits)
     add_ops_routes(app, health)
     add_error_handlers(app)
     install_auth(app, storage_auth(pool, keys))
-    app.state.query_api = ApiContext(pool, watchlists, outbox=outbox)
+    app.state.query_api = ApiContext(pool, watchlists, outbox=outbox, owned_handles=owned_handles)
     app.include_router(dashboard.page)  # open: the page asks for the key itself
     for router in (mentions.router, corrections.router, trends.router, entities.router, questions.router, alerts.router,
-                   erasure.router, audit.router, dashboard.summary):
+                   erasure.router, audit.router, dashboard.summary, campaigns.router, kpis.router,
+                   cases.router, leads.router, backfill.router):
         app.include_router(router)
     return app

@@ -14,7 +14,7 @@ import binascii
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Literal, TypeVar, cast
 
@@ -27,6 +27,7 @@ from earful.storage.api.queries import MINUTE, ceil_to, floor_to
 from earful.storage.export import csv_response
 from earful.storage.outbox import CorrectionOutbox
 from earful.watchlists import WatchlistSet
+from earful.watchlists.owned import OwnedHandles
 
 WATCHLIST_PATTERN = r"^[a-z0-9()][a-z0-9()-]{0,63}$"
 SOURCE_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,31}$"
@@ -55,6 +56,15 @@ class ApiContext:
     watchlists: Callable[[], WatchlistSet]
     notification_log_seen: bool = False  # the alerting service creates the table; once there, it stays
     outbox: CorrectionOutbox | None = None  # publishes corrections; None: they wait unpublished in PostgreSQL
+    owned_handles: tuple[str, ...] = ()  # EARFUL_OWNED_HANDLES (earful.watchlists.owned)
+    _owned: tuple[WatchlistSet | None, OwnedHandles] = field(default=(None, OwnedHandles()), init=False, repr=False)
+
+    def owned(self) -> OwnedHandles:
+        """The owned, brand and staff accounts of the watchlists in force and the setting (rebuilt when the set changes)."""
+        current = self.watchlists()
+        if self._owned[0] is not current:
+            self._owned = (current, OwnedHandles.of(current.watchlists.values(), self.owned_handles))
+        return self._owned[1]
 
 
 async def context(request: Request) -> ApiContext:

@@ -3,11 +3,17 @@
 Each top list walks candidates in all-time order (entity_totals, author_totals) in growing chunks,
 summing each chunk over the period from the day rollups, until no remaining candidate can enter
 the list (see migration 006): a long period costs a few chunks, not a scan of every entity.
+
+Advocates are people (earful.watchlists.authors: not media outlets, brand or staff accounts) whose
+positive posts about the watchlist travel furthest: ranked by amplification (reposts + replies +
+engagement velocity of their positive posts in the period), with the previous period's figure
+for the trend and their most amplified posts. Engagement is read from the mentions (it changes
+after a post is stored; no rollup holds it), in chunks of the ranking until enough people are found.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -28,7 +34,8 @@ from earful.storage.api.deps import (
 )
 from earful.storage.api.queries import (
     DAY,
-    advocate_candidates,
+    advocate_posts,
+    advocate_ranking,
     author_candidates,
     author_sums,
     chunk,
@@ -37,6 +44,8 @@ from earful.storage.api.queries import (
 )
 from earful.storage.api.responses import WATCHLIST_RESPONSE, iso
 from earful.storage.api.watchlists import known_watchlist
+from earful.watchlists.authors import author_type
+from earful.watchlists.owned import OwnedHandles
 
 router = APIRouter(dependencies=[requires(Scope.READ)], route_class=AuditedRoute)
 
@@ -96,26 +105,63 @@ async def top_authors(pool: asyncpg.Pool, watchlist_id: str, lo: datetime, hi: d
     return [{k: r[k] for k in ("source", "author_handle", "author_name", "mentions", "reach")} for r in best]
 
 
+#: A trend is `up` or `down` when the amplification changed by at least this factor since the previous period.
+TREND_FACTOR = 1.1
+
+
+def trend(current: float, previous: float) -> str:
+    """`new` (nothing amplified in the previous period), `up`, `down` or `flat` (within TREND_FACTOR)."""
+    if previous <= 0:
+        return "new" if current > 0 else "flat"
+    if current >= previous * TREND_FACTOR:
+        return "up"
+    if current * TREND_FACTOR <= previous:
+        return "down"
+    return "flat"
+
+
+def advocate_item(row: Mapping[str, Any]) -> dict[str, Any]:
+    """One advocate as the API answers it, from a row of `advocate_ranking` (pure)."""
+    amplification, previous = float(row["amplification"]), float(row["previous_amplification"])
+    return {"source": row["source"], "author_handle": row["author_handle"], "author_id": row["author_id"],
+            "author_name": row["author_name"], "author_type": "person", "reach": int(row["reach"]),
+            "positive": int(row["positive"]), "negative": int(row["negative"]), "reposts": int(row["reposts"]),
+            "replies": int(row["replies"]), "likes": int(row["likes"]), "velocity": round(float(row["velocity"]), 2),
+            "amplification": round(amplification, 2), "previous_positive": int(row["previous_positive"]),
+            "previous_amplification": round(previous, 2),
+            "change": round((amplification - previous) / previous, 4) if previous > 0 else None,
+            "trend": trend(amplification, previous), "best_posts": []}
+
+
+def best_post(row: Mapping[str, Any]) -> dict[str, Any]:
+    """One of an advocate's best posts (pure)."""
+    return {"mention_id": str(row["mention_id"]), "url": row["url"], "text": row["text"],
+            "created_at": iso(row["created_at"]), "likes": int(row["likes"]), "reposts": int(row["reposts"]),
+            "replies": int(row["replies"]), "velocity": round(float(row["velocity"]), 2),
+            "amplification": round(float(row["amplification"]), 2)}
+
+
 async def top_advocates(pool: asyncpg.Pool, watchlist_id: str, lo: datetime, hi: datetime, limit: int,
-                        min_positive: int, own_handles: list[str]) -> list[dict[str, Any]]:
-    """Authors with at least `min_positive` positive mentions in [lo, hi), more positive than negative,
-    largest reach first: candidates in reach order (all-time positive count at least `min_positive`),
-    kept when their period qualifies, until `limit` are found."""
-    found: list[dict[str, Any]] = []
+                        min_positive: int, accounts: OwnedHandles, best_posts: int = 3) -> list[dict[str, Any]]:
+    """The `limit` people with the most amplified positive posts in [lo, hi) (at least `min_positive`
+    of them, more positive than negative), each with the previous period of equal length and their
+    `best_posts` most amplified posts. Outlets and brand or staff accounts (`accounts`) are passed over."""
+    found: list[tuple[str, str, dict[str, Any]]] = []
 
-    async def measure(cands: list[asyncpg.Record]) -> None:
-        reach = {(c["source"], c["author_key"]): c["reach"] for c in cands}
-        sql, args = author_sums(watchlist_id, [c["source"] for c in cands], [c["author_key"] for c in cands], lo, hi)
-        order = {key: i for i, key in enumerate(reach)}
-        for r in sorted(await pool.fetch(sql, *args), key=lambda r: order[(r["source"], r["author_key"])]):
-            if r["positive"] >= min_positive and r["positive"] > r["negative"] and len(found) < limit:
-                found.append({"source": r["source"], "author_handle": r["author_handle"], "author_name": r["author_name"],
-                              "positive": r["positive"], "negative": r["negative"], "mentions": r["mentions"],
-                              "reach": reach[(r["source"], r["author_key"])]})
+    async def measure(rows: list[asyncpg.Record]) -> None:
+        for r in rows:
+            if len(found) < limit and author_type(r["source"], r["author_handle"], r["author_id"], r["author_name"],
+                                                  r["connector"], accounts) == "person":
+                found.append((r["source"], r["author_key"], advocate_item(r)))
 
-    await walk(pool, advocate_candidates(watchlist_id, min_positive, own_handles), measure,
-               lambda cands: len(found) >= limit)
-    return found
+    await walk(pool, advocate_ranking(watchlist_id, lo - (hi - lo), lo, hi, min_positive), measure,
+               lambda rows: len(found) >= limit)
+    if found and best_posts:
+        sql, args = advocate_posts(watchlist_id, lo, hi, [s for s, _, _ in found], [k for _, k, _ in found], best_posts)
+        by_author = {(s, k): item for s, k, item in found}
+        for r in await pool.fetch(sql, *args):
+            by_author[(r["source"], r["author_key"])]["best_posts"].append(best_post(r))
+    return [item for _, _, item in found]
 
 
 @dataclass(frozen=True)
@@ -157,18 +203,31 @@ async def entities(
 class AdvocateListing:
     min_positive: int
     limit: int
+    best_posts: int
 
 
 async def advocate_listing(
     min_positive: int = Query(2, ge=1, le=1000, description="Least positive mentions in the period (and more positive than negative ones)."),
     limit: int = Query(20, ge=1, le=200),
+    best_posts: int = Query(3, ge=0, le=10, description="Most amplified positive posts listed per advocate."),
 ) -> AdvocateListing:
-    return AdvocateListing(min_positive, limit)
+    return AdvocateListing(min_positive, limit, best_posts)
+
+
+#: The CSV export's columns (an advocacy programme's list): best_posts as their links, space-separated.
+ADVOCATE_COLUMNS = ("source", "author_handle", "author_name", "reach", "positive", "negative", "reposts", "replies",
+                    "likes", "velocity", "amplification", "previous_amplification", "change", "trend", "best_posts")
+
+
+def advocate_csv_row(item: Mapping[str, Any]) -> dict[str, Any]:
+    """An advocate as one CSV row: the best posts by link (their mention id when the source gave no link)."""
+    return {**item, "best_posts": " ".join(p["url"] or p["mention_id"] for p in item["best_posts"])}
 
 
 @router.get("/v1/watchlists/{watchlist_id}/advocates", tags=["trends"], responses=WATCHLIST_RESPONSE,
              operation_id="getWatchlistAdvocates",
-            summary="Authors who repeatedly post positively about a watchlist, largest reach first (whole UTC days).")
+             summary="People whose positive posts about a watchlist are amplified most (reposts, replies, engagement "
+                     "velocity), with the trend from the previous period and their best posts (whole UTC days).")
 async def advocates(
     watchlist_id: str = watchlist_path(),
     when: Period = Depends(period("Start (rounded down to the UTC day). Default: 30 days before `to`.", _DAYS_TO)),
@@ -177,9 +236,9 @@ async def advocates(
     ctx: ApiContext = Depends(context),
 ) -> Any:
     lo, hi = when.window(timedelta(days=30), align=DAY)
-    w = await known_watchlist(ctx, watchlist_id)
-    own = sorted({h.lower() for h in w.handles}) if w else []
-    items = await top_advocates(ctx.pool, watchlist_id, lo, hi, listing.limit, listing.min_positive, own)
-    return out.listing({"watchlist_id": watchlist_id, "from": iso(lo), "to": iso(hi), "advocates": items}, items,
-                       ("source", "author_handle", "author_name", "positive", "negative", "mentions", "reach"),
-                       f"advocates-{watchlist_id}")
+    await known_watchlist(ctx, watchlist_id)
+    items = await top_advocates(ctx.pool, watchlist_id, lo, hi, listing.limit, listing.min_positive, ctx.owned(),
+                                listing.best_posts)
+    body = {"watchlist_id": watchlist_id, "from": iso(lo), "to": iso(hi), "previous_from": iso(lo - (hi - lo)),
+            "advocates": items}
+    return out.listing(body, [advocate_csv_row(i) for i in items], ADVOCATE_COLUMNS, f"advocates-{watchlist_id}")

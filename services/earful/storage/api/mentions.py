@@ -36,6 +36,9 @@ from earful.storage.api.responses import CSV_RESPONSE, jsonable
 router = APIRouter(dependencies=[requires(Scope.READ)], route_class=AuditedRoute)
 
 Sort = Literal["time", "reach"]
+Owned = Literal["any", "true", "false"]
+#: The listing's columns: the stored fields, and whether the mention is owned (see `owned_flag`).
+LISTING_FIELDS = (*MENTION_FIELDS, "owned")
 Sentiment = Literal["negative", "neutral", "positive", "unknown"]
 _CURSOR_KINDS = {"time": ["const", "time", "uuid"], "reach": ["const", "int", "uuid"]}
 
@@ -88,6 +91,9 @@ def _after(page: Page, sort: Sort) -> tuple[Any, Any] | None:
             summary="Search mentions: filters, full-text search, sorted by time or reach, keyset pagination.")
 async def mentions(
     watchlist: str | None = Query(None, pattern=WATCHLIST_PATTERN, description="Only mentions of this watchlist."),
+    owned: Owned = Query("any", description="`any` (default): owned and earned, each marked `owned`; `true`: only posts by"
+                         " the brand's own accounts (of `watchlist` when given); `false`: only earned mentions, as the"
+                         " analytics endpoints count them."),
     when: Period = Depends(period()),
     find: Search = Depends(search),
     page: Page = Depends(pagination()),
@@ -99,11 +105,19 @@ async def mentions(
     if find.q:
         tsquery = find.q if find.lang else await any_language_tsquery(pool, find.q)
         if not tsquery:
-            return out.listing({"mentions": [], "next_cursor": None}, [], MENTION_FIELDS, "mentions")
+            return out.listing({"mentions": [], "next_cursor": None}, [], LISTING_FIELDS, "mentions")
     kept = MentionFilter(watchlist=watchlist, entity=find.entity, risk=find.risk, from_=from_, to=to, lang=find.lang,
-                         source=find.source, sentiment=find.sentiment, tsquery=tsquery)
+                         source=find.source, sentiment=find.sentiment, tsquery=tsquery, owned=owned)
     sql, args = mention_search(kept, find.sort, _after(page, find.sort), page.limit)
     rows, more = page.cut(await pool.fetch(sql, *args))
     next_cursor = encode_cursor(find.sort, rows[-1]["sort_key"], rows[-1]["mention_id"]) if more else None
     items = [{k: v for k, v in jsonable(r).items() if k != "sort_key"} for r in rows]
-    return out.listing({"mentions": items, "next_cursor": next_cursor}, items, MENTION_FIELDS, "mentions")
+    for item in items:
+        item["owned"] = owned_flag(item["owned_watchlist_ids"], watchlist)
+    return out.listing({"mentions": items, "next_cursor": next_cursor}, items, LISTING_FIELDS, "mentions")
+
+
+def owned_flag(owned_watchlist_ids: list[str] | None, watchlist: str | None) -> bool:
+    """Is a listed mention owned: for the filtered watchlist, or (without one) for any of its watchlists?"""
+    ids = owned_watchlist_ids or []
+    return watchlist in ids if watchlist else bool(ids)

@@ -30,7 +30,7 @@ MENTION_FIELDS = (
     "mention_id", "source", "source_id", "url", "author_id", "author_handle", "author_name", "author_followers",
     "text", "title", "country", "connector", "lang", "lang_confidence", "declared_lang", "created_at", "received_at",
     "in_reply_to", "reposted_from", "likes", "reposts", "replies", "engagement_observed_at", "sentiment",
-    "sentiment_score", "sentiment_reason", "watchlist_ids", "entities", "risks", "matches",
+    "sentiment_score", "sentiment_reason", "watchlist_ids", "entities", "risks", "matches", "owned_watchlist_ids",
 )
 #: The keyset of each mention order (ties broken by mention_id).
 MENTION_SORT_KEYS = {"time": "m.created_at", "reach": "coalesce(m.author_followers, 0)"}
@@ -129,6 +129,17 @@ class MentionFilter:
     source: str | None = None
     sentiment: str | None = None
     tsquery: str | None = None
+    owned: str = "any"  # any | true (only owned: by the brand's own accounts) | false (only earned)
+
+
+def owned_condition(owned: str, watchlist: str | None, p: Params) -> str | None:
+    """The condition keeping owned (`true`) or earned (`false`) mentions: of `watchlist` when given,
+    else owned for any watchlist / for none; None for `any`."""
+    if owned == "any":
+        return None
+    if watchlist:
+        return f"{p(watchlist)} {'= ANY' if owned == 'true' else '<> ALL'}(m.owned_watchlist_ids)"
+    return f"cardinality(m.owned_watchlist_ids) {'>' if owned == 'true' else '='} 0"
 
 
 def mention_search(f: MentionFilter, sort: str, after: tuple[Any, Any] | None, limit: int) -> Sql:
@@ -159,6 +170,9 @@ def mention_search(f: MentionFilter, sort: str, after: tuple[Any, Any] | None, l
         where.append(f"m.sentiment = {p(f.sentiment)}")
     if f.tsquery:
         where.append(f"m.tsv @@ {tsquery_sql(p(f.tsquery), lang_param)}")
+    owned = owned_condition(f.owned, f.watchlist, p)
+    if owned:
+        where.append(owned)
     key_sql = MENTION_SORT_KEYS[sort]
     if after is not None:
         where.append(f"({key_sql}, m.mention_id) < ({p(after[0])}, {p(after[1])})")
@@ -256,12 +270,70 @@ def author_candidates(watchlist_id: str) -> Sql:
     return sql, [watchlist_id]
 
 
-def advocate_candidates(watchlist_id: str, min_positive: int, own_handles: list[str]) -> Sql:
-    """A watchlist's authors with at least `min_positive` positive mentions ever, not its own
-    handles, largest reach first."""
-    sql = ("SELECT source, author_key, reach FROM author_totals WHERE watchlist_id = $1 AND positive > 0"
-           " AND positive >= $2 AND author_key <> ALL($3::text[]) ORDER BY reach DESC, source, author_key")
-    return sql, [watchlist_id, min_positive, own_handles]
+# Advocates: how far a post travelled. Engagement velocity is engagement (likes, reposts, replies)
+# per hour from posting to when the counts were observed, at least one hour (a post seen a minute
+# old is not credited 60 times its likes); a post's amplification is reposts + replies + velocity.
+AUTHOR_KEY = "coalesce(lower(m.author_handle), 'id:' || m.author_id)"
+VELOCITY = ("(m.likes + m.reposts + m.replies)::float8 / greatest(extract(epoch FROM"
+            " coalesce(m.engagement_observed_at, m.received_at) - m.created_at) / 3600.0, 1.0)")
+
+
+def advocate_ranking(watchlist_id: str, prev_lo: datetime, lo: datetime, hi: datetime, min_positive: int) -> Sql:
+    """The watchlist's earned authors with at least `min_positive` positive mentions in [lo, hi), more
+    positive than negative ones, by the amplification of their positive posts, most first; with the
+    same figures for [prev_lo, lo). A scan of the watchlist's mentions of both periods (engagement
+    keeps changing after a post is stored: no rollup holds it)."""
+    positive, earlier = "current AND sentiment = 'positive'", "NOT current AND sentiment = 'positive'"
+    sql = f"""
+        WITH p AS (
+            SELECT m.source, {AUTHOR_KEY} AS author_key, m.author_handle, m.author_id, m.author_name, m.author_followers,
+                   m.connector, m.sentiment, m.created_at >= $3 AS current, m.likes, m.reposts, m.replies,
+                   {VELOCITY} AS velocity
+            FROM mentions m
+            WHERE m.facets @> $1::text[] AND m.created_at >= $2 AND m.created_at < $4
+              AND $5 <> ALL (m.owned_watchlist_ids) AND m.sentiment IN ('positive', 'negative')
+              AND (m.author_handle IS NOT NULL OR m.author_id IS NOT NULL)
+        ), a AS (
+            SELECT source, author_key, max(author_handle) AS author_handle, max(author_id) AS author_id,
+                   max(author_name) AS author_name, coalesce(max(author_followers), 0) AS reach,
+                   max(connector) AS connector,
+                   count(*) FILTER (WHERE {positive}) AS positive,
+                   count(*) FILTER (WHERE current AND sentiment = 'negative') AS negative,
+                   coalesce(sum(likes) FILTER (WHERE {positive}), 0)::bigint AS likes,
+                   coalesce(sum(reposts) FILTER (WHERE {positive}), 0)::bigint AS reposts,
+                   coalesce(sum(replies) FILTER (WHERE {positive}), 0)::bigint AS replies,
+                   coalesce(sum(velocity) FILTER (WHERE {positive}), 0) AS velocity,
+                   coalesce(sum(reposts + replies + velocity) FILTER (WHERE {positive}), 0) AS amplification,
+                   count(*) FILTER (WHERE {earlier}) AS previous_positive,
+                   coalesce(sum(reposts + replies + velocity) FILTER (WHERE {earlier}), 0) AS previous_amplification
+            FROM p GROUP BY 1, 2
+        )
+        SELECT * FROM a WHERE positive >= $6 AND positive > negative
+        ORDER BY amplification DESC, positive DESC, reach DESC, source, author_key"""
+    return sql, [[f"w:{watchlist_id}"], prev_lo, lo, hi, watchlist_id, min_positive]
+
+
+def advocate_posts(watchlist_id: str, lo: datetime, hi: datetime, sources: list[str], keys: list[str],
+                   per_author: int) -> Sql:
+    """The `per_author` most amplified positive earned posts in [lo, hi) of each (source, author key)."""
+    sql = f"""
+        SELECT source, author_key, mention_id, url, text, created_at, likes, reposts, replies, velocity,
+               reposts + replies + velocity AS amplification
+        FROM (
+            SELECT x.*, row_number() OVER (PARTITION BY x.source, x.author_key
+                                           ORDER BY x.reposts + x.replies + x.velocity DESC, x.created_at DESC,
+                                                    x.mention_id) AS rank
+            FROM (
+                SELECT m.source, {AUTHOR_KEY} AS author_key, m.mention_id, m.url, m.text, m.created_at, m.likes,
+                       m.reposts, m.replies, {VELOCITY} AS velocity
+                FROM mentions m JOIN unnest($4::text[], $5::text[]) AS c(s, k)
+                  ON m.source = c.s AND {AUTHOR_KEY} = c.k
+                WHERE m.facets @> $1::text[] AND m.created_at >= $2 AND m.created_at < $3
+                  AND $6 <> ALL (m.owned_watchlist_ids) AND m.sentiment = 'positive'
+            ) x
+        ) r
+        WHERE rank <= $7 ORDER BY source, author_key, rank"""
+    return sql, [[f"w:{watchlist_id}"], lo, hi, sources, keys, watchlist_id, per_author]
 
 
 def author_sums(watchlist_id: str, sources: list[str], keys: list[str], lo: datetime, hi: datetime) -> Sql:
