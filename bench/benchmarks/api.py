@@ -36,7 +36,8 @@ def _api_requests(rng: random.Random, watchlists: list[str], now: datetime) -> d
 
     words = ["refund", "delay", "flight", "support", "crash", "battery", "\"booking fee\"", "outage", "vuelo", "Verspätung"]
     out: dict[str, list[dict[str, Any]]] = {k: [] for k in (
-        "mentions", "mentions_search", "series", "share_of_voice", "entities", "advocates", "questions", "alerts")}
+        "mentions", "mentions_search", "series", "share_of_voice", "entities", "advocates", "questions", "alerts",
+        "dashboard", "kpis", "cases", "care")}
     for _ in range(API_REQUESTS):
         w = rng.choice(watchlists)
         out["mentions"].append({"path": "/v1/mentions", "params": {"watchlist": w, "limit": 50, "sort": rng.choice(["time", "reach"])}})
@@ -52,6 +53,13 @@ def _api_requests(rng: random.Random, watchlists: list[str], now: datetime) -> d
         out["advocates"].append({"path": f"/v1/watchlists/{w}/advocates", "params": period(90)})
         out["questions"].append({"path": f"/v1/watchlists/{w}/questions", "params": period(30)})
         out["alerts"].append({"path": "/v1/alerts", "params": {"limit": 50, **({"watchlist": w} if rng.random() < 0.5 else {})}})
+        # What the dashboard asks besides: its overview (figures, charts, lists), the KPI strip, the inbox and its KPIs.
+        end = iso(now - timedelta(minutes=rng.randrange(0, 600)))
+        out["dashboard"].append({"path": "/v1/dashboard", "params": {"watchlist": w, "length": rng.choice(["24h", "7d", "30d"]),
+                                                                     "to": end}})
+        out["kpis"].append({"path": f"/v1/watchlists/{w}/kpis", "params": period(30)})
+        out["cases"].append({"path": "/v1/cases", "params": {"watchlist": w, "limit": 50}})
+        out["care"].append({"path": f"/v1/watchlists/{w}/care", "params": period(30)})
     return out
 
 
