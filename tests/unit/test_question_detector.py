@@ -234,3 +234,19 @@ def test_question_detection_stays_linear_on_long_adversarial_text(unit: str) -> 
     t20, t80 = _seconds(short), _seconds(long)
     assert t80 < max(10 * t20, 0.05), (t20, t80)
     assert all(len(t["evidence"]) <= MAX_QUESTION_CHARS for t in risk_tags(short) if t["tag"] == QUESTION_TAG)
+
+
+def test_no_article_of_the_sample_is_a_customer_question() -> None:
+    """The bundled sample's news and blog posts are headlines and articles, never questions to answer;
+    its customers' questions still are (a few hundred of them)."""
+    from earful_dev.sample.generator import read_stream
+
+    articles = questions = 0
+    for line in read_stream():
+        m = line["mention"]
+        tagged = any(t["tag"] == QUESTION_TAG for t in risk_tags(m["text"], title=m.get("title"), source=m.get("source")))
+        if m["source"] in ("news", "blog"):
+            articles += 1
+            assert not tagged, m["text"][:200]
+        questions += tagged
+    assert articles > 200 and questions > 300
