@@ -57,7 +57,10 @@ async def stack(base_env, pg_url, tmp_path_factory):
         env = {**base_env, "EARFUL_DATABASE_URL": pg_url, "EARFUL_WEBHOOK_URLS": receiver.url,
                "EARFUL_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8", "EARFUL_WATCHLISTS_DIR": str(folder),
                "EARFUL_CARE_AGENTS": "care-e2e=ann;hours-e2e=bob", "EARFUL_ALERT_GROUP_WAIT_S": "0.2",
-               "EARFUL_ALERT_GROUP_INTERVAL_S": "1"}
+               "EARFUL_ALERT_GROUP_INTERVAL_S": "1",
+               # The Friday question's thresholds passed days ago: announce them anyway (the default,
+               # an hour, keeps replayed history from paging anyone: tests/unit/test_case_sla.py).
+               "EARFUL_ALERT_CASE_SLA_MAX_LATE_S": str(30 * 24 * 3600)}
         pipeline = Pipeline(env, tmp_path_factory.mktemp("logs"), prefer_default_ports=False)
         await asyncio.to_thread(pipeline.start, 120)
         yield pipeline, receiver

@@ -75,8 +75,11 @@ async def test_crisis_is_alerted_and_every_mention_stored_once(stack, pg_url, se
     assert all(a["labels"]["alertname"] == a["labels"]["rule"] for a in firing), firing
     # The alert says what happened: the crisis is a data breach, the posts carry legal/privacy tags.
     assert any("(legal/privacy, " in a["annotations"]["summary"] for a in firing), [a["annotations"] for a in firing]
+    # Every mention counted once per watchlist, but for the watchlists whose own account wrote it (owned).
     assert await stored(pg_url, "SELECT sum(mentions) FROM mention_rollups_minute WHERE watchlist_id <> '(none)'") == \
-        await stored(pg_url, "SELECT sum(cardinality(watchlist_ids)) FROM mentions")
+        await stored(pg_url, "SELECT count(*) FROM mention_watchlist_rows WHERE watchlist_id <> '(none)'")
+    assert await stored(pg_url, "SELECT count(*) FROM mention_watchlist_rows") < \
+        await stored(pg_url, "SELECT sum(greatest(cardinality(watchlist_ids), 1)) FROM mentions")  # the sample's care replies
 
     assert again.duplicates == len(lines) // 10  # exact re-deliveries stop at ingest
     enriched = await consume_all(settings, ENRICHED, expect=len(distinct))
@@ -107,7 +110,7 @@ async def test_storage_killed_mid_stream_loses_and_duplicates_nothing(stack, pg_
     assert await stored(pg_url) == expected
     assert await stored(pg_url, "SELECT count(*) FROM (SELECT source, source_id FROM mentions GROUP BY 1, 2) d") == expected
     assert await stored(pg_url, "SELECT sum(mentions) FROM mention_rollups_minute") == \
-        await stored(pg_url, "SELECT sum(greatest(cardinality(watchlist_ids), 1)) FROM mentions")
+        await stored(pg_url, "SELECT count(*) FROM mention_watchlist_rows")
 
 
 async def _more_than(pg_url: str, n: int) -> bool:

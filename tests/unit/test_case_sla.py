@@ -271,3 +271,21 @@ def test_case_alerts_are_grouped_per_watchlist_and_owner() -> None:
     assert group_key(config, labels) == "watchlist=acme-air,owner=ann"
     by_owner = replace(config, default=replace(config.default, group_by=("watchlist", "owner")))
     assert group_key(by_owner, labels) == "watchlist=acme-air,owner=ann"
+
+
+def test_a_threshold_passed_long_ago_is_not_announced_but_a_recent_one_is() -> None:
+    """A replayed month-old question (the sample, a back-fill) pages nobody; one whose deadline
+    passed minutes ago still does, and an alert already announced is kept."""
+    late = {r: replace(c, max_late_s=3600.0) for r, c in RULES.items()}
+
+    def lookup(watchlist_id: str, rule: str) -> CaseRule | None:
+        return late[rule] if watchlist_id == "acme-air" else None
+
+    weeks_later = T0 + SLA + 21 * 24 * 60 * MIN
+    assert CaseBook().update(case(), lookup, weeks_later) == []
+    minutes_later = T0 + SLA + 10 * MIN  # the warning passed 25 min ago, the deadline 10 min ago
+    assert fired(CaseBook().update(case(), lookup, minutes_later)) == [(CASE_SLA_WARNING, "firing"), (CASE_SLA_BREACH, "firing")]
+    book = CaseBook()
+    book.update(case(), lookup, T0)
+    assert fired(book.due(lookup, T0 + SLA)) == [(CASE_SLA_WARNING, "firing"), (CASE_SLA_BREACH, "firing")]
+    assert book.judge_all(lookup, weeks_later) == []  # still waiting, still firing: nothing to say

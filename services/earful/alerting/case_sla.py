@@ -80,6 +80,8 @@ CASE_EVENTS = Counter("earful_case_sla_events_total", "Case events read from ear
 WAITING_CASES = Gauge("earful_case_sla_waiting_cases", "Cases with an SLA still waiting for an answer, in this process.")
 CASE_DECISIONS = Counter("earful_case_sla_decisions_total", "Case SLA alert state changes published, by rule and status.",
                          ["rule", "status"])
+TOO_LATE = Counter("earful_case_sla_too_late_total", "Case SLA thresholds not announced: passed longer ago than "
+                   "EARFUL_ALERT_CASE_SLA_MAX_LATE_S (history replayed, a long outage), by rule.", ["rule"])
 
 
 # --- cases -------------------------------------------------------------------------------------
@@ -171,6 +173,7 @@ class CaseRule:
     rule: str
     severity: str
     min_priority: float = 0.0
+    max_late_s: float | None = None  # a threshold passed longer ago than this is not announced (None: always)
     labels: Mapping[str, str] = field(default_factory=dict)  # the watchlist's own labels, copied onto its alerts
     watchlist_name: str = ""
     sla_s: int | None = None  # the watchlist's response_sla_s (business time when it has business hours)
@@ -181,7 +184,8 @@ class CaseRule:
 RuleLookup = Callable[[str, str], "CaseRule | None"]  # (watchlist id, rule) → the rule, None when it does not apply
 
 
-def case_rule(watchlist: Watchlist | None, rule: str, configured: RuleConfig | None, min_priority: float) -> CaseRule | None:
+def case_rule(watchlist: Watchlist | None, rule: str, configured: RuleConfig | None, min_priority: float,
+              max_late_s: float | None = None) -> CaseRule | None:
     """How `rule` applies to `watchlist`'s cases: on for every watchlist that exists (its SLA, hence the
     cases' deadlines, is the opt-in) unless one of its `alert_rules` switches it off; an entry of its
     own (`configured`, from the rulebook) sets severity and min_priority (receivers and quiet hours
@@ -192,7 +196,7 @@ def case_rule(watchlist: Watchlist | None, rule: str, configured: RuleConfig | N
     return CaseRule(
         rule=rule, severity=configured.severity if configured else DEFAULT_SEVERITY[rule],
         min_priority=float(configured.thresholds.get("min_priority", min_priority)) if configured else min_priority,
-        labels=dict(watchlist.labels), watchlist_name=watchlist.name, sla_s=watchlist.response_sla_s,
+        max_late_s=max_late_s, labels=dict(watchlist.labels), watchlist_name=watchlist.name, sla_s=watchlist.response_sla_s,
         warn_share=care.warn_at if care else None, business_hours=bool(care and care.business_hours),
     )
 
@@ -375,6 +379,9 @@ class CaseBook:
                 out.append(self._resolve(case_id, rule, have, case, now_ms, cfg.watchlist_name if cfg else ""))
                 have = None
             if want is not None and have is None and case is not None and cfg is not None:
+                if _too_late(case, rule, cfg, now_ms):
+                    TOO_LATE.labels(rule).inc()
+                    continue
                 out.append(self._fire(case, rule, cfg, *want))
         if case is not None:
             self._queue(case, now_ms)
@@ -461,6 +468,14 @@ def _wanted(case: Case, rule: str, cfg: CaseRule, now_ms: int) -> tuple[dict[str
     return labels, max(threshold, case.since_ms)
 
 
+def _too_late(case: Case, rule: str, cfg: CaseRule, now_ms: int) -> bool:
+    """Was the threshold passed longer ago than the rule announces? History replayed (a month-old
+    sample, a back-fill of old questions) or a long outage: the case waits in the inbox as
+    breached, but nobody is paged for a deadline weeks gone. An alert already announced stays."""
+    threshold = case.threshold(rule)
+    return cfg.max_late_s is not None and threshold is not None and now_ms - threshold > cfg.max_late_s * 1000
+
+
 def _closing_words(case: Case) -> str:
     """answered by ann, dismissed, escalated...; a case that still waits but lost its SLA says so."""
     if case.waiting:
@@ -531,7 +546,7 @@ class CaseSla(mode.Service):
         if not self.rulebook.live(watchlist_id):
             return None
         return case_rule(self.rulebook.source.current().get(watchlist_id), rule, self.rulebook.rule(watchlist_id, rule),
-                         float(self.settings.alert_case_sla_min_priority))
+                         float(self.settings.alert_case_sla_min_priority), float(self.settings.alert_case_sla_max_late_s))
 
     # --- lifecycle -----------------------------------------------------------------------------
 

@@ -355,6 +355,9 @@ class Settings(BaseSettings):
     alert_case_sla_min_priority: int = Field(
         0, ge=0, le=100, description="case_sla_warning and case_sla_breach: cases with a lower priority (0-100) do not alert, unless a watchlist's rule sets its own min_priority."
     )
+    alert_case_sla_max_late_s: int = Field(
+        3600, gt=0, description="case_sla_warning and case_sla_breach: a threshold passed longer ago than this (history replayed, a back-fill of old questions, a long outage) is not announced; the case still shows as breached in the inbox. An alert already announced is kept."
+    )
     alert_tick_s: float = Field(
         1.0, gt=0, description="How often time-based decisions run when no mention arrives (a silent watchlist resolves, a question becomes overdue)."
     )
