@@ -86,7 +86,7 @@ lint: install
 	$(BIN)/mypy
 
 test: install-hf install-system lint
-	$(BIN)/python -m pytest -p no:cacheprovider -q tests
+	$(BIN)/python -m pytest -p no:cacheprovider -q --durations=20 tests
 
 test-unit: install-hf
 	$(BIN)/python -m pytest -p no:cacheprovider -q tests/unit tests/deploy
