@@ -15,8 +15,7 @@ import pytest
 from earful.core.codec import AvroCodec, SchemaStore
 from earful.core.erased_authors import author_hash
 from earful.core.settings import PACKAGE_DIR
-from earful.enrichment.processor import clip_text
-from earful.storage.backfill import backfilled, clip, match_stored
+from earful.storage.backfill import backfilled, match_stored
 from earful.storage.contributions import Contribution, move_rows, question_changes
 from earful.storage.history import Cursor, Progress, Selection, Throttle, batch_query, erased_rows, owned_after, raw_mention
 from earful.storage.reprocess import changed, enriched_record, rescored, update_args
@@ -155,13 +154,6 @@ def test_the_published_record_is_an_enriched_mention_marked_reprocessed() -> Non
 
 
 # --- back-filling -----------------------------------------------------------------------------------------
-
-
-def test_the_clip_is_enrichments() -> None:
-    """Back-fill matches the text enrichment matched (storage cannot import enrichment: the rule is written twice)."""
-    for text in ["Rival Air " * 40, "x" * 300, "word " * 100 + "Rival", "a" * 90 + " b", "Rival Air", "é" * 70 + "ab"]:
-        for limit in (1, 5, 64, 65, 100, 255, 1000):
-            assert clip(text, limit) == clip_text(text, limit), (text[:20], limit)
 
 
 def test_a_backfill_adds_removes_or_leaves_one_watchlist() -> None:

@@ -27,25 +27,12 @@ from earful.enrichment.ner import SPACY_TO_EARFUL, EntityRecogniser
 from earful.enrichment.rules import RISK_RULES_VERSION, risk_tags, social_entities
 from earful.enrichment.sentiment import SentimentBackend, SentimentResult, load_backend
 from earful.watchlists import Match, WatchlistSet, WatchlistSource
+from earful.watchlists.text import clip_text
 
 __all__ = ["NER_LANGUAGES", "SPACY_TO_EARFUL", "EnrichmentProcessor", "clip_text"]
 
 NER_LANGUAGES = frozenset({"en"})
 DEFAULT_MAX_TEXT_CHARS = 20_000  # the ingest limit's default
-WORD_BACKOFF = 64  # characters a cut moves back to end on a word boundary (a longer "word" is cut inside)
-
-
-def clip_text(text: str, limit: int) -> str:
-    """The first `limit` characters of `text`, ending before a word the cut would split (so a
-    half word never matches a watchlist term), or `text` itself when it is no longer."""
-    if len(text) <= limit:
-        return text
-    if not (text[limit - 1].isalnum() and text[limit].isalnum()):
-        return text[:limit]
-    floor, end = max(limit - WORD_BACKOFF, 0), limit
-    while end > floor and text[end - 1].isalnum():
-        end -= 1
-    return text[:end] if end > floor else text[:limit]
 
 
 def load_watchlists(settings: Settings) -> WatchlistSet:

@@ -64,6 +64,7 @@ from earful.watchlists import Watchlist, WatchlistSet
 from earful.watchlists.live import WatchlistStore, seed_from_folder
 from earful.watchlists.matcher import Match
 from earful.watchlists.owned import OwnedHandles
+from earful.watchlists.text import clip_text
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,6 @@ DEFAULT_RATE = 1000.0  # mentions per second: matching is cheap, the rollup writ
 DEFAULT_BATCH = 500
 POLL_S = 1.0  # how often the storage service looks for back-fills started over the API
 START_LOCK_CLASS = 0x65617273  # "ears": starts of one watchlist's back-fill, one at a time
-WORD_BACKOFF = 64  # as earful.enrichment.processor.clip_text
 COLUMNS = ("mention_id", "source", "source_id", "created_at", "text", "lang", "url", "country", "author_handle",
            "author_id", "author_name", "author_followers", "sentiment", "watchlist_ids", "owned_watchlist_ids",
            "entities", "risks", "matches")
@@ -84,23 +84,11 @@ _DB_GONE = (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.exc
 # --- matching one stored mention (pure) ---------------------------------------------------------------
 
 
-def clip(text: str, limit: int) -> str:
-    """The text enrichment matched: its first `limit` characters, ending before a word the cut would
-    split. The same rule as earful.enrichment.processor.clip_text (which storage cannot import; a unit
-    test holds them equal)."""
-    if len(text) <= limit:
-        return text
-    if not (text[limit - 1].isalnum() and text[limit].isalnum()):
-        return text[:limit]
-    floor, end = max(limit - WORD_BACKOFF, 0), limit
-    while end > floor and text[end - 1].isalnum():
-        end -= 1
-    return text[:end] if end > floor else text[:limit]
 
 
 def match_stored(one: WatchlistSet, row: Mapping[str, Any], text_limit: int) -> list[Match]:
     """The watchlist's matches in a stored mention, as enrichment would find them now."""
-    return one.match(clip(row["text"], text_limit), lang=row["lang"], source=row["source"],
+    return one.match(clip_text(row["text"], text_limit), lang=row["lang"], source=row["source"],
                      author=row["author_handle"], country=row["country"], url=row["url"])
 
 

@@ -148,3 +148,20 @@ def index(text: str) -> tuple[list[tuple[str | None, int, int, int, str]], dict[
             hit.append(len(out))
         out.append((key, start, end, pos, kind))
     return out, keys
+
+
+WORD_BACKOFF = 64  # characters a cut moves back to end on a word boundary (a longer "word" is cut inside)
+
+
+def clip_text(text: str, limit: int) -> str:
+    """The first `limit` characters of `text`, ending before a word the cut would split (so a
+    half word never matches a watchlist term), or `text` itself when it is no longer. Enrichment
+    matches the clipped text, and a back-fill must match exactly the same."""
+    if len(text) <= limit:
+        return text
+    if not (text[limit - 1].isalnum() and text[limit].isalnum()):
+        return text[:limit]
+    floor, end = max(limit - WORD_BACKOFF, 0), limit
+    while end > floor and text[end - 1].isalnum():
+        end -= 1
+    return text[:end] if end > floor else text[:limit]
