@@ -36,7 +36,7 @@ from typing import Any
 
 import asyncpg
 
-from earful.storage.writer import QUESTIONS_LOCK, BrandHandles
+from earful.storage.writer import QUESTIONS_LOCK, BrandHandles, author_upserts
 
 QUESTION_TAG = "customer_question"
 _MOVES = "earful_contribution_moves"
@@ -206,23 +206,7 @@ r_minute AS ({_volume("mention_rollups_minute", "minute")}
     INSERT INTO entity_totals AS t (watchlist_id, entity_type, entity_key, mentions)
     SELECT watchlist_id, entity_type, entity_key, sum(n) FROM e GROUP BY 1, 2, 3 HAVING sum(n) <> 0 ORDER BY 1, 2, 3
     ON CONFLICT (watchlist_id, entity_type, entity_key) DO UPDATE SET mentions = t.mentions + EXCLUDED.mentions
-), r_author AS (
-    INSERT INTO author_rollups_day AS t (watchlist_id, bucket, source, author_key, author_handle, author_name, mentions,
-                                         positive, negative, reach)
-    SELECT watchlist_id, bucket, source, author_key, author_handle, author_name, n, positive, negative, reach
-    FROM a ORDER BY 1, 3, 4, 2
-    ON CONFLICT (watchlist_id, source, author_key, bucket) DO UPDATE SET
-        mentions = t.mentions + EXCLUDED.mentions, positive = t.positive + EXCLUDED.positive,
-        negative = t.negative + EXCLUDED.negative, reach = greatest(t.reach, EXCLUDED.reach),
-        author_handle = coalesce(EXCLUDED.author_handle, t.author_handle),
-        author_name = coalesce(EXCLUDED.author_name, t.author_name)
-), t_author AS (
-    INSERT INTO author_totals AS t (watchlist_id, source, author_key, mentions, positive, negative, reach)
-    SELECT watchlist_id, source, author_key, sum(n), sum(positive), sum(negative), max(reach)
-    FROM a GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-    ON CONFLICT (watchlist_id, source, author_key) DO UPDATE SET
-        mentions = t.mentions + EXCLUDED.mentions, positive = t.positive + EXCLUDED.positive,
-        negative = t.negative + EXCLUDED.negative, reach = greatest(t.reach, EXCLUDED.reach)
+), {author_upserts("a")}
 )
 SELECT (SELECT count(*) FROM v) AS volume_rows, (SELECT count(*) FROM e) AS entity_rows, (SELECT count(*) FROM a) AS author_rows
 """

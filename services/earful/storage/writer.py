@@ -87,6 +87,29 @@ FROM per_watchlist GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
 ON CONFLICT (bucket, watchlist_id, sentiment) DO UPDATE SET mentions = t.mentions + EXCLUDED.mentions"""
 
 
+def author_upserts(rows: str) -> str:
+    """The `r_author` and `t_author` CTEs: the per-day and total author rollups incremented by the
+    rows of CTE `rows` (watchlist_id, bucket, source, author_key, author_handle, author_name, n,
+    positive, negative, reach); the writer adds, the contribution moves add signed deltas."""
+    return f"""r_author AS (
+    INSERT INTO author_rollups_day AS t (watchlist_id, bucket, source, author_key, author_handle, author_name, mentions,
+                                         positive, negative, reach)
+    SELECT watchlist_id, bucket, source, author_key, author_handle, author_name, n, positive, negative, reach
+    FROM {rows} ORDER BY 1, 3, 4, 2
+    ON CONFLICT (watchlist_id, source, author_key, bucket) DO UPDATE SET
+        mentions = t.mentions + EXCLUDED.mentions, positive = t.positive + EXCLUDED.positive,
+        negative = t.negative + EXCLUDED.negative, reach = greatest(t.reach, EXCLUDED.reach),
+        author_handle = coalesce(EXCLUDED.author_handle, t.author_handle),
+        author_name = coalesce(EXCLUDED.author_name, t.author_name)
+), t_author AS (
+    INSERT INTO author_totals AS t (watchlist_id, source, author_key, mentions, positive, negative, reach)
+    SELECT watchlist_id, source, author_key, sum(n), sum(positive), sum(negative), max(reach)
+    FROM {rows} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (watchlist_id, source, author_key) DO UPDATE SET
+        mentions = t.mentions + EXCLUDED.mentions, positive = t.positive + EXCLUDED.positive,
+        negative = t.negative + EXCLUDED.negative, reach = greatest(t.reach, EXCLUDED.reach)"""
+
+
 _INSERT_MENTIONS = f"""
 WITH latest AS (
     SELECT DISTINCT ON (source, source_id) * FROM {_STAGING}
@@ -158,23 +181,7 @@ WITH latest AS (
     FROM per_watchlist
     WHERE watchlist_id <> '(none)' AND (author_handle IS NOT NULL OR author_id IS NOT NULL)
     GROUP BY 1, 2, 3, 4
-), r_author AS (
-    INSERT INTO author_rollups_day AS t (watchlist_id, bucket, source, author_key, author_handle, author_name, mentions,
-                                         positive, negative, reach)
-    SELECT watchlist_id, bucket, source, author_key, author_handle, author_name, n, positive, negative, reach
-    FROM a_rows ORDER BY 1, 3, 4, 2
-    ON CONFLICT (watchlist_id, source, author_key, bucket) DO UPDATE SET
-        mentions = t.mentions + EXCLUDED.mentions, positive = t.positive + EXCLUDED.positive,
-        negative = t.negative + EXCLUDED.negative, reach = greatest(t.reach, EXCLUDED.reach),
-        author_handle = coalesce(EXCLUDED.author_handle, t.author_handle),
-        author_name = coalesce(EXCLUDED.author_name, t.author_name)
-), t_author AS (
-    INSERT INTO author_totals AS t (watchlist_id, source, author_key, mentions, positive, negative, reach)
-    SELECT watchlist_id, source, author_key, sum(n), sum(positive), sum(negative), max(reach)
-    FROM a_rows GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
-    ON CONFLICT (watchlist_id, source, author_key) DO UPDATE SET
-        mentions = t.mentions + EXCLUDED.mentions, positive = t.positive + EXCLUDED.positive,
-        negative = t.negative + EXCLUDED.negative, reach = greatest(t.reach, EXCLUDED.reach)
+), {author_upserts("a_rows")}
 ), conversation AS (
     INSERT INTO {_CONVERSATION} SELECT * FROM inserted
     WHERE in_reply_to IS NOT NULL
