@@ -15,11 +15,11 @@ from earful.alerting.detection import Decision, DetectorConfig, mention_of, new_
 from earful.alerting.detection.rulebook import RuleBook
 from earful.alerting.detection.rules import RuleDefaults
 from earful.alerting.explain import Evidence, evidence_horizon_ms, post_of
-from earful.alerting.terms import brand_terms
 from earful.core.mention import MentionIn, to_record
 from earful.core.settings import Settings
 from earful.enrichment.processor import EnrichmentProcessor
 from earful.watchlists import WatchlistSet
+from earful.watchlists.terms import brand_terms
 from earful.watchlists.text import scan
 from earful_dev.sample.generator import read_meta, read_stream
 

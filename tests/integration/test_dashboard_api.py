@@ -99,6 +99,36 @@ def test_alerts_show_as_markers(api: Any, data: dict[str, Any], pg_url: str) -> 
     assert fired > 0 and len(markers) == fired == len(d["lists"]["alerts"])  # the seeder writes a few alerts
 
 
+async def test_distinctive_terms_find_a_planted_phrase_and_link_to_its_mentions(api: Any, data: dict[str, Any],
+                                                                                pg_url: str) -> None:
+    """30 posts of the shown day that say "zeppelin hangar" (never said the day before) make it the
+    period's most distinctive term, and its link lists exactly posts that say it."""
+    import asyncpg
+
+    d = overview(api, length="24h")
+    lo, hi = datetime.fromisoformat(d["period"]["from"]), datetime.fromisoformat(d["period"]["to"])
+    conn = await asyncpg.connect(pg_url)
+    try:
+        planted = await conn.fetch(
+            "UPDATE mentions SET text = text || ' The zeppelin hangar smelled of smoke.' WHERE mention_id IN ("
+            " SELECT mention_id FROM mentions WHERE $1 = ANY(watchlist_ids) AND created_at >= $2 AND created_at < $3"
+            " AND mention_id <> $4::uuid ORDER BY created_at DESC LIMIT 30) RETURNING mention_id",
+            data["watchlist"], lo, hi, data["hostile_id"])
+    finally:
+        await conn.close()
+    assert len(planted) == 30
+    d = overview(api, length="24h")
+    terms = {t["term"]: t for t in d["lists"]["terms"][:2]}
+    assert set(terms) == {"zeppelin hangar", "hangar smelled"}, d["lists"]["terms"]  # equally distinctive
+    top = terms["zeppelin hangar"]
+    assert top["posts"] == 30 and top["previous_share"] == 0.0  # the newest posts of each hour are in the sample
+    assert 30 <= d["lists"]["terms_sample"]["posts"] <= {k["name"]: k for k in d["kpis"]}["mentions"]["value"]
+    filters = dict(parse_qsl(top["href"].split("?", 1)[1]))
+    assert filters["q"] == '"zeppelin hangar"' and filters["watchlist"] == data["watchlist"]
+    listed = httpx.get(api.url + "/v1/mentions", params={**filters, "limit": 100}, headers=READ, timeout=30).json()["mentions"]
+    assert {m["mention_id"] for m in listed} == {str(r["mention_id"]) for r in planted}
+
+
 def test_bad_parameters_are_named(api: Any) -> None:
     for params, name in (({"length": "2y"}, "length"), ({"tz": "Mars/Olympus"}, "tz"), ({"to": "2026-01-01T00:00:00"}, "to"),
                          ({"watchlist": "Bad Id"}, "watchlist")):

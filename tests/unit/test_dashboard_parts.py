@@ -18,6 +18,7 @@ from earful.storage.dashboard_views import (
     choose_watchlist,
     compared_watchlists,
     count,
+    distinctive_terms,
     duration,
     highlight,
     local,
@@ -25,10 +26,12 @@ from earful.storage.dashboard_views import (
     mentions_link,
     pick_period,
     point_change,
+    term_link,
     zone,
 )
-from earful.watchlists import WatchlistSet
+from earful.watchlists import Watchlist, WatchlistSet
 from earful.watchlists.model import WatchlistSpec
+from earful.watchlists.terms import brand_terms
 
 UTC = timezone.utc
 SVG = "{http://www.w3.org/2000/svg}"
@@ -184,3 +187,27 @@ def test_alert_markers_stand_where_the_episode_started_not_where_it_was_detected
     assert "detected" not in marks[1].label  # detected at once: nothing to add
     link = dict(parse_qsl(str(marks[0].href).split("?", 1)[1]))
     assert link == {"watchlist": "acme", "from": "2026-11-02T05:10:00Z", "to": "2026-11-02T05:30:00Z"}
+
+
+def test_distinctive_terms_are_what_the_period_says_more_than_the_one_before() -> None:
+    before = [("The flight was fine, good crew", "en")] * 60 + [("Acme Air lounge coffee was cold", "en")] * 20
+    now = ([("Acme Air: lost luggage, no one at the desk", "en")] * 25 + [("The flight was fine, good crew", "en")] * 50
+           + [("#Refund please, acme air", "en")] * 15)
+    own = brand_terms(Watchlist(id="acme-air", name="Acme Air", query="\"acme air\"", kind="brand"), "acme-air")
+    found = distinctive_terms(now, before, own)
+    terms = [t["term"] for t in found]
+    assert terms[0] == "lost luggage" and "#refund" in terms
+    assert not any("acme" in t for t in terms)  # the brand's own name is never what a period is about
+    assert "luggage" not in terms  # the phrase containing it covers all of its posts
+    assert "flight" not in terms and "good crew" not in terms  # as common before as now
+    top = found[0]
+    assert top["posts"] == 25 and top["share"] == 25 / 90 and top["previous_share"] == 0.0
+    assert distinctive_terms([], before, own) == []
+
+
+def test_term_links_search_words_and_phrases_and_filter_hashtags() -> None:
+    lo, hi = datetime(2026, 3, 1, tzinfo=timezone.utc), datetime(2026, 3, 2, tzinfo=timezone.utc)
+    assert dict(parse_qsl(term_link("lost luggage", watchlist="w", from_=lo, to=hi).split("?", 1)[1])) == {
+        "watchlist": "w", "from": "2026-03-01T00:00:00Z", "to": "2026-03-02T00:00:00Z", "q": '"lost luggage"'}
+    assert dict(parse_qsl(term_link("refund", watchlist="w").split("?", 1)[1]))["q"] == "refund"
+    assert dict(parse_qsl(term_link("#refund", watchlist="w").split("?", 1)[1]))["entity"] == "#refund"

@@ -19,8 +19,8 @@ from earful.alerting.explain import (
     compact_number,
     post_of,
 )
-from earful.alerting.terms import BrandTerms, brand_terms, distinctive, stop_words, terms_of
 from earful.watchlists import Watchlist
+from earful.watchlists.terms import BrandTerms, brand_terms, distinctive, stop_words, terms_of
 from tests.support import example
 
 T0 = 1_741_944_600_000

@@ -17,8 +17,8 @@ from earful.alerting.detection.model import Decision
 from earful.alerting.explain import Evidence
 from earful.alerting.severity import assess
 from earful.alerting.summary import Summary, summarise
-from earful.alerting.terms import BrandTerms, brand_terms
 from earful.watchlists import Watchlist
+from earful.watchlists.terms import BrandTerms, brand_terms
 
 EXPLAIN_SECONDS = Histogram("earful_alert_explain_seconds", "Time to explain one firing alert (evidence, severity, summary).",
                             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0))

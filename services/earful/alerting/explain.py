@@ -9,7 +9,7 @@ Per watchlist the alerting service keeps (`Evidence`):
   posts contained each term (hapaxes of closed hours dropped, each hour capped).
 
 An explanation (`explain`, the Explanation record of schemas/alert_event.avsc) holds: the
-window's distinctive terms and phrases against that history (`earful.alerting.terms`), never the
+window's distinctive terms and phrases against that history (`earful.watchlists.terms`), never the
 watchlist's own names or stop words; the risk and intent tags with counts, evidence phrases and
 mention ids; the cause (the dominant tag when a substantial share of the posts carry it, else
 the most distinctive phrase); top posts ranked by relevance to the alert (cause, distinctive
@@ -28,8 +28,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from earful.alerting.terms import BrandTerms, distinctive, terms_of
 from earful.core.vocabulary import INTENT_TAGS, RISK_TAGS
+from earful.watchlists.terms import BrandTerms, telling_terms, terms_of
 
 TOP_POSTS = 3  # posts ranked by relevance (the first and the loudest post come on top, when not among them)
 TOP_TERMS = 8
@@ -45,11 +45,6 @@ MAX_PENDING = 20_000  # posts waiting to be written to PostgreSQL (older ones ar
 LOW_CONFIDENCE = 0.6  # a sentiment label whose probability is below this is counted as unsure
 MIN_CAUSE_SHARE = 0.3  # share of the window's posts a tag needs to be the cause
 MIN_CAUSE_POSTS = 2
-# Pseudo-counts of the log-odds prior (see terms.distinctive): a tenth of the counts compared, within
-# bounds, so a long history does not make every word of a small window distinctive, nor a short one
-# drown a clear signal in the prior.
-PRIOR_SHARE, PRIOR_MIN, PRIOR_MAX = 0.1, 50.0, 5000.0
-MIN_Z = 1.96
 HOUR_MS = 3_600_000
 #: How tags read in sentences.
 TAG_LABELS = {"legal_privacy": "legal/privacy", "customer_question": "customer question",
@@ -294,25 +289,13 @@ def top_terms(posts: list[Post], later: list[Post], history: TermHistory, brand:
     window: Counter[str] = Counter()
     for p in posts:
         window.update(p.terms)
-    window_total = sum(window.values())  # brand terms count in both totals, as the history's include them
-    for term in [t for t in window if brand.excludes(t)]:
-        del window[term]
     recent: Counter[str] = Counter()
     for p in later:
         recent.update(p.terms)
     background_total = max(0, history.total_count - sum(recent.values()))
     background = {t: max(0, history.total.get(t, 0) - recent.get(t, 0)) for t in window}
-    prior = min(max(PRIOR_SHARE * (background_total + window_total), PRIOR_MIN), PRIOR_MAX)
-    found = distinctive(window, background, background_total, window_total=window_total, prior_strength=prior,
-                        min_z=MIN_Z, limit=TOP_TERMS * 3)
-    phrases = [d for d in found if " " in d.term]
-    kept = []
-    for d in found:
-        if " " not in d.term and any(d.term in ph.term.split(" ") and ph.count >= 0.75 * d.count for ph in phrases):
-            continue
-        kept.append(d)
     out = []
-    for d in kept[:TOP_TERMS]:
+    for d in telling_terms(window, background, background_total, brand, limit=TOP_TERMS):
         ids = [p.mention_id for p in posts if d.term in p.terms]
         out.append({"term": d.term, "count": d.count, "score": round(d.z, 3), "mention_ids": ids[:MAX_IDS]})
     return out

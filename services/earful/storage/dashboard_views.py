@@ -6,7 +6,9 @@ The pure parts (the period picked by default, humane numbers and durations, loca
 drill-down links, the highlighted spans of a mention) are functions of their arguments, tested
 without a database; `overview` and `mention_detail` run the queries. The queries reuse the query
 API's (earful.storage.api.queries) and read rollups, except the tags over time, which reads the
-watchlist's mentions of the period through the facet index (no rollup counts tags).
+watchlist's mentions of the period through the facet index (no rollup counts tags), and the
+distinctive terms, which read a sample of the period's and the previous period's posts spread over
+their buckets (`term_sample`) and compare them (`earful.watchlists.terms.distinctive`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from earful.storage.charts import Bar, Column, Line, Marker, Segment, hbars, lin
 from earful.storage.sentiment import of_period
 from earful.watchlists import WatchlistSet
 from earful.watchlists.owned import OwnedHandles
+from earful.watchlists.terms import BrandTerms, brand_terms, telling_terms, terms_of
 
 UTC = timezone.utc
 
@@ -65,6 +68,12 @@ COMPARED_KINDS = ("brand", "competitor")
 MAX_COMPARED = 8
 ADVOCATES_SHOWN = 8
 ADVOCATE_MIN_POSITIVE = 1  # the panel shows whose praise travels, even a single post's
+#: Posts read per period for its distinctive terms, spread evenly over the period's buckets (the newest
+#: of each): enough for a term in 1 % of the posts to count about a dozen times, few enough to stay
+#: within the API's latency budget over a large watchlist.
+TERM_SAMPLE = 1200
+TERM_TEXT_CHARS = 2000  # of each post's text (a long article is one voice, not thousands of words)
+TERMS_SHOWN = 10
 
 
 # --- the period ------------------------------------------------------------------------------------
@@ -177,6 +186,14 @@ def mentions_link(**filters: Any) -> str:
     return "#mentions?" + urlencode(sorted(kept.items()))
 
 
+def term_link(term: str, **filters: Any) -> str:
+    """The mentions containing a distinctive term: a hashtag through the entity filter, a word or a
+    phrase through full-text search (a phrase quoted, so its words must be adjacent)."""
+    if term[:1] == "#":
+        return mentions_link(entity=term, **filters)
+    return mentions_link(q=f'"{term}"' if " " in term else term, **filters)
+
+
 def mention_link(mention_id: str) -> str:
     return "#mention?" + urlencode({"id": mention_id})
 
@@ -267,6 +284,44 @@ def tag_series(watchlist_id: str, lo: datetime, hi: datetime, step: int) -> tupl
            f" AND m.created_at >= {p(lo)} AND m.created_at < {p(hi)}"
            f" AND {p(watchlist_id)} <> ALL (m.owned_watchlist_ids) GROUP BY 1, 2")
     return sql, p.values
+
+
+def term_sample(watchlist_id: str, lo: datetime, hi: datetime, step: int,
+                per_bucket: int) -> tuple[str, list[Any]]:
+    """The newest `per_bucket` earned posts of each bucket of [lo, hi) (text and language): a sample
+    spread over the whole period, so a busy last hour does not stand for a week."""
+    p = Params()
+    size = p(timedelta(seconds=step))
+    sql = (f"SELECT s.text, s.lang FROM generate_series({p(lo)}::timestamptz, {p(hi)}::timestamptz - {size}::interval,"
+           f" {size}::interval) AS b(start) CROSS JOIN LATERAL (SELECT left(m.text, {p(TERM_TEXT_CHARS)}) AS text, m.lang"
+           f" FROM mentions m WHERE m.created_at >= b.start AND m.created_at < b.start + {size}::interval"
+           f" AND m.facets @> {p([f'w:{watchlist_id}'])}::text[] AND {p(watchlist_id)} <> ALL (m.owned_watchlist_ids)"
+           f" ORDER BY m.created_at DESC LIMIT {p(per_bucket)}) s")
+    return sql, p.values
+
+
+def term_counts(posts: Iterable[tuple[str, str | None]]) -> tuple[dict[str, int], int]:
+    """Posts containing each term, and the number of posts."""
+    counts: dict[str, int] = {}
+    n = 0
+    for text, lang in posts:
+        n += 1
+        for term in terms_of(text or "", lang or "und"):
+            counts[term] = counts.get(term, 0) + 1
+    return counts, n
+
+
+def distinctive_terms(now: Iterable[tuple[str, str | None]], before: Iterable[tuple[str, str | None]],
+                      own: BrandTerms, limit: int = TERMS_SHOWN) -> list[dict[str, Any]]:
+    """The terms of the period's sampled posts most over-represented against the previous period's
+    (the explanation's rules: `telling_terms`), with their share of the sampled posts now and before."""
+    window, n_now = term_counts(now)
+    background, n_before = term_counts(before)
+    if not n_now:
+        return []
+    return [{"term": d.term, "posts": d.count, "share": d.count / n_now, "previous": d.background,
+             "previous_share": (d.background / n_before) if n_before else None, "z": round(d.z, 2)}
+            for d in telling_terms(window, background, sum(background.values()), own, limit=limit, min_count=3)]
 
 
 def source_lang_totals(watchlist_id: str, lo: datetime, hi: datetime) -> tuple[str, list[Any]] | None:
@@ -492,6 +547,19 @@ async def overview(pool: asyncpg.Pool, watchlists: WatchlistSet, req: Request, n
     rising.sort(key=lambda i: (-(i["mentions"] + 1) / (i["previous"] + 1), -i["mentions"], i["text"]))
     lists["rising"] = rising[:8]
     lists["days"] = {"from": iso(day_lo), "to": iso(day_hi)}
+
+    # Distinctive terms: words, hashtags and phrases of a sample of the period's posts against the previous period's.
+    posts_per_bucket = max(1, math.ceil(TERM_SAMPLE / len(buckets)))
+    sample_now = [(r["text"], r["lang"]) for r in await _fetch(pool, term_sample(selected, span.lo, span.hi, span.step, posts_per_bucket))]
+    sample_before = [(r["text"], r["lang"])
+                     for r in await _fetch(pool, term_sample(selected, span.prev_lo, span.lo, span.step, posts_per_bucket))]
+    terms = distinctive_terms(sample_now, sample_before, brand_terms(watchlists.watchlists.get(selected), selected))
+    for t in terms:
+        t["href"] = term_link(t["term"], watchlist=selected, from_=span.lo, to=span.hi)
+        t["display"] = f"{t['share']:.1%}"
+        t["previous_display"] = f"{t['previous_share']:.1%}" if t["previous_share"] is not None else "n/a"
+    lists["terms"] = terms
+    lists["terms_sample"] = {"posts": len(sample_now), "previous_posts": len(sample_before), "per_bucket": posts_per_bucket}
 
     # Advocates: people (no outlets, no brand or staff accounts) whose positive posts travelled furthest.
     found = await top_advocates(pool, selected, day_lo, day_hi, ADVOCATES_SHOWN, ADVOCATE_MIN_POSITIVE,

@@ -8,6 +8,8 @@ one (stop words, the watchlist's own names, handles, links), and which of them a
 * `BrandTerms`: the watchlist's query terms, brand names and handles, and every token of them
   (with and without # and @), which a term must not contain: a brand's own name is never what
   its alert is about.
+* `telling_terms`: what an explanation shows of them: the watchlist's own names left out, a prior
+  scaled to the counts compared, a word dropped when a phrase containing it covers most of its posts.
 * `distinctive`: the log-odds ratio with an informative Dirichlet prior (Monroe, Colaresi and
   Quinn 2008, "Fightin' Words", section 3.5) of each term in the alert window against the
   watchlist's own recent history, as a z-score.
@@ -246,3 +248,31 @@ def distinctive(window: Mapping[str, int], background: Mapping[str, int], backgr
             out.append(Distinctive(term, y_i, y_j, z))
     out.sort(key=lambda d: (-round(d.z, 9), -d.count, " " not in d.term, d.term))  # on a tie, a phrase says more
     return out[:limit]
+
+
+# Pseudo-counts of the log-odds prior: a tenth of the counts compared, within bounds, so a long
+# history does not make every word of a small window distinctive, nor a short one drown a clear
+# signal in the prior.
+PRIOR_SHARE, PRIOR_MIN, PRIOR_MAX = 0.1, 50.0, 5000.0
+MIN_Z = 1.96
+PHRASE_COVER = 0.75  # a word whose posts a shown phrase mostly covers adds nothing to the phrase
+
+
+def telling_terms(window: Mapping[str, int], background: Mapping[str, int], background_total: int,
+                  brand: BrandTerms, *, limit: int, min_count: int = 2) -> list[Distinctive]:
+    """The window's most distinctive terms against the background, as an explanation shows them.
+
+    Brand terms are left out of the window but counted in its total (the background's total counts
+    them too); a word is dropped when a distinctive phrase containing it is in at least
+    `PHRASE_COVER` of its posts ("booking fee" says more than "fee").
+    """
+    window_total = sum(window.values())
+    kept_window = {t: c for t, c in window.items() if not brand.excludes(t)}
+    prior = min(max(PRIOR_SHARE * (background_total + window_total), PRIOR_MIN), PRIOR_MAX)
+    found = distinctive(kept_window, background, background_total, window_total=window_total, prior_strength=prior,
+                        min_count=min_count, min_z=MIN_Z, limit=limit * 3)
+    phrases = [d for d in found if " " in d.term]
+    kept = [d for d in found
+            if " " in d.term or not any(d.term in ph.term.split(" ") and ph.count >= PHRASE_COVER * d.count
+                                        for ph in phrases)]
+    return kept[:limit]
