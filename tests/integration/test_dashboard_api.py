@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -170,3 +171,26 @@ def test_without_keys_the_dashboard_is_open(base_env: dict[str, str], pg_url: st
     with storage_service(base_env, pg_url, data["watchlists_file"], tmp_path_factory.mktemp("open"), keys=None) as svc:
         r = httpx.get(svc.url + "/v1/dashboard", params={"length": "6h"})
         assert r.status_code == 200 and r.json()["kpis"][0]["value"] > 0
+
+
+async def test_a_panel_query_that_times_out_fails_the_overview_with_its_own_error(pg_url: str, data: dict[str, Any]) -> None:
+    """The panels are read at once; the API's handlers (a timeout is a 503) must still see the
+    database's own error, not a group of them."""
+    import asyncpg
+
+    from earful.storage.dashboard_views import Request, overview
+    from earful.watchlists import WatchlistSet
+    from earful.watchlists.files import load_watchlists
+
+    watchlists = WatchlistSet(load_watchlists(data["watchlists_file"]))
+    blocker = await asyncpg.connect(pg_url)
+    pool = await asyncpg.create_pool(pg_url, min_size=1, max_size=4, server_settings={"statement_timeout": "300"})
+    try:
+        async with blocker.transaction():
+            await blocker.execute("LOCK TABLE alerts IN ACCESS EXCLUSIVE MODE")  # only a panel's read waits on it
+            with pytest.raises(asyncpg.QueryCanceledError):
+                await overview(pool, watchlists, Request(data["watchlist"], "7d", None, ZoneInfo("UTC")))
+        assert (await overview(pool, watchlists, Request(data["watchlist"], "7d", None, ZoneInfo("UTC"))))["lists"]["terms_sample"]["posts"] > 0
+    finally:
+        await pool.close()
+        await blocker.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from datetime import datetime, timedelta, timezone
+from itertools import pairwise
 from urllib.parse import parse_qsl
 
 import pytest
@@ -26,6 +27,7 @@ from earful.storage.dashboard_views import (
     mentions_link,
     pick_period,
     point_change,
+    sampled_buckets,
     term_link,
     zone,
 )
@@ -211,3 +213,14 @@ def test_term_links_search_words_and_phrases_and_filter_hashtags() -> None:
         "watchlist": "w", "from": "2026-03-01T00:00:00Z", "to": "2026-03-02T00:00:00Z", "q": '"lost luggage"'}
     assert dict(parse_qsl(term_link("refund", watchlist="w").split("?", 1)[1]))["q"] == "refund"
     assert dict(parse_qsl(term_link("#refund", watchlist="w").split("?", 1)[1]))["entity"] == "#refund"
+
+
+def test_the_term_sample_reads_at_most_so_many_buckets_spread_over_the_period() -> None:
+    days = [datetime(2026, 11, 1, tzinfo=UTC) + timedelta(days=i) for i in range(30)]
+    picked = sampled_buckets(days, 12)
+    assert len(picked) == 12 and picked[0] == days[0] and picked[-1] == days[-1]
+    assert picked == sorted(set(picked))
+    gaps = {(b - a).days for a, b in pairwise(picked)}
+    assert gaps <= {2, 3}  # evenly spread
+    assert sampled_buckets(days[:5], 12) == days[:5]
+    assert sampled_buckets(days, 1) == [days[-1]]

@@ -8,11 +8,12 @@ without a database; `overview` and `mention_detail` run the queries. The queries
 API's (earful.storage.api.queries) and read rollups, except the tags over time, which reads the
 watchlist's mentions of the period through the facet index (no rollup counts tags), and the
 distinctive terms, which read a sample of the period's and the previous period's posts spread over
-their buckets (`term_sample`) and compare them (`earful.watchlists.terms.distinctive`).
+their buckets (`sampled_buckets`, `term_sample`) and compare them (`earful.watchlists.terms.distinctive`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import math
 import uuid
@@ -68,10 +69,11 @@ COMPARED_KINDS = ("brand", "competitor")
 MAX_COMPARED = 8
 ADVOCATES_SHOWN = 8
 ADVOCATE_MIN_POSITIVE = 1  # the panel shows whose praise travels, even a single post's
-#: Posts read per period for its distinctive terms, spread evenly over the period's buckets (the newest
-#: of each): enough for a term in 1 % of the posts to count about a dozen times, few enough to stay
-#: within the API's latency budget over a large watchlist.
-TERM_SAMPLE = 1200
+#: Posts read per period for its distinctive terms, from at most TERM_BUCKETS of its buckets spread
+#: evenly over it: enough for a term in 2 % of the posts to count about a dozen times, few enough that
+#: the two samples cost tens of milliseconds over a large watchlist (each bucket read is an index scan).
+TERM_SAMPLE = 600
+TERM_BUCKETS = 12
 TERM_TEXT_CHARS = 2000  # of each post's text (a long article is one voice, not thousands of words)
 TERMS_SHOWN = 10
 
@@ -286,17 +288,30 @@ def tag_series(watchlist_id: str, lo: datetime, hi: datetime, step: int) -> tupl
     return sql, p.values
 
 
-def term_sample(watchlist_id: str, lo: datetime, hi: datetime, step: int,
+def sampled_buckets(buckets: list[datetime], most: int) -> list[datetime]:
+    """At most `most` of the buckets, evenly spread from the first to the last."""
+    if len(buckets) <= most:
+        return list(buckets)
+    if most <= 1:
+        return buckets[-1:]
+    return [buckets[round(i * (len(buckets) - 1) / (most - 1))] for i in range(most)]
+
+
+def term_sample(watchlist_id: str, lo: datetime, hi: datetime, starts: list[datetime], step: int,
                 per_bucket: int) -> tuple[str, list[Any]]:
-    """The newest `per_bucket` earned posts of each bucket of [lo, hi) (text and language): a sample
-    spread over the whole period, so a busy last hour does not stand for a week."""
+    """Up to `per_bucket` earned posts (text and language) of each bucket starting at `starts`, within
+    [lo, hi): a sample spread over the whole period, so a busy last hour does not stand for a week.
+
+    Any posts of a bucket will do (no ORDER BY: the scan stops at the `per_bucket`-th); the outer
+    bounds let PostgreSQL leave out the other days' partitions when it plans."""
     p = Params()
     size = p(timedelta(seconds=step))
-    sql = (f"SELECT s.text, s.lang FROM generate_series({p(lo)}::timestamptz, {p(hi)}::timestamptz - {size}::interval,"
-           f" {size}::interval) AS b(start) CROSS JOIN LATERAL (SELECT left(m.text, {p(TERM_TEXT_CHARS)}) AS text, m.lang"
-           f" FROM mentions m WHERE m.created_at >= b.start AND m.created_at < b.start + {size}::interval"
+    sql = (f"SELECT s.text, s.lang FROM unnest({p(starts)}::timestamptz[]) AS b(start) CROSS JOIN LATERAL"
+           f" (SELECT left(m.text, {p(TERM_TEXT_CHARS)}) AS text, m.lang FROM mentions m"
+           f" WHERE m.created_at >= {p(lo)} AND m.created_at < {p(hi)}"
+           f" AND m.created_at >= b.start AND m.created_at < b.start + {size}::interval"
            f" AND m.facets @> {p([f'w:{watchlist_id}'])}::text[] AND {p(watchlist_id)} <> ALL (m.owned_watchlist_ids)"
-           f" ORDER BY m.created_at DESC LIMIT {p(per_bucket)}) s")
+           f" LIMIT {p(per_bucket)}) s")
     return sql, p.values
 
 
@@ -432,16 +447,51 @@ async def overview(pool: asyncpg.Pool, watchlists: WatchlistSet, req: Request, n
     buckets = span.buckets()
     labels = [local(b, tz, span.step) for b in buckets]
     end_of = {b: b + timedelta(seconds=span.step) for b in buckets}
+    compared = compared_watchlists(selected, totals, watchlists)
+    day_lo, day_hi = floor_to(span.lo, DAY), ceil_to(span.hi, DAY)  # entities and advocates: whole UTC days
+    prev_day_lo = day_lo - (day_hi - day_lo)
+    starts = sampled_buckets(buckets, TERM_BUCKETS)
+    posts_per_bucket = max(1, math.ceil(TERM_SAMPLE / len(starts)))
+    shift = span.lo - span.prev_lo
+    w = watchlists.watchlists.get(selected)
+    sla = w.response_sla_s if w else None
+
+    # Every panel's reads at once (they are independent, the pool has several connections and
+    # PostgreSQL more than one core); the panels are drawn below from what came back.
+    try:
+        async with asyncio.TaskGroup() as tg:
+            t_vol = tg.create_task(_fetch(pool, volume_series(selected, span.prev_lo, span.hi, span.step)))
+            t_alerts = tg.create_task(pool.fetch(ALERTS_STARTED, selected, span.prev_lo, span.hi))
+            t_share = tg.create_task(_fetch(pool, share_series(compared, span.lo, span.hi, span.step)))
+            t_sov_now = tg.create_task(_fetch(pool, share_of_voice(span.lo, span.hi, compared)))
+            t_sov_prev = tg.create_task(_fetch(pool, share_of_voice(span.prev_lo, span.lo, compared)))
+            t_tags = tg.create_task(_fetch(pool, tag_series(selected, span.prev_lo, span.hi, span.step)))
+            t_by_now = tg.create_task(_fetch(pool, source_lang_totals(selected, span.lo, span.hi)))
+            t_by_prev = tg.create_task(_fetch(pool, source_lang_totals(selected, span.prev_lo, span.lo)))
+            t_top = {etype: (tg.create_task(top_entities(pool, selected, day_lo, day_hi, 30, etype)),
+                             tg.create_task(top_entities(pool, selected, prev_day_lo, day_lo, 200, etype)))
+                     for etype in (None, "hashtag")}
+            t_terms_now = tg.create_task(_fetch(pool, term_sample(selected, span.lo, span.hi, starts, span.step, posts_per_bucket)))
+            t_terms_before = tg.create_task(_fetch(pool, term_sample(
+                selected, span.prev_lo, span.lo, [b - shift for b in starts], span.step, posts_per_bucket)))
+            t_advocates = tg.create_task(top_advocates(
+                pool, selected, day_lo, day_hi, ADVOCATES_SHOWN, ADVOCATE_MIN_POSITIVE,
+                accounts if accounts is not None else OwnedHandles.of(watchlists.watchlists.values()), best_posts=1))
+            t_q_now = tg.create_task(pool.fetchrow(*_q(question_stats(selected, span.lo, span.hi, sla))))
+            t_q_prev = tg.create_task(pool.fetchrow(*_q(question_stats(selected, span.prev_lo, span.lo, sla))))
+            t_waiting = tg.create_task(_fetch(pool, open_questions(selected, span.lo, span.hi, None, 8)))
+    except BaseExceptionGroup as failed:  # the first failure itself, for the API's handlers (timeout, database down)
+        raise failed.exceptions[0] from None
 
     # Volume and sentiment, this period and the previous one (one query over both).
-    vol = [dict(r) for r in await _fetch(pool, volume_series(selected, span.prev_lo, span.hi, span.step))]
+    vol = [dict(r) for r in t_vol.result()]
     cur = [r for r in vol if r["start"] >= span.lo]
     prev = [r for r in vol if r["start"] < span.lo]
     sums = {k: (sum(r[k] for r in cur), sum(r[k] for r in prev)) for k in ("mentions", "negative", "positive", "neutral")}
 
     # Alerts whose episode started in either period (event time, as the report counts them):
     # markers on the volume chart, a count, a list.
-    alerts = [dict(r) for r in await pool.fetch(ALERTS_STARTED, selected, span.prev_lo, span.hi)]
+    alerts = [dict(r) for r in t_alerts.result()]
     firing_now = [a for a in alerts if a["starts_at"] >= span.lo]
     firing_before = [a for a in alerts if a["starts_at"] < span.lo]
     markers = alert_markers(firing_now, span, tz, selected)
@@ -459,8 +509,7 @@ async def overview(pool: asyncpg.Pool, watchlists: WatchlistSet, req: Request, n
                                         legend=list(SENTIMENT_COLORS.items()), markers=markers, kind="volume")}
 
     # Share of voice over time against the compared watchlists.
-    compared = compared_watchlists(selected, totals, watchlists)
-    share_rows = await _fetch(pool, share_series(compared, span.lo, span.hi, span.step))
+    share_rows = t_share.result()
     per_bucket: dict[datetime, dict[str, int]] = {}
     for r in share_rows:
         per_bucket.setdefault(r["start"], {})[r["watchlist_id"]] = r["mentions"]
@@ -479,8 +528,8 @@ async def overview(pool: asyncpg.Pool, watchlists: WatchlistSet, req: Request, n
                           f"{n / total:.0%} ({count(n)} of {count(total)})" if total else "")
         sov_lines.append(Line(_name(watchlists, wid), PALETTE[i % len(PALETTE)], values, hrefs, titles, emphasis=wid == selected))
     charts["share_of_voice"] = lines(labels, sov_lines, title="Share of voice", kind="share_of_voice")
-    sov_now = {r["watchlist_id"]: r["mentions"] for r in await _fetch(pool, share_of_voice(span.lo, span.hi, compared))}
-    sov_prev = {r["watchlist_id"]: r["mentions"] for r in await _fetch(pool, share_of_voice(span.prev_lo, span.lo, compared))}
+    sov_now = {r["watchlist_id"]: r["mentions"] for r in t_sov_now.result()}
+    sov_prev = {r["watchlist_id"]: r["mentions"] for r in t_sov_prev.result()}
     total_now, total_prev = sum(sov_now.values()), sum(sov_prev.values())
     share = [{"watchlist_id": w, "name": _name(watchlists, w), "mentions": sov_now.get(w, 0),
               "share": sov_now.get(w, 0) / total_now if total_now else None,
@@ -491,7 +540,7 @@ async def overview(pool: asyncpg.Pool, watchlists: WatchlistSet, req: Request, n
         s["display"] = f"{s['share']:.1%}" if s["share"] is not None else "n/a"
 
     # Risk and intent tags over time.
-    tag_rows = await _fetch(pool, tag_series(selected, span.prev_lo, span.hi, span.step))
+    tag_rows = t_tags.result()
     tag_now: dict[datetime, dict[str, int]] = {}
     tag_totals: dict[str, list[int]] = {t: [0, 0] for t in TAG_COLORS}
     for r in tag_rows:
@@ -510,8 +559,7 @@ async def overview(pool: asyncpg.Pool, watchlists: WatchlistSet, req: Request, n
     charts["tags"] = stacked_columns(tag_columns, title="Risk and intent tags", legend=list(TAG_COLORS.items()), kind="tags")
 
     # Sources and languages, with the previous period's figures as ticks.
-    by_now = await _fetch(pool, source_lang_totals(selected, span.lo, span.hi))
-    by_prev = await _fetch(pool, source_lang_totals(selected, span.prev_lo, span.lo))
+    by_now, by_prev = t_by_now.result(), t_by_prev.result()
 
     def split(rows: Sequence[asyncpg.Record], key: str) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -528,14 +576,11 @@ async def overview(pool: asyncpg.Pool, watchlists: WatchlistSet, req: Request, n
                               for k in keys], title=f"{title} (tick: previous period)", kind=kind)
 
     # Top entities and hashtags (whole UTC days), and the ones that rose most since the previous period.
-    day_lo, day_hi = floor_to(span.lo, DAY), ceil_to(span.hi, DAY)
-    prev_day_lo = day_lo - (day_hi - day_lo)
     lists: dict[str, Any] = {}
     rising: list[dict[str, Any]] = []
     for name, etype in (("entities", None), ("hashtags", "hashtag")):
-        top = await top_entities(pool, selected, day_lo, day_hi, 30, etype)
-        before = {(e["type"], e["text"].casefold()): e["mentions"]
-                  for e in await top_entities(pool, selected, prev_day_lo, day_lo, 200, etype)}
+        top = t_top[etype][0].result()
+        before = {(e["type"], e["text"].casefold()): e["mentions"] for e in t_top[etype][1].result()}
         items = []
         for e in top:
             p_n = before.get((e["type"], e["text"].casefold()), 0)
@@ -549,10 +594,8 @@ async def overview(pool: asyncpg.Pool, watchlists: WatchlistSet, req: Request, n
     lists["days"] = {"from": iso(day_lo), "to": iso(day_hi)}
 
     # Distinctive terms: words, hashtags and phrases of a sample of the period's posts against the previous period's.
-    posts_per_bucket = max(1, math.ceil(TERM_SAMPLE / len(buckets)))
-    sample_now = [(r["text"], r["lang"]) for r in await _fetch(pool, term_sample(selected, span.lo, span.hi, span.step, posts_per_bucket))]
-    sample_before = [(r["text"], r["lang"])
-                     for r in await _fetch(pool, term_sample(selected, span.prev_lo, span.lo, span.step, posts_per_bucket))]
+    sample_now = [(r["text"], r["lang"]) for r in t_terms_now.result()]
+    sample_before = [(r["text"], r["lang"]) for r in t_terms_before.result()]
     terms = distinctive_terms(sample_now, sample_before, brand_terms(watchlists.watchlists.get(selected), selected))
     for t in terms:
         t["href"] = term_link(t["term"], watchlist=selected, from_=span.lo, to=span.hi)
@@ -562,21 +605,15 @@ async def overview(pool: asyncpg.Pool, watchlists: WatchlistSet, req: Request, n
     lists["terms_sample"] = {"posts": len(sample_now), "previous_posts": len(sample_before), "per_bucket": posts_per_bucket}
 
     # Advocates: people (no outlets, no brand or staff accounts) whose positive posts travelled furthest.
-    found = await top_advocates(pool, selected, day_lo, day_hi, ADVOCATES_SHOWN, ADVOCATE_MIN_POSITIVE,
-                                accounts if accounts is not None else OwnedHandles.of(watchlists.watchlists.values()),
-                                best_posts=1)
-    lists["advocates"] = [advocate_entry(a) for a in found]
+    lists["advocates"] = [advocate_entry(a) for a in t_advocates.result()]
     lists["share_of_voice"] = share
     lists["alerts"] = [{"starts_at": iso(a["starts_at"]), "detected_at": iso(a["detected_at"]),
                         "when": local(a["starts_at"], tz, with_zone=True), "severity": a["severity"], "rule": a["rule"],
                         "summary": a["summary"], "href": m.href} for a, m in zip(firing_now, markers)][:20]
 
     # Customer questions: asked, answered, time to first reply; the longest waiting.
-    w = watchlists.watchlists.get(selected)
-    sla = w.response_sla_s if w else None
-    q_now = dict(await pool.fetchrow(*_q(question_stats(selected, span.lo, span.hi, sla))))
-    q_prev = dict(await pool.fetchrow(*_q(question_stats(selected, span.prev_lo, span.lo, sla))))
-    waiting = [jsonable(r) for r in await _fetch(pool, open_questions(selected, span.lo, span.hi, None, 8))][:8]
+    q_now, q_prev = dict(t_q_now.result()), dict(t_q_prev.result())
+    waiting = [jsonable(r) for r in t_waiting.result()][:8]
     lists["questions"] = [{"mention_id": q["mention_id"], "author_handle": q["author_handle"], "text": q["text"],
                            "source": q["source"], "created_at": q["created_at"],
                            "when": local(datetime.fromisoformat(q["created_at"]), tz, with_zone=True),

@@ -234,7 +234,7 @@ WATCHLIST_TOTALS = (
     " (SELECT max(bucket) FROM mention_rollups_minute m WHERE m.watchlist_id = d.watchlist_id) AS last_minute"
     " FROM (SELECT watchlist_id, sum(mentions)::bigint AS mentions,"
     "       coalesce(sum(mentions) FILTER (WHERE sentiment = 'negative'), 0)::bigint AS negative"
-    "       FROM mention_rollups_day GROUP BY 1) d ORDER BY 2 DESC, 1")
+    "       FROM watchlist_rollups_day GROUP BY 1) d ORDER BY 2 DESC, 1")
 WATCHLIST_HAS_DATA = "SELECT 1 FROM mention_rollups_day WHERE watchlist_id = $1 LIMIT 1"
 
 
