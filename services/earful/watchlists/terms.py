@@ -1,5 +1,6 @@
-"""The words an alert's explanation is made of: terms and phrases of posts, what never counts as
-one (stop words, the watchlist's own names, handles, links), and which of them are distinctive.
+"""The words an alert's explanation and the dashboard's distinctive terms are made of: terms and
+phrases of posts, what never counts as one (stop words, the watchlist's own names, handles,
+links), and which of them are distinctive (the alerting and storage services share these rules).
 
 * `terms_of`: the distinct words, hashtags and two-word phrases of a text, cut by the same
   tokenizer as watchlist queries (`earful.watchlists.text`), without stop words of the post's
@@ -8,11 +9,11 @@ one (stop words, the watchlist's own names, handles, links), and which of them a
 * `BrandTerms`: the watchlist's query terms, brand names and handles, and every token of them
   (with and without # and @), which a term must not contain: a brand's own name is never what
   its alert is about.
-* `telling_terms`: what an explanation shows of them: the watchlist's own names left out, a prior
+* `telling_terms`: what an explanation (and the dashboard) shows of them: the watchlist's own names left out, a prior
   scaled to the counts compared, a word dropped when a phrase containing it covers most of its posts.
 * `distinctive`: the log-odds ratio with an informative Dirichlet prior (Monroe, Colaresi and
   Quinn 2008, "Fightin' Words", section 3.5) of each term in the alert window against the
-  watchlist's own recent history, as a z-score.
+  watchlist's own recent history (or in a period against the one before), as a z-score.
 
 Stop lists are spaCy's (`spacy/lang/<code>/stop_words.py`, MIT licence), read from the installed
 package without importing spaCy (which would cost the alerting service seconds at start-up); a
