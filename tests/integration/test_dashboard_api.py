@@ -122,7 +122,7 @@ async def test_distinctive_terms_find_a_planted_phrase_and_link_to_its_mentions(
     terms = {t["term"]: t for t in d["lists"]["terms"][:2]}
     assert set(terms) == {"zeppelin hangar", "hangar smelled"}, d["lists"]["terms"]  # equally distinctive
     top = terms["zeppelin hangar"]
-    assert top["posts"] == 30 and top["previous_share"] == 0.0  # the newest posts of each hour are in the sample
+    assert 3 <= top["posts"] <= 30 and top["previous_share"] == 0.0  # the sample reads some of the planted posts
     assert 30 <= d["lists"]["terms_sample"]["posts"] <= {k["name"]: k for k in d["kpis"]}["mentions"]["value"]
     filters = dict(parse_qsl(top["href"].split("?", 1)[1]))
     assert filters["q"] == '"zeppelin hangar"' and filters["watchlist"] == data["watchlist"]
