@@ -8,7 +8,7 @@ without a database; `overview` and `mention_detail` run the queries. The queries
 API's (earful.storage.api.queries) and read rollups, except the tags over time, which reads the
 watchlist's mentions of the period through the facet index (no rollup counts tags), and the
 distinctive terms, which read a sample of the period's and the previous period's posts spread over
-their buckets (`sampled_buckets`, `term_sample`) and compare them (`earful.watchlists.terms.distinctive`).
+their buckets (`sampled_buckets`, `term_sample`) and compare them (`earful.watchlists.terms.telling_terms`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import asyncio
 import itertools
 import math
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -317,13 +318,8 @@ def term_sample(watchlist_id: str, lo: datetime, hi: datetime, starts: list[date
 
 def term_counts(posts: Iterable[tuple[str, str | None]]) -> tuple[dict[str, int], int]:
     """Posts containing each term, and the number of posts."""
-    counts: dict[str, int] = {}
-    n = 0
-    for text, lang in posts:
-        n += 1
-        for term in terms_of(text or "", lang or "und"):
-            counts[term] = counts.get(term, 0) + 1
-    return counts, n
+    texts = list(posts)
+    return Counter(t for text, lang in texts for t in terms_of(text or "", lang or "und")), len(texts)
 
 
 def distinctive_terms(now: Iterable[tuple[str, str | None]], before: Iterable[tuple[str, str | None]],
@@ -453,8 +449,8 @@ async def overview(pool: asyncpg.Pool, watchlists: WatchlistSet, req: Request, n
     starts = sampled_buckets(buckets, TERM_BUCKETS)
     posts_per_bucket = max(1, math.ceil(TERM_SAMPLE / len(starts)))
     shift = span.lo - span.prev_lo
-    w = watchlists.watchlists.get(selected)
-    sla = w.response_sla_s if w else None
+    shown = watchlists.watchlists.get(selected)
+    sla = shown.response_sla_s if shown else None
 
     # Every panel's reads at once (they are independent, the pool has several connections and
     # PostgreSQL more than one core); the panels are drawn below from what came back.
@@ -596,7 +592,7 @@ async def overview(pool: asyncpg.Pool, watchlists: WatchlistSet, req: Request, n
     # Distinctive terms: words, hashtags and phrases of a sample of the period's posts against the previous period's.
     sample_now = [(r["text"], r["lang"]) for r in t_terms_now.result()]
     sample_before = [(r["text"], r["lang"]) for r in t_terms_before.result()]
-    terms = distinctive_terms(sample_now, sample_before, brand_terms(watchlists.watchlists.get(selected), selected))
+    terms = distinctive_terms(sample_now, sample_before, brand_terms(shown, selected))
     for t in terms:
         t["href"] = term_link(t["term"], watchlist=selected, from_=span.lo, to=span.hi)
         t["display"] = f"{t['share']:.1%}"
