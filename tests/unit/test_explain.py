@@ -11,8 +11,7 @@ from earful.alerting.detection import Decision
 from earful.alerting.events import alert_record, dashboard_link, event_json
 from earful.alerting.explain import (
     HOUR_MS,
-    MAX_HOUR_TERMS,
-    MAX_OPEN_HOUR_TERMS,
+    MAX_PENDING_TERMS,
     Evidence,
     Post,
     TermHistory,
@@ -103,38 +102,64 @@ def test_more_evidence_is_more_distinctive() -> None:
 # --- evidence and history ------------------------------------------------------------------------
 
 
-def test_the_term_history_counts_posts_per_hour_compacts_closed_hours_and_forgets_old_ones() -> None:
+def test_the_term_history_counts_posts_per_hour_and_forgets_old_ones() -> None:
     h = TermHistory(hours=3)
     h.add(10, ["breach", "flight"])
     h.add(10, ["flight"])
-    assert h.total == Counter({"flight": 2, "breach": 1}) and h.posts == 2 and h.total_count == 3
-    h.add(11, ["flight"])  # hour 10 closes: terms seen once there go
-    assert h.by_hour[10] == Counter({"flight": 2}) and h.total == Counter({"flight": 3}) and h.total_count == 3
-    h.add(13, ["refund"])  # hour 10 is now 3 hours old: forgotten; hour 11 closes
-    assert 10 not in h.by_hour and h.total == Counter({"refund": 1}) and h.posts == 2
+    assert (h.estimate("flight"), h.estimate("breach"), h.estimate("refund")) == (2, 1, 0)
+    assert h.posts == 2 and h.total_count == 3
+    h.add(11, ["flight"])
+    assert h.estimate("flight") == 3 and h.total_count == 4 and h.span_hours() == 2
+    h.add(13, ["refund"])  # hour 10 is now 3 hours old: forgotten
+    assert (h.estimate("flight"), h.estimate("breach"), h.estimate("refund")) == (1, 0, 1)
+    assert h.posts == 2 and h.total_count == 2
     h.add(9, ["ancient"])  # older than the history keeps
-    assert "ancient" not in h.total
+    assert h.estimate("ancient") == 0
     assert h.span_hours() == 3
     delta = h.take_delta()
-    assert delta[10][0] == 2 and delta[13] == (1, Counter({"refund": 1})) and h.delta == {}
+    assert delta[10] == (2, Counter({"flight": 2, "breach": 1})) and delta[13] == (1, Counter({"refund": 1}))
+    assert h.delta == {}
 
 
-def test_a_closed_hour_keeps_at_most_its_most_frequent_terms() -> None:
+def test_the_term_history_takes_all_its_memory_at_once_however_varied_the_text() -> None:
+    """The history of Counters grew with every new word and phrase of a busy day (the service's
+    memory grew for 24 hours under steady load): the sketch holds a day of varied text in what
+    it took when it was made, and its counts stay upper bounds close to the true ones."""
     h = TermHistory()
-    h.add(1, Counter({f"t{i}": 2 for i in range(MAX_HOUR_TERMS + 5)}), posts=10)
-    h.add(1, ["t0"])
-    h.add(2, ["x"])
-    assert len(h.by_hour[1]) == MAX_HOUR_TERMS and h.by_hour[1]["t0"] == 3 and sum(h.total.values()) == h.total_count
+    taken = h._rows.nbytes + h._sum.nbytes
+    assert taken < 2_000_000
+    for hour in range(30):  # more than a day: every hour's row is reused
+        for i in range(2_000):
+            h.add(hour, [f"rare{hour}-{i}", f"word{i % 50}", "refund"])
+    assert h._rows.nbytes + h._sum.nbytes == taken
+    assert h.posts == 24 * 2_000 and h.total_count == 24 * 2_000 * 3 and h.span_hours() == 24
+    assert 24 * 2_000 <= h.estimate("refund") <= 24 * 2_000 + h.total_count // h.width
+    assert all(24 * 40 <= h.estimate(f"word{i}") <= 24 * 40 + h.total_count // h.width for i in range(50))
+    over = [h.estimate(f"rare29-{i}") - 1 for i in range(2_000)]
+    assert min(over) >= 0 and sum(over) / len(over) <= h.total_count / h.width  # shared cells, on average
+    assert h.estimate("rare0-0") <= h.total_count // h.width  # forgotten: at most what shares its cells
 
 
-def test_the_open_hour_is_bounded_however_varied_the_text() -> None:
-    """A busy hour of varied text held every word and phrase until it closed (the service's memory
-    grew with it): past MAX_OPEN_HOUR_TERMS the open hour is trimmed to its frequent terms."""
-    h = TermHistory()
-    for i in range(MAX_OPEN_HOUR_TERMS + 10):
+def test_the_sum_of_the_sketch_is_the_sum_of_its_hours() -> None:
+    """Forgetting an hour subtracts exactly what it added, even when its cells were full."""
+    h = TermHistory(hours=2, width=16)
+    h.add(1, Counter({"flood": 70_000, "calm": 3}), posts=70_000)
+    assert h.estimate("flood") == 0xFFFF  # an hour's cell stops at its maximum
+    h.add(2, Counter({"calm": 5}), posts=5)
+    h.add(3, ["calm"])
+    assert int(h._sum.sum()) == int(h._rows.astype("int64").sum()) and h.estimate("flood") <= 6
+    assert h.estimate("calm") >= 6
+
+
+def test_terms_waiting_for_postgresql_are_bounded() -> None:
+    """While PostgreSQL is unreachable the per-term delta grows with every new term: past the cap
+    only the frequent terms of an hour wait."""
+    h = TermHistory(hours=2, width=16)
+    for i in range(MAX_PENDING_TERMS + 10):
         h.add(5, [f"rare{i}", "refund"])
-    assert len(h.by_hour[5]) <= MAX_OPEN_HOUR_TERMS and h.by_hour[5]["refund"] == MAX_OPEN_HOUR_TERMS + 10
-    assert h.total["refund"] == MAX_OPEN_HOUR_TERMS + 10 and sum(h.total.values()) == h.total_count
+    n, waiting = h.delta[5]
+    assert n == MAX_PENDING_TERMS + 10 and len(waiting) <= MAX_PENDING_TERMS
+    assert waiting["refund"] > MAX_PENDING_TERMS // 2
 
 
 def test_a_kept_post_is_small_and_shares_its_terms_with_the_others() -> None:

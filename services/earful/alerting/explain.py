@@ -6,7 +6,7 @@ Per watchlist the alerting service keeps (`Evidence`):
 * the recent posts (the lateness window and the longest rule window, bounded in number), each
   with its terms, tags, sentiment, reach and engagement;
 * the watchlist's term history: for each event-time hour of the last `HISTORY_HOURS`, how many
-  posts contained each term (hapaxes of closed hours dropped, each hour capped).
+  posts contained each term, in a sketch of fixed size (`TermHistory`).
 
 An explanation (`explain`, the Explanation record of schemas/alert_event.avsc) holds: the
 window's distinctive terms and phrases against that history (`earful.watchlists.terms`), never the
@@ -28,6 +28,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from earful.core.vocabulary import INTENT_TAGS, RISK_TAGS
 from earful.watchlists.terms import BrandTerms, telling_terms, terms_of
 
@@ -36,11 +38,14 @@ TOP_TERMS = 8
 TEXT_CHARS = 280
 MAX_IDS = 100  # mention ids kept per claim, tag or term
 HISTORY_HOURS = 24
-MAX_HOUR_TERMS = 20_000  # distinct terms kept of one closed hour (the most frequent)
-# The open hour is trimmed the same way whenever it passes this many distinct terms (a busy hour of
-# varied text would otherwise hold every word and phrase seen until it closes): a term seen once
-# before a trim and once after counts one, so close to the cap a rare term may be missed.
-MAX_OPEN_HOUR_TERMS = 4 * MAX_HOUR_TERMS
+SKETCH_WIDTH = 1 << 14  # cells per row of the term history's sketch (TermHistory)
+SKETCH_DEPTH = 2  # rows per hour: a term's count is the least of its cells
+CELL_MAX = 0xFFFF  # a cell of an hour stops here (posts of one hour and watchlist sharing a cell)
+_HASH_MASK = (1 << 64) - 1
+_HASH_SHIFT = 24  # each row takes its cell from other bits of the term's hash
+# Terms waiting to be written to PostgreSQL, per hour: past this (PostgreSQL unreachable for long)
+# only the frequent half is kept, so an outage does not grow the service.
+MAX_PENDING_TERMS = 40_000
 MAX_PENDING = 20_000  # posts waiting to be written to PostgreSQL (older ones are not needed after a restart)
 LOW_CONFIDENCE = 0.6  # a sentiment label whose probability is below this is counted as unsure
 MIN_CAUSE_SHARE = 0.3  # share of the window's posts a tag needs to be the cause
@@ -128,15 +133,29 @@ def post_of(record: dict[str, Any]) -> Post:
 
 
 class TermHistory:
-    """Posts containing each term, per event-time hour, over the last `hours` hours; `total` is
-    their sum. `delta` is what was added since it was last written to PostgreSQL."""
+    """Posts containing each term, per event-time hour, over the last `hours` hours, in fixed memory.
 
-    def __init__(self, hours: int = HISTORY_HOURS) -> None:
+    Counts go into a count-min sketch (`SKETCH_DEPTH` rows of `width` cells per hour, plus their
+    running sum), allocated whole when the history is made, so a watchlist's history costs the
+    same after a minute as after a day however varied its posts (about 1.7 MB with the defaults).
+    `estimate(term)` is never below the true count; with width w it exceeds it by about
+    `total_count / w` at most (the 24-hour total spread over the cells), which only makes a term
+    look less distinctive. `total_count` and `posts` are exact. `delta` is what was added since it
+    was last written to PostgreSQL, by term (bounded while PostgreSQL is unreachable)."""
+
+    def __init__(self, hours: int = HISTORY_HOURS, width: int = SKETCH_WIDTH) -> None:
+        if width & (width - 1) or not 0 < width <= 1 << 24:
+            raise ValueError(f"the sketch width must be a power of two up to 2**24, not {width}")
         self.hours = hours
-        self.by_hour: dict[int, Counter[str]] = {}
+        self.width = width
+        # np.full writes every cell: the memory is taken now, not as hours fill
+        self._rows = np.full((hours, SKETCH_DEPTH, width), 0, dtype=np.uint16)
+        self._sum = np.full((SKETCH_DEPTH, width), 0, dtype=np.uint32)
+        self._row_views = [[memoryview(self._rows[s, d]) for d in range(SKETCH_DEPTH)] for s in range(hours)]
+        self._sum_views = [memoryview(self._sum[d]) for d in range(SKETCH_DEPTH)]
         self.posts_by_hour: dict[int, int] = {}
-        self.total: Counter[str] = Counter()
-        self.total_count = 0  # sum of `total`
+        self.terms_by_hour: dict[int, int] = {}
+        self.total_count = 0  # term occurrences over the kept hours
         self.posts = 0
         self.delta: dict[int, tuple[int, Counter[str]]] = {}
         self.newest: int | None = None
@@ -145,60 +164,67 @@ class TermHistory:
         """Count one post's terms (or, restoring, an hour's counts) into `hour`."""
         if self.newest is not None and hour <= self.newest - self.hours:
             return  # older than the history keeps
-        counts = Counter(terms) if not isinstance(terms, Counter) else Counter({sys.intern(t): n for t, n in terms.items()})
-        bucket = self.by_hour.setdefault(hour, Counter())
-        bucket.update(counts)
+        if self.newest is None or hour > self.newest:
+            self.newest = hour
+            self._expire()
+        counts = Counter(terms) if not isinstance(terms, Counter) else terms
+        occurrences = sum(counts.values())
+        if counts:
+            self._count(hour % self.hours, counts)
         self.posts_by_hour[hour] = self.posts_by_hour.get(hour, 0) + posts
-        self.total.update(counts)
-        self.total_count += sum(counts.values())
+        self.terms_by_hour[hour] = self.terms_by_hour.get(hour, 0) + occurrences
+        self.total_count += occurrences
         self.posts += posts
-        if len(bucket) > MAX_OPEN_HOUR_TERMS:
-            self._compact(hour, MAX_OPEN_HOUR_TERMS // 2)
         if pending:
             n, d = self.delta.get(hour, (0, Counter()))
             d.update(counts)
+            if len(d) > MAX_PENDING_TERMS:
+                d = _most_frequent(d, MAX_PENDING_TERMS // 2)
             self.delta[hour] = (n + posts, d)
-        if self.newest is None or hour > self.newest:
-            closed = self.newest
-            self.newest = hour
-            if closed is not None:
-                self._compact(closed)
-            self._expire()
+
+    def estimate(self, term: str) -> int:
+        """Posts containing `term` over the kept hours (an upper bound: see the class)."""
+        h = hash(term) & _HASH_MASK
+        mask = self.width - 1
+        return min(self._sum_views[d][(h >> (d * _HASH_SHIFT)) & mask] for d in range(SKETCH_DEPTH))
+
+    def _count(self, slot: int, counts: Counter[str]) -> None:
+        # Item by item through memoryviews of the arrays: for the tens of terms of one post this is
+        # several times faster than numpy's calls. A cell stops at CELL_MAX; the running sum takes
+        # exactly what the row took, so forgetting the hour subtracts it whole.
+        mask = self.width - 1
+        rows = self._row_views[slot]
+        for term, n in counts.items():
+            h = hash(term) & _HASH_MASK
+            for d in range(SKETCH_DEPTH):
+                cell = (h >> (d * _HASH_SHIFT)) & mask
+                row = rows[d]
+                before = row[cell]
+                after = min(before + n, CELL_MAX)
+                row[cell] = after
+                self._sum_views[d][cell] += after - before
 
     def _expire(self) -> None:
         assert self.newest is not None
-        for hour in [h for h in self.by_hour if h <= self.newest - self.hours]:
-            self._drop(hour, self.by_hour.pop(hour))
-            self.posts -= self.posts_by_hour.pop(hour, 0)
-
-    def _compact(self, hour: int, limit: int = MAX_HOUR_TERMS) -> None:
-        """A closed hour keeps terms seen in two posts or more, at most `limit` of them (the most
-        frequent); an open hour grown past MAX_OPEN_HOUR_TERMS is trimmed alike."""
-        bucket = self.by_hour.get(hour)
-        if not bucket:
-            return
-        dropped = Counter({t: n for t, n in bucket.items() if n < 2})
-        if len(bucket) - len(dropped) > limit:
-            kept = dict(Counter({t: n for t, n in bucket.items() if n >= 2}).most_common(limit))
-            dropped = Counter({t: n for t, n in bucket.items() if t not in kept})
-        for t in dropped:
-            del bucket[t]
-        self._drop(hour, dropped)
-
-    def _drop(self, hour: int, counts: Counter[str]) -> None:
-        self.total.subtract(counts)
-        self.total_count -= sum(counts.values())
-        for t in counts:
-            if self.total[t] <= 0:
-                del self.total[t]
+        for hour in [h for h in self.posts_by_hour if h <= self.newest - self.hours]:
+            row = self._rows[hour % self.hours]
+            self._sum -= row  # every cell of the row was added to the sum
+            row.fill(0)
+            self.posts -= self.posts_by_hour.pop(hour)
+            self.total_count -= self.terms_by_hour.pop(hour, 0)
 
     def span_hours(self) -> int:
         """How many hours the history covers (from its oldest hour to its newest)."""
-        return 0 if not self.by_hour or self.newest is None else self.newest - min(self.by_hour) + 1
+        return 0 if not self.posts_by_hour or self.newest is None else self.newest - min(self.posts_by_hour) + 1
 
     def take_delta(self) -> dict[int, tuple[int, Counter[str]]]:
         delta, self.delta = self.delta, {}
         return delta
+
+
+def _most_frequent(counts: Counter[str], limit: int) -> Counter[str]:
+    """The terms seen in two posts or more, at most `limit` of them."""
+    return Counter(dict(Counter({t: n for t, n in counts.items() if n >= 2}).most_common(limit)))
 
 
 # --- evidence per watchlist -------------------------------------------------------------------
@@ -254,7 +280,7 @@ class Evidence:
         `focus_tag` is the tag the alert is about, when its rule is about one (risk_mention)."""
         brand = brand or BrandTerms(frozenset())
         posts = self.posts(watchlist_id, start_ms, end_ms)
-        history = self.history.get(watchlist_id) or TermHistory(self.history_hours)
+        history = self.history.get(watchlist_id)
         later = [p for p in self._posts.get(watchlist_id, ()) if p.created_ms >= start_ms]
         terms = top_terms(posts, later, history, brand)
         tags = tag_breakdown(posts)
@@ -277,13 +303,14 @@ class Evidence:
             "negative_share": negative_share(posts),
             "reach": sum(reach_by_author(posts).values()),
             "engagement": sum(p.engagement or 0 for p in posts),
-            "history_posts": max(0, history.posts - len(later)),
-            "history_hours": history.span_hours(),
+            "history_posts": max(0, history.posts - len(later)) if history is not None else 0,
+            "history_hours": history.span_hours() if history is not None else 0,
             "claims": [],
         }
 
 
-def top_terms(posts: list[Post], later: list[Post], history: TermHistory, brand: BrandTerms) -> list[dict[str, Any]]:
+def top_terms(posts: list[Post], later: list[Post], history: TermHistory | None,
+              brand: BrandTerms) -> list[dict[str, Any]]:
     """The window's distinctive terms against the history without the window (and what came after
     it), brand terms left out; a word is dropped when a phrase containing it covers most of its posts."""
     window: Counter[str] = Counter()
@@ -292,8 +319,8 @@ def top_terms(posts: list[Post], later: list[Post], history: TermHistory, brand:
     recent: Counter[str] = Counter()
     for p in later:
         recent.update(p.terms)
-    background_total = max(0, history.total_count - sum(recent.values()))
-    background = {t: max(0, history.total.get(t, 0) - recent.get(t, 0)) for t in window}
+    background_total = max(0, history.total_count - sum(recent.values())) if history is not None else 0
+    background = {t: max(0, history.estimate(t) - recent.get(t, 0)) if history is not None else 0 for t in window}
     out = []
     for d in telling_terms(window, background, background_total, brand, limit=TOP_TERMS):
         ids = [p.mention_id for p in posts if d.term in p.terms]
