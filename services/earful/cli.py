@@ -206,6 +206,9 @@ def _add_reprocess(sub: Commands) -> None:
     r.add_argument("--source", help="only mentions of this source, e.g. twitter")
     r.add_argument("--rate", type=float, help="at most this many mentions per second (default 100)")
     r.add_argument("--batch", type=int, default=100, help="mentions per transaction (default 100; at most --rate)")
+    r.add_argument("--max-live-lag", type=int, default=1000, metavar="RECORDS",
+                   help="pause while the live enrichment, alerting or storage consumers are more than this many records"
+                        " behind, until half of it (default 1000; 0: do not watch)")
     r.add_argument("--resume", type=int, metavar="JOB", help="continue a stopped job (its period and filters)")
     r.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
 

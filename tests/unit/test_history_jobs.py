@@ -84,6 +84,29 @@ def test_the_throttle_holds_the_average_rate() -> None:
         Throttle(0)
 
 
+async def test_the_throttle_pauses_while_the_live_pipeline_is_behind_and_does_not_rush_after() -> None:
+    """A re-scoring at its rate beside a busy pipeline delayed live alerts from 1.9 s to 15.5 s: the job
+    now waits while a live consumer is more than max_lag records behind, until half of it."""
+    now = [0.0]
+    behind = iter([5_000, 3_000, 900, 400, 0, 0])
+    told: list[str] = []
+
+    async def sleep(s: float) -> None:
+        now[0] += s
+
+    async def lag() -> int:
+        return next(behind)
+
+    throttle = Throttle(100.0, clock=lambda: now[0], sleep=sleep, lag=lag, max_lag=1_000, poll_s=2.0, say=told.append)
+    await throttle.pace(100)  # 1 s at 100/s, then 5,000 behind: paused until at most 500 (3,000, 900, 400)
+    assert now[0] == pytest.approx(1.0 + 3 * 2.0) and throttle.pauses == 1 and throttle.paused_s == pytest.approx(6.0)
+    assert "5000 records behind" in told[0] and "resumed" in told[1]
+    await throttle.pace(100)  # the average starts again after the pause: 1 s more, not a rush
+    assert now[0] == pytest.approx(8.0) and throttle.pauses == 1
+    with pytest.raises(ValueError):
+        Throttle(1.0, max_lag=0)
+
+
 def test_progress_lines_say_how_far() -> None:
     assert Progress("reprocess job 3", 200, enabled=False).line(50, rescored=7) == "reprocess job 3: 50/200 (25%) rescored=7"
     assert Progress("x", 0, enabled=False).line(0) == "x: 0/0"

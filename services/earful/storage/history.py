@@ -7,32 +7,46 @@ committed batch. The erasure lock is shared as the writer shares it: an erasure 
 batch in hand, and the batch never sees a mention an erasure has removed. A session advisory lock
 per job keeps a second process from running it; it goes with the connection, so a killed job can
 be resumed at once. `Throttle` holds a job to a rate (mentions per second) so the live pipeline
-keeps its share of the machine; `Progress` shows a bar on a terminal, lines otherwise.
+keeps its share of the machine, and pauses it while the live consumers fall behind (`LiveLag`);
+`Progress` shows a bar on a terminal, lines otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
 
 from earful.core.erased_authors import author_hash
+from earful.core.kafka import make_consumer
+from earful.core.kafka_security import client_kwargs, start_client
+from earful.core.settings import Settings
+from earful.core.topics import ENRICHED, RAW
 from earful.storage.writer import BrandHandles
 from earful.watchlists import WatchlistSet
 from earful.watchlists.owned import OwnedHandles
+
+log = logging.getLogger(__name__)
 
 #: pg_advisory_lock(class, job_id) classes: which job kind a session lock belongs to.
 REPROCESS_LOCK_CLASS = 0x65617272  # "earr"
 BACKFILL_LOCK_CLASS = 0x65617262  # "earb"
 DEADLOCK_ATTEMPTS = 3  # a batch that deadlocks with a concurrent write is retried this often
+#: The live consumers a job yields to (`LiveLag`): the groups and topics whose delay delays alerts.
+LIVE_CONSUMERS = (("earful-enrichment", RAW), ("earful-alerting", ENRICHED), ("earful-storage", ENRICHED))
+DEFAULT_MAX_LIVE_LAG = 1_000  # records: a few seconds of a busy pipeline, above the noise of periodic commits
+STALLED_S = 60.0  # a group behind whose committed offsets have not moved for this long is not waited for
 
 #: The stored columns a job reads (all a raw mention needs, and every enrichment field).
 STORED_COLUMNS = (
@@ -166,18 +180,31 @@ def owned_after(old_ids: Sequence[str], old_owned: Sequence[str], new_ids: Seque
 
 
 class Throttle:
-    """At most `rate` mentions per second on average since the start (None: no limit). The clock and
-    the sleep are injected for tests."""
+    """At most `rate` mentions per second on average (None: no limit), and, given `lag` (the records
+    the live pipeline's consumers have still to read, `LiveLag`), a pause whenever that exceeds
+    `max_lag` until it is back to half of it: a job yields to live mentions instead of delaying their
+    alerts. After a pause the average starts again, so the job does not rush to make up the time.
+    The clock and the sleep are injected for tests; `say` tells the operator about pauses."""
 
     def __init__(self, rate: float | None, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], Any] = asyncio.sleep) -> None:
+                 sleep: Callable[[float], Any] = asyncio.sleep, *, lag: Callable[[], Awaitable[int]] | None = None,
+                 max_lag: int = DEFAULT_MAX_LIVE_LAG, poll_s: float = 2.0,
+                 say: Callable[[str], None] | None = None) -> None:
         if rate is not None and rate <= 0:
             raise ValueError("rate must be positive")
+        if max_lag < 1:
+            raise ValueError("max_lag must be at least 1")
         self.rate = rate
         self.clock = clock
         self.sleep = sleep
+        self.lag = lag
+        self.max_lag = max_lag
+        self.poll_s = poll_s
+        self.say = say
         self.started = clock()
         self.done = 0
+        self.paused_s = 0.0  # time spent waiting for the live pipeline
+        self.pauses = 0
 
     def delay(self, n: int) -> float:
         """Seconds to wait after `n` more mentions so the average stays at most `rate` (pure)."""
@@ -190,6 +217,94 @@ class Throttle:
         wait = self.delay(n)
         if wait > 0:
             await self.sleep(wait)
+        if self.lag is None:
+            return
+        behind = await self.lag()
+        if behind <= self.max_lag:
+            return
+        began = self.clock()
+        self.pauses += 1
+        if self.say is not None:
+            self.say(f"the live pipeline is {behind} records behind (more than {self.max_lag}): paused")
+        while behind > self.max_lag // 2:
+            await self.sleep(self.poll_s)
+            behind = await self.lag()
+        self.paused_s += self.clock() - began
+        if self.say is not None:
+            self.say(f"the live pipeline caught up ({behind} records behind) after {self.clock() - began:.0f} s: resumed")
+        self.started, self.done = self.clock(), 0
+
+
+class LiveLag:
+    """How many records the live pipeline's consumers have still to read: for each (group, topic) of
+    `consumers`, the end offsets less the group's committed offsets, the most of any group.
+
+    Read-only: the committed offsets are fetched as the group's coordinator keeps them, without
+    joining the group (no rebalance of the live services). A group whose committed offsets have not
+    moved for `stalled_s` while behind is not counted: it is stopped or gone (a service not running,
+    a group left over), and waiting for it would stop the job for nothing. A failed read counts as
+    not behind, with a warning: the job's own publishing fails on a broker that is really down."""
+
+    def __init__(self, settings: Settings, consumers: Sequence[tuple[str, str]] = LIVE_CONSUMERS,
+                 stalled_s: float = STALLED_S, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        self.consumers = tuple(consumers)
+        self.stalled_s = stalled_s
+        self.clock = clock
+        self._groups: dict[str, AIOKafkaConsumer] = {}
+        self._ends: AIOKafkaConsumer | None = None
+        self._seen: dict[str, tuple[int, float]] = {}  # group -> (sum of committed offsets, when it last moved)
+        self.last: dict[str, int] = {}  # group -> records behind at the last read (stalled groups left out)
+
+    async def start(self) -> None:
+        self._ends = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap, client_id="earful-history-lag",
+                                      group_id=None, enable_auto_commit=False, **client_kwargs(self.settings))
+        await start_client(self._ends, self.settings, "the live-lag reader")
+        for group in sorted({g for g, _ in self.consumers}):
+            consumer = make_consumer(self.settings, group, client_id="earful-history-lag")
+            await start_client(consumer, self.settings, f"the live-lag reader of {group}")
+            self._groups[group] = consumer
+
+    async def stop(self) -> None:
+        for consumer in [*self._groups.values(), *([self._ends] if self._ends else [])]:
+            await consumer.stop()
+        self._groups.clear()
+        self._ends = None
+
+    async def __call__(self) -> int:
+        try:
+            self.last = await self._read()
+        except (TimeoutError, KafkaError, OSError) as exc:
+            log.warning("reading the live consumers' lag failed; not pausing", extra={"error": str(exc)[:300]})
+            return 0
+        return max(self.last.values(), default=0)
+
+    async def _read(self) -> dict[str, int]:
+        assert self._ends is not None, "start() first"
+        now = self.clock()
+        behind: dict[str, int] = {}
+        for group, topic in self.consumers:
+            partitions = self._ends.partitions_for_topic(topic)
+            if partitions is None:
+                await self._ends.topics()  # the topic's metadata, once
+                partitions = self._ends.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            if not tps:
+                continue
+            ends = await self._ends.end_offsets(tps)
+            committed = [await self._groups[group].committed(tp) for tp in tps]
+            if all(c is None for c in committed):
+                continue  # the group has never read this topic
+            lag = sum(max(0, ends[tp] - (c or 0)) for tp, c in zip(tps, committed, strict=True))
+            position = sum(c or 0 for c in committed)
+            key = f"{group}/{topic}"
+            before = self._seen.get(key)
+            moved = now if before is None or before[0] != position else before[1]
+            self._seen[key] = (position, moved)
+            if lag > 0 and now - moved >= self.stalled_s:
+                continue  # behind and not reading: stopped or gone
+            behind[group] = max(behind.get(group, 0), lag)
+        return behind
 
 
 class Progress:

@@ -25,7 +25,8 @@ the author is one of the brand's own accounts is owned (earful.watchlists.owned)
 would decide now; a watchlist the mention kept keeps the writer's decision.
 
 The job runs at most `--rate` mentions per second (the models share the machine with the live
-pipeline), with a progress bar or progress lines on standard error; the summary is printed last on
+pipeline) and pauses while a live consumer is more than `--max-live-lag` records behind
+(earful.storage.history.LiveLag), with a progress bar or progress lines on standard error; the summary is printed last on
 standard output as one JSON object.
 
 The storage layer cannot import enrichment (tests/unit/test_layering.py): `earful.cli` builds the
@@ -58,9 +59,11 @@ from earful.storage.contributions import Contribution, move_contributions
 from earful.storage.correction_tools import cli_principal, parse_time
 from earful.storage.history import (
     DEADLOCK_ATTEMPTS,
+    DEFAULT_MAX_LIVE_LAG,
     REPROCESS_LOCK_CLASS,
     AccountsInForce,
     Cursor,
+    LiveLag,
     Progress,
     Selection,
     Throttle,
@@ -360,6 +363,8 @@ def reprocess_cli(args: argparse.Namespace, settings: Settings, build_enricher: 
         raise ValidationError(f"--rate {args.rate:g}: must be positive (mentions per second)")
     if args.batch < 1:
         raise ValidationError(f"--batch {args.batch}: must be at least 1")
+    if args.max_live_lag < 0:
+        raise ValidationError(f"--max-live-lag {args.max_live_lag}: must be 0 (do not watch) or more")
     job = asyncio.run(_reprocess(args, settings, selection, build_enricher))
     print(json.dumps(summary(job)))
     return 0 if job["state"] == "done" else 1
@@ -405,15 +410,25 @@ async def _reprocess(args: argparse.Namespace, settings: Settings, selection: Se
             worker = Reprocessor(conn, enricher, publish, owned=per_set.owned, brands=per_set.brands,
                                  batch_size=min(args.batch, max(1, int(args.rate or DEFAULT_RATE))))
             progress = Progress(f"reprocess job {job_id}", int(job["total"]), enabled=not args.no_progress)
+            lag = LiveLag(settings) if args.max_live_lag else None
+            if lag is not None:
+                await lag.start()
+            throttle = Throttle(args.rate or DEFAULT_RATE, lag=lag, max_lag=args.max_live_lag or DEFAULT_MAX_LIVE_LAG,
+                                say=_say)
             try:
-                job = await worker.run(job_id, Throttle(args.rate or DEFAULT_RATE), progress)
+                job = await worker.run(job_id, throttle, progress)
             except asyncio.CancelledError:
                 _say(f"\ninterrupted: continue with `earful reprocess --resume {job_id}`")
                 raise
             except Exception as exc:
                 await _fail(settings, job_id, exc)
                 raise
+            finally:
+                if lag is not None:
+                    await lag.stop()
             progress.close(job["scanned"], rescored=job["rescored"], unchanged=job["unchanged"], erased=job["erased"])
+            if throttle.pauses:
+                _say(f"paused {throttle.pauses} times for the live pipeline, {throttle.paused_s:.0f} s in all")
             return job
         finally:
             await producer.stop()
