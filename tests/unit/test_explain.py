@@ -12,6 +12,8 @@ from earful.alerting.events import alert_record, dashboard_link, event_json
 from earful.alerting.explain import (
     HOUR_MS,
     MAX_PENDING_TERMS,
+    SKETCH_DEPTH,
+    SPILL_TERMS,
     Evidence,
     Post,
     TermHistory,
@@ -121,34 +123,39 @@ def test_the_term_history_counts_posts_per_hour_and_forgets_old_ones() -> None:
     assert h.delta == {}
 
 
-def test_the_term_history_takes_all_its_memory_at_once_however_varied_the_text() -> None:
+def test_the_term_history_is_bounded_however_varied_the_text() -> None:
     """The history of Counters grew with every new word and phrase of a busy day (the service's
-    memory grew for 24 hours under steady load): the sketch holds a day of varied text in what
-    it took when it was made, and its counts stay upper bounds close to the true ones."""
+    memory grew for 24 hours under steady load): a busy hour spills into a sketch of fixed size,
+    a day of varied text stays within 24 of them, and counts stay upper bounds close to the truth."""
     h = TermHistory()
-    taken = h._rows.nbytes + h._sum.nbytes
-    assert taken < 2_000_000
-    for hour in range(30):  # more than a day: every hour's row is reused
+    row_bytes = SKETCH_DEPTH * h.width * 2
+    for hour in range(30):  # more than a day: old hours are forgotten
         for i in range(2_000):
             h.add(hour, [f"rare{hour}-{i}", f"word{i % 50}", "refund"])
-    assert h._rows.nbytes + h._sum.nbytes == taken
+        assert h.memory_bytes() == min(hour + 1, 24) * row_bytes
     assert h.posts == 24 * 2_000 and h.total_count == 24 * 2_000 * 3 and h.span_hours() == 24
-    assert 24 * 2_000 <= h.estimate("refund") <= 24 * 2_000 + h.total_count // h.width
-    assert all(24 * 40 <= h.estimate(f"word{i}") <= 24 * 40 + h.total_count // h.width for i in range(50))
+    per_hour = 2_000 * 3 // h.width + 1  # what shares a cell, on average, in one hour
+    assert 24 * 2_000 <= h.estimate("refund") <= 24 * (2_000 + per_hour)
+    assert all(24 * 40 <= h.estimate(f"word{i}") <= 24 * (40 + per_hour) for i in range(50))
     over = [h.estimate(f"rare29-{i}") - 1 for i in range(2_000)]
-    assert min(over) >= 0 and sum(over) / len(over) <= h.total_count / h.width  # shared cells, on average
-    assert h.estimate("rare0-0") <= h.total_count // h.width  # forgotten: at most what shares its cells
+    assert min(over) >= 0 and sum(over) / len(over) <= 24 * per_hour  # shared cells, on average
+    assert h.estimate("rare0-0") <= 24 * per_hour  # forgotten: at most what shares its cells
 
 
-def test_the_sum_of_the_sketch_is_the_sum_of_its_hours() -> None:
-    """Forgetting an hour subtracts exactly what it added, even when its cells were full."""
+def test_a_quiet_hour_is_counted_exactly_and_spills_into_a_sketch_when_busy() -> None:
+    h = TermHistory(hours=2)
+    h.add(1, Counter({f"t{i}": 2 for i in range(SPILL_TERMS)}), posts=10)
+    assert h.memory_bytes() == 0 and h.estimate("t7") == 2  # exact
+    h.add(1, [f"x{i}" for i in range(5)])  # past SPILL_TERMS distinct terms: the hour becomes a sketch
+    assert h.memory_bytes() > 0 and h.estimate("t7") >= 2 and h.estimate("x3") >= 1
+    h.add(3, ["calm"])  # hour 1 is forgotten, and its sketch with it
+    assert h.memory_bytes() == 0 and h.estimate("t7") == 0 and h.estimate("calm") == 1
+
+
+def test_a_sketch_cell_stops_at_its_maximum() -> None:
     h = TermHistory(hours=2, width=16)
-    h.add(1, Counter({"flood": 70_000, "calm": 3}), posts=70_000)
-    assert h.estimate("flood") == 0xFFFF  # an hour's cell stops at its maximum
-    h.add(2, Counter({"calm": 5}), posts=5)
-    h.add(3, ["calm"])
-    assert int(h._sum.sum()) == int(h._rows.astype("int64").sum()) and h.estimate("flood") <= 6
-    assert h.estimate("calm") >= 6
+    h.add(1, Counter({f"t{i}": 1 for i in range(SPILL_TERMS + 1)} | {"flood": 70_000}), posts=70_000)
+    assert h.estimate("flood") == 0xFFFF
 
 
 def test_terms_waiting_for_postgresql_are_bounded() -> None:

@@ -348,10 +348,15 @@ class CaseBook:
         if case.waiting and case.deadline_ms is not None:
             self.cases[case.case_id] = case
             self.closed.pop(case.case_id, None)
+        elif known is None and case.deadline_ms is None and not self._has_alerts(case.case_id):
+            pass  # never had an SLA here: nothing to fire or resolve, nothing to remember (a day of such cases grew the service)
         else:
             self.cases.pop(case.case_id, None)
             self.closed[case.case_id] = case
         return True
+
+    def _has_alerts(self, case_id: str) -> bool:
+        return any((case_id, rule) in self.announced for rule in CASE_RULES)
 
     def forget(self, case_id: str, now_ms: int) -> None:
         """The case was deleted (a tombstone): it no longer waits."""

@@ -6,7 +6,8 @@ Per watchlist the alerting service keeps (`Evidence`):
 * the recent posts (the lateness window and the longest rule window, bounded in number), each
   with its terms, tags, sentiment, reach and engagement;
 * the watchlist's term history: for each event-time hour of the last `HISTORY_HOURS`, how many
-  posts contained each term, in a sketch of fixed size (`TermHistory`).
+  posts contained each term: exact for a quiet hour, in a sketch of fixed size for a busy one
+  (`TermHistory`).
 
 An explanation (`explain`, the Explanation record of schemas/alert_event.avsc) holds: the
 window's distinctive terms and phrases against that history (`earful.watchlists.terms`), never the
@@ -23,12 +24,11 @@ from __future__ import annotations
 
 import math
 import sys
+from array import array
 from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from earful.core.vocabulary import INTENT_TAGS, RISK_TAGS
 from earful.watchlists.terms import BrandTerms, telling_terms, terms_of
@@ -38,9 +38,10 @@ TOP_TERMS = 8
 TEXT_CHARS = 280
 MAX_IDS = 100  # mention ids kept per claim, tag or term
 HISTORY_HOURS = 24
-SKETCH_WIDTH = 1 << 14  # cells per row of the term history's sketch (TermHistory)
+SPILL_TERMS = 512  # distinct terms an hour of the term history counts exactly (TermHistory)
+SKETCH_WIDTH = 1 << 14  # cells per row of a busy hour's sketch
 SKETCH_DEPTH = 2  # rows per hour: a term's count is the least of its cells
-CELL_MAX = 0xFFFF  # a cell of an hour stops here (posts of one hour and watchlist sharing a cell)
+CELL_MAX = 0xFFFF  # a cell stops here (posts of one hour and watchlist sharing a cell)
 _HASH_MASK = (1 << 64) - 1
 _HASH_SHIFT = 24  # each row takes its cell from other bits of the term's hash
 # Terms waiting to be written to PostgreSQL, per hour: past this (PostgreSQL unreachable for long)
@@ -133,26 +134,25 @@ def post_of(record: dict[str, Any]) -> Post:
 
 
 class TermHistory:
-    """Posts containing each term, per event-time hour, over the last `hours` hours, in fixed memory.
+    """Posts containing each term, per event-time hour, over the last `hours` hours, in bounded memory.
 
-    Counts go into a count-min sketch (`SKETCH_DEPTH` rows of `width` cells per hour, plus their
-    running sum), allocated whole when the history is made, so a watchlist's history costs the
-    same after a minute as after a day however varied its posts (about 1.7 MB with the defaults).
-    `estimate(term)` is never below the true count; with width w it exceeds it by about
-    `total_count / w` at most (the 24-hour total spread over the cells), which only makes a term
-    look less distinctive. `total_count` and `posts` are exact. `delta` is what was added since it
-    was last written to PostgreSQL, by term (bounded while PostgreSQL is unreachable)."""
+    A quiet hour keeps exact counts; once it has seen `SPILL_TERMS` distinct terms its counts move
+    into a count-min sketch of `SKETCH_DEPTH` rows of `width` 16-bit cells (64 KB with the defaults,
+    what about 600 exact counts cost), allocated whole at that moment. So a quiet watchlist costs a
+    few KB, a busy one at most 24 rows (1.5 MB) however varied its posts, and a busy hour stops
+    growing the moment it spills. An hour's sketch count of a term is the least of its cells: never
+    below the true count, above it by about the hour's term occurrences / width on average (terms
+    sharing cells), which only makes a term look less distinctive. `total_count` and `posts` are
+    exact. `delta` is what was added since it was last written to PostgreSQL, by term (bounded
+    while PostgreSQL is unreachable)."""
 
     def __init__(self, hours: int = HISTORY_HOURS, width: int = SKETCH_WIDTH) -> None:
         if width & (width - 1) or not 0 < width <= 1 << 24:
             raise ValueError(f"the sketch width must be a power of two up to 2**24, not {width}")
         self.hours = hours
         self.width = width
-        # np.full writes every cell: the memory is taken now, not as hours fill
-        self._rows = np.full((hours, SKETCH_DEPTH, width), 0, dtype=np.uint16)
-        self._sum = np.full((SKETCH_DEPTH, width), 0, dtype=np.uint32)
-        self._row_views = [[memoryview(self._rows[s, d]) for d in range(SKETCH_DEPTH)] for s in range(hours)]
-        self._sum_views = [memoryview(self._sum[d]) for d in range(SKETCH_DEPTH)]
+        self._counts: dict[int, Counter[str]] = {}  # quiet hours: exact counts
+        self._sketches: dict[int, list[array[int]]] = {}  # busy hours: SKETCH_DEPTH rows of cells
         self.posts_by_hour: dict[int, int] = {}
         self.terms_by_hour: dict[int, int] = {}
         self.total_count = 0  # term occurrences over the kept hours
@@ -169,8 +169,15 @@ class TermHistory:
             self._expire()
         counts = Counter(terms) if not isinstance(terms, Counter) else terms
         occurrences = sum(counts.values())
-        if counts:
-            self._count(hour % self.hours, counts)
+        rows = self._sketches.get(hour)
+        if rows is not None:
+            self._count(rows, counts)
+        else:
+            exact = self._counts.setdefault(hour, Counter())
+            exact.update(counts)
+            if len(exact) > SPILL_TERMS:
+                self._sketches[hour] = rows = self._new_rows()
+                self._count(rows, self._counts.pop(hour))
         self.posts_by_hour[hour] = self.posts_by_hour.get(hour, 0) + posts
         self.terms_by_hour[hour] = self.terms_by_hour.get(hour, 0) + occurrences
         self.total_count += occurrences
@@ -184,32 +191,38 @@ class TermHistory:
 
     def estimate(self, term: str) -> int:
         """Posts containing `term` over the kept hours (an upper bound: see the class)."""
-        h = hash(term) & _HASH_MASK
-        mask = self.width - 1
-        return min(self._sum_views[d][(h >> (d * _HASH_SHIFT)) & mask] for d in range(SKETCH_DEPTH))
+        found = sum(c.get(term, 0) for c in self._counts.values())
+        if self._sketches:
+            h = hash(term) & _HASH_MASK
+            mask = self.width - 1
+            cells = [(h >> (d * _HASH_SHIFT)) & mask for d in range(SKETCH_DEPTH)]
+            found += sum(min(row[cell] for row, cell in zip(rows, cells, strict=True))
+                         for rows in self._sketches.values())
+        return found
 
-    def _count(self, slot: int, counts: Counter[str]) -> None:
-        # Item by item through memoryviews of the arrays: for the tens of terms of one post this is
-        # several times faster than numpy's calls. A cell stops at CELL_MAX; the running sum takes
-        # exactly what the row took, so forgetting the hour subtracts it whole.
+    def memory_bytes(self) -> int:
+        """What the busy hours' sketches take (the quiet hours' exact counts are small)."""
+        return sum(row.itemsize * len(row) for rows in self._sketches.values() for row in rows)
+
+    def _new_rows(self) -> list[array[int]]:
+        # written whole: the row's memory is taken at once, not as its cells fill
+        return [array("H", [0]) * self.width for _ in range(SKETCH_DEPTH)]
+
+    def _count(self, rows: list[array[int]], counts: Counter[str]) -> None:
+        # Item by item: for the tens of terms of one post this is several times faster than numpy's
+        # calls. A cell stops at CELL_MAX.
         mask = self.width - 1
-        rows = self._row_views[slot]
         for term, n in counts.items():
             h = hash(term) & _HASH_MASK
-            for d in range(SKETCH_DEPTH):
+            for d, row in enumerate(rows):
                 cell = (h >> (d * _HASH_SHIFT)) & mask
-                row = rows[d]
-                before = row[cell]
-                after = min(before + n, CELL_MAX)
-                row[cell] = after
-                self._sum_views[d][cell] += after - before
+                row[cell] = min(row[cell] + n, CELL_MAX)
 
     def _expire(self) -> None:
         assert self.newest is not None
         for hour in [h for h in self.posts_by_hour if h <= self.newest - self.hours]:
-            row = self._rows[hour % self.hours]
-            self._sum -= row  # every cell of the row was added to the sum
-            row.fill(0)
+            self._counts.pop(hour, None)
+            self._sketches.pop(hour, None)
             self.posts -= self.posts_by_hour.pop(hour)
             self.total_count -= self.terms_by_hour.pop(hour, 0)
 
