@@ -349,7 +349,7 @@ class CaseBook:
             self.cases[case.case_id] = case
             self.closed.pop(case.case_id, None)
         elif known is None and case.deadline_ms is None and not self._has_alerts(case.case_id):
-            pass  # never had an SLA here: nothing to fire or resolve, nothing to remember (a day of such cases grew the service)
+            pass  # never had an SLA: nothing to fire or resolve, so not remembered (a day of them grew the service)
         else:
             self.cases.pop(case.case_id, None)
             self.closed[case.case_id] = case

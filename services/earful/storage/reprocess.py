@@ -26,8 +26,8 @@ would decide now; a watchlist the mention kept keeps the writer's decision.
 
 The job runs at most `--rate` mentions per second (the models share the machine with the live
 pipeline) and pauses while a live consumer is more than `--max-live-lag` records behind
-(earful.storage.history.LiveLag), with a progress bar or progress lines on standard error; the summary is printed last on
-standard output as one JSON object.
+(earful.storage.history.LiveLag), with a progress bar or progress lines on standard error; the
+summary is printed last on standard output as one JSON object.
 
 The storage layer cannot import enrichment (tests/unit/test_layering.py): `earful.cli` builds the
 processor and hands it in as an `Enricher`.
