@@ -138,7 +138,7 @@ class TermHistory:
 
     A quiet hour keeps exact counts; once it has seen `SPILL_TERMS` distinct terms its counts move
     into a count-min sketch of `SKETCH_DEPTH` rows of `width` 16-bit cells (64 KB with the defaults,
-    what about 600 exact counts cost), allocated whole at that moment. So a quiet watchlist costs a
+    about the cost of 600 exact counts), allocated whole at that moment. So a quiet watchlist costs a
     few KB, a busy one at most 24 rows (1.5 MB) however varied its posts, and a busy hour stops
     growing the moment it spills. An hour's sketch count of a term is the least of its cells: never
     below the true count, above it by about the hour's term occurrences / width on average (terms
