@@ -154,9 +154,7 @@ class TermHistory:
         self._counts: dict[int, Counter[str]] = {}  # quiet hours: exact counts
         self._sketches: dict[int, list[array[int]]] = {}  # busy hours: SKETCH_DEPTH rows of cells
         self.posts_by_hour: dict[int, int] = {}
-        self.terms_by_hour: dict[int, int] = {}
-        self.total_count = 0  # term occurrences over the kept hours
-        self.posts = 0
+        self.terms_by_hour: dict[int, int] = {}  # term occurrences
         self.delta: dict[int, tuple[int, Counter[str]]] = {}
         self.newest: int | None = None
 
@@ -180,14 +178,21 @@ class TermHistory:
                 self._count(rows, self._counts.pop(hour))
         self.posts_by_hour[hour] = self.posts_by_hour.get(hour, 0) + posts
         self.terms_by_hour[hour] = self.terms_by_hour.get(hour, 0) + occurrences
-        self.total_count += occurrences
-        self.posts += posts
         if pending:
             n, d = self.delta.get(hour, (0, Counter()))
             d.update(counts)
             if len(d) > MAX_PENDING_TERMS:
                 d = _most_frequent(d, MAX_PENDING_TERMS // 2)
             self.delta[hour] = (n + posts, d)
+
+    @property
+    def posts(self) -> int:
+        return sum(self.posts_by_hour.values())
+
+    @property
+    def total_count(self) -> int:
+        """Term occurrences over the kept hours."""
+        return sum(self.terms_by_hour.values())
 
     def estimate(self, term: str) -> int:
         """Posts containing `term` over the kept hours (an upper bound: see the class)."""
@@ -223,8 +228,7 @@ class TermHistory:
         for hour in [h for h in self.posts_by_hour if h <= self.newest - self.hours]:
             self._counts.pop(hour, None)
             self._sketches.pop(hour, None)
-            self.posts -= self.posts_by_hour.pop(hour)
-            self.total_count -= self.terms_by_hour.pop(hour, 0)
+            del self.posts_by_hour[hour], self.terms_by_hour[hour]
 
     def span_hours(self) -> int:
         """How many hours the history covers (from its oldest hour to its newest)."""

@@ -253,7 +253,7 @@ class LiveLag:
         self.clock = clock
         self._groups: dict[str, AIOKafkaConsumer] = {}
         self._ends: AIOKafkaConsumer | None = None
-        self._seen: dict[str, tuple[int, float]] = {}  # group -> (sum of committed offsets, when it last moved)
+        self._seen: dict[tuple[str, str], tuple[int, float]] = {}  # (group, topic) -> (committed offsets' sum, when it last moved)
         self.last: dict[str, int] = {}  # group -> records behind at the last read (stalled groups left out)
 
     async def start(self) -> None:
@@ -283,6 +283,7 @@ class LiveLag:
         assert self._ends is not None, "start() first"
         now = self.clock()
         behind: dict[str, int] = {}
+        ends: dict[TopicPartition, int] = {}  # each topic's end offsets, read once however many groups read it
         for group, topic in self.consumers:
             partitions = self._ends.partitions_for_topic(topic)
             if partitions is None:
@@ -291,13 +292,14 @@ class LiveLag:
             tps = [TopicPartition(topic, p) for p in sorted(partitions)]
             if not tps:
                 continue
-            ends = await self._ends.end_offsets(tps)
+            if tps[0] not in ends:
+                ends.update(await self._ends.end_offsets(tps))
             committed = [await self._groups[group].committed(tp) for tp in tps]
             if all(c is None for c in committed):
                 continue  # the group has never read this topic
             lag = sum(max(0, ends[tp] - (c or 0)) for tp, c in zip(tps, committed, strict=True))
             position = sum(c or 0 for c in committed)
-            key = f"{group}/{topic}"
+            key = (group, topic)
             before = self._seen.get(key)
             moved = now if before is None or before[0] != position else before[1]
             self._seen[key] = (position, moved)
