@@ -80,7 +80,8 @@ async def _storage_runs(url: str, rows: list[tuple[Any, ...]]) -> tuple[list[flo
         for attempt in range(STORAGE_RUNS):
             await conn.execute("TRUNCATE mentions, mention_keys, mention_rollups_minute, mention_rollups_hour,"
                                " mention_rollups_day, mention_totals_day, entity_rollups_day, author_rollups_day,"
-                               " watchlist_rollups_minute, watchlist_rollups_hour, watchlist_rollups_day,"
+                               " watchlist_rollups_minute, watchlist_rollups_hour, watchlist_rollups_day, tag_rollups_minute,"
+                               " tag_rollups_hour, tag_rollups_day,"
                                " author_totals, entity_totals, questions, brand_replies")
             started = time.perf_counter()
             inserted = await write_all("mentions_inserted")

@@ -46,7 +46,8 @@ RIVAL = Watchlist("rival", "Rival Air", "brand", query='"Rival Air" OR #RivalAir
 BEFORE = WatchlistSet([ACME, GLOBEX])
 NOW = WatchlistSet([ACME, GLOBEX, RIVAL])
 TABLES = ("mention_rollups_minute", "mention_rollups_hour", "mention_rollups_day", "watchlist_rollups_minute",
-          "watchlist_rollups_hour", "watchlist_rollups_day", "mention_totals_day", "entity_rollups_day",
+          "watchlist_rollups_hour", "watchlist_rollups_day", "tag_rollups_minute", "tag_rollups_hour",
+          "tag_rollups_day", "mention_totals_day", "entity_rollups_day",
           "entity_totals", "author_rollups_day", "author_totals", "questions")
 
 

@@ -58,7 +58,8 @@ PERIOD = (T0 - timedelta(hours=1), T0 + timedelta(hours=1))
 OLD_MODELS = {"language": "old-language@0", "ner": "old-ner@0", "sentiment": "old-sentiment@0", "risk": "old-risk@0",
               "watchlists": "old-watchlists@0"}
 TABLES = ("mention_rollups_minute", "mention_rollups_hour", "mention_rollups_day", "watchlist_rollups_minute",
-          "watchlist_rollups_hour", "watchlist_rollups_day", "mention_totals_day", "entity_rollups_day",
+          "watchlist_rollups_hour", "watchlist_rollups_day", "tag_rollups_minute", "tag_rollups_hour",
+          "tag_rollups_day", "mention_totals_day", "entity_rollups_day",
           "entity_totals", "author_rollups_day", "author_totals", "questions", "mentions")
 
 

@@ -107,9 +107,14 @@ async def assert_rollups_match_recount(conn: asyncpg.Connection) -> None:
             f" UNION ALL (SELECT bucket, watchlist_id, sentiment, sum(mentions) FROM mention_rollups_recount"
             f" WHERE granularity = '{unit}' GROUP BY 1, 2, 3 EXCEPT SELECT bucket, watchlist_id, sentiment, mentions FROM watchlist_rollups_{unit})")
         assert not diff, (unit, diff[:5])
+        tags = f"(SELECT watchlist_id, bucket, tag, mentions FROM tag_rollups_recount WHERE granularity = '{unit}') r"
+        diff = await conn.fetch(f"(SELECT watchlist_id, bucket, tag, mentions FROM tag_rollups_{unit} EXCEPT SELECT * FROM {tags})"
+                                f" UNION ALL (SELECT * FROM {tags} EXCEPT SELECT watchlist_id, bucket, tag, mentions FROM tag_rollups_{unit})")
+        assert not diff, (f"tag_rollups_{unit}", diff[:5])
     for table, cols in (("mention_totals_day", "bucket, mentions"),
                         ("entity_rollups_day", "watchlist_id, bucket, entity_type, entity_key, mentions"),
-                        ("author_rollups_day", "watchlist_id, bucket, source, author_key, mentions, positive, negative, reach"),
+                        ("author_rollups_day", ("watchlist_id, bucket, source, author_key, mentions, positive, negative, reach,"
+                                                " pos_likes, pos_reposts, pos_replies, pos_velocity")),
                         ("author_totals", "watchlist_id, source, author_key, mentions, positive, negative"),
                         ("entity_totals", "watchlist_id, entity_type, entity_key, mentions")):
         recount = {"mention_totals_day": "mention_totals_recount"}.get(table, table.replace("_day", "") + "_recount")
@@ -228,6 +233,33 @@ async def test_a_later_observation_updates_engagement_only(db: Any) -> None:
     assert (row["likes"], row["engagement_observed_at"]) == (900, t + timedelta(hours=1))
     assert await conn.fetch("SELECT * FROM mention_rollups_minute") == rollups
     assert await val(conn, "SELECT count(*) FROM mentions") == 1
+
+
+async def test_a_positive_posts_new_engagement_moves_its_authors_rollup(db: Any) -> None:
+    """The advocates' ranking reads what an author's positive posts gathered from author_rollups_day:
+    a re-observed post's engagement (and velocity) must move there too, and only a positive one's."""
+    conn, _ = db
+    t = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    await write_batch(conn, rows(enriched("p", t, sentiment="positive", likes=3, observed=t + timedelta(hours=2)),
+                                 enriched("n", t, handle="bob", likes=5, observed=t + timedelta(hours=2))), [])
+    await write_batch(conn, rows(enriched("p", t, sentiment="positive", likes=900, observed=t + timedelta(hours=3)),
+                                 enriched("n", t, handle="bob", likes=50, observed=t + timedelta(hours=3))), [])
+    day = await conn.fetch("SELECT author_key, pos_likes, pos_velocity FROM author_rollups_day ORDER BY author_key")
+    assert [(r["author_key"], r["pos_likes"], float(r["pos_velocity"])) for r in day] == [("bob", 0, 0.0), ("jane", 900, 300.0)]
+    await assert_rollups_match_recount(conn)
+
+
+async def test_tags_are_counted_once_per_mention_and_not_for_the_brands_own_posts(db: Any) -> None:
+    conn, _ = db
+    t = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+    await write_batch(conn, rows(enriched("a", t, risks=("complaint", "complaint", "operational")),
+                                 enriched("b", t + timedelta(minutes=1), risks=("complaint",), watchlists=("acme-air", "globex")),
+                                 enriched("own", t, handle="AcmeAir", risks=("complaint",)),
+                                 enriched("none", t, watchlists=(), risks=("complaint",))), [], owned=OWNED)
+    got = await conn.fetch("SELECT watchlist_id, tag, mentions FROM tag_rollups_day ORDER BY 1, 2")
+    assert [tuple(r) for r in got] == [("acme-air", "complaint", 2), ("acme-air", "operational", 1), ("globex", "complaint", 1)]
+    assert await val(conn, "SELECT sum(mentions) FROM tag_rollups_minute WHERE tag = 'complaint'") == 3
+    await assert_rollups_match_recount(conn)
 
 
 async def test_rollups_agree_with_a_recount(db: Any) -> None:

@@ -200,8 +200,8 @@ def test_advocate_queries_bind_every_value() -> None:
     lo, hi = datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC)
     sql, args = advocate_ranking(hostile, datetime(2026, 11, 1, tzinfo=UTC), lo, hi, 2)
     _placeholders(sql, args)
-    assert hostile not in sql and args[0] == [f"w:{hostile}"] and args[4] == hostile
-    assert "$5 <> ALL (m.owned_watchlist_ids)" in sql and "positive >= $6 AND positive > negative" in sql
+    assert hostile not in sql and args[0] == hostile
+    assert "FROM author_rollups_day" in sql and "positive >= $5 AND positive > negative" in sql  # earned only: rollups
     assert "ORDER BY amplification DESC" in sql
     sql, args = advocate_posts(hostile, lo, hi, ["twitter"], [hostile], 3)
     _placeholders(sql, args)

@@ -74,7 +74,8 @@ POLL_S = 1.0  # how often the storage service looks for back-fills started over 
 START_LOCK_CLASS = 0x65617273  # "ears": starts of one watchlist's back-fill, one at a time
 COLUMNS = ("mention_id", "source", "source_id", "created_at", "text", "lang", "url", "country", "author_handle",
            "author_id", "author_name", "author_followers", "sentiment", "watchlist_ids", "owned_watchlist_ids",
-           "entities", "risks", "matches")
+           "entities", "risks", "matches", "connector", "likes", "reposts", "replies", "engagement_observed_at",
+           "received_at")
 ACTIVE = ("pending", "running")
 #: Errors that say the database went away (not that the job cannot be done).
 _DB_GONE = (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, asyncpg.exceptions.OperatorInterventionError,

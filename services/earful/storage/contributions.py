@@ -4,7 +4,7 @@ The writer counts a mention once, when it inserts it (writer._INSERT_MENTIONS): 
 watchlists but those it is owned for ('(none)' when it has none) in the volume rollups (minute,
 hour, day × sentiment × source × language), the watchlist rollups (share of voice), the entity
 rollups and totals (once per distinct type and lower-case text), the author rollups and totals
-(mentions, positive, negative, reach); and, when it is a customer question, once per watchlist in
+(mentions, positive, negative, reach), the tag rollups (once per distinct risk or intent tag); and, when it is a customer question, once per watchlist in
 `questions`. Three things change a stored mention afterwards: a person's correction
 (corrections.py), a re-enrichment with newer models (reprocess.py) and a watchlist applied to
 history (backfill.py). Each describes the mention before and after as a `Contribution`, and
@@ -36,15 +36,17 @@ from typing import Any
 
 import asyncpg
 
-from earful.storage.writer import QUESTIONS_LOCK, BrandHandles, author_upserts
+from earful.storage.writer import QUESTIONS_LOCK, BrandHandles, author_upserts, tag_rollup
 
 QUESTION_TAG = "customer_question"
 _MOVES = "earful_contribution_moves"
 _COLUMNS = ("sign", "mention_id", "source", "created_at", "lang", "sentiment", "watchlist_ids", "owned_watchlist_ids",
-            "entities", "author_handle", "author_id", "author_name", "author_followers")
+            "entities", "author_handle", "author_id", "author_name", "author_followers", "tags", "connector", "likes",
+            "reposts", "replies", "engagement_observed_at")
 _CREATE = (f"CREATE TEMP TABLE IF NOT EXISTS {_MOVES} (sign integer, mention_id uuid, source text, created_at timestamptz,"
            " lang text, sentiment text, watchlist_ids text[], owned_watchlist_ids text[], entities jsonb,"
-           " author_handle text, author_id text, author_name text, author_followers bigint) ON COMMIT DELETE ROWS")
+           " author_handle text, author_id text, author_name text, author_followers bigint, tags text[], connector text,"
+           " likes bigint, reposts bigint, replies bigint, engagement_observed_at timestamptz) ON COMMIT DELETE ROWS")
 
 
 @dataclass(frozen=True)
@@ -61,10 +63,17 @@ class Contribution:
     owned_watchlist_ids: tuple[str, ...] = ()
     entities: tuple[tuple[str, str], ...] = ()  # (type, text) of each entity, in stored order
     question: bool = False  # tagged customer_question (risks)
+    tags: tuple[str, ...] = ()  # its distinct risk and intent tags, sorted (the tag rollups)
     author_handle: str | None = None
     author_id: str | None = None
     author_name: str | None = field(default=None, compare=False)
     author_followers: int | None = field(default=None, compare=False)
+    # The post's engagement, which its author-day counts when it is positive (advocates).
+    connector: str | None = field(default=None, compare=False)
+    likes: int = field(default=0, compare=False)
+    reposts: int = field(default=0, compare=False)
+    replies: int = field(default=0, compare=False)
+    engagement_observed_at: datetime | None = field(default=None, compare=False)  # when absent: received_at
 
     @classmethod
     def of(cls, row: Mapping[str, Any], **changes: Any) -> Contribution:
@@ -76,8 +85,11 @@ class Contribution:
             created_at=values["created_at"], lang=values["lang"], sentiment=values["sentiment"],
             watchlist_ids=tuple(values["watchlist_ids"]), owned_watchlist_ids=tuple(values.get("owned_watchlist_ids") or ()),
             entities=entity_keys(_decoded(values["entities"])), question=is_question(_decoded(values["risks"])),
+            tags=tag_names(_decoded(values["risks"])),
             author_handle=values.get("author_handle"), author_id=values.get("author_id"),
-            author_name=values.get("author_name"), author_followers=values.get("author_followers"))
+            author_name=values.get("author_name"), author_followers=values.get("author_followers"),
+            connector=values.get("connector"), likes=values["likes"], reposts=values["reposts"], replies=values["replies"],
+            engagement_observed_at=values.get("engagement_observed_at") or values["received_at"])
 
     def counted_in(self) -> tuple[str, ...]:
         """The rollup watchlists this mention counts in: its watchlists but the owned ones, '(none)' for none."""
@@ -91,7 +103,8 @@ class Contribution:
         counted = frozenset(self.counted_in())
         if not counted:
             return ()
-        return counted, self.lang, self.sentiment or "unknown", frozenset((t, x.lower()) for t, x in self.entities)
+        return (counted, self.lang, self.sentiment or "unknown", frozenset((t, x.lower()) for t, x in self.entities),
+                self.tags)
 
     def question_watchlists(self) -> frozenset[str]:
         """The watchlists a customer question is filed under (owned or not, as the writer does)."""
@@ -112,6 +125,12 @@ def is_question(risks: Iterable[Any]) -> bool:
     return any((r["tag"] if isinstance(r, Mapping) else r) == QUESTION_TAG for r in risks)
 
 
+def tag_names(risks: Iterable[Any]) -> tuple[str, ...]:
+    """The distinct tags of stored risk entries ({tag, ...}) or tag strings, sorted."""
+    tags = ((r.get("tag") if isinstance(r, Mapping) else r) for r in risks)
+    return tuple(sorted({t for t in tags if isinstance(t, str)}))
+
+
 def move_rows(moves: Iterable[tuple[Contribution, Contribution]]) -> list[tuple[Any, ...]]:
     """The temporary table's rows: each old contribution with sign -1 and its new one with +1, for the
     moves that change a count (pure)."""
@@ -123,7 +142,8 @@ def move_rows(moves: Iterable[tuple[Contribution, Contribution]]) -> list[tuple[
             out.append((sign, c.mention_id, c.source, c.created_at, c.lang, c.sentiment or "unknown",
                         list(c.watchlist_ids), list(c.owned_watchlist_ids),
                         json.dumps([{"type": t, "text": x} for t, x in c.entities], ensure_ascii=False),
-                        c.author_handle, c.author_id, c.author_name, c.author_followers))
+                        c.author_handle, c.author_id, c.author_name, c.author_followers, list(c.tags), c.connector,
+                        c.likes, c.reposts, c.replies, c.engagement_observed_at))
     return out
 
 
@@ -162,12 +182,21 @@ p AS (
            max(author_name) FILTER (WHERE sign > 0) AS author_name, sum(sign)::bigint AS n,
            coalesce(sum(sign) FILTER (WHERE sentiment = 'positive'), 0)::bigint AS positive,
            coalesce(sum(sign) FILTER (WHERE sentiment = 'negative'), 0)::bigint AS negative,
-           coalesce(max(author_followers) FILTER (WHERE sign > 0), 0)::bigint AS reach
+           coalesce(max(author_followers) FILTER (WHERE sign > 0), 0)::bigint AS reach,
+           max(author_id) FILTER (WHERE sign > 0) AS author_id, max(connector) FILTER (WHERE sign > 0) AS connector,
+           coalesce(sum(sign * likes) FILTER (WHERE sentiment = 'positive'), 0)::bigint AS likes,
+           coalesce(sum(sign * reposts) FILTER (WHERE sentiment = 'positive'), 0)::bigint AS reposts,
+           coalesce(sum(sign * replies) FILTER (WHERE sentiment = 'positive'), 0)::bigint AS replies,
+           coalesce(sum(sign * earful_velocity(likes, reposts, replies, engagement_observed_at, created_at)) FILTER (WHERE sentiment = 'positive'), 0) AS velocity
     FROM p
     WHERE watchlist_id <> '(none)' AND (author_handle IS NOT NULL OR author_id IS NOT NULL)
     GROUP BY 1, 2, 3, 4
     HAVING sum(sign) <> 0 OR coalesce(sum(sign) FILTER (WHERE sentiment = 'positive'), 0) <> 0
         OR coalesce(sum(sign) FILTER (WHERE sentiment = 'negative'), 0) <> 0
+), g AS (  -- the tag rollups' net change per minute (created_at: the minute)
+    SELECT watchlist_id, date_trunc('minute', created_at, 'UTC') AS created_at, tag, sum(sign)::bigint AS n
+    FROM p CROSS JOIN LATERAL unnest(p.tags) AS x(tag)
+    WHERE watchlist_id <> '(none)' GROUP BY 1, 2, 3 HAVING sum(sign) <> 0
 )"""
 
 
@@ -206,6 +235,9 @@ r_minute AS ({_volume("mention_rollups_minute", "minute")}
     INSERT INTO entity_totals AS t (watchlist_id, entity_type, entity_key, mentions)
     SELECT watchlist_id, entity_type, entity_key, sum(n) FROM e GROUP BY 1, 2, 3 HAVING sum(n) <> 0 ORDER BY 1, 2, 3
     ON CONFLICT (watchlist_id, entity_type, entity_key) DO UPDATE SET mentions = t.mentions + EXCLUDED.mentions
+), g_minute AS ({tag_rollup("minute", "g", "sum(n)")}
+), g_hour AS ({tag_rollup("hour", "g", "sum(n)")}
+), g_day AS ({tag_rollup("day", "g", "sum(n)")}
 ), {author_upserts("a")}
 )
 SELECT (SELECT count(*) FROM v) AS volume_rows, (SELECT count(*) FROM e) AS entity_rows, (SELECT count(*) FROM a) AS author_rows
@@ -216,6 +248,11 @@ def _prune_volume(table: str, unit: str, keys: tuple[str, ...]) -> str:
     bucket = "v.bucket" if unit == "minute" else f"date_trunc('{unit}', v.bucket, 'UTC')"
     match = " AND ".join(f"t.{k} = v.{k}" for k in keys)
     return f"DELETE FROM {table} t USING v WHERE t.bucket = {bucket} AND {match} AND t.mentions <= 0"
+
+
+def _prune_tags(unit: str) -> str:
+    return (f"kg_{unit} AS (DELETE FROM tag_rollups_{unit} t USING g WHERE t.watchlist_id = g.watchlist_id AND t.tag = g.tag"
+            f" AND t.bucket = date_trunc('{unit}', g.created_at, 'UTC') AND t.mentions <= 0")
 
 
 # The rows the adjustment brought to zero go (a second statement: the first one's changes are not
@@ -234,6 +271,7 @@ k_minute AS ({_prune_volume("mention_rollups_minute", "minute", ("watchlist_id",
 ), k_entity_total AS (
     DELETE FROM entity_totals t USING e WHERE t.watchlist_id = e.watchlist_id AND t.entity_type = e.entity_type
       AND t.entity_key = e.entity_key AND t.mentions <= 0
+), {_prune_tags("minute")}), {_prune_tags("hour")}), {_prune_tags("day")}
 ), k_author AS (
     DELETE FROM author_rollups_day t USING a WHERE t.watchlist_id = a.watchlist_id AND t.source = a.source
       AND t.author_key = a.author_key AND t.bucket = a.bucket AND t.mentions <= 0

@@ -344,7 +344,7 @@ class Applied:
 _MENTION = """
 SELECT mention_id, source, source_id, created_at, text, lang, sentiment, sentiment_score, sentiment_probabilities,
        sentiment_reason, entities, risks, models, watchlist_ids, author_id, author_handle, author_name, author_followers,
-       owned_watchlist_ids
+       owned_watchlist_ids, connector, likes, reposts, replies, engagement_observed_at, received_at
 FROM mentions WHERE mention_id = $1 LIMIT 1 FOR UPDATE
 """
 _LATEST = "SELECT DISTINCT ON (field) * FROM corrections WHERE mention_id = $1 ORDER BY field, id DESC"

@@ -5,8 +5,7 @@ to the mentions behind it.
 The pure parts (the period picked by default, humane numbers and durations, local time labels,
 drill-down links, the highlighted spans of a mention) are functions of their arguments, tested
 without a database; `overview` and `mention_detail` run the queries. The queries reuse the query
-API's (earful.storage.api.queries) and read rollups, except the tags over time, which reads the
-watchlist's mentions of the period through the facet index (no rollup counts tags), and the
+API's (earful.storage.api.queries) and read rollups (the tags over time: migration 060's), except the
 distinctive terms, which read a sample of the period's and the previous period's posts spread over
 their buckets (`sampled_buckets`, `term_sample`) and compare them (`earful.watchlists.terms.telling_terms`).
 """
@@ -276,16 +275,14 @@ def share_series(ids: Sequence[str], lo: datetime, hi: datetime, step: int) -> t
 
 
 def tag_series(watchlist_id: str, lo: datetime, hi: datetime, step: int) -> tuple[str, list[Any]]:
-    """Mentions with each risk or intent tag per bucket of [lo, hi): the watchlist's tagged earned
-    mentions of the period (not its own accounts' posts, as the rollups), found through the facet index."""
+    """Mentions with each risk or intent tag per bucket of [lo, hi) (step-aligned): the watchlist's
+    earned mentions (not its own accounts' posts), from the tag rollups of the bucket's granularity."""
     p = Params()
-    tags = [f"r:{t}" for t in RISK_TAGS + INTENT_TAGS]
-    sql = (f"SELECT date_bin({p(timedelta(seconds=step))}::interval, m.created_at, {p(ORIGIN)}::timestamptz) AS start,"
-           " r.tag, count(DISTINCT m.mention_id)::bigint AS mentions"
-           " FROM mentions m CROSS JOIN LATERAL (SELECT DISTINCT x->>'tag' AS tag FROM jsonb_array_elements(m.risks) x) r"
-           f" WHERE m.facets @> {p([f'w:{watchlist_id}'])}::text[] AND m.facets && {p(tags)}::text[]"
-           f" AND m.created_at >= {p(lo)} AND m.created_at < {p(hi)}"
-           f" AND {p(watchlist_id)} <> ALL (m.owned_watchlist_ids) GROUP BY 1, 2")
+    tags = list(RISK_TAGS + INTENT_TAGS)
+    sql = (f"SELECT date_bin({p(timedelta(seconds=step))}::interval, bucket, {p(ORIGIN)}::timestamptz) AS start, tag,"
+           f" sum(mentions)::bigint AS mentions FROM {_table('tag_rollups', step)}"
+           f" WHERE watchlist_id = {p(watchlist_id)} AND bucket >= {p(lo)} AND bucket < {p(hi)}"
+           f" AND tag = ANY({p(tags)}::text[]) GROUP BY 1, 2")
     return sql, p.values
 
 

@@ -28,7 +28,7 @@ _DELETE_MENTIONS = f"""
 WITH gone AS (
     DELETE FROM mentions WHERE source = $1 AND (lower(author_handle) = lower($2) OR author_id = $2)
     RETURNING mention_id, source, source_id, created_at, lang, coalesce(sentiment, 'unknown') AS sentiment,
-              watchlist_ids, entities, author_id, author_handle, owned_watchlist_ids
+              watchlist_ids, entities, author_id, author_handle, owned_watchlist_ids, risks
 )
 INSERT INTO {_ERASED} SELECT * FROM gone
 """
@@ -62,6 +62,12 @@ _STATEMENTS = [
     *(_decrement(f"watchlist_rollups_{unit}", "bucket, watchlist_id, sentiment",
                  f"WITH p AS ({_PER_WATCHLIST}) SELECT date_trunc('{unit}', created_at, 'UTC') AS bucket, watchlist_id,"
                  " sentiment, count(*) AS n FROM p GROUP BY 1, 2, 3")[i]
+      for unit in ("minute", "hour", "day") for i in (0, 1)),
+    *(_decrement(f"tag_rollups_{unit}", "watchlist_id, bucket, tag",
+                 f"WITH p AS ({_PER_WATCHLIST}) SELECT watchlist_id, date_trunc('{unit}', created_at, 'UTC') AS bucket,"
+                 " tag, count(*) AS n FROM (SELECT DISTINCT p.watchlist_id, p.mention_id, p.created_at, x ->> 'tag' AS tag"
+                 " FROM p, jsonb_array_elements(p.risks) AS x WHERE p.watchlist_id <> '(none)' AND x ->> 'tag' IS NOT NULL) d"
+                 " GROUP BY 1, 2, 3")[i]
       for unit in ("minute", "hour", "day") for i in (0, 1)),
     *_decrement("mention_totals_day", "bucket",
                 f"SELECT date_trunc('day', created_at, 'UTC') AS bucket, count(*) AS n FROM {_ERASED} GROUP BY 1"),
@@ -138,7 +144,7 @@ async def erase_author(conn: asyncpg.Connection, source: str, author: str, *, vi
         await conn.execute(
             f"CREATE TEMP TABLE {_ERASED} (mention_id uuid, source text, source_id text, created_at timestamptz,"
             " lang text, sentiment text, watchlist_ids text[], entities jsonb, author_id text, author_handle text,"
-            " owned_watchlist_ids text[])"
+            " owned_watchlist_ids text[], risks jsonb)"
             " ON COMMIT DROP"
         )
         await conn.execute(_DELETE_MENTIONS, source, author)

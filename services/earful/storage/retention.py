@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 _AGED_TABLES = (
     ("mention_rollups_minute", "bucket"), ("mention_rollups_hour", "bucket"), ("mention_rollups_day", "bucket"),
     ("watchlist_rollups_minute", "bucket"), ("watchlist_rollups_hour", "bucket"), ("watchlist_rollups_day", "bucket"),
+    ("tag_rollups_minute", "bucket"), ("tag_rollups_hour", "bucket"), ("tag_rollups_day", "bucket"),
     ("mention_totals_day", "bucket"), ("entity_rollups_day", "bucket"), ("author_rollups_day", "bucket"),
     ("questions", "created_at"), ("brand_replies", "created_at"), ("alerts", "detected_at"),
     ("corrections", "mention_created_at"),  # a correction lives as long as its mention

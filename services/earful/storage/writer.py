@@ -87,24 +87,48 @@ FROM per_watchlist GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
 ON CONFLICT (bucket, watchlist_id, sentiment) DO UPDATE SET mentions = t.mentions + EXCLUDED.mentions"""
 
 
+def velocity_of(row: str = "") -> str:
+    """A post's engagement velocity as the rollups store it (migration 061's earful_velocity), from
+    the columns of `row` (a table alias, or none)."""
+    p = f"{row}." if row else ""
+    return (f"earful_velocity({p}likes, {p}reposts, {p}replies, coalesce({p}engagement_observed_at, {p}received_at),"
+            f" {p}created_at)")
+
+
+def tag_rollup(unit: str, rows: str, count: str) -> str:
+    """Add `count` per (watchlist_id, bucket, tag) of CTE `rows` (watchlist_id, created_at, tag, ...)
+    to tag_rollups_{unit}: the writer adds one per tagged mention, the contribution moves signed deltas."""
+    return f"""
+INSERT INTO tag_rollups_{unit} AS t (watchlist_id, bucket, tag, mentions)
+SELECT watchlist_id, date_trunc('{unit}', created_at, 'UTC'), tag, {count}
+FROM {rows} GROUP BY 1, 2, 3 HAVING {count} <> 0 ORDER BY 1, 2, 3
+ON CONFLICT (watchlist_id, bucket, tag) DO UPDATE SET mentions = t.mentions + EXCLUDED.mentions"""
+
+
 def author_upserts(rows: str) -> str:
     """The `r_author` and `t_author` CTEs: the per-day and total author rollups incremented by the
     rows of CTE `rows` (watchlist_id, bucket, source, author_key, author_handle, author_name, n,
-    positive, negative, reach); the writer adds, the contribution moves add signed deltas."""
+    positive, negative, reach, author_id, connector, and the positive posts' likes, reposts,
+    replies, velocity), one per key; the writer adds, the contribution moves add signed deltas."""
     return f"""r_author AS (
     INSERT INTO author_rollups_day AS t (watchlist_id, bucket, source, author_key, author_handle, author_name, mentions,
-                                         positive, negative, reach)
-    SELECT watchlist_id, bucket, source, author_key, author_handle, author_name, n, positive, negative, reach
+                                         positive, negative, reach, author_id, connector, pos_likes, pos_reposts,
+                                         pos_replies, pos_velocity)
+    SELECT watchlist_id, bucket, source, author_key, author_handle, author_name, n, positive, negative, reach,
+           author_id, connector, likes, reposts, replies, velocity
     FROM {rows} ORDER BY 1, 3, 4, 2
     ON CONFLICT (watchlist_id, source, author_key, bucket) DO UPDATE SET
         mentions = t.mentions + EXCLUDED.mentions, positive = t.positive + EXCLUDED.positive,
         negative = t.negative + EXCLUDED.negative, reach = greatest(t.reach, EXCLUDED.reach),
         author_handle = coalesce(EXCLUDED.author_handle, t.author_handle),
-        author_name = coalesce(EXCLUDED.author_name, t.author_name)
+        author_name = coalesce(EXCLUDED.author_name, t.author_name),
+        author_id = coalesce(EXCLUDED.author_id, t.author_id), connector = coalesce(EXCLUDED.connector, t.connector),
+        pos_likes = t.pos_likes + EXCLUDED.pos_likes, pos_reposts = t.pos_reposts + EXCLUDED.pos_reposts,
+        pos_replies = t.pos_replies + EXCLUDED.pos_replies, pos_velocity = t.pos_velocity + EXCLUDED.pos_velocity
 ), t_author AS (
     INSERT INTO author_totals AS t (watchlist_id, source, author_key, mentions, positive, negative, reach)
     SELECT watchlist_id, source, author_key, sum(n), sum(positive), sum(negative), max(reach)
-    FROM {rows} GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    FROM {rows} GROUP BY 1, 2, 3 HAVING sum(n) <> 0 OR sum(positive) <> 0 OR sum(negative) <> 0 ORDER BY 1, 2, 3
     ON CONFLICT (watchlist_id, source, author_key) DO UPDATE SET
         mentions = t.mentions + EXCLUDED.mentions, positive = t.positive + EXCLUDED.positive,
         negative = t.negative + EXCLUDED.negative, reach = greatest(t.reach, EXCLUDED.reach)"""
@@ -125,19 +149,38 @@ WITH latest AS (
     SELECT {_L_COLS} FROM latest l JOIN new_keys k ON k.source = l.source AND k.source_id = l.source_id
     RETURNING mention_id, source, source_id, created_at, lang, coalesce(sentiment, 'unknown') AS sentiment,
               watchlist_ids, entities, author_id, author_handle, author_name, author_followers, in_reply_to, facets,
-              owned_watchlist_ids
+              owned_watchlist_ids, risks, connector,
+              CASE WHEN sentiment = 'positive' THEN likes ELSE 0 END AS pos_likes,
+              CASE WHEN sentiment = 'positive' THEN reposts ELSE 0 END AS pos_reposts,
+              CASE WHEN sentiment = 'positive' THEN replies ELSE 0 END AS pos_replies,
+              CASE WHEN sentiment = 'positive' THEN {velocity_of()} ELSE 0 END AS pos_velocity
 ), observed AS (
     UPDATE mention_keys k SET observed_at = coalesce(l.engagement_observed_at, l.received_at)
     FROM latest l
     WHERE k.source = l.source AND k.source_id = l.source_id
       AND coalesce(l.engagement_observed_at, l.received_at) > k.observed_at
     RETURNING k.source, k.source_id, k.created_at, l.likes, l.reposts, l.replies, l.engagement_observed_at
+), engaged_before AS (  -- the re-observed positive posts as stored (this statement's updates are not visible here)
+    SELECT m.source, m.source_id, m.created_at, m.likes, m.reposts, m.replies, {velocity_of("m")} AS velocity
+    FROM mentions m JOIN observed o ON m.source = o.source AND m.source_id = o.source_id AND m.created_at = o.created_at
+    WHERE m.sentiment = 'positive'
 ), engagement AS (
     UPDATE mentions m
     SET likes = o.likes, reposts = o.reposts, replies = o.replies, engagement_observed_at = o.engagement_observed_at
     FROM observed o
     WHERE m.source = o.source AND m.source_id = o.source_id AND m.created_at = o.created_at
-    RETURNING 1
+    RETURNING m.source, m.source_id, m.created_at, m.watchlist_ids, m.owned_watchlist_ids, m.author_handle, m.author_id,
+              m.likes, m.reposts, m.replies, {velocity_of("m")} AS velocity
+), engagement_moves AS (  -- what each re-observed positive post adds to its author-days (new minus old)
+    SELECT w.watchlist_id, date_trunc('day', e.created_at, 'UTC') AS bucket, e.source,
+           coalesce(lower(e.author_handle), 'id:' || e.author_id) AS author_key, NULL::text AS author_handle,
+           NULL::text AS author_name, 0::bigint AS n, 0::bigint AS positive, 0::bigint AS negative, 0::bigint AS reach,
+           NULL::text AS author_id, NULL::text AS connector, e.likes - b.likes AS likes, e.reposts - b.reposts AS reposts,
+           e.replies - b.replies AS replies, e.velocity - b.velocity AS velocity
+    FROM engagement e JOIN engaged_before b ON b.source = e.source AND b.source_id = e.source_id AND b.created_at = e.created_at
+    CROSS JOIN LATERAL unnest(e.watchlist_ids) AS w(watchlist_id)
+    WHERE w.watchlist_id <> ALL (e.owned_watchlist_ids) AND (e.author_handle IS NOT NULL OR e.author_id IS NOT NULL)
+      AND (e.likes, e.reposts, e.replies, e.velocity) IS DISTINCT FROM (b.likes, b.reposts, b.replies, b.velocity)
 ), per_watchlist AS (
     -- Every rollup below counts a mention for each of its watchlists but those it is owned for
     -- (the recount view mention_watchlist_rows applies the same rule; see migration 045).
@@ -151,6 +194,13 @@ WITH latest AS (
 ), w_minute AS ({_watchlist_rollup("minute")}
 ), w_hour AS ({_watchlist_rollup("hour")}
 ), w_day AS ({_watchlist_rollup("day")}
+), t_rows AS (  -- each distinct risk or intent tag of a mention, once per named watchlist it counts in
+    SELECT DISTINCT p.watchlist_id, p.mention_id, p.created_at, x ->> 'tag' AS tag
+    FROM per_watchlist p, jsonb_array_elements(p.risks) AS x
+    WHERE p.watchlist_id <> '(none)' AND x ->> 'tag' IS NOT NULL
+), g_minute AS ({tag_rollup("minute", "t_rows", "count(*)")}
+), g_hour AS ({tag_rollup("hour", "t_rows", "count(*)")}
+), g_day AS ({tag_rollup("day", "t_rows", "count(*)")}
 ), r_total AS (
     INSERT INTO mention_totals_day AS t (bucket, mentions)
     SELECT date_trunc('day', created_at, 'UTC'), count(*) FROM inserted GROUP BY 1 ORDER BY 1
@@ -173,17 +223,28 @@ WITH latest AS (
     INSERT INTO entity_totals AS t (watchlist_id, entity_type, entity_key, mentions)
     SELECT watchlist_id, entity_type, entity_key, sum(n) FROM e_rows GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
     ON CONFLICT (watchlist_id, entity_type, entity_key) DO UPDATE SET mentions = t.mentions + EXCLUDED.mentions
-), a_rows AS (
+), a_new AS (
     SELECT watchlist_id, date_trunc('day', created_at, 'UTC') AS bucket, source,
            coalesce(lower(author_handle), 'id:' || author_id) AS author_key, max(author_handle) AS author_handle,
            max(author_name) AS author_name, count(*) AS n, count(*) FILTER (WHERE sentiment = 'positive') AS positive,
-           count(*) FILTER (WHERE sentiment = 'negative') AS negative, coalesce(max(author_followers), 0) AS reach
+           count(*) FILTER (WHERE sentiment = 'negative') AS negative, coalesce(max(author_followers), 0) AS reach,
+           max(author_id) AS author_id, max(connector) AS connector, sum(pos_likes) AS likes,
+           sum(pos_reposts) AS reposts, sum(pos_replies) AS replies, sum(pos_velocity) AS velocity
     FROM per_watchlist
     WHERE watchlist_id <> '(none)' AND (author_handle IS NOT NULL OR author_id IS NOT NULL)
     GROUP BY 1, 2, 3, 4
+), a_rows AS (  -- one row per author-day: an upsert may not touch a row twice
+    SELECT watchlist_id, bucket, source, author_key, max(author_handle) AS author_handle, max(author_name) AS author_name,
+           sum(n)::bigint AS n, sum(positive)::bigint AS positive, sum(negative)::bigint AS negative,
+           max(reach) AS reach, max(author_id) AS author_id, max(connector) AS connector, sum(likes)::bigint AS likes,
+           sum(reposts)::bigint AS reposts, sum(replies)::bigint AS replies, sum(velocity) AS velocity
+    FROM (SELECT * FROM a_new UNION ALL SELECT * FROM engagement_moves) x
+    GROUP BY 1, 2, 3, 4
 ), {author_upserts("a_rows")}
 ), conversation AS (
-    INSERT INTO {_CONVERSATION} SELECT * FROM inserted
+    INSERT INTO {_CONVERSATION}
+    SELECT mention_id, source, source_id, created_at, lang, sentiment, watchlist_ids, entities, author_id, author_handle,
+           author_name, author_followers, in_reply_to, facets, owned_watchlist_ids FROM inserted
     WHERE in_reply_to IS NOT NULL
        OR (facets && ARRAY['r:customer_question', 'r:complaint'] AND cardinality(watchlist_ids) > 0)  -- cases.py
 )

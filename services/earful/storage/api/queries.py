@@ -274,43 +274,38 @@ def author_candidates(watchlist_id: str) -> Sql:
 # per hour from posting to when the counts were observed, at least one hour (a post seen a minute
 # old is not credited 60 times its likes); a post's amplification is reposts + replies + velocity.
 AUTHOR_KEY = "coalesce(lower(m.author_handle), 'id:' || m.author_id)"
-VELOCITY = ("(m.likes + m.reposts + m.replies)::float8 / greatest(extract(epoch FROM"
-            " coalesce(m.engagement_observed_at, m.received_at) - m.created_at) / 3600.0, 1.0)")
+# Both are computed as the author rollups count them (migration 061's earful_velocity, 6 decimals).
+VELOCITY = "earful_velocity(m.likes, m.reposts, m.replies, coalesce(m.engagement_observed_at, m.received_at), m.created_at)"
 
 
 def advocate_ranking(watchlist_id: str, prev_lo: datetime, lo: datetime, hi: datetime, min_positive: int) -> Sql:
-    """The watchlist's earned authors with at least `min_positive` positive mentions in [lo, hi), more
-    positive than negative ones, by the amplification of their positive posts, most first; with the
-    same figures for [prev_lo, lo). A scan of the watchlist's mentions of both periods (engagement
-    keeps changing after a post is stored: no rollup holds it)."""
-    positive, earlier = "current AND sentiment = 'positive'", "NOT current AND sentiment = 'positive'"
+    """The watchlist's earned authors with at least `min_positive` positive mentions in the day-aligned
+    [lo, hi), more positive than negative ones, by the amplification of their positive posts, most
+    first; with the same figures for [prev_lo, lo). From the author rollups (migration 061): the
+    watchlist's author-days with a positive or negative post in both periods, read by day."""
+    current, earlier = "bucket >= $3", "bucket < $3"
     sql = f"""
-        WITH p AS (
-            SELECT m.source, {AUTHOR_KEY} AS author_key, m.author_handle, m.author_id, m.author_name, m.author_followers,
-                   m.connector, m.sentiment, m.created_at >= $3 AS current, m.likes, m.reposts, m.replies,
-                   {VELOCITY} AS velocity
-            FROM mentions m
-            WHERE m.facets @> $1::text[] AND m.created_at >= $2 AND m.created_at < $4
-              AND $5 <> ALL (m.owned_watchlist_ids) AND m.sentiment IN ('positive', 'negative')
-              AND (m.author_handle IS NOT NULL OR m.author_id IS NOT NULL)
-        ), a AS (
+        WITH a AS (
             SELECT source, author_key, max(author_handle) AS author_handle, max(author_id) AS author_id,
-                   max(author_name) AS author_name, coalesce(max(author_followers), 0) AS reach,
-                   max(connector) AS connector,
-                   count(*) FILTER (WHERE {positive}) AS positive,
-                   count(*) FILTER (WHERE current AND sentiment = 'negative') AS negative,
-                   coalesce(sum(likes) FILTER (WHERE {positive}), 0)::bigint AS likes,
-                   coalesce(sum(reposts) FILTER (WHERE {positive}), 0)::bigint AS reposts,
-                   coalesce(sum(replies) FILTER (WHERE {positive}), 0)::bigint AS replies,
-                   coalesce(sum(velocity) FILTER (WHERE {positive}), 0) AS velocity,
-                   coalesce(sum(reposts + replies + velocity) FILTER (WHERE {positive}), 0) AS amplification,
-                   count(*) FILTER (WHERE {earlier}) AS previous_positive,
-                   coalesce(sum(reposts + replies + velocity) FILTER (WHERE {earlier}), 0) AS previous_amplification
-            FROM p GROUP BY 1, 2
+                   max(author_name) AS author_name, max(reach) AS reach, max(connector) AS connector,
+                   coalesce(sum(positive) FILTER (WHERE {current}), 0)::bigint AS positive,
+                   coalesce(sum(negative) FILTER (WHERE {current}), 0)::bigint AS negative,
+                   coalesce(sum(pos_likes) FILTER (WHERE {current}), 0)::bigint AS likes,
+                   coalesce(sum(pos_reposts) FILTER (WHERE {current}), 0)::bigint AS reposts,
+                   coalesce(sum(pos_replies) FILTER (WHERE {current}), 0)::bigint AS replies,
+                   coalesce(sum(pos_velocity) FILTER (WHERE {current}), 0)::float8 AS velocity,
+                   coalesce(sum(pos_reposts + pos_replies + pos_velocity) FILTER (WHERE {current}), 0)::float8
+                       AS amplification,
+                   coalesce(sum(positive) FILTER (WHERE {earlier}), 0)::bigint AS previous_positive,
+                   coalesce(sum(pos_reposts + pos_replies + pos_velocity) FILTER (WHERE {earlier}), 0)::float8
+                       AS previous_amplification
+            FROM author_rollups_day
+            WHERE watchlist_id = $1 AND bucket >= $2 AND bucket < $4 AND (positive > 0 OR negative > 0)
+            GROUP BY 1, 2
         )
-        SELECT * FROM a WHERE positive >= $6 AND positive > negative
+        SELECT * FROM a WHERE positive >= $5 AND positive > negative
         ORDER BY amplification DESC, positive DESC, reach DESC, source, author_key"""
-    return sql, [[f"w:{watchlist_id}"], prev_lo, lo, hi, watchlist_id, min_positive]
+    return sql, [watchlist_id, prev_lo, lo, hi, min_positive]
 
 
 def advocate_posts(watchlist_id: str, lo: datetime, hi: datetime, sources: list[str], keys: list[str],
