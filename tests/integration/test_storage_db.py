@@ -121,6 +121,11 @@ async def assert_rollups_match_recount(conn: asyncpg.Connection) -> None:
         diff = await conn.fetch(f"(SELECT {cols} FROM {table} EXCEPT SELECT {cols} FROM {recount})"
                                 f" UNION ALL (SELECT {cols} FROM {recount} EXCEPT SELECT {cols} FROM {table})")
         assert not diff, (table, diff[:5])
+    # The best positive post's amplification of an author-day is kept as an upper bound (it only grows).
+    below = await conn.fetch(
+        "SELECT r.* FROM author_rollups_recount r JOIN author_rollups_day t USING (watchlist_id, bucket, source, author_key)"
+        " WHERE r.pos_best IS NOT NULL AND (t.pos_best IS NULL OR t.pos_best < r.pos_best)")
+    assert not below, ("author_rollups_day.pos_best", below[:5])
 
 
 # --- migrations --------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from earful.storage.dashboard_views import (
     point_change,
     sampled_buckets,
     term_link,
+    term_sample,
     zone,
 )
 from earful.watchlists import Watchlist, WatchlistSet
@@ -224,3 +225,15 @@ def test_the_term_sample_reads_at_most_so_many_buckets_spread_over_the_period() 
     assert gaps <= {2, 3}  # evenly spread
     assert sampled_buckets(days[:5], 12) == days[:5]
     assert sampled_buckets(days, 1) == [days[-1]]
+
+
+def test_the_term_sample_bounds_each_bucket_by_values_of_its_own() -> None:
+    """Each bucket is a branch with its own bound values (clipped to the period), so PostgreSQL plans
+    it for its one partition; a bound from a joined list made it read every post of the day."""
+    lo = datetime(2026, 11, 1, 12, tzinfo=UTC)
+    starts = [datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 5, tzinfo=UTC)]
+    sql, args = term_sample("acme'air", lo, datetime(2026, 11, 6, tzinfo=UTC), starts, 86_400, 50)
+    assert sql.count(" UNION ALL ") == 1 and sql.count("LIMIT") == 2 and "acme'air" not in sql
+    assert {int(n) for n in re.findall(r"\$(\d+)", sql)} == set(range(1, len(args) + 1))
+    assert lo in args and datetime(2026, 11, 2, tzinfo=UTC) in args and starts[0] not in args  # clipped to the period
+    assert term_sample("w", lo, lo, [], 3600, 50)[0].endswith("WHERE false")

@@ -13,7 +13,14 @@ from earful.core.errors import ConfigError
 from earful.core.settings import Settings, load_settings
 from earful.storage.api.entities import ADVOCATE_COLUMNS, advocate_csv_row, advocate_item, trend
 from earful.storage.api.mentions import owned_flag
-from earful.storage.api.queries import MentionFilter, advocate_posts, advocate_ranking, mention_search
+from earful.storage.api.queries import (
+    MentionFilter,
+    advocate_day_posts,
+    advocate_days,
+    advocate_details,
+    advocate_ranking,
+    mention_search,
+)
 from earful.storage.dashboard_views import advocate_entry
 from earful.storage.export import to_csv
 from earful.watchlists import Watchlist
@@ -198,14 +205,20 @@ def _placeholders(sql: str, args: list[Any]) -> None:
 def test_advocate_queries_bind_every_value() -> None:
     hostile = "x'); DROP TABLE mentions; --"
     lo, hi = datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC)
-    sql, args = advocate_ranking(hostile, datetime(2026, 11, 1, tzinfo=UTC), lo, hi, 2)
+    sql, args = advocate_ranking(hostile, lo, hi, 2)
     _placeholders(sql, args)
     assert hostile not in sql and args[0] == hostile
-    assert "FROM author_rollups_day" in sql and "positive >= $5 AND positive > negative" in sql  # earned only: rollups
+    assert "FROM author_rollups_day" in sql and "HAVING sum(positive::float8) >= $4" in sql  # earned only: rollups
     assert "ORDER BY amplification DESC" in sql
-    sql, args = advocate_posts(hostile, lo, hi, ["twitter"], [hostile], 3)
+    sql, args = advocate_details(hostile, datetime(2026, 11, 1, tzinfo=UTC), lo, hi, ["twitter"], [hostile])
     _placeholders(sql, args)
-    assert hostile not in sql and "rank <= $7" in sql
+    assert hostile not in sql and args[0] == hostile and args[2] == [hostile]
+    sql, args = advocate_days(hostile, lo, hi, ["twitter"], [hostile])
+    _placeholders(sql, args)
+    assert hostile not in sql and args[0] == hostile and "r.positive > 0" in sql
+    sql, args = advocate_day_posts(hostile, lo, hi, ["twitter"], [hostile], [lo])
+    _placeholders(sql, args)
+    assert hostile not in sql and args[0] == [f"w:{hostile}"] and "$7 <> ALL (m.owned_watchlist_ids)" in sql
 
 
 @pytest.mark.parametrize("owned,watchlist,condition", [

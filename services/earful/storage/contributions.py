@@ -187,7 +187,9 @@ p AS (
            coalesce(sum(sign * likes) FILTER (WHERE sentiment = 'positive'), 0)::bigint AS likes,
            coalesce(sum(sign * reposts) FILTER (WHERE sentiment = 'positive'), 0)::bigint AS reposts,
            coalesce(sum(sign * replies) FILTER (WHERE sentiment = 'positive'), 0)::bigint AS replies,
-           coalesce(sum(sign * earful_velocity(likes, reposts, replies, engagement_observed_at, created_at)) FILTER (WHERE sentiment = 'positive'), 0) AS velocity
+           coalesce(sum(sign * earful_velocity(likes, reposts, replies, engagement_observed_at, created_at)) FILTER (WHERE sentiment = 'positive'), 0) AS velocity,
+           max(reposts + replies + earful_velocity(likes, reposts, replies, engagement_observed_at, created_at))
+               FILTER (WHERE sign > 0 AND sentiment = 'positive') AS best
     FROM p
     WHERE watchlist_id <> '(none)' AND (author_handle IS NOT NULL OR author_id IS NOT NULL)
     GROUP BY 1, 2, 3, 4

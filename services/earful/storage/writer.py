@@ -109,13 +109,14 @@ def author_upserts(rows: str) -> str:
     """The `r_author` and `t_author` CTEs: the per-day and total author rollups incremented by the
     rows of CTE `rows` (watchlist_id, bucket, source, author_key, author_handle, author_name, n,
     positive, negative, reach, author_id, connector, and the positive posts' likes, reposts,
-    replies, velocity), one per key; the writer adds, the contribution moves add signed deltas."""
+    replies, velocity and best amplification), one per key; the writer adds, the contribution moves
+    add signed deltas. `pos_best` only grows: an upper bound, as `reach`."""
     return f"""r_author AS (
     INSERT INTO author_rollups_day AS t (watchlist_id, bucket, source, author_key, author_handle, author_name, mentions,
                                          positive, negative, reach, author_id, connector, pos_likes, pos_reposts,
-                                         pos_replies, pos_velocity)
+                                         pos_replies, pos_velocity, pos_best)
     SELECT watchlist_id, bucket, source, author_key, author_handle, author_name, n, positive, negative, reach,
-           author_id, connector, likes, reposts, replies, velocity
+           author_id, connector, likes, reposts, replies, velocity, best
     FROM {rows} ORDER BY 1, 3, 4, 2
     ON CONFLICT (watchlist_id, source, author_key, bucket) DO UPDATE SET
         mentions = t.mentions + EXCLUDED.mentions, positive = t.positive + EXCLUDED.positive,
@@ -124,7 +125,8 @@ def author_upserts(rows: str) -> str:
         author_name = coalesce(EXCLUDED.author_name, t.author_name),
         author_id = coalesce(EXCLUDED.author_id, t.author_id), connector = coalesce(EXCLUDED.connector, t.connector),
         pos_likes = t.pos_likes + EXCLUDED.pos_likes, pos_reposts = t.pos_reposts + EXCLUDED.pos_reposts,
-        pos_replies = t.pos_replies + EXCLUDED.pos_replies, pos_velocity = t.pos_velocity + EXCLUDED.pos_velocity
+        pos_replies = t.pos_replies + EXCLUDED.pos_replies, pos_velocity = t.pos_velocity + EXCLUDED.pos_velocity,
+        pos_best = greatest(t.pos_best, EXCLUDED.pos_best)
 ), t_author AS (
     INSERT INTO author_totals AS t (watchlist_id, source, author_key, mentions, positive, negative, reach)
     SELECT watchlist_id, source, author_key, sum(n), sum(positive), sum(negative), max(reach)
@@ -153,7 +155,8 @@ WITH latest AS (
               CASE WHEN sentiment = 'positive' THEN likes ELSE 0 END AS pos_likes,
               CASE WHEN sentiment = 'positive' THEN reposts ELSE 0 END AS pos_reposts,
               CASE WHEN sentiment = 'positive' THEN replies ELSE 0 END AS pos_replies,
-              CASE WHEN sentiment = 'positive' THEN {velocity_of()} ELSE 0 END AS pos_velocity
+              CASE WHEN sentiment = 'positive' THEN {velocity_of()} ELSE 0 END AS pos_velocity,
+              CASE WHEN sentiment = 'positive' THEN reposts + replies + {velocity_of()} END AS pos_amplification
 ), observed AS (
     UPDATE mention_keys k SET observed_at = coalesce(l.engagement_observed_at, l.received_at)
     FROM latest l
@@ -176,7 +179,7 @@ WITH latest AS (
            coalesce(lower(e.author_handle), 'id:' || e.author_id) AS author_key, NULL::text AS author_handle,
            NULL::text AS author_name, 0::bigint AS n, 0::bigint AS positive, 0::bigint AS negative, 0::bigint AS reach,
            NULL::text AS author_id, NULL::text AS connector, e.likes - b.likes AS likes, e.reposts - b.reposts AS reposts,
-           e.replies - b.replies AS replies, e.velocity - b.velocity AS velocity
+           e.replies - b.replies AS replies, e.velocity - b.velocity AS velocity, e.reposts + e.replies + e.velocity AS best
     FROM engagement e JOIN engaged_before b ON b.source = e.source AND b.source_id = e.source_id AND b.created_at = e.created_at
     CROSS JOIN LATERAL unnest(e.watchlist_ids) AS w(watchlist_id)
     WHERE w.watchlist_id <> ALL (e.owned_watchlist_ids) AND (e.author_handle IS NOT NULL OR e.author_id IS NOT NULL)
@@ -229,7 +232,8 @@ WITH latest AS (
            max(author_name) AS author_name, count(*) AS n, count(*) FILTER (WHERE sentiment = 'positive') AS positive,
            count(*) FILTER (WHERE sentiment = 'negative') AS negative, coalesce(max(author_followers), 0) AS reach,
            max(author_id) AS author_id, max(connector) AS connector, sum(pos_likes) AS likes,
-           sum(pos_reposts) AS reposts, sum(pos_replies) AS replies, sum(pos_velocity) AS velocity
+           sum(pos_reposts) AS reposts, sum(pos_replies) AS replies, sum(pos_velocity) AS velocity,
+           max(pos_amplification) AS best
     FROM per_watchlist
     WHERE watchlist_id <> '(none)' AND (author_handle IS NOT NULL OR author_id IS NOT NULL)
     GROUP BY 1, 2, 3, 4
@@ -237,7 +241,7 @@ WITH latest AS (
     SELECT watchlist_id, bucket, source, author_key, max(author_handle) AS author_handle, max(author_name) AS author_name,
            sum(n)::bigint AS n, sum(positive)::bigint AS positive, sum(negative)::bigint AS negative,
            max(reach) AS reach, max(author_id) AS author_id, max(connector) AS connector, sum(likes)::bigint AS likes,
-           sum(reposts)::bigint AS reposts, sum(replies)::bigint AS replies, sum(velocity) AS velocity
+           sum(reposts)::bigint AS reposts, sum(replies)::bigint AS replies, sum(velocity) AS velocity, max(best) AS best
     FROM (SELECT * FROM a_new UNION ALL SELECT * FROM engagement_moves) x
     GROUP BY 1, 2, 3, 4
 ), {author_upserts("a_rows")}

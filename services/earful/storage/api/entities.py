@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any, Literal
 
 import asyncpg
@@ -34,7 +35,9 @@ from earful.storage.api.deps import (
 )
 from earful.storage.api.queries import (
     DAY,
-    advocate_posts,
+    advocate_day_posts,
+    advocate_days,
+    advocate_details,
     advocate_ranking,
     author_candidates,
     author_sums,
@@ -56,11 +59,11 @@ _DAYS_TO = "End (rounded up to the UTC day). Default: now."
 
 async def walk(pool: asyncpg.Pool, candidates: tuple[str, Sequence[Any]],
                measure: Callable[[list[asyncpg.Record]], Awaitable[None]],
-               stop: Callable[[list[asyncpg.Record]], bool]) -> None:
-    """Walk candidates in the order of their query in growing chunks, `measure` each chunk,
-    until `stop(chunk)` says the answer cannot change any more."""
+               stop: Callable[[list[asyncpg.Record]], bool], first: int = FIRST_CHUNK) -> None:
+    """Walk candidates in the order of their query in chunks growing from `first`, `measure` each
+    chunk, until `stop(chunk)` says the answer cannot change any more."""
     sql, args = candidates
-    offset, size = 0, FIRST_CHUNK
+    offset, size = 0, first
     while True:
         rows = await pool.fetch(chunk(sql, offset, size), *args)
         if not rows:
@@ -149,19 +152,73 @@ async def top_advocates(pool: asyncpg.Pool, watchlist_id: str, lo: datetime, hi:
     found: list[tuple[str, str, dict[str, Any]]] = []
 
     async def measure(rows: list[asyncpg.Record]) -> None:
-        for r in rows:
-            if len(found) < limit and author_type(r["source"], r["author_handle"], r["author_id"], r["author_name"],
-                                                  r["connector"], accounts) == "person":
-                found.append((r["source"], r["author_key"], advocate_item(r)))
+        step = 2 * limit  # the details of a few candidates at a time: most of the first ones qualify
+        for at in range(0, len(rows), step):
+            part = rows[at:at + step]
+            sql, args = advocate_details(watchlist_id, lo - (hi - lo), lo, hi, [r["source"] for r in part],
+                                         [r["author_key"] for r in part])
+            details = {(d["source"], d["author_key"]): d for d in await pool.fetch(sql, *args)}
+            for r in part:
+                d = details.get((r["source"], r["author_key"]))
+                if len(found) >= limit or d is None or r["positive"] <= d["negative"]:
+                    continue
+                if author_type(r["source"], d["author_handle"], d["author_id"], d["author_name"], d["connector"],
+                               accounts) == "person":
+                    found.append((r["source"], r["author_key"], advocate_item({**dict(d), **dict(r)})))
+            if len(found) >= limit:
+                return
 
-    await walk(pool, advocate_ranking(watchlist_id, lo - (hi - lo), lo, hi, min_positive), measure,
-               lambda rows: len(found) >= limit)
+    # Each chunk aggregates the period again; a large first chunk is nearly free beside that.
+    await walk(pool, advocate_ranking(watchlist_id, lo, hi, min_positive), measure, lambda rows: len(found) >= limit)
     if found and best_posts:
-        sql, args = advocate_posts(watchlist_id, lo, hi, [s for s, _, _ in found], [k for _, k, _ in found], best_posts)
-        by_author = {(s, k): item for s, k, item in found}
-        for r in await pool.fetch(sql, *args):
-            by_author[(r["source"], r["author_key"])]["best_posts"].append(best_post(r))
+        posts = await best_posts_of(pool, watchlist_id, lo, hi, [(s, k) for s, k, _ in found], best_posts)
+        for s, k, item in found:
+            item["best_posts"] = [best_post(r) for r in posts.get((s, k), [])]
     return [item for _, _, item in found]
+
+
+def _post_order(r: Mapping[str, Any]) -> tuple[Any, ...]:
+    """Most amplified first, then the newest, then by id (ascending): the order of an advocate's best posts."""
+    return (-r["amplification"], -r["created_at"].timestamp(), str(r["mention_id"]))
+
+
+def _settled(posts: list[Mapping[str, Any]], k: int, bound: Decimal | None, day: datetime) -> bool:
+    """Whether no post of an unread author-day (`day`, its best post's amplification at most
+    `bound`) can enter the `k` best `posts` (sorted): the k-th beats the bound, or equals it and is
+    newer than that whole day (newer wins a tie)."""
+    if len(posts) < k or bound is None:
+        return False
+    kth = posts[k - 1]
+    return kth["amplification"] > bound or (kth["amplification"] == bound and kth["created_at"] >= day + timedelta(days=1))
+
+
+async def best_posts_of(pool: asyncpg.Pool, watchlist_id: str, lo: datetime, hi: datetime,
+                        authors: list[tuple[str, str]], k: int) -> dict[tuple[str, str], list[asyncpg.Record]]:
+    """The `k` most amplified positive earned posts in the day-aligned [lo, hi) of each (source, author
+    key). An author's days are read from the highest upper bound of their best post down, `k` days at
+    a time, until the k-th post found beats every unread day's bound: usually `k` days, not the
+    thousands of posts a prolific author writes in a month."""
+    sql, args = advocate_days(watchlist_id, lo, hi, [s for s, _ in authors], [a for _, a in authors])
+    days: dict[tuple[str, str], list[tuple[datetime, Decimal | None]]] = {}
+    for r in await pool.fetch(sql, *args):
+        days.setdefault((r["source"], r["author_key"]), []).append((r["bucket"], r["pos_best"]))
+    found: dict[tuple[str, str], list[asyncpg.Record]] = {a: [] for a in authors}
+    read = dict.fromkeys(authors, 0)
+    while True:
+        wanted = []
+        for a in authors:
+            todo, posts = days.get(a, [])[read[a]:], found[a]
+            if todo and not _settled(posts, k, todo[0][1], todo[0][0]):
+                wanted += [(a, day) for day, _ in todo[:k]]
+                read[a] += len(todo[:k])
+        if not wanted:
+            return {a: posts[:k] for a, posts in found.items()}
+        sql, args = advocate_day_posts(watchlist_id, lo, hi, [a[0] for a, _ in wanted], [a[1] for a, _ in wanted],
+                                       [day for _, day in wanted])
+        for r in await pool.fetch(sql, *args):
+            found[(r["source"], r["author_key"])].append(r)
+        for posts in found.values():
+            posts.sort(key=_post_order)
 
 
 @dataclass(frozen=True)
