@@ -37,6 +37,7 @@ from earful.storage.api.queries import (
     WATCHLIST_TOTALS,
     Params,
     ceil_to,
+    entity_sums,
     floor_to,
     open_questions,
     question_stats,
@@ -188,11 +189,16 @@ def _link_value(value: Any) -> str:
     return quote_plus(iso(value) if isinstance(value, datetime) else str(value))
 
 
+@functools.lru_cache(maxsize=64)
+def _link_key(name: str) -> str:
+    return quote_plus(name)
+
+
 def mentions_link(**filters: Any) -> str:
     """The page's address of the mentions behind a mark: `#mentions?` and the filters the mentions
     API takes (watchlist, from, to, sentiment, risk, source, lang, entity), times in RFC 3339."""
     kept = sorted(("from" if k == "from_" else k, v) for k, v in filters.items() if v is not None and v != "")
-    return "#mentions?" + "&".join(f"{quote_plus(k)}={_link_value(v)}" for k, v in kept)
+    return "#mentions?" + "&".join(f"{_link_key(k)}={_link_value(v)}" for k, v in kept)
 
 
 def term_link(term: str, **filters: Any) -> str:
@@ -390,6 +396,17 @@ async def _fetch(pool: asyncpg.Pool, query: tuple[str, list[Any]] | None) -> lis
     return list(await pool.fetch(query[0], *query[1])) if query else []
 
 
+async def entities_then_and_now(pool: asyncpg.Pool, watchlist_id: str, lo: datetime, hi: datetime, prev_lo: datetime,
+                                 limit: int, entity_type: str | None) -> tuple[list[dict[str, Any]], dict[tuple[str, str], int]]:
+    """The top `limit` entities of [lo, hi) and the mentions of each of them in [prev_lo, lo) (whole
+    UTC days): exactly theirs, not whichever of them a previous top list happened to hold."""
+    top = await top_entities(pool, watchlist_id, lo, hi, limit, entity_type, with_key=True)
+    if not top:
+        return top, {}
+    sql, args = entity_sums(watchlist_id, [e["type"] for e in top], [e["entity_key"] for e in top], prev_lo, lo)
+    return top, {(r["type"], r["entity_key"]): int(r["mentions"]) for r in await pool.fetch(sql, *args)}
+
+
 async def _sample_terms(pool: asyncpg.Pool, query: tuple[str, list[Any]]) -> tuple[dict[str, int], int]:
     """A term sample's `term_counts`, counted as soon as it arrives: the counting (Python) then
     overlaps the other panels' reads (PostgreSQL) instead of following them."""
@@ -483,8 +500,7 @@ async def overview(pool: asyncpg.Pool, watchlists: WatchlistSet, req: Request, n
             t_tags = tg.create_task(_fetch(pool, tag_series(selected, span.prev_lo, span.hi, span.step)))
             t_by_now = tg.create_task(_fetch(pool, source_lang_totals(selected, span.lo, span.hi)))
             t_by_prev = tg.create_task(_fetch(pool, source_lang_totals(selected, span.prev_lo, span.lo)))
-            t_top = {etype: (tg.create_task(top_entities(pool, selected, day_lo, day_hi, 30, etype)),
-                             tg.create_task(top_entities(pool, selected, prev_day_lo, day_lo, 200, etype)))
+            t_top = {etype: tg.create_task(entities_then_and_now(pool, selected, day_lo, day_hi, prev_day_lo, 30, etype))
                      for etype in (None, "hashtag")}
             t_terms_now = tg.create_task(_sample_terms(pool, term_sample(selected, span.lo, span.hi, starts, span.step,
                                                                          posts_per_bucket)))
@@ -595,11 +611,10 @@ async def overview(pool: asyncpg.Pool, watchlists: WatchlistSet, req: Request, n
     lists: dict[str, Any] = {}
     rising: list[dict[str, Any]] = []
     for name, etype in (("entities", None), ("hashtags", "hashtag")):
-        top = t_top[etype][0].result()
-        before = {(e["type"], e["text"].casefold()): e["mentions"] for e in t_top[etype][1].result()}
+        top, before = t_top[etype].result()
         items = []
         for e in top:
-            p_n = before.get((e["type"], e["text"].casefold()), 0)
+            p_n = before.get((e["type"], e["entity_key"]), 0)
             items.append({"text": e["text"], "type": e["type"], "mentions": e["mentions"], "previous": p_n,
                           "delta": change(e["mentions"], p_n),
                           "href": mentions_link(watchlist=selected, from_=span.lo, to=span.hi, entity=e["text"])})

@@ -27,7 +27,6 @@ from zoneinfo import ZoneInfo
 import asyncpg
 
 from earful.core.vocabulary import RISK_TAGS
-from earful.storage.api.entities import top_entities
 from earful.storage.api.queries import (
     DAY,
     HOUR,
@@ -53,6 +52,7 @@ from earful.storage.dashboard_views import (
     compared_watchlists,
     count,
     duration,
+    entities_then_and_now,
     local,
     point_change,
     share_series,
@@ -530,12 +530,10 @@ async def gather(pool: asyncpg.Pool, watchlists: WatchlistSet, watchlist_id: str
     prev_day_lo = day_lo - (day_hi - day_lo)
     report.entity_days = span_label(day_lo, day_hi, ZoneInfo("UTC"))
     for attr, etype in (("entities", None), ("hashtags", "hashtag")):
-        top = await top_entities(pool, watchlist_id, day_lo, day_hi, 10, etype)
-        before = {(e["type"], e["text"].casefold()): e["mentions"]
-                  for e in await top_entities(pool, watchlist_id, prev_day_lo, day_lo, 200, etype)}
+        top, before = await entities_then_and_now(pool, watchlist_id, day_lo, day_hi, prev_day_lo, 10, etype)
         setattr(report, attr, [{"text": e["text"], "type": e["type"], "mentions": e["mentions"],
-                                "previous": before.get((e["type"], e["text"].casefold()), 0),
-                                "delta": change(e["mentions"], before.get((e["type"], e["text"].casefold()), 0)),
+                                "previous": before.get((e["type"], e["entity_key"]), 0),
+                                "delta": change(e["mentions"], before.get((e["type"], e["entity_key"]), 0)),
                                 "href": mentions_url(view, watchlist=watchlist_id, from_=day_lo, to=day_hi, entity=e["text"])}
                                for e in top])
 

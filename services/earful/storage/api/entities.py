@@ -75,10 +75,11 @@ async def walk(pool: asyncpg.Pool, candidates: tuple[str, Sequence[Any]],
 
 
 async def top_entities(pool: asyncpg.Pool, watchlist_id: str, lo: datetime, hi: datetime, limit: int,
-                       entity_type: str | None) -> list[dict[str, Any]]:
+                       entity_type: str | None, *, with_key: bool = False) -> list[dict[str, Any]]:
     """The `limit` entities (of `entity_type`; None: all but hashtags and links) with the most
     mentions in [lo, hi): candidates by all-time count, each summed over the period, until the last
-    place beats every remaining candidate's all-time count."""
+    place beats every remaining candidate's all-time count. `with_key`: each keeps its `entity_key`
+    (the lower-case text the rollups group by)."""
     best: list[dict[str, Any]] = []
 
     async def measure(cands: list[asyncpg.Record]) -> None:
@@ -89,7 +90,7 @@ async def top_entities(pool: asyncpg.Pool, watchlist_id: str, lo: datetime, hi: 
 
     await walk(pool, entity_candidates(watchlist_id, entity_type), measure,
                lambda cands: len(best) >= limit and best[-1]["mentions"] >= cands[-1]["mentions"])
-    return [{k: v for k, v in r.items() if k != "entity_key"} for r in best]
+    return best if with_key else [{k: v for k, v in r.items() if k != "entity_key"} for r in best]
 
 
 async def top_authors(pool: asyncpg.Pool, watchlist_id: str, lo: datetime, hi: datetime, limit: int) -> list[dict[str, Any]]:
@@ -213,8 +214,9 @@ async def best_posts_of(pool: asyncpg.Pool, watchlist_id: str, lo: datetime, hi:
                 read[a] += len(todo[:k])
         if not wanted:
             return {a: posts[:k] for a, posts in found.items()}
-        sql, args = advocate_day_posts(watchlist_id, lo, hi, [a[0] for a, _ in wanted], [a[1] for a, _ in wanted],
-                                       [day for _, day in wanted])
+        first, last = min(day for _, day in wanted), max(day for _, day in wanted)
+        sql, args = advocate_day_posts(watchlist_id, max(lo, first), min(hi, last + timedelta(days=1)),  # fewer partitions to plan
+                                       [a[0] for a, _ in wanted], [a[1] for a, _ in wanted], [day for _, day in wanted])
         for r in await pool.fetch(sql, *args):
             found[(r["source"], r["author_key"])].append(r)
         for posts in found.values():
