@@ -25,6 +25,7 @@ from earful.storage.api.queries import (
     language_alternatives,
     mention_search,
     open_questions,
+    question_posts,
     rollup_parts,
     rollup_table,
     share_of_voice,
@@ -276,8 +277,11 @@ def test_open_questions_page_after_the_cursor() -> None:
     lo, hi, at, mid = _t(2026, 11, 1), _t(2026, 11, 2), _t(2026, 11, 1, 9), uuid.uuid4()
     sql, args = open_questions("acme-air", lo, hi, None, 50)
     _placeholders_match(sql, args)
-    assert args == ["acme-air", lo, hi, lo, hi, 51] and "q.first_reply_at IS NULL" in sql
-    assert "m.created_at >= $4 AND m.created_at < $5" in sql  # prunes the mention partitions
+    assert args == ["acme-air", lo, hi, 51] and "q.first_reply_at IS NULL" in sql
+    assert " mentions " not in sql  # the page alone: its posts are read for it (question_posts)
+    sql, args = question_posts([("x", "1", at), ("x", "2", hi)])
+    _placeholders_match(sql, args)
+    assert args[3:] == [at, hi] and "m.created_at >= $4 AND m.created_at <= $5" in sql  # only the page's days
     sql, args = open_questions("acme-air", lo, hi, (at, mid), 50)
     _placeholders_match(sql, args)
     assert "(q.created_at, q.mention_id) > ($4, $5)" in sql and args[3:5] == [at, mid]

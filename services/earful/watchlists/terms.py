@@ -103,6 +103,8 @@ def _stops_for(lang: str) -> frozenset[str]:
 
 
 def _is_word(key: str) -> bool:
+    if key.isalpha():  # most words: no digit to rule out
+        return len(key) >= MIN_WORD_CHARS
     return len(key) >= MIN_WORD_CHARS and not key.isdigit() and not key.replace(".", "").replace(",", "").isdigit()
 
 

@@ -97,11 +97,12 @@ def tokens(text: str) -> list[Token]:
 
 def scan(text: str) -> list[tuple[str | None, int, int, int, str]]:
     """(key, start, end, position, kind) of every token; see the module docstring."""
-    return index(text)[0]
+    return index(text, with_keys=False)[0]
 
 
-def index(text: str) -> tuple[list[tuple[str | None, int, int, int, str]], dict[str, list[int]]]:
-    """The tokens of `text` (as `scan`) and, for each matchable key, the indexes of its tokens."""
+def index(text: str, *, with_keys: bool = True) -> tuple[list[tuple[str | None, int, int, int, str]], dict[str, list[int]]]:
+    """The tokens of `text` (as `scan`) and, for each matchable key, the indexes of its tokens
+    (an empty map without `with_keys`: counting terms needs none, and building it cost a third)."""
     out: list[tuple[str | None, int, int, int, str]] = []
     keys: dict[str, list[int]] = {}
     if text.isascii():
@@ -141,11 +142,12 @@ def index(text: str) -> tuple[list[tuple[str | None, int, int, int, str]], dict[
                 out.append((None, start, end, pos, "glued"))  # x#tag, name@host: neither a tag nor a word
                 continue
         key = source[start:end] if folded_source else fold(source[start:end])
-        hit = keys.get(key)
-        if hit is None:
-            keys[key] = [len(out)]
-        else:
-            hit.append(len(out))
+        if with_keys:
+            hit = keys.get(key)
+            if hit is None:
+                keys[key] = [len(out)]
+            else:
+                hit.append(len(out))
         out.append((key, start, end, pos, kind))
     return out, keys
 

@@ -3,7 +3,7 @@ and how fast it answers the others."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -22,7 +22,7 @@ from earful.storage.api.deps import (
     period,
     watchlist_path,
 )
-from earful.storage.api.queries import open_questions, question_stats
+from earful.storage.api.queries import Sql, open_questions, question_posts, question_stats
 from earful.storage.api.responses import WATCHLIST_RESPONSE, iso, jsonable
 from earful.storage.api.watchlists import known_watchlist
 
@@ -30,6 +30,30 @@ router = APIRouter(dependencies=[requires(Scope.READ)], route_class=AuditedRoute
 
 OPEN_QUESTION_COLUMNS = ("created_at", "waiting_s", "mention_id", "source", "source_id", "url", "author_handle",
                          "author_followers", "lang", "text")
+
+
+async def fetch_open_questions(pool: asyncpg.Pool, watchlist_id: str, lo: datetime, hi: datetime,
+                               after: tuple[datetime, Any] | None, limit: int) -> list[dict[str, Any]]:
+    """`open_questions` with their posts: created_at, waiting_s, mention_id, source, source_id, url,
+    author_handle, author_followers, lang, text (a question whose post is gone is left out)."""
+    page = await pool.fetch(*_args(open_questions(watchlist_id, lo, hi, after, limit)))
+    if not page:
+        return []
+    posts = {(r["source"], r["source_id"], r["created_at"]): r for r in await pool.fetch(*_args(question_posts(
+        [(q["source"], q["source_id"], q["created_at"]) for q in page])))}
+    out = []
+    for q in page:
+        m = posts.get((q["source"], q["source_id"], q["created_at"]))
+        if m is not None:
+            out.append({"created_at": q["created_at"], "mention_id": q["mention_id"], "source": q["source"],
+                        "source_id": q["source_id"], "url": m["url"], "author_handle": m["author_handle"],
+                        "author_followers": m["author_followers"], "lang": m["lang"], "text": m["text"],
+                        "waiting_s": q["waiting_s"]})
+    return out
+
+
+def _args(query: Sql) -> list[Any]:
+    return [query[0], *query[1]]
 
 
 def summarize(stats: asyncpg.Record, sla_s: int | None) -> dict[str, Any]:
@@ -59,8 +83,8 @@ async def questions(
     stats_sql, stats_args = question_stats(watchlist_id, lo, hi, sla)
     stats = await ctx.pool.fetchrow(stats_sql, *stats_args)
     after = page.after(["time", "uuid"])
-    sql, args = open_questions(watchlist_id, lo, hi, (after[0], after[1]) if after else None, page.limit)
-    rows, more = page.cut(await ctx.pool.fetch(sql, *args))
+    rows, more = page.cut(await fetch_open_questions(ctx.pool, watchlist_id, lo, hi,
+                                                     (after[0], after[1]) if after else None, page.limit))
     open_items = [jsonable(r) for r in rows]
     next_cursor = encode_cursor(rows[-1]["created_at"], rows[-1]["mention_id"]) if more else None
     body = {"watchlist_id": watchlist_id, "from": iso(lo), "to": iso(hi), "stats": summarize(stats, sla),
