@@ -21,6 +21,8 @@ import pytest
 from earful.core.db import drop_database, ensure_database, with_database
 from earful.core.migrate import MIGRATIONS_DIR, migrate, migration_files
 from earful.storage.api.entities import top_advocates
+from earful.storage.api.mentions import newest_first
+from earful.storage.api.queries import MentionFilter, mention_search
 from earful.storage.erasure import erase_author
 from earful.storage.retention import apply_retention, create_partitions_ahead
 from earful.storage.writer import (
@@ -265,6 +267,31 @@ async def test_tags_are_counted_once_per_mention_and_not_for_the_brands_own_post
     assert [tuple(r) for r in got] == [("acme-air", "complaint", 2), ("acme-air", "operational", 1), ("globex", "complaint", 1)]
     assert await val(conn, "SELECT sum(mentions) FROM tag_rollups_minute WHERE tag = 'complaint'") == 3
     await assert_rollups_match_recount(conn)
+
+
+async def test_a_newest_first_search_read_in_windows_is_the_one_query_answer(db: Any) -> None:
+    """The mentions search reads the period's last days first and widens (SEARCH_WINDOWS): every
+    page, with and without a cursor or bounds, must be what one query over the period returns."""
+    conn, url = db
+    end = datetime.now(UTC).replace(microsecond=0)
+    ages = [0.2, 0.5, 1, 1.5, 3, 5, 9, 13, 16, 20, 30, 45]  # days: inside each window and beyond
+    await write_batch(conn, rows(*[enriched(f"s{i}", end - timedelta(days=d)) for i, d in enumerate(ages)]), [])
+    pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+    try:
+        for f in (MentionFilter(watchlist="acme-air"), MentionFilter(watchlist="acme-air", from_=end - timedelta(days=10)),
+                  MentionFilter(to=end - timedelta(days=1))):
+            for limit in (1, 3, 5, 20):
+                sql, args = mention_search(f, "time", None, limit)
+                whole = await pool.fetch(sql, *args)
+                assert [r["mention_id"] for r in await newest_first(pool, f, "time", None, limit)] == \
+                       [r["mention_id"] for r in whole], (f, limit)
+                if len(whole) > limit:  # the next page, after the cursor
+                    after = (whole[limit - 1]["sort_key"], whole[limit - 1]["mention_id"])
+                    sql, args = mention_search(f, "time", after, limit)
+                    assert [r["mention_id"] for r in await newest_first(pool, f, "time", after, limit)] == \
+                           [r["mention_id"] for r in await pool.fetch(sql, *args)], (f, limit, "next page")
+    finally:
+        await pool.close()
 
 
 async def test_rollups_agree_with_a_recount(db: Any) -> None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta, timezone
 from typing import Any, Literal
 
 import asyncpg
@@ -87,6 +88,36 @@ def _after(page: Page, sort: Sort) -> tuple[Any, Any] | None:
     return c_key, c_id
 
 
+#: How far back the newest-first search looks at first, then next, before it reads the rest: a
+#: search for a common word within a watchlist matched ~6,500 posts over 90 days, and sorting them
+#: all (with 90 partitions planned) took 100-300 ms; the last days alone usually fill a page.
+SEARCH_WINDOWS = (timedelta(days=2), timedelta(days=14))
+
+
+async def newest_first(pool: asyncpg.Pool, f: MentionFilter, sort: Sort, after: tuple[Any, Any] | None,
+                       limit: int) -> list[asyncpg.Record]:
+    """A page (plus one row) of `mention_search`. Newest first, the period is read from its end in
+    growing windows (SEARCH_WINDOWS, then the rest) until the page is full: the same rows as one
+    query over the whole period, in the same order."""
+    if sort != "time":
+        sql, args = mention_search(f, sort, after, limit)
+        return list(await pool.fetch(sql, *args))
+    end = after[0] if after else (f.to or datetime.now(timezone.utc))
+    rows: list[asyncpg.Record] = []
+    upper = f.to
+    for back in (*SEARCH_WINDOWS, None):
+        lower = None if back is None else end - back
+        if f.from_ is not None and (lower is None or lower <= f.from_):
+            lower = f.from_
+        window = replace(f, from_=lower, to=upper)
+        sql, args = mention_search(window, sort, after, limit - len(rows))
+        rows += await pool.fetch(sql, *args)
+        if len(rows) > limit or lower is None or lower == f.from_:
+            return rows
+        upper = lower
+    return rows
+
+
 @router.get("/v1/mentions", tags=["mentions"], responses=CSV_RESPONSE, operation_id="listMentions",
             summary="Search mentions: filters, full-text search, sorted by time or reach, keyset pagination.")
 async def mentions(
@@ -108,8 +139,7 @@ async def mentions(
             return out.listing({"mentions": [], "next_cursor": None}, [], LISTING_FIELDS, "mentions")
     kept = MentionFilter(watchlist=watchlist, entity=find.entity, risk=find.risk, from_=from_, to=to, lang=find.lang,
                          source=find.source, sentiment=find.sentiment, tsquery=tsquery, owned=owned)
-    sql, args = mention_search(kept, find.sort, _after(page, find.sort), page.limit)
-    rows, more = page.cut(await pool.fetch(sql, *args))
+    rows, more = page.cut(await newest_first(pool, kept, find.sort, _after(page, find.sort), page.limit))
     next_cursor = encode_cursor(find.sort, rows[-1]["sort_key"], rows[-1]["mention_id"]) if more else None
     items = [{k: v for k, v in jsonable(r).items() if k != "sort_key"} for r in rows]
     for item in items:
