@@ -408,6 +408,15 @@ async def entities_then_and_now(pool: asyncpg.Pool, watchlist_id: str, lo: datet
     return top, {(r["type"], r["entity_key"]): int(r["mentions"]) for r in await pool.fetch(sql, *args)}
 
 
+async def _advocates(pool: asyncpg.Pool, watchlist_id: str, lo: datetime, hi: datetime,
+                     accounts: OwnedHandles) -> list[dict[str, Any]]:
+    """The advocates panel's reads, one after another on one connection: the longest chain of the
+    overview, it should not wait for a free connection at each step."""
+    async with pool.acquire() as conn:
+        return await top_advocates(conn, watchlist_id, lo, hi, ADVOCATES_SHOWN, ADVOCATE_MIN_POSITIVE, accounts,
+                                   best_posts=1)
+
+
 async def _sample_terms(pool: asyncpg.Pool, query: tuple[str, list[Any]]) -> tuple[dict[str, int], int]:
     """A term sample's `term_counts`, counted as soon as it arrives: the counting (Python) then
     overlaps the other panels' reads (PostgreSQL) instead of following them."""
@@ -507,9 +516,9 @@ async def overview(pool: asyncpg.Pool, watchlists: WatchlistSet, req: Request, n
                                                                          posts_per_bucket)))
             t_terms_before = tg.create_task(_sample_terms(pool, term_sample(
                 selected, span.prev_lo, span.lo, [b - shift for b in starts], span.step, posts_per_bucket)))
-            t_advocates = tg.create_task(top_advocates(
-                pool, selected, day_lo, day_hi, ADVOCATES_SHOWN, ADVOCATE_MIN_POSITIVE,
-                accounts if accounts is not None else OwnedHandles.of(watchlists.watchlists.values()), best_posts=1))
+            t_advocates = tg.create_task(_advocates(
+                pool, selected, day_lo, day_hi,
+                accounts if accounts is not None else OwnedHandles.of(watchlists.watchlists.values())))
             t_q_now = tg.create_task(pool.fetchrow(*_q(question_stats(selected, span.lo, span.hi, sla))))
             t_q_prev = tg.create_task(pool.fetchrow(*_q(question_stats(selected, span.prev_lo, span.lo, sla))))
             t_waiting = tg.create_task(fetch_open_questions(pool, selected, span.lo, span.hi, None, 8))

@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import asyncpg
 from fastapi import APIRouter, Depends, Query
@@ -52,12 +52,15 @@ from earful.watchlists.owned import OwnedHandles
 
 router = APIRouter(dependencies=[requires(Scope.READ)], route_class=AuditedRoute)
 
+#: Where reads go: the pool, or one connection held for a chain of dependent reads (so each
+#: step does not queue again behind other panels' reads for a connection).
+Reader: TypeAlias = "asyncpg.Pool | asyncpg.Connection"
 FIRST_CHUNK = 200
 MAX_CHUNK = 10_000
 _DAYS_TO = "End (rounded up to the UTC day). Default: now."
 
 
-async def walk(pool: asyncpg.Pool, candidates: tuple[str, Sequence[Any]],
+async def walk(pool: Reader, candidates: tuple[str, Sequence[Any]],
                measure: Callable[[list[asyncpg.Record]], Awaitable[None]],
                stop: Callable[[list[asyncpg.Record]], bool], first: int = FIRST_CHUNK) -> None:
     """Walk candidates in the order of their query in chunks growing from `first`, `measure` each
@@ -145,7 +148,7 @@ def best_post(row: Mapping[str, Any]) -> dict[str, Any]:
             "amplification": round(float(row["amplification"]), 2)}
 
 
-async def top_advocates(pool: asyncpg.Pool, watchlist_id: str, lo: datetime, hi: datetime, limit: int,
+async def top_advocates(pool: Reader, watchlist_id: str, lo: datetime, hi: datetime, limit: int,
                         min_positive: int, accounts: OwnedHandles, best_posts: int = 3) -> list[dict[str, Any]]:
     """The `limit` people with the most amplified positive posts in [lo, hi) (at least `min_positive`
     of them, more positive than negative), each with the previous period of equal length and their
@@ -193,7 +196,7 @@ def _settled(posts: list[Mapping[str, Any]], k: int, bound: Decimal | None, day:
     return kth["amplification"] > bound or (kth["amplification"] == bound and kth["created_at"] >= day + timedelta(days=1))
 
 
-async def best_posts_of(pool: asyncpg.Pool, watchlist_id: str, lo: datetime, hi: datetime,
+async def best_posts_of(pool: Reader, watchlist_id: str, lo: datetime, hi: datetime,
                         authors: list[tuple[str, str]], k: int) -> dict[tuple[str, str], list[asyncpg.Record]]:
     """The `k` most amplified positive earned posts in the day-aligned [lo, hi) of each (source, author
     key). An author's days are read from the highest upper bound of their best post down, `k` days at
