@@ -72,11 +72,12 @@ MAX_COMPARED = 8
 ADVOCATES_SHOWN = 8
 ADVOCATE_MIN_POSITIVE = 1  # the panel shows whose praise travels, even a single post's
 #: Posts read per period for its distinctive terms, from at most TERM_BUCKETS of its buckets spread
-#: evenly over it: enough for a term in 3 % of the posts to count about a dozen times, few enough that
-#: reading the two samples and counting their terms (~17 ms of CPU per 400 posts) keeps the overview
-#: within its 200-ms budget; 600 posts cost the overview ~10 % more at 5 million mentions.
+#: evenly over it (50 posts from each): enough for a term in 3 % of the posts to count about a dozen
+#: times, few enough that reading the two samples and counting their terms keeps the overview within
+#: its 200-ms budget at 5 million mentions. Each bucket read builds the watchlist's bitmap of its day;
+#: 600 posts from 12 buckets cost the overview's p95 about 35 ms more (bench-api's data set).
 TERM_SAMPLE = 400
-TERM_BUCKETS = 12
+TERM_BUCKETS = 8
 TERM_TEXT_CHARS = 2000  # of each post's text (a long article is one voice, not thousands of words)
 TERMS_SHOWN = 10
 
