@@ -39,29 +39,11 @@ CREATE OR REPLACE FUNCTION earful_rebuild_tag_rollups() RETURNS void LANGUAGE sq
         FROM tag_rollups_hour GROUP BY 1, 2, 3;
 $$;
 
-CREATE OR REPLACE FUNCTION earful_rebuild_rollups() RETURNS void LANGUAGE sql AS $$
-    TRUNCATE mention_rollups_minute, mention_rollups_hour, mention_rollups_day, mention_totals_day,
-             entity_rollups_day, author_rollups_day, watchlist_rollups_minute, watchlist_rollups_hour,
-             watchlist_rollups_day, author_totals, entity_totals;
-    INSERT INTO mention_rollups_minute SELECT watchlist_id, bucket, sentiment, source, lang, mentions
-        FROM mention_rollups_recount WHERE granularity = 'minute';
-    INSERT INTO mention_rollups_hour SELECT watchlist_id, bucket, sentiment, source, lang, mentions
-        FROM mention_rollups_recount WHERE granularity = 'hour';
-    INSERT INTO mention_rollups_day SELECT watchlist_id, bucket, sentiment, source, lang, mentions
-        FROM mention_rollups_recount WHERE granularity = 'day';
-    INSERT INTO watchlist_rollups_minute SELECT bucket, watchlist_id, sentiment, sum(mentions)
-        FROM mention_rollups_minute GROUP BY 1, 2, 3;
-    INSERT INTO watchlist_rollups_hour SELECT bucket, watchlist_id, sentiment, sum(mentions)
-        FROM mention_rollups_hour GROUP BY 1, 2, 3;
-    INSERT INTO watchlist_rollups_day SELECT bucket, watchlist_id, sentiment, sum(mentions)
-        FROM mention_rollups_day GROUP BY 1, 2, 3;
-    INSERT INTO mention_totals_day SELECT bucket, mentions FROM mention_totals_recount;
-    INSERT INTO entity_rollups_day SELECT * FROM entity_rollups_recount;
-    INSERT INTO author_rollups_day SELECT * FROM author_rollups_recount;
-    INSERT INTO author_totals SELECT watchlist_id, source, author_key, sum(mentions), sum(positive), sum(negative),
-        max(reach) FROM author_rollups_day GROUP BY 1, 2, 3;
-    INSERT INTO entity_totals SELECT watchlist_id, entity_type, entity_key, sum(mentions)
-        FROM entity_rollups_day GROUP BY 1, 2, 3;
+-- earful_rebuild_rollups() rebuilds these too: the rebuild of the other rollups (migration 006's)
+-- keeps its body under another name, and the function of that name now runs both.
+ALTER FUNCTION earful_rebuild_rollups() RENAME TO earful_rebuild_count_rollups;
+CREATE FUNCTION earful_rebuild_rollups() RETURNS void LANGUAGE sql AS $$
+    SELECT earful_rebuild_count_rollups();
     SELECT earful_rebuild_tag_rollups();
 $$;
 

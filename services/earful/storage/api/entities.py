@@ -62,11 +62,11 @@ _DAYS_TO = "End (rounded up to the UTC day). Default: now."
 
 async def walk(pool: Reader, candidates: tuple[str, Sequence[Any]],
                measure: Callable[[list[asyncpg.Record]], Awaitable[None]],
-               stop: Callable[[list[asyncpg.Record]], bool], first: int = FIRST_CHUNK) -> None:
-    """Walk candidates in the order of their query in chunks growing from `first`, `measure` each
-    chunk, until `stop(chunk)` says the answer cannot change any more."""
+               stop: Callable[[list[asyncpg.Record]], bool]) -> None:
+    """Walk candidates in the order of their query in growing chunks, `measure` each chunk,
+    until `stop(chunk)` says the answer cannot change any more."""
     sql, args = candidates
-    offset, size = 0, first
+    offset, size = 0, FIRST_CHUNK
     while True:
         rows = await pool.fetch(chunk(sql, offset, size), *args)
         if not rows:

@@ -331,7 +331,7 @@ def advocate_days(watchlist_id: str, lo: datetime, hi: datetime, sources: list[s
 def advocate_day_posts(watchlist_id: str, lo: datetime, hi: datetime, sources: list[str], keys: list[str],
                        days: list[datetime]) -> Sql:
     """The positive earned posts in [lo, hi) of each (source, author key, UTC day), through the index by
-    author (migration 062), with their velocity and amplification."""
+    author (migration 061), with their velocity and amplification."""
     sql = f"""
         SELECT m.source, {AUTHOR_KEY} AS author_key, m.mention_id, m.url, m.text, m.created_at, m.likes, m.reposts,
                m.replies, {VELOCITY} AS velocity, m.reposts + m.replies + {VELOCITY} AS amplification

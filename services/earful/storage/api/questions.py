@@ -22,7 +22,7 @@ from earful.storage.api.deps import (
     period,
     watchlist_path,
 )
-from earful.storage.api.queries import Sql, open_questions, question_posts, question_stats
+from earful.storage.api.queries import open_questions, question_posts, question_stats
 from earful.storage.api.responses import WATCHLIST_RESPONSE, iso, jsonable
 from earful.storage.api.watchlists import known_watchlist
 
@@ -36,11 +36,12 @@ async def fetch_open_questions(pool: asyncpg.Pool, watchlist_id: str, lo: dateti
                                after: tuple[datetime, Any] | None, limit: int) -> list[dict[str, Any]]:
     """`open_questions` with their posts: created_at, waiting_s, mention_id, source, source_id, url,
     author_handle, author_followers, lang, text (a question whose post is gone is left out)."""
-    page = await pool.fetch(*_args(open_questions(watchlist_id, lo, hi, after, limit)))
+    sql, args = open_questions(watchlist_id, lo, hi, after, limit)
+    page = await pool.fetch(sql, *args)
     if not page:
         return []
-    posts = {(r["source"], r["source_id"], r["created_at"]): r for r in await pool.fetch(*_args(question_posts(
-        [(q["source"], q["source_id"], q["created_at"]) for q in page])))}
+    sql, args = question_posts([(q["source"], q["source_id"], q["created_at"]) for q in page])
+    posts = {(r["source"], r["source_id"], r["created_at"]): r for r in await pool.fetch(sql, *args)}
     out = []
     for q in page:
         m = posts.get((q["source"], q["source_id"], q["created_at"]))
@@ -50,10 +51,6 @@ async def fetch_open_questions(pool: asyncpg.Pool, watchlist_id: str, lo: dateti
                         "author_followers": m["author_followers"], "lang": m["lang"], "text": m["text"],
                         "waiting_s": q["waiting_s"]})
     return out
-
-
-def _args(query: Sql) -> list[Any]:
-    return [query[0], *query[1]]
 
 
 def summarize(stats: asyncpg.Record, sla_s: int | None) -> dict[str, Any]:
