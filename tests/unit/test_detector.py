@@ -33,6 +33,7 @@ from earful.alerting.detection import (
     upgrade_state,
 )
 from earful.alerting.detection.rules import RuleDefaults, WatchlistRules, rules_for
+from earful.alerting.detection.state import STATE_VERSION
 from earful.alerting.detection.stats import log_binomial_tail, mad, median, poisson_tail
 from earful.core.settings import Settings
 from earful.watchlists import AlertRule, Watchlist
@@ -309,6 +310,48 @@ def test_steady_poisson_traffic_never_alerts(seed: int) -> None:
     assert len(state["counts"]) <= CFG.baseline_buckets + 2  # memory stays bounded
 
 
+@pytest.mark.parametrize("seed", [1, 2])
+def test_a_busy_watchlists_steady_traffic_never_alerts(seed: int) -> None:
+    """15 mentions/s for half an hour: the fast window, judged on every mention, stays quiet too."""
+    events = _poisson_events(random.Random(seed), seconds=1800, rate_per_s=15, start_ms=T0)
+    assert run(events)[0] == []
+
+
+def _surge_at(seconds_into_bucket: float, seed: int = 7) -> tuple[list[Event], int]:
+    """15 mentions/s for 5 minutes, then 60/s more for 10 s from `seconds_into_bucket` into a bucket."""
+    rng = random.Random(seed)
+    start = T0 + 300_000 + int(seconds_into_bucket * 1000)
+    base = _poisson_events(rng, seconds=320, rate_per_s=15, start_ms=T0)
+    surge = [(c, r, f"surge-{m}") for c, r, m in _poisson_events(rng, seconds=10, rate_per_s=60, start_ms=start)]
+    return sorted(base + surge), start
+
+
+@pytest.mark.parametrize("into_bucket", [0.5, 4.0, 7.5])
+def test_a_busy_watchlists_surge_alerts_within_seconds_wherever_it_starts_in_a_bucket(into_bucket: float) -> None:
+    """A brand at 15/s whose rate quintuples: its bucket needs 2.5 × 150 mentions, which a surge that
+    starts late in a bucket reaches only seconds into the next one; the fast window (the last 2 s)
+    sees it within about a second."""
+    events, start = _surge_at(into_bucket)
+    fired = [(i, d) for i, d in run(events)[0] if d.status == "firing"]
+    assert len(fired) == 1
+    index, d = fired[0]
+    assert 0 < events[index][0] - start <= 1500, d.summary
+    assert d.starts_at_ms >= start - 2000 and d.window is not None and d.window[1] > events[index][0]
+    slow = [i for i, d in run(events, cfg=replace(CFG, fast_window_s=0))[0] if d.status == "firing"]
+    assert slow and events[slow[0]][0] - start > 3000  # the buckets alone: what the fast window saves
+
+
+def test_a_burst_of_posts_within_a_second_is_no_spike_for_a_quiet_watchlist() -> None:
+    """A thread of 8 posts within a second, on a watchlist with 2 mentions a bucket: the fast window
+    is not judged (it would usually hold under one mention), so only the bucket decides, and 8
+    against 2 is not a spike."""
+    thread = [(T0 + B * BUCKET_MS + 100 * k, T0 + B * BUCKET_MS + 100 * k + 500, f"thread-{k}") for k in range(8)]
+    events = steady(B) + thread
+    assert run(events)[0] == []
+    fired = run(events, cfg=replace(CFG, fast_min_expected=0.1))[0]  # the guard is what keeps it quiet
+    assert [d.status for _, d in fired] == ["firing"]
+
+
 def test_slow_drift_does_not_fire() -> None:
     """Volume growing tenfold over two hours (a story building up slowly) is not a spike."""
     rng = random.Random(11)
@@ -531,11 +574,11 @@ def test_a_version_2_state_is_upgraded_without_losing_its_episodes() -> None:
     assert [d.status for d in fired] == ["firing"]
     stored = json.loads(json.dumps(state))  # as the changelog holds it
     stored["v"] = 2
-    for key in ("version", "drop_at", "peaks", "rate", "riskrate", "qsrc"):  # what layouts 2 and 3 lacked
+    for key in ("version", "drop_at", "peaks", "rate", "riskrate", "qsrc", "fast"):  # what layouts 2 to 4 lacked
         del stored[key]
     upgraded = upgrade_state(stored)
-    assert upgraded is stored and upgraded["version"] == 4 and "v" not in upgraded
-    assert upgraded["drop_at"] is None and upgraded["peaks"] == {} and upgraded["rate"] is None
+    assert upgraded is stored and upgraded["version"] == STATE_VERSION and "v" not in upgraded
+    assert upgraded["drop_at"] is None and upgraded["peaks"] == {} and upgraded["rate"] is None and upgraded["fast"] == {}
     assert upgraded["episodes"] == state["episodes"] and upgraded["counts"] == state["counts"]
     resolved = tick(upgraded, VOLUME, CFG, T0 + 3600_000)
     assert [d.status for d in resolved] == ["resolved"] and resolved[0].alert_id == fired[0].alert_id

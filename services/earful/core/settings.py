@@ -277,6 +277,12 @@ class Settings(BaseSettings):
     alert_window_long_s: int = Field(
         900, ge=0, description="volume_spike: a third, longest trailing window (seconds; at most the baseline plus lateness buckets the detector keeps: 900 s with the defaults), for a small brand's slow-burning crisis. 0: off."
     )
+    alert_fast_window_s: int = Field(
+        2, ge=0, description="volume_spike: on a busy watchlist the last this many seconds of event time are judged too, so a big brand's surge alerts within a second or two instead of once its 10-s bucket is full. Judged only where the window usually holds EARFUL_ALERT_FAST_MIN_EXPECTED mentions; shorter than a bucket. 0: off."
+    )
+    alert_fast_min_expected: float = Field(
+        10.0, gt=0, description="volume_spike: mentions the fast window must usually hold before it is judged (below it a burst of a few posts in a second, a thread or a bot, would be a spike)."
+    )
     alert_rate_half_life_s: int = Field(
         86400, ge=1, description="volume_spike: half-life (seconds) of the long-memory mention rate the trailing windows are judged against (with the short baseline, whichever is larger)."
     )
@@ -635,6 +641,13 @@ class Settings(BaseSettings):
             raise ValueError(f"EARFUL_ALERT_DROP_WINDOW_S={self.alert_drop_window_s} is longer than the history the detector keeps "
                              f"behind it: at most {longest * self.alert_bucket_s} s with these EARFUL_ALERT_BUCKET_S, _BASELINE_BUCKETS, "
                              "_LATENESS_BUCKETS and _WARMUP_BUCKETS")
+        return self
+
+    @model_validator(mode="after")
+    def _fast_window_within_a_bucket(self) -> Settings:
+        if self.alert_fast_window_s >= self.alert_bucket_s:
+            raise ValueError(f"EARFUL_ALERT_FAST_WINDOW_S={self.alert_fast_window_s} must be shorter than a bucket "
+                             f"(EARFUL_ALERT_BUCKET_S={self.alert_bucket_s}), or 0 to turn the fast window off")
         return self
 
     @field_validator("report_fonts", "report_watchlists", "report_smtp_to", mode="before")

@@ -55,7 +55,24 @@ def count(state: DetectorState, idx: int, m: Mention, cfg: DetectorConfig) -> bo
     if idx > latest:
         advance_to(state, idx, cfg)
     season_add(state, idx, 1, cfg)
+    if cfg.fast_window_s:
+        count_second(state, m.created_ms, cfg)
     return True
+
+
+def count_second(state: DetectorState, event_ms: int, cfg: DetectorConfig) -> None:
+    """Count a mention into its second of event time, for volume_spike's fast window; only the
+    seconds of the window ending at the event clock are kept (an older mention no longer counts)."""
+    newest = now_of(state) // 1000
+    second = event_ms // 1000
+    if second <= newest - cfg.fast_window_s:
+        return
+    fast = state["fast"]
+    key = str(second)
+    fast[key] = fast.get(key, 0) + 1
+    if len(fast) > cfg.fast_window_s:
+        for old in [k for k in fast if int(k) <= newest - cfg.fast_window_s]:
+            del fast[old]
 
 
 def advance_to(state: DetectorState, idx: int, cfg: DetectorConfig) -> None:

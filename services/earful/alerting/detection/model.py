@@ -27,6 +27,8 @@ class DetectorConfig:
     seasonal_weeks: int = 2
     peak_half_life_s: int = 172800
     rate_half_life_s: int = 3600  # memory of the long-memory rate the trailing windows are judged against
+    fast_window_s: int = 2  # volume_spike's fast window: the trailing seconds judged on a busy watchlist (0: off)
+    fast_min_expected: float = 10.0  # mentions the fast window usually holds before it is judged
     risk_tags: frozenset[str] = frozenset(ALERTING_RISK_TAGS)
     max_posts: int = 50  # posts tracked per watchlist for viral_post (the state is written on every mention)
     max_questions: int = 300  # open questions tracked per watchlist (the oldest; newer ones wait for room)
@@ -42,6 +44,7 @@ class DetectorConfig:
                    warmup_buckets=s.alert_warmup_buckets, resolve_buckets=s.alert_resolve_buckets,
                    lateness_buckets=s.alert_lateness_buckets, seasonal_weeks=s.alert_seasonal_weeks,
                    peak_half_life_s=s.alert_peak_half_life_s, rate_half_life_s=s.alert_rate_half_life_s,
+                   fast_window_s=s.alert_fast_window_s, fast_min_expected=s.alert_fast_min_expected,
                    risk_tags=frozenset(s.alert_risk_tags))
 
 

@@ -7,7 +7,9 @@ states written by the previous version, and must keep their counts and open epis
 
 Layouts:
 
-* 4 (current): the version under ``version``; every key declared here. Adds ``rate`` (the
+* 5 (current): the version under ``version``; every key declared here. Adds ``fast`` (mentions
+  per second of event time over the last few seconds, for volume_spike's fast window).
+* 4: as 5 without ``fast``; upgraded by adding it empty. It added ``rate`` (the
   long-memory mention rate), ``peaks`` (the recent peak per trailing window), ``riskrate``
   (each risk tag's usual count) and ``qsrc`` (the sources the watchlist's own handles answer on).
 * 3: as 4 without those keys, and one window peak under ``peakw``. Upgraded keeping everything
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any, NotRequired, TypedDict, cast
 
-STATE_VERSION = 4
+STATE_VERSION = 5
 HOURS_PER_WEEK = 168
 
 
@@ -78,7 +80,8 @@ class DetectorState(TypedDict):
     samples: dict[str, list[str]]  # bucket → a few mention ids
     season: Season | None
     peak: list[float] | None  # [largest bucket count, when]: bursts must beat the recent peak
-    peaks: dict[str, list[float]]  # trailing-window width (buckets) → [largest window count, when]
+    peaks: dict[str, list[float]]  # trailing-window width (buckets), or "fast" → [largest window count, when]
+    fast: dict[str, int]  # second of event time → mentions (the last few seconds): volume_spike's fast window
     rate: list[float] | None  # [decayed mentions, decayed buckets, bucket folded up to]: the long-memory rate
     negbase: list[float] | None  # [decayed total, decayed negative, bucket folded up to]: the usual negative share
     drop_at: int | None  # the newest bucket volume_drop judged (once per bucket)
@@ -94,7 +97,7 @@ class DetectorState(TypedDict):
 def new_state() -> DetectorState:
     """The state of a watchlist never seen before."""
     return {"version": STATE_VERSION, "first": None, "latest": None, "clock": None, "counts": {}, "neg": {},
-            "recv": {}, "samples": {}, "season": None, "peak": None, "peaks": {}, "rate": None, "negbase": None,
+            "recv": {}, "samples": {}, "season": None, "peak": None, "peaks": {}, "fast": {}, "rate": None, "negbase": None,
             "drop_at": None, "episodes": {}, "cool": {}, "risk": {}, "posts": {}, "questions": {}, "riskrate": {}, "qsrc": {}}
 
 
@@ -108,7 +111,7 @@ def upgrade_state(stored: dict[str, Any] | None) -> DetectorState:
         return new_state()
     if stored.get("version") == STATE_VERSION:
         return cast(DetectorState, stored)
-    if stored.get("version") == 3:
+    if stored.get("version") in (3, 4):
         return _from_v3(stored)
     if stored.get("v") == 2:
         return _from_v2(stored)
@@ -116,7 +119,8 @@ def upgrade_state(stored: dict[str, Any] | None) -> DetectorState:
 
 
 def _from_v3(stored: dict[str, Any]) -> DetectorState:
-    """Layout 3 lacked the long-memory rate, the per-window peaks and the sources: added empty."""
+    """Layout 3 lacked the long-memory rate, the per-window peaks and the sources, layout 4 the
+    fast window's seconds: added empty (everything else is kept)."""
     stored.pop("peakw", None)
     for key, value in new_state().items():
         stored.setdefault(key, value)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from earful.alerting.detection.buckets import baseline, long_rate
+from earful.alerting.detection.buckets import baseline, long_rate, now_of
 from earful.alerting.detection.lifecycle import hit, resolve, settled_end
 from earful.alerting.detection.model import Decision, DetectorConfig, duration_text
 from earful.alerting.detection.rules import VOLUME_SPIKE, RuleConfig, WatchlistRules
@@ -36,6 +36,7 @@ from earful.alerting.detection.stats import MAD_TO_SD, log_binomial_tail, log_po
 WINDOW_THRESHOLDS = ("window_s", "window_medium_s", "window_long_s")
 SPARSE_PER_BUCKET = 1.0  # usual mentions per bucket below which the medium and long windows are judged
 MAX_BINOMIAL_N = 2000  # beyond this many mentions the usual rate is known well enough for the Poisson test alone
+FAST_PEAK = "fast"  # the fast window's recent peak, in `peaks`
 
 
 def window_widths_short(rule: RuleConfig, cfg: DetectorConfig) -> int:
@@ -51,7 +52,7 @@ def window_widths(rule: RuleConfig, cfg: DetectorConfig) -> list[int]:
 
 
 def assess(count: int, expected: float, spread: float, history: int, rule: RuleConfig, cfg: DetectorConfig,
-           tests: int = 1, width: int = 1, memory: tuple[float, float] | None = None) -> tuple[bool, float]:
+           tests: int = 1, width: float = 1, memory: tuple[float, float] | None = None) -> tuple[bool, float]:
     """(is this count of `width` buckets a spike, score = -log10 of its tail probability; 0 when it is not).
 
     `tests`: how many counts are judged together (the bar is `max_p_value` / tests). `memory`: the
@@ -70,7 +71,7 @@ def assess(count: int, expected: float, spread: float, history: int, rule: RuleC
     return log_p <= bar, -log_p / math.log(10)
 
 
-def _above_recent_peak(state: DetectorState, count: int, at_ms: int, cfg: DetectorConfig, width: int = 1) -> bool:
+def _above_recent_peak(state: DetectorState, count: int, at_ms: int, cfg: DetectorConfig, width: int | str = 1) -> bool:
     """Is `count` above the recent peak of its window length (the largest count seen, halving
     every peak_half_life_s)?
 
@@ -112,6 +113,9 @@ def judge(state: DetectorState, rules: WatchlistRules, rule: RuleConfig, idx: in
             summary = f"{name}: {count} mentions in {duration_text(cfg.bucket_s)}, {count / max(expected, 0.1):.0f}x the usual {expected:.1f}"
             return hit(state, rules, rule, VOLUME_SPIKE, {}, at_ms, idx, cfg, observed=count, expected=expected,
                        score=score, summary=summary)
+    fast = _judge_fast(state, rules, rule, cfg, usual, tests, memory, under_way)
+    if fast:
+        return fast
     first_kept = state["first"]
     assert first_kept is not None
     for width in widths:
@@ -145,6 +149,44 @@ def judge(state: DetectorState, rules: WatchlistRules, rule: RuleConfig, idx: in
                    score=score, summary=summary, window=(first * cfg.bucket_ms, (idx + 1) * cfg.bucket_ms),
                    starts_ms=None if started is None else started * cfg.bucket_ms)
     return []
+
+
+def _judge_fast(state: DetectorState, rules: WatchlistRules, rule: RuleConfig, cfg: DetectorConfig, usual: float,
+                tests: int, memory: tuple[float, float] | None, under_way: bool) -> list[Decision]:
+    """A spike in the last `fast_window_s` seconds of event time, on a watchlist busy enough.
+
+    A bucket is judged against a whole bucket's expected count, so a surge that starts in the middle
+    of a busy watchlist's bucket needs seconds to reach `min_ratio` × that (a brand at 15 mentions/s
+    whose rate quintuples: 4-9 s). The window ending at the event clock is judged against its share
+    of a bucket's expectation with the bucket's thresholds, where it usually holds at least
+    `fast_min_expected` mentions: below that a few posts within a second (a thread, a bot) would
+    be a spike. Its bar counts the bucket's fast windows as tests of their own (Bonferroni).
+    """
+    if not cfg.fast_window_s or cfg.fast_window_s >= cfg.bucket_s or not state["fast"]:
+        return []
+    clock_ms = now_of(state)
+    first_second = clock_ms // 1000 - cfg.fast_window_s + 1
+    share = (clock_ms + 1 - first_second * 1000) / cfg.bucket_ms  # of a bucket: the newest second is partial
+    count = sum(n for k, n in state["fast"].items() if int(k) >= first_second)
+    if count < max(rule["min_count"], rule["min_ratio"] * usual * share):
+        return []  # the cheap test first: most mentions end here
+    idx = clock_ms // cfg.bucket_ms
+    expected, spread, history = baseline(state, idx, cfg)
+    expected = max(expected, usual) * share
+    if expected < cfg.fast_min_expected:
+        return []  # too few mentions a second for a second to tell
+    above_peak = _above_recent_peak(state, count, clock_ms, cfg, FAST_PEAK)
+    tests += math.ceil(cfg.bucket_s / cfg.fast_window_s)
+    spike, score = assess(count, expected, spread * math.sqrt(share), history, rule, cfg, tests, share, memory)
+    if not spike or not (above_peak or under_way):
+        return []
+    seconds = (clock_ms + 1 - first_second * 1000) / 1000
+    name = rules.name or rules.watchlist_id
+    summary = (f"{name}: {count} mentions in {seconds:.1f}s, {count / max(expected, 0.1):.0f}x the usual "
+               f"{expected:.1f}")
+    return hit(state, rules, rule, VOLUME_SPIKE, {}, clock_ms, idx, cfg, observed=count, expected=expected,
+               score=score, summary=summary, window=(first_second * 1000, clock_ms + 1),
+               starts_ms=None if under_way else first_second * 1000)
 
 
 def _window_baseline(state: DetectorState, first: int, cfg: DetectorConfig) -> tuple[float, float, int]:
