@@ -11,6 +11,9 @@ storage to hold every accepted mention. A step is held when
   (the consumer lag stayed bounded), and
 * the median time from a spike's start to its alert at the webhook is at most 2 s.
 
+Each step also lists the watchlists never spiked that got a volume_spike alert in it
+(`false_spike_alerts`: the steady load is Poisson, so any is a false alert).
+
 The rates climb until a step fails (EARFUL_BENCH_PIPELINE_RATES, default 300,500,700,1000,1300).
 `pipeline_sustained_per_s` is the highest rate held; `pipeline_cpu_ms_per_mention` the four
 services' CPU time (user + system, from /proc) per stored mention at that rate.
@@ -92,7 +95,7 @@ async def _step(cfg: PipelineConfig, group: Any, load: Any, receiver: Any, url: 
     load.rates = {wid: per_watchlist for wid, _ in brands}
     pids = group.pids()
     cpu_before = {label: _proc_cpu_s(pid) for label, pid in pids.items()}
-    started = time.monotonic()
+    started, step_wall = time.monotonic(), time.time()
     spikes: list[tuple[str, float]] = []
     for k in range(cfg.spikes_per_step):
         at = started + cfg.hold_s * (k + 1) / (cfg.spikes_per_step + 1)
@@ -119,6 +122,9 @@ async def _step(cfg: PipelineConfig, group: Any, load: Any, receiver: Any, url: 
     for wid, at in spikes:
         fired = [t for a, t in receiver.alerts_with("firing") if a["labels"].get("watchlist") == wid and t >= at]
         latencies.append(min(fired) - at if fired else None)
+    false_spikes = sorted({a["labels"].get("watchlist", "") for a, t in receiver.alerts_with("firing")
+                           if a["labels"].get("rule") == "volume_spike" and t >= step_wall
+                           and a["labels"].get("watchlist") not in spiked})
     per_tag = load.stats.by_tag.get(tag, {})
     refused = per_tag.get("shed", 0) + per_tag.get("rejected", 0) + per_tag.get("gave_up", 0)
     measured = [x for x in latencies if x is not None]
@@ -128,10 +134,12 @@ async def _step(cfg: PipelineConfig, group: Any, load: Any, receiver: Any, url: 
               "drain_s": None if drain_s is None else round(drain_s, 1),
               "alert_latencies_s": [None if x is None else round(x, 2) for x in latencies],
               "cpu_ms_per_mention": round(cpu_s * 1000 / stored, 3) if stored else None,
+              "false_spike_alerts": false_spikes,
               "late_ticks": load.stats.late_ticks}
     say(f"  {rate:g}/s: {'held' if held else 'NOT held'}: {accepted} accepted, {refused} refused, drained in "
         f"{result['drain_s']} s, alerts after {result['alert_latencies_s']} s, "
-        f"{result['cpu_ms_per_mention']} ms CPU per mention (four services)")
+        f"{result['cpu_ms_per_mention']} ms CPU per mention (four services), volume spikes on watchlists not spiked: "
+        f"{len(false_spikes)}")
     return result
 
 

@@ -244,6 +244,18 @@ async def test_group_wait_batches_two_rules_of_one_watchlist(harness: Harness) -
     assert sorted(a["labels"]["rule"] for a in body["alerts"]) == ["risk_mention", "volume_spike"]
 
 
+async def test_group_wait_counts_from_the_alerts_detection_not_from_its_recording(harness: Harness) -> None:
+    """An alert that spent 0.4 s on its topic waits only what is left of group_wait; one that waited
+    longer than group_wait is due at once (never before it was recorded: it goes out on the next flush)."""
+    h = harness
+    h.clock.advance(0.4)
+    assert await h.record(event()) == T0 + timedelta(seconds=0.5)
+    assert await h.flush(0.1) == 1
+    late = event(wid="globex", starts=T0 - timedelta(seconds=5))
+    assert await h.record(late) == T0 - timedelta(seconds=4.5)
+    assert await h.flush() == 1
+
+
 async def test_inhibited_warnings_are_not_sent(harness: Harness) -> None:
     h = harness
     await h.record(event())

@@ -371,7 +371,7 @@ class Settings(BaseSettings):
         None, description="YAML file of receivers (webhook, slack, pagerduty), routes, grouping and inhibit rules; see docs/alerting.md. Unset: EARFUL_WEBHOOK_URLS are the receivers."
     )
     alert_group_by: CommaList = Field(("watchlist",), description="Labels whose values form a notification group (default route).")
-    alert_group_wait_s: float = Field(0.5, ge=0, description="How long a new group waits for more alerts before its first notification.")
+    alert_group_wait_s: float = Field(0.5, ge=0, description="How long a new group waits for more alerts before its first notification, counted from its first alert's detection.")
     alert_group_interval_s: float = Field(60.0, gt=0, description="How long a group waits before notifying about alerts added to it or resolved.")
     alert_repeat_interval_s: float = Field(14400.0, gt=0, description="How long before a notification for alerts still firing and unacknowledged is sent again.")
     alert_silence_max_days: float = Field(

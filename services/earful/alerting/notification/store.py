@@ -44,7 +44,10 @@ class AlertStore:
     async def record(self, event: dict[str, Any], group_key: str, receivers: Sequence[str], route: Route,
                      now: datetime) -> datetime | None:
         """Take an alert event (JSON-able, RFC 3339 times); returns when its group is due, or None
-        when the event changed nothing (a duplicate, or older than what is stored)."""
+        when the event changed nothing (a duplicate, or older than what is stored).
+
+        A new group's group_wait counts from the alert's detection (`detected_at`), not from this
+        call: the time the event spent on its topic is part of the wait, not added to it."""
         async with self.pool.acquire() as conn, conn.transaction():
             changed = await conn.fetchval(
                 "INSERT INTO alert_state (fingerprint, alert_id, status, group_key, receivers, labels, event, starts_at,"
@@ -64,8 +67,10 @@ class AlertStore:
                 return None
             row = await conn.fetchrow("SELECT next_flush_at, last_flush_at FROM alert_groups WHERE group_key = $1 FOR UPDATE",
                                       group_key)
+            detected = _ts(event.get("detected_at"))
+            since = min(now, detected) if detected is not None else now
             due = next_flush_after_change(row["last_flush_at"] if row else None, row["next_flush_at"] if row else None,
-                                          now, route)
+                                          since, route)
             await conn.execute(
                 "INSERT INTO alert_groups (group_key, route, next_flush_at, created_at) VALUES ($1, $2, $3, $4)"
                 " ON CONFLICT (group_key) DO UPDATE SET next_flush_at = $3, route = $2", group_key, route.name, due, now)
