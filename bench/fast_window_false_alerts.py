@@ -12,7 +12,7 @@ twice, with the fast window off and on:
     .venv/bin/python bench/fast_window_false_alerts.py [--rates 6,15,50] [--hours 3]
 
 Prints one line per rate and kind (volume_spike alerts, CPU µs per mention), then JSON. No alert
-should appear with the fast window that does not appear without it. About 2 minutes with the
+should appear with the fast window that does not appear without it. About a minute with the
 defaults.
 """
 

@@ -78,7 +78,8 @@ def test_other_rules_keep_their_measurement_and_silence_rules_their_sentence() -
     assert summarise("Acme Air", spike(), None).text == "Acme Air: 14 mentions in 60s"
 
 
-@pytest.mark.parametrize("ms,text", [(10_000, "10 s"), (60_000, "60 s"), (300_000, "5 min"), (7_200_000, "2 h")])
+@pytest.mark.parametrize("ms,text", [(1_401, "1.4 s"), (2_000, "2 s"), (10_000, "10 s"), (60_000, "60 s"),
+                                     (300_000, "5 min"), (7_200_000, "2 h")])
 def test_durations(ms: int, text: str) -> None:
     assert duration(ms) == text
 

@@ -150,6 +150,8 @@ INVALID = [
     ("EARFUL_ALERT_MAX_P_VALUE", "1.5"),
     ("EARFUL_ALERT_BASELINE_BUCKETS", "2"),
     ("EARFUL_ALERT_MIN_RATIO", "0.5"),
+    ("EARFUL_ALERT_FAST_WINDOW_S", "10"),  # not shorter than a bucket
+    ("EARFUL_ALERT_FAST_MIN_EXPECTED", "0"),
 ]
 
 

@@ -31,7 +31,9 @@ class Summary:
 
 
 def duration(ms: int) -> str:
-    """60 s, 5 min, 2 h."""
+    """1.4 s (volume_spike's fast window), 60 s, 5 min, 2 h."""
+    if ms < 9_950 and ms % 1000:
+        return f"{ms / 1000:.1f} s"
     seconds = round(ms / 1000)
     if seconds < 120:
         return f"{seconds} s"
