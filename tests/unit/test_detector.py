@@ -31,6 +31,7 @@ from earful.alerting.detection import (
     observe_counts,
     tick,
     upgrade_state,
+    volume_spike,
 )
 from earful.alerting.detection.rules import RuleDefaults, WatchlistRules, rules_for
 from earful.alerting.detection.state import STATE_VERSION
@@ -341,6 +342,30 @@ def test_a_busy_watchlists_surge_alerts_within_seconds_wherever_it_starts_in_a_b
     assert slow and events[slow[0]][0] - start > 3000  # the buckets alone: what the fast window saves
 
 
+def _whole_seconds(events: list[Event]) -> list[Event]:
+    """As a source without milliseconds gives them: every event time a whole second."""
+    return sorted(((c // 1000 * 1000, r, m) for c, r, m in events), key=lambda e: e[0])
+
+
+def test_event_times_in_whole_seconds_are_judged_as_whole_seconds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whole-second times (many sources give no milliseconds): the clock's second holds all its
+    mentions as they arrive, so judged as the part of it elapsed it would look up to twice as busy
+    as it is, and a rise of half (15/s → 23/s, no spike) would alert. A real surge still does."""
+    rng = random.Random(3)
+    base = _poisson_events(rng, seconds=420, rate_per_s=15, start_ms=T0)
+    rise = [(c, r, f"rise-{m}") for c, r, m in _poisson_events(rng, seconds=120, rate_per_s=8, start_ms=T0 + 300_000)]
+    events = _whole_seconds(base + rise)
+    assert run(events)[0] == []
+    surge, start = _surge_at(4.0)
+    surge = _whole_seconds(surge)
+    fired = [(i, d) for i, d in run(surge)[0] if d.status == "firing"]
+    assert len(fired) == 1 and "in 2.0s" in fired[0][1].summary
+    assert surge[fired[0][0]][0] - start <= 2000
+    with monkeypatch.context() as patched:  # judged as if the times had milliseconds: the rise alerts
+        patched.setattr(volume_spike, "MILLISECOND_SOURCES", 2.0)
+        assert [d.status for _, d in run(events)[0]][:1] == ["firing"]
+
+
 def test_a_burst_of_posts_within_a_second_is_no_spike_for_a_quiet_watchlist() -> None:
     """A thread of 8 posts within a second, on a watchlist with 2 mentions a bucket: the fast window
     is not judged (it would usually hold under one mention), so only the bucket decides, and 8
@@ -574,11 +599,11 @@ def test_a_version_2_state_is_upgraded_without_losing_its_episodes() -> None:
     assert [d.status for d in fired] == ["firing"]
     stored = json.loads(json.dumps(state))  # as the changelog holds it
     stored["v"] = 2
-    for key in ("version", "drop_at", "peaks", "rate", "riskrate", "qsrc", "fast"):  # what layouts 2 to 4 lacked
+    for key in ("version", "drop_at", "peaks", "rate", "riskrate", "qsrc", "fast", "fastwhole"):  # what layouts 2 to 4 lacked
         del stored[key]
     upgraded = upgrade_state(stored)
     assert upgraded is stored and upgraded["version"] == STATE_VERSION and "v" not in upgraded
-    assert upgraded["drop_at"] is None and upgraded["peaks"] == {} and upgraded["rate"] is None and upgraded["fast"] == {}
+    assert upgraded["drop_at"] is None and upgraded["peaks"] == {} and upgraded["rate"] is None and upgraded["fast"] == {} and upgraded["fastwhole"] == 1.0
     assert upgraded["episodes"] == state["episodes"] and upgraded["counts"] == state["counts"]
     resolved = tick(upgraded, VOLUME, CFG, T0 + 3600_000)
     assert [d.status for d in resolved] == ["resolved"] and resolved[0].alert_id == fired[0].alert_id

@@ -16,6 +16,7 @@ from earful.alerting.detection.stats import MAD_TO_SD, mad, median
 
 SAMPLE_BUCKETS = 6  # buckets that keep sample mention ids (a bucket judged later has none; its evidence still explains it)
 SEASON_ALPHA = 0.3  # weight of the newest week in an hour-of-week slot
+WHOLE_SECONDS_ALPHA = 0.01  # weight of the newest mention in the share of event times in whole seconds
 
 
 # --- the event clock ---------------------------------------------------------------------------
@@ -62,7 +63,13 @@ def count(state: DetectorState, idx: int, m: Mention, cfg: DetectorConfig) -> bo
 
 def count_second(state: DetectorState, event_ms: int, cfg: DetectorConfig) -> None:
     """Count a mention into its second of event time, for volume_spike's fast window; only the
-    seconds of the window ending at the event clock are kept (an older mention no longer counts)."""
+    seconds of the window ending at the event clock are kept (an older mention no longer counts).
+
+    Also follows how many event times are whole seconds: many sources give no milliseconds, and
+    then the clock's second holds all of that second's mentions, not the share elapsed.
+    """
+    whole = 1.0 if event_ms % 1000 == 0 else 0.0
+    state["fastwhole"] = round(state["fastwhole"] + WHOLE_SECONDS_ALPHA * (whole - state["fastwhole"]), 5)
     newest = now_of(state) // 1000
     second = event_ms // 1000
     if second <= newest - cfg.fast_window_s:

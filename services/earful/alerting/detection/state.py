@@ -8,7 +8,8 @@ states written by the previous version, and must keep their counts and open epis
 Layouts:
 
 * 5 (current): the version under ``version``; every key declared here. Adds ``fast`` (mentions
-  per second of event time over the last few seconds, for volume_spike's fast window).
+  per second of event time over the last few seconds, for volume_spike's fast window) and
+  ``fastwhole`` (the recent share of event times in whole seconds).
 * 4: as 5 without ``fast``; upgraded by adding it empty. It added ``rate`` (the
   long-memory mention rate), ``peaks`` (the recent peak per trailing window), ``riskrate``
   (each risk tag's usual count) and ``qsrc`` (the sources the watchlist's own handles answer on).
@@ -82,6 +83,7 @@ class DetectorState(TypedDict):
     peak: list[float] | None  # [largest bucket count, when]: bursts must beat the recent peak
     peaks: dict[str, list[float]]  # trailing-window width (buckets), or "fast" → [largest window count, when]
     fast: dict[str, int]  # second of event time → mentions (the last few seconds): volume_spike's fast window
+    fastwhole: float  # recent share of mentions whose event time is a whole second (a source without milliseconds)
     rate: list[float] | None  # [decayed mentions, decayed buckets, bucket folded up to]: the long-memory rate
     negbase: list[float] | None  # [decayed total, decayed negative, bucket folded up to]: the usual negative share
     drop_at: int | None  # the newest bucket volume_drop judged (once per bucket)
@@ -97,7 +99,7 @@ class DetectorState(TypedDict):
 def new_state() -> DetectorState:
     """The state of a watchlist never seen before."""
     return {"version": STATE_VERSION, "first": None, "latest": None, "clock": None, "counts": {}, "neg": {},
-            "recv": {}, "samples": {}, "season": None, "peak": None, "peaks": {}, "fast": {}, "rate": None, "negbase": None,
+            "recv": {}, "samples": {}, "season": None, "peak": None, "peaks": {}, "fast": {}, "fastwhole": 1.0, "rate": None, "negbase": None,
             "drop_at": None, "episodes": {}, "cool": {}, "risk": {}, "posts": {}, "questions": {}, "riskrate": {}, "qsrc": {}}
 
 

@@ -37,6 +37,7 @@ WINDOW_THRESHOLDS = ("window_s", "window_medium_s", "window_long_s")
 SPARSE_PER_BUCKET = 1.0  # usual mentions per bucket below which the medium and long windows are judged
 MAX_BINOMIAL_N = 2000  # beyond this many mentions the usual rate is known well enough for the Poisson test alone
 FAST_PEAK = "fast"  # the fast window's recent peak, in `peaks`
+MILLISECOND_SOURCES = 0.01  # below this share of event times in whole seconds, the clock's second is judged as partial
 
 
 def window_widths_short(rule: RuleConfig, cfg: DetectorConfig) -> int:
@@ -161,12 +162,19 @@ def _judge_fast(state: DetectorState, rules: WatchlistRules, rule: RuleConfig, c
     of a bucket's expectation with the bucket's thresholds, where it usually holds at least
     `fast_min_expected` mentions: below that a few posts within a second (a thread, a bot) would
     be a spike. Its bar counts the bucket's fast windows as tests of their own (Bonferroni).
+    The clock's own second counts for the part of it elapsed only while (nearly) every event time
+    has milliseconds: where times are whole seconds, that second holds all its mentions as soon as
+    they arrive, and is judged as a whole second.
     """
     if not cfg.fast_window_s or cfg.fast_window_s >= cfg.bucket_s or not state["fast"]:
         return []
     clock_ms = now_of(state)
     first_second = clock_ms // 1000 - cfg.fast_window_s + 1
-    share = (clock_ms + 1 - first_second * 1000) / cfg.bucket_ms  # of a bucket: the newest second is partial
+    if state["fastwhole"] < MILLISECOND_SOURCES:
+        span_ms = clock_ms + 1 - first_second * 1000  # the clock's second is as far gone as the clock
+    else:
+        span_ms = cfg.fast_window_s * 1000  # times in whole seconds: the clock's second may hold all its mentions
+    share = span_ms / cfg.bucket_ms  # of a bucket
     count = sum(n for k, n in state["fast"].items() if int(k) >= first_second)
     if count < max(rule["min_count"], rule["min_ratio"] * usual * share):
         return []  # the cheap test first: most mentions end here
@@ -180,7 +188,7 @@ def _judge_fast(state: DetectorState, rules: WatchlistRules, rule: RuleConfig, c
     spike, score = assess(count, expected, spread * math.sqrt(share), history, rule, cfg, tests, share, memory)
     if not spike or not (above_peak or under_way):
         return []
-    seconds = (clock_ms + 1 - first_second * 1000) / 1000
+    seconds = span_ms / 1000
     name = rules.name or rules.watchlist_id
     summary = (f"{name}: {count} mentions in {seconds:.1f}s, {count / max(expected, 0.1):.0f}x the usual "
                f"{expected:.1f}")
