@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "services"))
 
 from earful.alerting.detection import DetectorConfig, Mention, new_state, observe  # noqa: E402
-from earful.alerting.detection.rules import RuleDefaults, rules_for  # noqa: E402
+from earful.alerting.detection.rules import RuleDefaults, WatchlistRules, rules_for  # noqa: E402
 from earful.core.settings import Settings  # noqa: E402
 from earful.watchlists import Watchlist  # noqa: E402
 
@@ -57,10 +57,8 @@ def arrivals(rng: random.Random, hours: float, rate: float, bursty: bool) -> lis
     return out
 
 
-def alerts(times: list[int], cfg: DetectorConfig) -> tuple[list[str], float]:
+def alerts(times: list[int], rules: WatchlistRules, cfg: DetectorConfig) -> tuple[list[str], float]:
     """(the summaries of the volume_spike alerts fired, CPU µs per mention)."""
-    settings = Settings(_env_file=None)
-    rules = rules_for(Watchlist("acme", "Acme", "brand", ("acme",)), RuleDefaults.from_settings(settings))
     state, fired = new_state(), []
     started = time.process_time()
     for i, created in enumerate(times):
@@ -76,15 +74,17 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=3.0, help="hours of traffic per rate and kind")
     parser.add_argument("--whole-seconds", action="store_true", help="event times in whole seconds (no milliseconds)")
     args = parser.parse_args()
-    base = DetectorConfig.from_settings(Settings(_env_file=None))
+    settings = Settings(_env_file=None)
+    base = DetectorConfig.from_settings(settings)
+    rules = rules_for(Watchlist("acme", "Acme", "brand", ("acme",)), RuleDefaults.from_settings(settings))
     results = []
     for rate in (float(r) for r in args.rates.split(",")):
         for bursty in (False, True):
             times = arrivals(random.Random(int(rate * 10) + bursty), args.hours, rate, bursty)
             if args.whole_seconds:
                 times = [t // 1000 * 1000 for t in times]
-            off, off_us = alerts(times, replace(base, fast_window_s=0))
-            on, on_us = alerts(times, base)
+            off, off_us = alerts(times, rules, replace(base, fast_window_s=0))
+            on, on_us = alerts(times, rules, base)
             row = {"rate_per_s": rate, "bursty": bursty, "whole_seconds": args.whole_seconds, "mentions": len(times), "alerts_without": len(off),
                    "alerts_with": len(on), "added": sorted(set(on) - set(off)),
                    "us_per_mention_without": round(off_us, 1), "us_per_mention_with": round(on_us, 1)}

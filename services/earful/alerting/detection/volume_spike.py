@@ -111,7 +111,7 @@ def judge(state: DetectorState, rules: WatchlistRules, rule: RuleConfig, idx: in
         expected = max(expected, usual)
         spike, score = assess(count, expected, spread, history, rule, cfg, tests, 1, memory)
         if spike and (above_peak or under_way):
-            summary = f"{name}: {count} mentions in {duration_text(cfg.bucket_s)}, {count / max(expected, 0.1):.0f}x the usual {expected:.1f}"
+            summary = _spike_summary(name, count, duration_text(cfg.bucket_s), expected)
             return hit(state, rules, rule, VOLUME_SPIKE, {}, at_ms, idx, cfg, observed=count, expected=expected,
                        score=score, summary=summary)
     fast = _judge_fast(state, rules, rule, cfg, usual, tests, memory, under_way)
@@ -141,8 +141,7 @@ def judge(state: DetectorState, rules: WatchlistRules, rule: RuleConfig, idx: in
         spike, score = assess(total, expected, spread * math.sqrt(width), history, rule, cfg, tests, width, memory)
         if not spike or not (above_peak or under_way):
             continue
-        summary = (f"{name}: {total} mentions in {duration_text(width * cfg.bucket_s)}, "
-                   f"{total / max(expected, 0.1):.0f}x the usual {expected:.1f}")
+        summary = _spike_summary(name, total, duration_text(width * cfg.bucket_s), expected)
         started = None
         if not under_way:  # the surge began with the first bucket above the usual level
             started = next((j for j, n in zip(range(first, idx + 1), window) if n > per_bucket), first)
@@ -188,13 +187,15 @@ def _judge_fast(state: DetectorState, rules: WatchlistRules, rule: RuleConfig, c
     spike, score = assess(count, expected, spread * math.sqrt(share), history, rule, cfg, tests, share, memory)
     if not spike or not (above_peak or under_way):
         return []
-    seconds = span_ms / 1000
-    name = rules.name or rules.watchlist_id
-    summary = (f"{name}: {count} mentions in {seconds:.1f}s, {count / max(expected, 0.1):.0f}x the usual "
-               f"{expected:.1f}")
+    summary = _spike_summary(rules.name or rules.watchlist_id, count, f"{span_ms / 1000:.1f}s", expected)
     return hit(state, rules, rule, VOLUME_SPIKE, {}, clock_ms, idx, cfg, observed=count, expected=expected,
                score=score, summary=summary, window=(first_second * 1000, clock_ms + 1),
                starts_ms=None if under_way else first_second * 1000)
+
+
+def _spike_summary(name: str, count: int, span: str, expected: float) -> str:
+    """The detector's own one-line account of a spike (explain.py words the one the alert carries)."""
+    return f"{name}: {count} mentions in {span}, {count / max(expected, 0.1):.0f}x the usual {expected:.1f}"
 
 
 def _window_baseline(state: DetectorState, first: int, cfg: DetectorConfig) -> tuple[float, float, int]:
