@@ -21,11 +21,12 @@ import asyncio
 import logging
 import time
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import asyncpg
 import faust
 from aiokafka.partitioner import DefaultPartitioner
+from faust.transport.drivers import aiokafka as faust_aiokafka
 from prometheus_client import Counter
 
 from earful.alerting import SERVICE
@@ -43,7 +44,7 @@ from earful.alerting.source_monitor import SourceMonitor
 from earful.core.erased_authors import ErasedAuthors, follow_erasures
 from earful.core.errors import StorageError
 from earful.core.faust_service import FaustDeadLetters
-from earful.core.kafka import Codecs, millis_now
+from earful.core.kafka import Codecs, millis_now, send_keyed_batches
 from earful.core.metrics import ERRORS, MESSAGES, PIPELINE_LATENCY
 from earful.core.retry import Backoff, retry
 from earful.core.settings import Settings
@@ -66,6 +67,39 @@ STATE_WRITES = Counter("earful_alert_state_writes_total", "Detector states writt
 DETECT_BATCH = 500
 DETECT_WAIT_S = 0.05
 STATE_FLUSH_S = 1.0
+# fan_out takes enriched mentions in batches of at most FAN_OUT_BATCH, gathered for at most FAN_OUT_WAIT_S.
+FAN_OUT_BATCH = 500
+FAN_OUT_WAIT_S = 0.01
+# Decoded enriched records fan_out keeps for detect (`RecentlyDecoded`): a few seconds' worth at
+# hundreds of mentions a second, a few MB.
+DECODED_KEPT = 1024
+
+
+class RecentlyDecoded:
+    """The enriched records fan_out decoded last, by their bytes, for detect to take instead of
+    decoding them again.
+
+    A by-watchlist record carries the very bytes of its enriched mention, so where its partition
+    is this worker's (always, with one worker), detect finds the record here: a mention is decoded
+    once instead of once more per watchlist. Bytes are the key, so a hit is the same record a
+    decode would give; the records are only read. The oldest go first once `capacity` is reached
+    (a lagging detect decodes for itself)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._records: dict[bytes, dict[str, Any]] = {}
+
+    def put(self, value: bytes, record: dict[str, Any]) -> None:
+        records = self._records
+        records[value] = record
+        if len(records) > self.capacity:
+            del records[next(iter(records))]
+
+    def get(self, value: bytes) -> dict[str, Any] | None:
+        return self._records.get(value)
+
+    def __len__(self) -> int:
+        return len(self._records)
 
 
 class AlertIntake(Protocol):
@@ -111,6 +145,7 @@ class AlertingAgents:
         self._flushed_at = time.monotonic()
         self.sources = SourceMonitor(self.state, SourceHealthConfig.from_settings(settings), settings.alert_source_health)
         self._partitioner = DefaultPartitioner()
+        self.decoded = RecentlyDecoded(DECODED_KEPT)
         app.agent(self.enriched)(self.fan_out)
         app.agent(self.by_watchlist)(self.detect)
         app.timer(interval=settings.alert_tick_s)(self.let_time_pass)
@@ -119,27 +154,43 @@ class AlertingAgents:
 
     async def fan_out(self, stream: Any) -> None:
         """Enriched mentions → one record per live watchlist it concerns, keyed by watchlist id;
-        an erased author's are dropped, so a replay does not count them again."""
+        an erased author's are dropped, so a replay does not count them again.
+
+        Mentions are taken in batches (at most FAN_OUT_WAIT_S apart) and their records handed to
+        the producer as record batches: Faust's per-record send (a channel, a future and a callback
+        per record) cost more than the rest of the fan-out. A batch's offsets are released only
+        once the broker has acknowledged its records."""
         await self.erased.wait_loaded()
-        async for event in stream.events():
-            record = await self.dead_letters.decode(event, self.enriched_codec)
-            if record is None:
-                continue
-            if self.erased.erased(record["mention"]):
-                MESSAGES.labels(SERVICE, ENRICHED, "erased_author").inc()
-                continue
-            if record.get("reprocessed_at") is not None:  # re-scored history (`earful reprocess`), not a new mention
-                MESSAGES.labels(SERVICE, ENRICHED, "reprocessed").inc()
-                continue
-            self.sources.observe(record)  # every mention counts for its source's health
-            handle = (record["mention"].get("author") or {}).get("handle")
-            wanted = dict.fromkeys([*record["watchlist_ids"], *self.rulebook.watchlists_of_handle(handle)])
-            targets = [wid for wid in wanted if self.rulebook.live(wid)]  # a deleted watchlist stops counting at once
-            # Queued, not awaited one by one (a broker round trip per mention would cap the rate):
-            # Faust flushes the producer before it commits the source offsets, so nothing is lost.
-            for wid in targets:
-                await self.by_watchlist.send(key=wid.encode(), value=event.message.value)
-            MESSAGES.labels(SERVICE, ENRICHED, "fanned_out" if targets else "no_watchlist").inc()
+        producer = cast(faust_aiokafka.Producer, self.app.producer)  # faust_app apps use Faust's aiokafka driver
+        counted = {outcome: MESSAGES.labels(SERVICE, ENRICHED, outcome)
+                   for outcome in ("erased_author", "reprocessed", "fanned_out", "no_watchlist")}
+        async for events in stream.take_events(FAN_OUT_BATCH, within=FAN_OUT_WAIT_S):
+            records: list[tuple[bytes | None, bytes]] = []
+            for event in events:
+                record = await self.dead_letters.decode(event, self.enriched_codec)
+                if record is None:
+                    continue
+                outcome = self._fan_out_one(record, event.message.value, records)
+                counted[outcome].inc()
+            # take_events acks the batch's events once this body returns: after the broker has its records.
+            await asyncio.gather(*await send_keyed_batches(producer._ensure_producer(), ALERTING_BY_WATCHLIST, records))
+
+    def _fan_out_one(self, record: dict[str, Any], value: bytes, records: list[tuple[bytes | None, bytes]]) -> str:
+        """Append one enriched mention's by-watchlist records (its own bytes, keyed by watchlist) to
+        `records`; returns the outcome counted for it."""
+        if self.erased.erased(record["mention"]):
+            return "erased_author"
+        if record.get("reprocessed_at") is not None:  # re-scored history (`earful reprocess`), not a new mention
+            return "reprocessed"
+        self.sources.observe(record)  # every mention counts for its source's health
+        handle = (record["mention"].get("author") or {}).get("handle")
+        wanted = dict.fromkeys([*record["watchlist_ids"], *self.rulebook.watchlists_of_handle(handle)])
+        targets = [wid for wid in wanted if self.rulebook.live(wid)]  # a deleted watchlist stops counting at once
+        if not targets:
+            return "no_watchlist"
+        self.decoded.put(value, record)
+        records.extend((wid.encode(), value) for wid in targets)
+        return "fanned_out"
 
     async def detect(self, stream: Any) -> None:
         """Each watchlist's mentions through the detector; its decisions published as alert events.
@@ -152,14 +203,17 @@ class AlertingAgents:
         its watchlist's state at once, before the alert leaves.
         """
         await self.keeper.wait_restored()  # posts seen before a restart explain alerts after it
+        latency = PIPELINE_LATENCY.labels(SERVICE)
         try:
             async for events in stream.take_events(DETECT_BATCH, within=DETECT_WAIT_S):
                 for event in events:
                     event.message.incref()  # released by flush_states, once the state that counted it is written
                     self._unflushed.append(event)
-                    record = await self.dead_letters.decode(event, self.enriched_codec)
+                    record = self.decoded.get(event.message.value)
                     if record is None:
-                        continue
+                        record = await self.dead_letters.decode(event, self.enriched_codec)
+                        if record is None:
+                            continue
                     key = event.message.key
                     wid = key.decode()
                     mention = mention_of(record, wid, owned=self.rulebook.owned(wid, record["mention"]))
@@ -172,7 +226,7 @@ class AlertingAgents:
                     if decisions:
                         self.state[key] = state
                         await self._publish(decisions, wid)
-                    PIPELINE_LATENCY.labels(SERVICE).observe(max(0.0, time.time() - mention.received_ms / 1000))
+                    latency.observe(max(0.0, time.time() - mention.received_ms / 1000))
                 if time.monotonic() - self._flushed_at >= STATE_FLUSH_S:
                     self.flush_states()
         finally:
