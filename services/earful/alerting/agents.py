@@ -167,13 +167,17 @@ class AlertingAgents:
         async for events in stream.take_events(FAN_OUT_BATCH, within=FAN_OUT_WAIT_S):
             records: list[tuple[bytes | None, bytes]] = []
             for event in events:
+                # take_events acks its events once this body ends, even when it raises: the extra
+                # reference keeps a batch whose records never reached the broker from being committed.
+                event.message.incref()
                 record = await self.dead_letters.decode(event, self.enriched_codec)
                 if record is None:
                     continue
                 outcome = self._fan_out_one(record, event.message.value, records)
                 counted[outcome].inc()
-            # take_events acks the batch's events once this body returns: after the broker has its records.
             await asyncio.gather(*await send_keyed_batches(producer._ensure_producer(), ALERTING_BY_WATCHLIST, records))
+            for event in events:  # the broker has the batch's records: its offsets may be committed
+                event.ack()
 
     def _fan_out_one(self, record: dict[str, Any], value: bytes, records: list[tuple[bytes | None, bytes]]) -> str:
         """Append one enriched mention's by-watchlist records (its own bytes, keyed by watchlist) to

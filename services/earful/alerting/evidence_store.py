@@ -62,7 +62,14 @@ def _clean(text: str) -> str:
 
 
 def _json(value: Any) -> str:
-    """`value` as JSON for a jsonb column, without NUL characters in any string (jsonb refuses \\u0000)."""
+    """`value` as JSON for a jsonb column, without NUL characters in any string (jsonb refuses \\u0000).
+
+    JSON writes a NUL as the escape ``\\u0000``; only a text with that escape (or with a backslash
+    before "u0000") is walked and cleaned, almost none."""
+    text = json.dumps(value, ensure_ascii=False)
+    if "\\u0000" not in text:
+        return text
+
     def scrub(v: Any) -> Any:
         if isinstance(v, str):
             return _clean(v)
