@@ -16,7 +16,9 @@ Each step also lists the watchlists never spiked that got a volume_spike alert i
 
 The rates climb until a step fails (EARFUL_BENCH_PIPELINE_RATES, default 300,500,700,1000,1300).
 `pipeline_sustained_per_s` is the highest rate held; `pipeline_cpu_ms_per_mention` the four
-services' CPU time (user + system, from /proc) per stored mention at that rate.
+services' CPU time (user + system, from /proc) per stored mention at that rate; each step also
+gives it per process, the local broker's included (`cpu_ms_per_mention_by_process`: the broker
+shares the cores, and its cost grows with the records it holds, see bench/local_broker_cost.py).
 Run by name only (about 15 minutes): `make bench-pipeline`.
 """
 
@@ -87,13 +89,13 @@ async def _stored(url: str, tag: str) -> int:
 
 
 async def _step(cfg: PipelineConfig, group: Any, load: Any, receiver: Any, url: str, rate: float, step: int,
-                spiked: list[str], brands: list[tuple[str, str]]) -> dict[str, Any]:
+                spiked: list[str], brands: list[tuple[str, str]], broker_pid: int) -> dict[str, Any]:
     """One rate held, its spikes, then the drain; what it measured."""
     tag = f"s{step}"
     load.tag = tag
     per_watchlist = rate / len(brands)
     load.rates = {wid: per_watchlist for wid, _ in brands}
-    pids = group.pids()
+    pids = {**group.pids(), "broker": broker_pid}
     cpu_before = {label: _proc_cpu_s(pid) for label, pid in pids.items()}
     started, step_wall = time.monotonic(), time.time()
     spikes: list[tuple[str, float]] = []
@@ -116,7 +118,8 @@ async def _step(cfg: PipelineConfig, group: Any, load: Any, receiver: Any, url: 
             drain_s = time.monotonic() - stopped
             break
         await asyncio.sleep(1.0)
-    cpu_s = sum(_proc_cpu_s(pid) - cpu_before[label] for label, pid in pids.items() if label in cpu_before)
+    cpu_by_process = {label: _proc_cpu_s(pid) - cpu_before[label] for label, pid in pids.items() if label in cpu_before}
+    cpu_s = sum(v for label, v in cpu_by_process.items() if label != "broker")
     stored = await _stored(url, tag)
     latencies: list[float | None] = []
     for wid, at in spikes:
@@ -134,12 +137,14 @@ async def _step(cfg: PipelineConfig, group: Any, load: Any, receiver: Any, url: 
               "drain_s": None if drain_s is None else round(drain_s, 1),
               "alert_latencies_s": [None if x is None else round(x, 2) for x in latencies],
               "cpu_ms_per_mention": round(cpu_s * 1000 / stored, 3) if stored else None,
+              "cpu_ms_per_mention_by_process": {label: round(v * 1000 / stored, 3) for label, v in cpu_by_process.items()}
+              if stored else None,
               "false_spike_alerts": false_spikes,
               "late_ticks": load.stats.late_ticks}
     say(f"  {rate:g}/s: {'held' if held else 'NOT held'}: {accepted} accepted, {refused} refused, drained in "
         f"{result['drain_s']} s, alerts after {result['alert_latencies_s']} s, "
-        f"{result['cpu_ms_per_mention']} ms CPU per mention (four services), volume spikes on watchlists not spiked: "
-        f"{len(false_spikes)}")
+        f"{result['cpu_ms_per_mention']} ms CPU per mention (four services; by process: "
+        f"{result['cpu_ms_per_mention_by_process']}), volume spikes on watchlists not spiked: {len(false_spikes)}")
     return result
 
 
@@ -178,7 +183,8 @@ async def _pipeline(cfg: PipelineConfig, log_dir: Path, database: str) -> list[d
                         dead = group.dead()
                         if dead:
                             raise RuntimeError(f"{dead[0]} exited:\n{group[dead[0]].log_tail()}")
-                        steps.append(await _step(cfg, group, load, receiver, url, rate, i + 1, spiked, brands))
+                        steps.append(await _step(cfg, group, load, receiver, url, rate, i + 1, spiked, brands,
+                                                 broker.process.pid))
                         if not steps[-1]["held"]:
                             break
                 finally:
