@@ -103,26 +103,38 @@ def test_alerts_show_as_markers(api: Any, data: dict[str, Any], pg_url: str) -> 
 async def test_distinctive_terms_find_a_planted_phrase_and_link_to_its_mentions(api: Any, data: dict[str, Any],
                                                                                 pg_url: str) -> None:
     """30 posts of the shown day that say "zeppelin hangar" (never said the day before) make it the
-    period's most distinctive term, and its link lists exactly posts that say it."""
+    period's most distinctive term, and its link lists exactly posts that say it.
+
+    The day shown ends with an hour of 30-50 earned posts, and the phrase goes into 30 of them: the
+    sample always reads the period's last hour, up to 50 posts of it in any order, so it reads all
+    30 however the rows lie after the update (the default day ends wherever the newest data ends,
+    and its last hour may hold only a handful of posts)."""
     import asyncpg
 
-    d = overview(api, length="24h")
-    lo, hi = datetime.fromisoformat(d["period"]["from"]), datetime.fromisoformat(d["period"]["to"])
+    newest = datetime.fromisoformat(overview(api, length="24h")["period"]["to"])
+    earned = "$1 = ANY(watchlist_ids) AND NOT ($1 = ANY(owned_watchlist_ids)) AND mention_id <> $2::uuid"
     conn = await asyncpg.connect(pg_url)
     try:
+        hours = await conn.fetch(
+            f"SELECT date_trunc('hour', created_at) AS hour, count(*) AS posts FROM mentions WHERE {earned}"
+            " AND created_at >= $3 AND created_at < $4 GROUP BY 1 ORDER BY 1 DESC",
+            data["watchlist"], data["hostile_id"], newest - timedelta(hours=24), newest)
+        hour = next((r["hour"] for r in hours if 30 <= r["posts"] <= 50), None)
+        assert hour is not None, f"the seeded data has no hour of 30-50 earned posts: {[(r['hour'], r['posts']) for r in hours]}"
         planted = await conn.fetch(
             "UPDATE mentions SET text = text || ' The zeppelin hangar smelled of smoke.' WHERE mention_id IN ("
-            " SELECT mention_id FROM mentions WHERE $1 = ANY(watchlist_ids) AND created_at >= $2 AND created_at < $3"
-            " AND mention_id <> $4::uuid ORDER BY created_at DESC LIMIT 30) RETURNING mention_id",
-            data["watchlist"], lo, hi, data["hostile_id"])
+            f" SELECT mention_id FROM mentions WHERE {earned} AND created_at >= $3 AND created_at < $4"
+            " ORDER BY created_at DESC LIMIT 30) RETURNING mention_id",
+            data["watchlist"], data["hostile_id"], hour, hour + timedelta(hours=1))
     finally:
         await conn.close()
     assert len(planted) == 30
-    d = overview(api, length="24h")
+    d = overview(api, length="24h", to=(hour + timedelta(hours=1)).isoformat())
+    assert datetime.fromisoformat(d["period"]["to"]) == hour + timedelta(hours=1)
     terms = {t["term"]: t for t in d["lists"]["terms"][:2]}
     assert set(terms) == {"zeppelin hangar", "hangar smelled"}, d["lists"]["terms"]  # equally distinctive
     top = terms["zeppelin hangar"]
-    assert 3 <= top["posts"] <= 30 and top["previous_share"] == 0.0  # the sample reads some of the planted posts
+    assert top["posts"] == 30 and top["previous_share"] == 0.0  # the sample read every planted post
     assert 30 <= d["lists"]["terms_sample"]["posts"] <= {k["name"]: k for k in d["kpis"]}["mentions"]["value"]
     filters = dict(parse_qsl(top["href"].split("?", 1)[1]))
     assert filters["q"] == '"zeppelin hangar"' and filters["watchlist"] == data["watchlist"]
