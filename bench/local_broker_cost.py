@@ -18,28 +18,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "services"), str(REPO / "dev")]
+sys.path[:0] = [str(REPO / "services"), str(REPO / "dev"), str(REPO / "bench")]
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # noqa: E402
+from benchmarks.resources import _proc_cpu_s as cpu_s  # noqa: E402  # the other benchmarks' /proc reading
 
 from earful_dev.stack.broker import LocalBroker  # noqa: E402
 
 TOPIC = "broker-cost"
 VALUE = b"x" * 1500  # about an enriched mention
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
 async def steady(bootstrap: str, pid: int, rate: float, seconds: float) -> tuple[float, int]:
