@@ -10,9 +10,10 @@ Layouts:
 * 5 (current): the version under ``version``; every key declared here. Adds ``fast`` (mentions
   per second of event time over the last few seconds, for volume_spike's fast window) and
   ``fastwhole`` (the recent share of event times in whole seconds).
-* 4: as 5 without ``fast``; upgraded by adding it empty. It added ``rate`` (the
-  long-memory mention rate), ``peaks`` (the recent peak per trailing window), ``riskrate``
-  (each risk tag's usual count) and ``qsrc`` (the sources the watchlist's own handles answer on).
+* 4: as 5 without ``fast`` and ``fastwhole``; upgraded by adding them as a new state has them.
+  It added ``rate`` (the long-memory mention rate), ``peaks`` (the recent peak per trailing
+  window), ``riskrate`` (each risk tag's usual count) and ``qsrc`` (the sources the watchlist's
+  own handles answer on).
 * 3: as 4 without those keys, and one window peak under ``peakw``. Upgraded keeping everything
   else (the window peaks are learnt afresh).
 * 2: the version under ``v``; ``peakw`` and ``drop_at`` written only once used. Upgraded
@@ -122,7 +123,8 @@ def upgrade_state(stored: dict[str, Any] | None) -> DetectorState:
 
 def _from_v3(stored: dict[str, Any]) -> DetectorState:
     """Layout 3 lacked the long-memory rate, the per-window peaks and the sources, layout 4 the
-    fast window's seconds: added empty (everything else is kept)."""
+    fast window's seconds and whole-second share: added as a new state has them (everything else
+    is kept)."""
     stored.pop("peakw", None)
     for key, value in new_state().items():
         stored.setdefault(key, value)
